@@ -1,0 +1,19 @@
+"""gfi: Guided Feature Inversion (Du, Liu, Song, Hu, KDD 2018) for CNN image classifiers."""
+
+from gfi.data import load_image
+from gfi.methods import Explainer, Explanation, GFIConfig, GuidedFeatureInversion, GuidedFeatureInversionStage1
+from gfi.models import Classifier, load_model
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Classifier",
+    "Explainer",
+    "Explanation",
+    "GFIConfig",
+    "GuidedFeatureInversion",
+    "GuidedFeatureInversionStage1",
+    "__version__",
+    "load_image",
+    "load_model",
+]

@@ -1,0 +1,298 @@
+r"""Guided Feature Inversion (Du, Liu, Song, Hu, KDD 2018), both stages.
+
+Stage 1, guided feature inversion (Alg. 1; Eq. 2, 6, 7, 8)::
+
+    m      = Upsample_bilinear(MinMax(sum_i w_i f^{l1}_i(x)))                     (6), (7)
+    Phi    = x * m + p * (1 - m)                                                  (2)
+    L_inv  = ||f^{l0}(Phi) - f^{l0}(x)||^2 + gamma ||w||_1 ,   w >= 0 by clipping  (8)
+
+Stage 2, class-discriminative fine-tuning (Alg. 2; Eq. 4, 9), starting from stage 1's w::
+
+    Phi_bg   = x * (1 - m) + p * m                                                (4)
+    L_target = -f_c(Phi) + lambda f_c(Phi_bg) + delta ||w||_1 ,  w >= 0            (9)
+
+with f_c the softmax probability of class c (the sigmoid of its logit for a multi-label model)
+and the learning rate halved every 10 iterations.
+
+Batching: w is a (B, K, C) tensor, one row per image and target. Every loss is a sum of
+per-row terms and Adam is element-wise, so a batch gives the same result as B * K separate runs.
+Stage 1 does not depend on the class and runs once per image (K = 1); stage 2 starts K copies.
+
+The readings of what the paper leaves open are :class:`GFIConfig` fields; their values and the
+experiments behind them are in ``docs/METHOD.md``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, replace
+from typing import ClassVar, Literal
+
+import torch
+from torch import Tensor
+
+from gfi.masks.backgrounds import make_background
+from gfi.masks.channel_mask import blend, blend_kept_and_removed, channel_mask
+from gfi.methods.base import Explainer, Explanation, TargetsLike, as_targets
+from gfi.models.classifier import Classifier
+from gfi.models.layers import frozen
+
+
+@dataclass(frozen=True)
+class GFIConfig:
+    """Every knob of the method. ``GFIConfig.paper()`` is the paper; ``GFIConfig()`` the default.
+
+    Attributes:
+        gamma: weight of ||w||_1 in stage 1 (Eq. 8). Paper: 10.
+        delta: weight of ||w||_1 in stage 2 (Eq. 9). Paper: 1 (10 for the multi-label VOC model).
+        lam: lambda, weight of the removed image's score in Eq. 9. Paper: 1.
+        w_init: initial value of every w_i. Paper: 0.1.
+        lr1, lr2: Adam learning rates of the two stages. Paper: 1e-2.
+        iters1, iters2: iterations of the two stages. Paper (text): 10 and 70.
+        lr_decay_every, lr_decay: stage 2 multiplies the learning rate by ``lr_decay`` every
+            ``lr_decay_every`` iterations. Paper: 10 and 0.5.
+        background: p: ``"blur"`` (paper), ``"mean"`` (ImageNet mean colour) or ``"noise"``.
+        blur_kernel, blur_sigma: the "Gaussian blur of radius 11" (see ``gfi.masks.backgrounds``).
+        noise_std: standard deviation of the ``"noise"`` background.
+        inversion_error: ``"sum"``: ||.||^2 summed over l0's features, as written;
+            ``"relative"``: divided by ||f^{l0}(x)||^2, which makes gamma independent of the
+            network's feature scale.
+        l1_norm: ``"sum"``: ||w||_1 as written; ``"mean"``: divided by the number of channels.
+        l1_grad_at_zero: at w_i = 0 the L1 term's subgradient is 1 (``"one"``: ||w||_1 = sum(w)
+            on the feasible set w >= 0, so the term keeps pressing a zero weight down and clipping
+            holds it there) or 0 (``"zero"``: torch's abs, a zero weight moves only if the data
+            term pushes it up).
+        score: stage 2's f_c: ``"prob"`` (the paper: softmax / sigmoid probability) or ``"log"``:
+            ``-log f_c(Phi) - lambda log(1 - f_c(Phi_bg))``, which keeps a gradient when f_c is
+            near 0 or 1.
+        fresh_optimizer: stage 2 starts a new Adam (Alg. 2 is a separate algorithm whose only
+            input from Alg. 1 is w) rather than continuing stage 1's moments.
+        stage2: run stage 2; False gives the stage-1 inversion map as the result.
+        seed: seed of the noise background (the only random part).
+    """
+
+    gamma: float = 10.0
+    delta: float = 1.0
+    lam: float = 1.0
+    w_init: float = 0.1
+    lr1: float = 1e-2
+    lr2: float = 1e-2
+    iters1: int = 10
+    iters2: int = 70
+    lr_decay_every: int = 10
+    lr_decay: float = 0.5
+    background: Literal["blur", "mean", "noise"] = "blur"
+    blur_kernel: int = 11
+    blur_sigma: float = 5.0
+    noise_std: float = 0.2
+    inversion_error: Literal["sum", "relative"] = "sum"
+    l1_norm: Literal["sum", "mean"] = "sum"
+    l1_grad_at_zero: Literal["one", "zero"] = "one"
+    score: Literal["prob", "log"] = "prob"
+    fresh_optimizer: bool = True
+    stage2: bool = True
+    seed: int = 0
+
+    PRESETS: ClassVar[tuple[str, ...]] = ("paper", "default")
+
+    @classmethod
+    def paper(cls, **overrides) -> GFIConfig:
+        """Exactly the paper's settings (Sec. 4.1.1, Alg. 1-2)."""
+        return replace(cls(), **overrides)
+
+    @classmethod
+    def preset(cls, name: str, **overrides) -> GFIConfig:
+        if name == "paper":
+            return cls.paper(**overrides)
+        if name == "default":
+            return replace(cls(), **overrides)
+        raise ValueError(f"unknown GFI preset {name!r}; choose one of {', '.join(cls.PRESETS)}")
+
+    def __post_init__(self) -> None:
+        for key in ("gamma", "delta", "lam", "w_init", "noise_std"):
+            if getattr(self, key) < 0:
+                raise ValueError(f"{key} must be >= 0, got {getattr(self, key)}")
+        for key in ("lr1", "lr2", "blur_sigma", "lr_decay"):
+            if not getattr(self, key) > 0:
+                raise ValueError(f"{key} must be > 0, got {getattr(self, key)}")
+        for key in ("iters1", "iters2", "lr_decay_every"):
+            if getattr(self, key) < 0 or (key == "lr_decay_every" and getattr(self, key) == 0):
+                raise ValueError(f"{key} must be a positive integer, got {getattr(self, key)}")
+        choices = {"background": ("blur", "mean", "noise"), "inversion_error": ("sum", "relative"),
+                   "l1_norm": ("sum", "mean"), "l1_grad_at_zero": ("one", "zero"), "score": ("prob", "log")}
+        for key, allowed in choices.items():
+            if getattr(self, key) not in allowed:
+                raise ValueError(f"{key} must be one of {allowed}, got {getattr(self, key)!r}")
+        if self.blur_kernel < 1 or self.blur_kernel % 2 == 0:
+            raise ValueError(f"blur_kernel must be a positive odd integer, got {self.blur_kernel}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def l1_penalty(w: Tensor, cfg: GFIConfig) -> Tensor:
+    """||w||_1 over the last dim (w >= 0 after clipping), read as ``cfg.l1_norm``/``l1_grad_at_zero``."""
+    norm = w.sum(-1) if cfg.l1_grad_at_zero == "one" else w.abs().sum(-1)
+    return norm / w.shape[-1] if cfg.l1_norm == "mean" else norm
+
+
+def inversion_error(f_phi: Tensor, f_x: Tensor, relative: bool) -> Tensor:
+    """The first term of Eq. (8) per image: ||f^{l0}(Phi) - f^{l0}(x)||^2 (optionally / ||f^{l0}(x)||^2)."""
+    err = (f_phi - f_x).pow(2).flatten(1).sum(1)
+    if relative:
+        err = err / f_x.pow(2).flatten(1).sum(1).clamp_min(torch.finfo(f_x.dtype).tiny)
+    return err
+
+
+def target_terms(logits: Tensor, targets: Tensor, multilabel: bool, score: str) -> tuple[Tensor, Tensor]:
+    """The class terms of Eq. (9) for kept and removed images.
+
+    ``logits`` is (2, B, K, n_classes) (kept, removed), ``targets`` (B, K). Returns
+    ``(gain, loss)`` with Eq. (9) = -gain + lambda * loss + delta ||w||_1: for ``"prob"``,
+    gain = f_c(Phi) and loss = f_c(Phi_bg); for ``"log"``, gain = log f_c(Phi) and
+    loss = -log(1 - f_c(Phi_bg)).
+    """
+    idx = targets.unsqueeze(0).unsqueeze(-1).expand(2, *targets.shape, 1)
+    z = logits.gather(-1, idx).squeeze(-1)  # (2, B, K)
+    if multilabel:
+        if score == "prob":
+            s = torch.sigmoid(z)
+            return s[0], s[1]
+        return torch.nn.functional.logsigmoid(z[0]), -torch.nn.functional.logsigmoid(-z[1])
+    lse = logits.logsumexp(-1)
+    if score == "prob":
+        s = (z - lse).exp()
+        return s[0], s[1]
+    others = logits[1].scatter(-1, targets.unsqueeze(-1), float("-inf")).logsumexp(-1)
+    return z[0] - lse[0], -(others - lse[1])
+
+
+class GuidedFeatureInversion(Explainer):
+    """Guided Feature Inversion: ``GuidedFeatureInversion(classifier, config).explain(images, targets)``.
+
+    ``images`` is (B, 3, H, W) in [0, 1]; ``targets`` is None (top-1), an int, B ints, or (B, K)
+    indices. Returns an :class:`Explanation` with the class maps, the stage-1 map, w, the loss
+    history and the target's score on the kept and on the removed image.
+    """
+
+    name = "gfi"
+    summary = "Guided Feature Inversion (Du et al. 2018): stage 1 + class-discriminative stage 2"
+
+    def __init__(self, classifier: Classifier, config: GFIConfig | str | None = None, **overrides) -> None:
+        super().__init__(classifier)
+        if config is None or isinstance(config, str):
+            config = GFIConfig.preset(config or "default", **overrides)
+        elif overrides:
+            config = replace(config, **overrides)
+        self.config = config
+
+    # ------------------------------------------------------------------------------------------
+    def _explain(self, images: Tensor, targets: TargetsLike) -> Explanation:
+        cfg, clf = self.config, self.classifier
+        l0, l1 = clf.inversion_layer, clf.channel_layer
+        with frozen(clf.model):
+            # One forward: f^{l0}(x), f^{l1}(x) and the logits. Nothing here needs a graph.
+            with torch.no_grad():
+                feats, logits = clf.activations(images, [l0, l1], stop=False)
+            t = as_targets(targets, images.shape[0], images.device, logits, logits.shape[-1])
+            probs = clf.scores(logits.float()).gather(1, t)
+            f_l0, f_l1 = feats[l0], feats[l1]
+            if f_l1.ndim != 4:
+                raise ValueError(f"channel layer {l1} gives a {f_l1.ndim}-D tensor; Eq. (6) needs (B, C, h, w)")
+            gen = torch.Generator().manual_seed(cfg.seed)
+            p = make_background(images, cfg.background, blur_kernel=cfg.blur_kernel,
+                                blur_sigma=cfg.blur_sigma, noise_std=cfg.noise_std, generator=gen)
+
+            w1, hist1 = self.stage1(images, p, f_l0, f_l1)
+            with torch.no_grad():
+                m1, col1 = channel_mask(w1, f_l1, images.shape[-2:])
+            if cfg.stage2:
+                w2, hist2 = self.stage2(images, p, f_l1, w1.expand(-1, t.shape[1], -1), t)
+            else:
+                w2, hist2 = w1.expand(-1, t.shape[1], -1), None
+            with torch.no_grad():
+                m, col = channel_mask(w2, f_l1, images.shape[-2:])
+                both = blend_kept_and_removed(images, p, m).flatten(0, 2)
+                z = clf(both).float().view(2, *t.shape, -1)
+                s = clf.scores(z).gather(-1, t.unsqueeze(0).unsqueeze(-1).expand(2, *t.shape, 1)).squeeze(-1)
+        history = {"stage1": hist1}
+        if hist2 is not None:
+            history["stage2"] = hist2
+        return Explanation(
+            maps=m, targets=t, method=self.name if cfg.stage2 else "gfi-stage1", probs=probs,
+            stage1_map=m1[:, 0], weights=w2.detach(), stage1_weights=w1[:, 0].detach(),
+            prob_kept=s[0], prob_removed=s[1], loss_history=history, collapsed=col,
+            stage1_collapsed=col1[:, 0],
+        )
+
+    # ------------------------------------------------------------------------------------------
+    def stage1(self, x: Tensor, p: Tensor, f_l0: Tensor, f_l1: Tensor) -> tuple[Tensor, Tensor]:
+        """Alg. 1: minimise Eq. (8) over w >= 0. Returns w (B, 1, C) and the losses (T, B).
+
+        Each iteration runs the network only up to l0 (the forward stops there).
+        """
+        cfg, clf = self.config, self.classifier
+        l0 = clf.inversion_layer
+        size = x.shape[-2:]
+        w = torch.full((x.shape[0], 1, f_l1.shape[1]), cfg.w_init, device=x.device, dtype=f_l1.dtype)
+        w.requires_grad_(True)
+        opt = torch.optim.Adam([w], lr=cfg.lr1)
+        losses = []
+        for _ in range(cfg.iters1):
+            m, _ = channel_mask(w, f_l1, size)
+            phi = blend(x, p, m)[:, 0]
+            f_phi = clf.activations(phi, [l0], stop=True, clone=False)[0][l0]
+            loss = inversion_error(f_phi, f_l0, cfg.inversion_error == "relative") + cfg.gamma * l1_penalty(w, cfg)[:, 0]
+            opt.zero_grad(set_to_none=True)
+            loss.sum().backward()
+            opt.step()
+            with torch.no_grad():
+                w.clamp_(min=0)
+            losses.append(loss.detach())
+        self._stage1_opt = opt
+        return w.detach(), _stack(losses, (0, x.shape[0]), x.device)
+
+    def stage2(self, x: Tensor, p: Tensor, f_l1: Tensor, w_init: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:
+        """Alg. 2: minimise Eq. (9) from stage 1's w. Kept and removed images of all K targets go
+        through the network in one batched forward of 2 * B * K images. Returns w (B, K, C) and
+        the losses (T, B, K)."""
+        cfg, clf = self.config, self.classifier
+        size = x.shape[-2:]
+        w = w_init.detach().clone().requires_grad_(True)
+        if cfg.fresh_optimizer or cfg.iters1 == 0:
+            opt = torch.optim.Adam([w], lr=cfg.lr2)
+        else:
+            # continue stage 1's moments (each target row starts from the image's stage-1 state)
+            opt = torch.optim.Adam([w], lr=cfg.lr2)
+            old = self._stage1_opt.state[self._stage1_opt.param_groups[0]["params"][0]]
+            opt.state[w] = {k: (v.expand_as(w).clone() if v.ndim else v.clone()) for k, v in old.items()}
+        sched = torch.optim.lr_scheduler.StepLR(opt, step_size=cfg.lr_decay_every, gamma=cfg.lr_decay)
+        losses = []
+        for _ in range(cfg.iters2):
+            m, _ = channel_mask(w, f_l1, size)
+            both = blend_kept_and_removed(x, p, m).flatten(0, 2)  # (2*B*K, 3, H, W)
+            z = clf(both).view(2, *targets.shape, -1)
+            gain, removed = target_terms(z, targets, clf.multilabel, cfg.score)
+            loss = -gain + cfg.lam * removed + cfg.delta * l1_penalty(w, cfg)
+            opt.zero_grad(set_to_none=True)
+            loss.sum().backward()
+            opt.step()
+            sched.step()
+            with torch.no_grad():
+                w.clamp_(min=0)
+            losses.append(loss.detach())
+        return w.detach(), _stack(losses, (0, *targets.shape), x.device)
+
+
+def _stack(xs: list[Tensor], empty_shape: tuple[int, ...], device) -> Tensor:
+    return torch.stack(xs) if xs else torch.zeros(empty_shape, device=device)
+
+
+class GuidedFeatureInversionStage1(GuidedFeatureInversion):
+    """Stage 1 only (Alg. 1): the class-agnostic inversion map (Fig. 3b, Sec. 4.4)."""
+
+    name = "gfi-stage1"
+    summary = "GFI stage 1 only: class-agnostic inversion map of the salient foreground (Alg. 1)"
+
+    def __init__(self, classifier: Classifier, config: GFIConfig | str | None = None, **overrides) -> None:
+        super().__init__(classifier, config, **overrides)
+        self.config = replace(self.config, stage2=False)

@@ -1,0 +1,21 @@
+"""Classifiers, presets, layers and weights."""
+
+from gfi.models.classifier import Classifier, NotAConvNetError, auto_layers
+from gfi.models.layers import LayerNotFoundError, LayerRef, capture, frozen
+from gfi.models.presets import DEFAULT_MODEL, PRESETS, imagenet_class_names, load_model
+from gfi.models.weights import WeightsError
+
+__all__ = [
+    "DEFAULT_MODEL",
+    "PRESETS",
+    "Classifier",
+    "LayerNotFoundError",
+    "LayerRef",
+    "NotAConvNetError",
+    "WeightsError",
+    "auto_layers",
+    "capture",
+    "frozen",
+    "imagenet_class_names",
+    "load_model",
+]

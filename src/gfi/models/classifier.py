@@ -1,0 +1,218 @@
+"""``Classifier``: a user's ``nn.Module`` with its preprocessing, input size, class names and layers.
+
+Methods receive images in pixel space [0, 1]; normalisation belongs to the model and happens
+inside :meth:`Classifier.forward`, so blending (Eq. 2, 4) never needs to know about it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from gfi.models.layers import (
+    LayerRef,
+    capture,
+    frozen,
+    resolve_module,
+    run_until,
+    trace_shapes,
+)
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class NotAConvNetError(ValueError):
+    """The model has no spatial feature map to build a channel mask from (e.g. a ViT)."""
+
+
+class Classifier(nn.Module):
+    """A classifier taking (B, 3, H, W) images in [0, 1] and returning (B, n_classes) scores.
+
+    Args:
+        model: any ``nn.Module`` mapping normalised images to logits.
+        mean, std: the model's input normalisation (applied inside :meth:`forward`).
+        input_size: (H, W) the image is resized to (the whole image, no crop).
+        class_names: names of the output classes, for targets by name and for outputs.
+        inversion_layer: l0, the layer whose features Eq. (8) inverts. ``None`` = automatic.
+        channel_layer: l1, the layer whose channels Eq. (6) combines. ``None`` = automatic.
+        multilabel: scores are sigmoids of the logits (the paper's VOC model), not a softmax.
+        name: a label for outputs.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        *,
+        mean: Sequence[float] = IMAGENET_MEAN,
+        std: Sequence[float] = IMAGENET_STD,
+        input_size: tuple[int, int] = (224, 224),
+        class_names: Sequence[str] | None = None,
+        inversion_layer: str | LayerRef | None = None,
+        channel_layer: str | LayerRef | None = None,
+        multilabel: bool = False,
+        name: str = "custom",
+    ) -> None:
+        super().__init__()
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+        self.model = model
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1), persistent=False)
+        self.input_size = (int(input_size[0]), int(input_size[1]))
+        self.class_names = list(class_names) if class_names is not None else None
+        self.multilabel = multilabel
+        self.name = name
+        self._l0 = LayerRef.parse(inversion_layer) if inversion_layer is not None else None
+        self._l1 = LayerRef.parse(channel_layer) if channel_layer is not None else None
+        for ref in (self._l0, self._l1):
+            if ref is not None:
+                resolve_module(model, ref)
+
+    # -- layers -------------------------------------------------------------------------------
+    @property
+    def inversion_layer(self) -> LayerRef:
+        """l0 (Eq. 8); chosen by :func:`auto_layers` when not given."""
+        if self._l0 is None:
+            self._l0, auto_l1 = auto_layers(self)
+            if self._l1 is None:
+                self._l1 = auto_l1
+        return self._l0
+
+    @property
+    def channel_layer(self) -> LayerRef:
+        """l1 (Eq. 6); chosen by :func:`auto_layers` when not given."""
+        if self._l1 is None:
+            l0, self._l1 = auto_layers(self)
+            if self._l0 is None:
+                self._l0 = l0
+        return self._l1
+
+    def with_layers(self, inversion_layer=None, channel_layer=None) -> Classifier:
+        """A shallow copy sharing the model, with other l0 / l1."""
+        clone = Classifier.__new__(Classifier)
+        clone.__dict__.update(self.__dict__)
+        clone._modules = dict(self._modules)
+        clone._buffers = dict(self._buffers)
+        if inversion_layer is not None:
+            clone._l0 = LayerRef.parse(inversion_layer)
+            resolve_module(self.model, clone._l0)
+        if channel_layer is not None:
+            clone._l1 = LayerRef.parse(channel_layer)
+            resolve_module(self.model, clone._l1)
+        return clone
+
+    # -- forward ------------------------------------------------------------------------------
+    def normalize(self, x: Tensor) -> Tensor:
+        return (x - self.mean.to(x.dtype)) / self.std.to(x.dtype)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Logits for (B, 3, H, W) images in [0, 1]."""
+        out = self.model(self.normalize(x))
+        if not isinstance(out, Tensor) or out.ndim != 2:
+            shape = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
+            raise ValueError(
+                f"the model must return a 2-D (batch, classes) score tensor; it returned {shape}. "
+                "Wrap it so that forward() returns the logits."
+            )
+        return out
+
+    def scores(self, logits: Tensor) -> Tensor:
+        """f_c of the paper: softmax probabilities, or sigmoids for a multi-label model."""
+        return torch.sigmoid(logits) if self.multilabel else logits.softmax(-1)
+
+    def activations(self, x: Tensor, layers: Sequence[LayerRef], *, stop: bool = True,
+                    clone: bool = True) -> tuple[dict[LayerRef, Tensor], Tensor | None]:
+        """Activations of ``layers`` for images ``x`` in [0, 1]; with ``stop`` the forward pass
+        ends at the last of them (the logits are then None)."""
+        with capture(self.model, layers, stop=stop, clone=clone) as store:
+            out = run_until(self.forward, x)
+        missing = [str(r) for r in layers if r not in store]
+        if missing:
+            raise RuntimeError(f"layers {missing} were not reached by the forward pass")
+        return store, out
+
+    # -- inputs -------------------------------------------------------------------------------
+    def prepare(self, images: Tensor | Sequence[Tensor]) -> Tensor:
+        """Resize (3, h, w) images in [0, 1] (or a batch) to ``input_size``: the whole image, no crop."""
+        if isinstance(images, Tensor) and images.ndim == 3:
+            images = [images]
+        if isinstance(images, Tensor):
+            if images.ndim != 4:
+                raise ValueError(f"expected images of shape (B, 3, H, W), got {tuple(images.shape)}")
+            batch = images
+            if tuple(batch.shape[-2:]) != self.input_size:
+                batch = F.interpolate(batch, size=self.input_size, mode="bilinear",
+                                      align_corners=False, antialias=True)
+            return batch.clamp(0, 1)
+        out = [self.prepare(img.unsqueeze(0)) for img in images]
+        if not out:
+            raise ValueError("no images given")
+        return torch.cat(out)
+
+    def class_index(self, target: int | str) -> int:
+        """A class index from an index or a class name (case-insensitive; unique prefix allowed)."""
+        n = self.num_classes
+        if isinstance(target, int) or (isinstance(target, str) and target.strip().lstrip("-").isdigit()):
+            idx = int(target)
+            if n is not None and not 0 <= idx < n:
+                raise ValueError(f"target class {idx} is out of range: {self.name} has {n} classes (0..{n - 1})")
+            return idx
+        if self.class_names is None:
+            raise ValueError(f"target {target!r} is a name, but {self.name} has no class names; give an index")
+        key = target.strip().lower()
+        names = [c.lower() for c in self.class_names]
+        if key in names:
+            return names.index(key)
+        hits = [i for i, c in enumerate(names) if c.startswith(key) or key in c.split(", ")]
+        if len(hits) == 1:
+            return hits[0]
+        import difflib
+
+        near = difflib.get_close_matches(key, names, n=5, cutoff=0.6)
+        if len(hits) > 1:
+            near = [self.class_names[i] for i in hits[:8]]
+            raise ValueError(f"class name {target!r} is ambiguous: {', '.join(near)}")
+        hint = f" Nearest: {', '.join(near)}." if near else ""
+        raise ValueError(f"unknown class name {target!r} for {self.name}.{hint}")
+
+    def class_name(self, index: int) -> str:
+        if self.class_names is not None and 0 <= index < len(self.class_names):
+            return self.class_names[index]
+        return str(index)
+
+    @property
+    def num_classes(self) -> int | None:
+        return len(self.class_names) if self.class_names is not None else None
+
+    @property
+    def device(self) -> torch.device:
+        for p in self.model.parameters():
+            return p.device
+        return self.mean.device
+
+
+def auto_layers(classifier: Classifier) -> tuple[LayerRef, LayerRef]:
+    """Choose l0 and l1 for a model without a preset (documented in docs/METHOD.md).
+
+    l0 is the paper's "last pooling layer before the first fully connected layer", read as: the
+    module that *last* produces a 4-D map with spatial size > 1 in a forward pass (the outermost
+    module when several return the same tensor). l1 is l0 (the paper's AlexNet choice), the rule
+    that also holds for networks whose last stage has a single resolution.
+    """
+    h, w = classifier.input_size
+    with frozen(classifier.model):
+        x = torch.full((1, 3, h, w), 0.5, device=classifier.device)
+        order = trace_shapes(classifier.model, classifier.normalize(x))
+    spatial = [(n, s) for n, s in order if len(s) == 4 and s[-1] > 1 and s[-2] > 1]
+    if not spatial:
+        raise NotAConvNetError(
+            f"{type(classifier.model).__name__} has no 4-D (B, C, h, w) feature map with h, w > 1, "
+            "so a channel mask (Eq. 6) cannot be built. Guided Feature Inversion needs a CNN; "
+            "for a transformer, reshape its tokens into a map in a wrapper module."
+        )
+    l0 = LayerRef(spatial[-1][0])
+    return l0, l0

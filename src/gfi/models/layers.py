@@ -1,0 +1,162 @@
+"""Named layers: resolving them, reading their activations, and stopping a forward pass early.
+
+A layer is named by its module name in ``model.named_modules()``. ``"name"`` means the module's
+output; ``"name:input"`` means its (first) input, which reaches activations that have no module of
+their own, e.g. the ReLU output inside torchvision's ResNet ``BasicBlock`` (its ReLU module is
+called twice, so its output hook would see two different tensors). Hooks are registered for one
+call and always removed (context managers); activations are cloned so in-place ops downstream
+(torchvision's ``ReLU(inplace=True)``) cannot change them.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+
+class LayerNotFoundError(ValueError):
+    """A layer name that the model does not have."""
+
+
+@dataclass(frozen=True)
+class LayerRef:
+    """A module name plus whether its input or output is meant."""
+
+    name: str
+    use_input: bool = False
+
+    @classmethod
+    def parse(cls, spec: str | LayerRef) -> LayerRef:
+        if isinstance(spec, LayerRef):
+            return spec
+        if not isinstance(spec, str) or not spec.strip():
+            raise LayerNotFoundError(f"a layer must be a module name string, got {spec!r}")
+        name, sep, what = spec.partition(":")
+        if sep and what not in ("input", "output"):
+            raise LayerNotFoundError(f"layer {spec!r}: the part after ':' must be 'input' or 'output'")
+        return cls(name, what == "input")
+
+    def __str__(self) -> str:
+        return f"{self.name}:input" if self.use_input else self.name
+
+
+def resolve_module(model: nn.Module, ref: LayerRef) -> nn.Module:
+    """The module named by ``ref``; a clear error listing the nearest valid names otherwise."""
+    modules = dict(model.named_modules())
+    if ref.name in modules and ref.name != "":
+        return modules[ref.name]
+    names = [n for n in modules if n]
+    near = difflib.get_close_matches(ref.name, names, n=6, cutoff=0.5)
+    hint = f" Nearest names: {', '.join(near)}." if near else ""
+    raise LayerNotFoundError(
+        f"layer {ref.name!r} is not a module of {type(model).__name__}.{hint} "
+        "List every name with `gfi layers MODEL` or model.named_modules()."
+    )
+
+
+class StopForward(Exception):  # noqa: N818 - control flow, not an error
+    """Raised inside a hook to end a forward pass once the wanted activations are read."""
+
+
+@contextmanager
+def capture(
+    model: nn.Module,
+    layers: Sequence[LayerRef],
+    *,
+    stop: bool = False,
+    clone: bool = True,
+) -> Iterator[dict[LayerRef, Tensor]]:
+    """Record the activations of ``layers`` during forward passes inside the block.
+
+    With ``stop=True`` the forward pass raises :class:`StopForward` as soon as every layer has
+    been seen (the block's caller runs it through :func:`run_until`). Only the first call of a
+    module per forward pass is recorded.
+    """
+    store: dict[LayerRef, Tensor] = {}
+    wanted = list(dict.fromkeys(layers))
+    handles = []
+
+    def make_hook(ref: LayerRef):
+        def record(value) -> None:
+            if ref in store:
+                return
+            if isinstance(value, tuple):
+                value = value[0]
+            if not isinstance(value, Tensor):
+                raise TypeError(f"layer {ref} produced {type(value).__name__}, not a tensor")
+            store[ref] = value.clone() if clone else value
+            if stop and len(store) == len(wanted):
+                raise StopForward
+
+        if ref.use_input:
+            return lambda _m, args: record(args[0] if args else None)
+        return lambda _m, _args, out: record(out)
+
+    try:
+        for ref in wanted:
+            module = resolve_module(model, ref)
+            hook = make_hook(ref)
+            if ref.use_input:
+                handles.append(module.register_forward_pre_hook(hook))
+            else:
+                handles.append(module.register_forward_hook(hook))
+        yield store
+    finally:
+        for h in handles:
+            h.remove()
+
+
+def run_until(forward, x: Tensor) -> Tensor | None:
+    """Call ``forward(x)``, treating :class:`StopForward` as the normal end; returns the output or None."""
+    try:
+        return forward(x)
+    except StopForward:
+        return None
+
+
+@contextmanager
+def frozen(model: nn.Module) -> Iterator[nn.Module]:
+    """Eval mode and no parameter gradients inside the block; every module's mode and every
+    parameter's ``requires_grad`` flag is restored afterwards, whatever happens."""
+    modes = [(m, m.training) for m in model.modules()]
+    flags = [(p, p.requires_grad) for p in model.parameters()]
+    try:
+        model.eval()
+        for p, _ in flags:
+            p.requires_grad_(False)
+        yield model
+    finally:
+        for m, mode in modes:
+            m.training = mode
+        for p, flag in flags:
+            p.requires_grad_(flag)
+
+
+def trace_shapes(model: nn.Module, x: Tensor) -> list[tuple[str, tuple[int, ...]]]:
+    """(name, output shape) of every module in the order its forward *finishes*, for one input.
+
+    Used to choose layers automatically and to list them (``gfi layers``).
+    """
+    order: list[tuple[str, tuple[int, ...]]] = []
+    handles = []
+    for name, module in model.named_modules():
+        if not name:
+            continue
+
+        def hook(_m, _a, out, name=name):
+            if isinstance(out, Tensor):
+                order.append((name, tuple(out.shape)))
+
+        handles.append(module.register_forward_hook(hook))
+    try:
+        with torch.no_grad():
+            model(x)
+    finally:
+        for h in handles:
+            h.remove()
+    return order

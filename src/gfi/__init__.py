@@ -1,7 +1,13 @@
 """gfi: Guided Feature Inversion (Du, Liu, Song, Hu, KDD 2018) for CNN image classifiers."""
 
 from gfi.data import load_image
-from gfi.methods import Explainer, Explanation, GFIConfig, GuidedFeatureInversion, GuidedFeatureInversionStage1
+from gfi.methods import (
+    Explainer,
+    Explanation,
+    GFIConfig,
+    GuidedFeatureInversion,
+    GuidedFeatureInversionStage1,
+)
 from gfi.models import Classifier, load_model
 
 __version__ = "0.1.0"

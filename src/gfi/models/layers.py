@@ -59,7 +59,7 @@ def resolve_module(model: nn.Module, ref: LayerRef) -> nn.Module:
     )
 
 
-class StopForward(Exception):  # noqa: N818 - control flow, not an error
+class StopForward(Exception):
     """Raised inside a hook to end a forward pass once the wanted activations are read."""
 
 

@@ -1,0 +1,19 @@
+"""The "Center" baseline: a centred Gaussian (sigma = a quarter of each side), whatever the input."""
+
+from __future__ import annotations
+
+from torch import Tensor
+
+from gfi.evaluation.metrics import center_prior
+from gfi.methods.base import Explainer, Explanation, TargetsLike
+
+
+class Center(Explainer):
+    name = "center"
+    summary = "Center: a centred Gaussian, the sanity baseline that ignores the model"
+
+    def _explain(self, images: Tensor, targets: TargetsLike) -> Explanation:
+        t, probs = self._targets_and_probs(images, targets)
+        prior = center_prior(*images.shape[-2:]).to(images.device)
+        maps = prior.expand(*t.shape, *prior.shape).clone()
+        return Explanation(maps=maps, targets=t, method=self.name, probs=probs)

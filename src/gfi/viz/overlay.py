@@ -1,0 +1,60 @@
+"""Overlays in the style users know from pytorch-grad-cam: a colour map blended on the image."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch.nn.functional as F
+from torch import Tensor
+
+
+def to_original_size(saliency: Tensor, size: tuple[int, int]) -> Tensor:
+    """Resize (..., h, w) maps to ``size`` = (H, W) bilinearly, staying in [0, 1]. The one function
+    outputs and evaluation use to bring a map from the model's input size back to the image's."""
+    lead = saliency.shape[:-2]
+    flat = saliency.reshape(-1, 1, *saliency.shape[-2:]).float()
+    if tuple(flat.shape[-2:]) != tuple(size):
+        flat = F.interpolate(flat, size=tuple(size), mode="bilinear", align_corners=False)
+    return flat.clamp(0, 1).view(*lead, *size)
+
+
+def overlay(image: np.ndarray, saliency: np.ndarray, cmap: str = "jet", alpha: float = 0.5) -> np.ndarray:
+    """Blend ``cmap(saliency)`` onto an (H, W, 3) image in [0, 1]."""
+    from matplotlib import colormaps
+
+    heat = colormaps[cmap](np.clip(saliency, 0, 1))[..., :3]
+    return np.clip((1 - alpha) * image + alpha * heat, 0, 1)
+
+
+def save_explanation_figure(
+    path: str | Path,
+    image: Tensor,
+    stage1: Tensor | None,
+    class_map: Tensor,
+    title: str,
+    *,
+    cmap: str = "jet",
+    colorbar: bool = False,
+) -> None:
+    """A PNG with the image, the stage-1 inversion map and the class map (all at the image's size)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    img = image.permute(1, 2, 0).cpu().numpy()
+    panels = [("input", img, None)]
+    if stage1 is not None:
+        panels.append(("stage 1: inversion map", overlay(img, stage1.cpu().numpy(), cmap), stage1))
+    panels.append((title, overlay(img, class_map.cpu().numpy(), cmap), class_map))
+    h, w = img.shape[:2]
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels) * w / max(h, w) + 0.4, 3.6 * h / max(h, w) + 0.5))
+    for ax, (name, pic, _) in zip(np.atleast_1d(axes), panels, strict=True):
+        shown = ax.imshow(pic, cmap=cmap, vmin=0, vmax=1)
+        ax.set_title(name, fontsize=9)
+        ax.axis("off")
+    if colorbar:
+        fig.colorbar(shown, ax=list(np.atleast_1d(axes)), fraction=0.02, pad=0.01)
+    fig.savefig(path, dpi=100, bbox_inches="tight")
+    plt.close(fig)

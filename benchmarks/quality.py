@@ -21,8 +21,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from gfi.data.images import load_image
 from gfi.data.imagenet import ImageNetVal
+from gfi.data.images import load_image
 from gfi.evaluation.metrics import PAPER_ALPHAS, localization_hits, pointing_hit, saliency_scores
 from gfi.methods.gfi import GFIConfig
 from gfi.methods.registry import get_method

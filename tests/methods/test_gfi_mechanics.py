@@ -1,0 +1,98 @@
+"""Batching, sharing stage 1 across targets, leaving the model as it was, degenerate cases."""
+
+import pytest
+import torch
+
+from gfi.methods.gfi import GFIConfig, GuidedFeatureInversion
+
+FAST = dict(iters1=3, iters2=4)
+
+
+def test_batch_equals_separate_runs(tiny, tiny_images):
+    gfi = GuidedFeatureInversion(tiny, "paper", **FAST)
+    both = gfi.explain(tiny_images, [[1, 3], [0, 2]])
+    for b, targets in enumerate([[1, 3], [0, 2]]):
+        one = gfi.explain(tiny_images[b:b + 1], [targets])
+        assert torch.allclose(both.maps[b], one.maps[0], atol=1e-5)
+        assert torch.allclose(both.weights[b], one.weights[0], atol=1e-6)
+
+
+def test_stage1_runs_once_per_image_for_k_targets(tiny, tiny_images):
+    batches = []
+    handle = tiny.model.pool.register_forward_hook(lambda m, a, o: batches.append(o.shape[0]))
+    try:
+        e = GuidedFeatureInversion(tiny, "paper", **FAST).explain(tiny_images, [[0, 1, 2], [3, 4, 0]])
+    finally:
+        handle.remove()
+    # 1 forward for f(x) at B=2, iters1 stage-1 forwards at B=2, iters2 + 1 at 2*B*K = 12
+    assert batches == [2] + [2] * 3 + [12] * 5
+    assert e.maps.shape == (2, 3, 4, 4)
+    assert e.stage1_weights.shape == (2, 4) and e.weights.shape == (2, 3, 4)
+
+
+def test_maps_in_unit_range_without_nan(tiny, tiny_images):
+    e = GuidedFeatureInversion(tiny, **FAST).explain(tiny_images)
+    for m in (e.maps, e.stage1_map):
+        assert torch.isfinite(m).all() and m.min() >= 0 and m.max() <= 1
+    assert e.targets.shape == (2, 1)
+    with torch.no_grad():
+        assert torch.equal(e.targets[:, 0], tiny(tiny_images).argmax(-1))
+
+
+def test_deterministic_with_noise_background(tiny, tiny_images):
+    gfi = GuidedFeatureInversion(tiny, background="noise", seed=7, **FAST)
+    a, b = gfi.explain(tiny_images, 1), gfi.explain(tiny_images, 1)
+    assert torch.equal(a.maps, b.maps) and torch.equal(a.weights, b.weights)
+    c = GuidedFeatureInversion(tiny, background="noise", seed=8, **FAST).explain(tiny_images, 1)
+    assert not torch.equal(a.weights, c.weights)
+
+
+def test_model_left_as_it_was(tiny, tiny_images):
+    net = tiny.model
+    net.train()
+    net.conv.weight.requires_grad_(False)
+    user_calls = []
+    net.fc.register_forward_hook(lambda m, a, o: user_calls.append(1))
+    state = {k: v.clone() for k, v in net.state_dict().items()}
+    n_hooks = {n: (len(m._forward_hooks), len(m._forward_pre_hooks)) for n, m in net.named_modules()}
+    GuidedFeatureInversion(tiny, **FAST).explain(tiny_images, 0)
+    assert net.training and all(m.training for m in net.modules())
+    assert not net.conv.weight.requires_grad and net.fc.weight.requires_grad
+    assert all(p.grad is None for p in net.parameters())
+    assert {n: (len(m._forward_hooks), len(m._forward_pre_hooks)) for n, m in net.named_modules()} == n_hooks
+    assert all(torch.equal(v, state[k]) for k, v in net.state_dict().items())
+    assert user_calls  # the user's own hook still runs
+
+
+def test_collapse_is_reported_not_nan(tiny, tiny_images):
+    # a huge L1 weight drives every w to 0: the map is constant, reported as collapsed, zeros
+    e = GuidedFeatureInversion(tiny, "paper", gamma=1e6, delta=1e6, lr1=1.0, lr2=1.0, **FAST).explain(tiny_images, 0)
+    assert e.stage1_collapsed.all() and e.collapsed.all()
+    assert torch.equal(e.maps, torch.zeros_like(e.maps))
+    assert torch.isfinite(e.prob_kept).all()
+
+
+def test_targets_errors(tiny, tiny_images):
+    gfi = GuidedFeatureInversion(tiny, **FAST)
+    with pytest.raises(ValueError, match=r"out of range.*5 classes"):
+        gfi.explain(tiny_images, 7)
+    with pytest.raises(ValueError, match="same number of targets"):
+        gfi.explain(tiny_images, [[0], [1, 2]])
+    with pytest.raises(ValueError, match=r"\(B, 3, H, W\)"):
+        gfi.explain(tiny_images[0], 0)
+
+
+def test_config_validation():
+    with pytest.raises(ValueError, match="score must be one of"):
+        GFIConfig(score="logit")
+    with pytest.raises(ValueError, match="blur_kernel must be a positive odd"):
+        GFIConfig(blur_kernel=10)
+    with pytest.raises(ValueError, match="unknown GFI preset"):
+        GFIConfig.preset("fast")
+
+
+def test_paper_preset_is_the_paper():
+    p = GFIConfig.paper()
+    assert (p.gamma, p.delta, p.lam, p.w_init, p.lr1, p.lr2, p.iters1, p.iters2) == (10, 1, 1, 0.1, 1e-2, 1e-2, 10, 70)
+    assert (p.lr_decay_every, p.lr_decay, p.background, p.inversion_error, p.l1_norm, p.score) == (
+        10, 0.5, "blur", "sum", "sum", "prob")

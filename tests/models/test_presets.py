@@ -1,0 +1,156 @@
+"""Presets resolve the paper's activations on randomly initialised torchvision networks."""
+
+import pytest
+import torch
+from torch import nn
+
+from gfi.models import Classifier, LayerNotFoundError, NotAConvNetError, WeightsError, load_model
+from gfi.models.classifier import auto_layers
+
+X = torch.rand(1, 3, 224, 224, generator=torch.Generator().manual_seed(0))
+
+
+def acts(clf):
+    feats, _ = clf.activations(X, [clf.inversion_layer, clf.channel_layer], stop=False)
+    return feats[clf.inversion_layer], feats[clf.channel_layer]
+
+
+@pytest.mark.parametrize("name,l0_shape,l1_shape", [
+    ("vgg19", (1, 512, 7, 7), (1, 512, 14, 14)),
+    ("resnet18", (1, 512, 7, 7), (1, 512, 7, 7)),
+    ("alexnet", (1, 256, 6, 6), (1, 256, 6, 6)),
+])
+def test_paper_layers_shapes(name, l0_shape, l1_shape):
+    clf, info = load_model(name, weights="random")
+    assert info["weights"] == "random"
+    f0, f1 = acts(clf)
+    assert f0.shape == l0_shape and f1.shape == l1_shape
+
+
+def test_vgg19_l1_is_relu_of_conv5_4_and_l0_is_its_pool():
+    clf, _ = load_model("vgg19", weights="random")
+    f0, f1 = acts(clf)
+    with torch.no_grad():
+        conv54 = clf.model.features[:35](clf.normalize(X))
+    assert isinstance(clf.model.features[34], nn.Conv2d)
+    assert torch.allclose(f1, torch.relu(conv54))  # not overwritten by the in-place ReLU
+    assert torch.allclose(f0, nn.functional.max_pool2d(f1, 2))
+
+
+def test_resnet18_l1_is_activation_after_next_to_last_conv():
+    clf, _ = load_model("resnet18", weights="random")
+    f0, f1 = acts(clf)
+    m = clf.model
+    with torch.no_grad():
+        h = m.maxpool(m.relu(m.bn1(m.conv1(clf.normalize(X)))))
+        h = m.layer4[0](m.layer3(m.layer2(m.layer1(h))))
+        expected_l1 = torch.relu(m.layer4[1].bn1(m.layer4[1].conv1(h)))
+        expected_l0 = m.layer4[1](h)
+    assert torch.allclose(f1, expected_l1, atol=1e-6)
+    assert torch.allclose(f0, expected_l0, atol=1e-6)
+
+
+def test_alexnet_uses_pool5_for_both():
+    clf, _ = load_model("alexnet", weights="random")
+    f0, f1 = acts(clf)
+    assert torch.equal(f0, f1)
+    assert isinstance(clf.model.features[12], nn.MaxPool2d)
+
+
+def test_stage1_forward_stops_at_l0():
+    clf, _ = load_model("resnet18", weights="random")
+    called = []
+    h = clf.model.fc.register_forward_hook(lambda *a: called.append(1))
+    try:
+        feats, logits = clf.activations(X, [clf.inversion_layer], stop=True)
+    finally:
+        h.remove()
+    assert logits is None and not called
+
+
+def test_auto_layers_on_user_models():
+    import torchvision
+
+    clf = Classifier(torchvision.models.resnet18(weights=None))
+    assert str(clf.inversion_layer) == "layer4"
+    clf = Classifier(torchvision.models.vgg11(weights=None))
+    l0, _ = auto_layers(clf)
+    assert l0.name in ("avgpool", "features.20")
+
+
+class ViTLike(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.proj = nn.Linear(3 * 16 * 16, 8)
+        self.head = nn.Linear(8, 10)
+
+    def forward(self, x):
+        tokens = self.proj(x.unfold(2, 16, 16).unfold(3, 16, 16).permute(0, 2, 3, 1, 4, 5).flatten(3).flatten(1, 2))
+        return self.head(tokens.mean(1))
+
+
+def test_model_without_spatial_maps_gets_clear_error():
+    clf = Classifier(ViTLike(), input_size=(32, 32))
+    with pytest.raises(NotAConvNetError, match="needs a CNN"):
+        _ = clf.inversion_layer
+
+
+def test_wrong_layer_lists_nearest_names():
+    with pytest.raises(LayerNotFoundError, match=r"layer 'layer4.1.conv3'.*Nearest names: .*layer4\.1\.conv2"):
+        load_model("resnet18", weights="random")[0].with_layers(channel_layer="layer4.1.conv3")
+
+
+def test_non_2d_output_is_an_error():
+    clf = Classifier(nn.Conv2d(3, 4, 3), input_size=(8, 8))
+    with pytest.raises(ValueError, match="2-D \\(batch, classes\\) score tensor"):
+        clf(torch.rand(1, 3, 8, 8))
+
+
+def test_unknown_model_lists_valid_ones():
+    with pytest.raises(ValueError, match="valid models: efficientnet_lite0"):
+        load_model("vgg16")
+
+
+def test_checkpoint_errors(tmp_path):
+    import torchvision
+
+    good = tmp_path / "alexnet.pth"
+    torch.save(torchvision.models.alexnet(weights=None).state_dict(), good)
+    clf, info = load_model("alexnet", weights=good)
+    assert info["sha256"] and len(info["sha256"]) == 16
+    wrong = tmp_path / "resnet.pth"
+    torch.save(torchvision.models.resnet18(weights=None).state_dict(), wrong)
+    with pytest.raises(WeightsError, match="missing keys: features.0.weight"):
+        load_model("alexnet", weights=wrong)
+    pickled = tmp_path / "pickle.pth"
+    torch.save({"net": nn.Linear(2, 2)}, pickled)
+    with pytest.raises(WeightsError, match="--unsafe-allow-pickle"):
+        load_model("alexnet", weights=pickled)
+    with pytest.raises(WeightsError, match="does not exist"):
+        load_model("alexnet", weights=tmp_path / "nope.pth")
+
+
+def test_torchvision_weights_missing_offline_say_what_to_do(monkeypatch, tmp_path):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    with pytest.raises(WeightsError, match="--weights FILE"):
+        load_model("vgg19")
+
+
+def test_class_names_and_lookup(lite0):
+    assert lite0.class_name(281).startswith("tabby")
+    assert lite0.class_index("tabby cat") == 281
+    assert lite0.class_index("281") == 281
+    with pytest.raises(ValueError, match="out of range"):
+        lite0.class_index(1000)
+    with pytest.raises(ValueError, match="unknown class name"):
+        lite0.class_index("unicornish")
+
+
+def test_lite0_offline_weights_reproduce_known_predictions(lite0):
+    from gfi.data import load_image
+    from tests.conftest import ASSETS
+
+    x = lite0.prepare(load_image(ASSETS / "chelsea.png"))
+    with torch.no_grad():
+        top = lite0(x).topk(3).indices[0].tolist()
+    assert set(top) <= {281, 282, 283, 284, 285, 287} and top[0] in (281, 282, 285)

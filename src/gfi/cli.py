@@ -62,24 +62,30 @@ def build_parser() -> argparse.ArgumentParser:
 
     ex = sub.add_parser("explain", help="explain images; writes overlays, .npy maps and results.json",
                         description="Explain the predictions for IMAGE... (files or folders).")
-    ex.add_argument("images", nargs="*", help=f"image files or folders (default: the bundled photo {DEMO_IMAGE.name})")
-    ex.add_argument("--model", default=DEFAULT_MODEL, choices=list(PRESETS), help="model preset (default: %(default)s)")
+    ex.add_argument("images", nargs="*",
+                    help=f"image files or folders (default: the bundled photo {DEMO_IMAGE.name})")
+    ex.add_argument("--model", default=DEFAULT_MODEL, choices=list(PRESETS),
+                    help="model preset (default: %(default)s)")
     ex.add_argument("--weights", default="default",
                     help="'default' (the preset's ImageNet weights, offline where available), 'random', or a local "
                          "checkpoint file, loaded with torch.load(weights_only=True)")
     ex.add_argument("--unsafe-allow-pickle", action="store_true",
                     help="DANGEROUS: load a checkpoint that is a full pickle. Unpickling runs arbitrary code from the "
                          "file; use only for files you trust")
-    ex.add_argument("--download", action="store_true", help="let torchvision download missing weights (needs network)")
+    ex.add_argument("--download", action="store_true",
+                    help="let torchvision download missing weights (needs network)")
     ex.add_argument("--method", default="gfi", help="explanation method (see `gfi methods`; default: %(default)s)")
     ex.add_argument("--preset", default="default", choices=["default", "paper"],
                     help="GFI settings: the tuned default or exactly the paper's (default: %(default)s)")
     ex.add_argument("--target", action="append", default=None,
-                    help="class to explain: top1 (default), topK (e.g. top5), an index or a class name; repeatable")
-    ex.add_argument("--targets", type=Path, help="CSV of `image,class` lines: a class per image (repeat a line for more)")
+                    help="class to explain: top1 (default), topK (e.g. top5), an index or a class name; "
+                         "repeatable")
+    ex.add_argument("--targets", type=Path,
+                    help="CSV of `image,class` lines: a class per image (repeat a line for more)")
     ex.add_argument("--inversion-layer", help="l0: module name (':input' for a module's input)")
     ex.add_argument("--channel-layer", help="l1: module name (':input' for a module's input)")
-    ex.add_argument("--multilabel", action="store_true", help="the model is multi-label: f_c is the sigmoid of the logit")
+    ex.add_argument("--multilabel", action="store_true",
+                    help="the model is multi-label: f_c is the sigmoid of the logit")
     ex.add_argument("--out", type=Path, default=Path("gfi-out"), help="output folder (default: %(default)s)")
     ex.add_argument("--save-npy", action="store_true", help="also save maps as float32 .npy in [0,1] at the image's size")
     ex.add_argument("--overwrite", action="store_true", help="replace existing outputs")
@@ -208,7 +214,8 @@ def cmd_explain(args) -> int:
     for p in paths:
         s = _safe_stem(p)
         if s in stems:
-            raise UsageError(f"two inputs share the output name {s!r}: {stems[s]} and {p}; rename one or run them apart")
+            raise UsageError(f"two inputs share the output name {s!r}: {stems[s]} and {p}; "
+                             "rename one or run them apart")
         stems[s] = p
     per_image = _read_targets_csv(args.targets) if args.targets else {}
     if per_image:
@@ -217,7 +224,8 @@ def cmd_explain(args) -> int:
         if unknown:
             raise UsageError(f"--targets names images that are not among the inputs: {', '.join(unknown[:5])}")
 
-    overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(GFIConfig) if getattr(args, f.name) is not None}
+    overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(GFIConfig)
+                 if getattr(args, f.name) is not None}
     config = GFIConfig.preset(args.preset, **overrides)
     weights = args.weights
     clf, info = load_model(args.model, weights=weights, allow_pickle=args.unsafe_allow_pickle, download=args.download)
@@ -225,7 +233,8 @@ def cmd_explain(args) -> int:
         clf = clf.with_layers(args.inversion_layer, args.channel_layer)
     clf.multilabel = args.multilabel
     clf.to(device)
-    explainer = get_method(args.method, clf, config=config) if args.method.startswith("gfi") else get_method(args.method, clf)
+    is_gfi = args.method.startswith("gfi")
+    explainer = get_method(args.method, clf, config=config) if is_gfi else get_method(args.method, clf)
 
     args.out.mkdir(parents=True, exist_ok=True)
     results_path = args.out / "results.json"
@@ -303,7 +312,8 @@ def _write_outputs(args, clf, path, image, e, row, probs, seconds, save_figure, 
     if stage1 is not None:
         rec["stage1_collapsed"] = bool(e.stage1_collapsed[row])
         if args.save_npy:
-            rec["stage1_npy"] = _save(args, f"{stem}_stage1.npy", lambda p: np.save(p, stage1.numpy().astype(np.float32)))
+            rec["stage1_npy"] = _save(args, f"{stem}_stage1.npy",
+                                      lambda p: np.save(p, stage1.numpy().astype(np.float32)))
     for k in range(e.targets.shape[1]):
         c = int(e.targets[row, k])
         name = clf.class_name(c)

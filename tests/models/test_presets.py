@@ -62,7 +62,7 @@ def test_stage1_forward_stops_at_l0():
     called = []
     h = clf.model.fc.register_forward_hook(lambda *a: called.append(1))
     try:
-        feats, logits = clf.activations(X, [clf.inversion_layer], stop=True)
+        _feats, logits = clf.activations(X, [clf.inversion_layer], stop=True)
     finally:
         h.remove()
     assert logits is None and not called
@@ -102,7 +102,7 @@ def test_wrong_layer_lists_nearest_names():
 
 def test_non_2d_output_is_an_error():
     clf = Classifier(nn.Conv2d(3, 4, 3), input_size=(8, 8))
-    with pytest.raises(ValueError, match="2-D \\(batch, classes\\) score tensor"):
+    with pytest.raises(ValueError, match=r"2-D \(batch, classes\) score tensor"):
         clf(torch.rand(1, 3, 8, 8))
 
 
@@ -116,11 +116,11 @@ def test_checkpoint_errors(tmp_path):
 
     good = tmp_path / "alexnet.pth"
     torch.save(torchvision.models.alexnet(weights=None).state_dict(), good)
-    clf, info = load_model("alexnet", weights=good)
+    _clf, info = load_model("alexnet", weights=good)
     assert info["sha256"] and len(info["sha256"]) == 16
     wrong = tmp_path / "resnet.pth"
     torch.save(torchvision.models.resnet18(weights=None).state_dict(), wrong)
-    with pytest.raises(WeightsError, match="missing keys: features.0.weight"):
+    with pytest.raises(WeightsError, match=r"missing keys: features\.0\.weight"):
         load_model("alexnet", weights=wrong)
     pickled = tmp_path / "pickle.pth"
     torch.save({"net": nn.Linear(2, 2)}, pickled)

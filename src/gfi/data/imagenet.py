@@ -71,7 +71,8 @@ class ImageNetVal:
         with open(path, newline="") as fh:
             for row in csv.DictReader(fh):
                 parts = row["PredictionString"].split()
-                out[row["ImageId"]] = [(parts[i], [float(v) for v in parts[i + 1:i + 5]]) for i in range(0, len(parts), 5)]
+                out[row["ImageId"]] = [(parts[i], [float(v) for v in parts[i + 1:i + 5]])
+                                       for i in range(0, len(parts), 5)]
         return out
 
     def __len__(self) -> int:

@@ -46,11 +46,12 @@ def localization_hits(saliency: Tensor, boxes: Tensor, alphas=PAPER_ALPHAS, iou_
 def pointing_hit(saliency: Tensor, boxes: Tensor, tolerance: int = 0) -> bool:
     """Pointing game (Sec. 4.3): the map's maximum lies inside a ground-truth box (within
     ``tolerance`` pixels of it; TorchRay's protocol uses 15). Ties: the first maximum."""
-    h, w = saliency.shape
+    _h, w = saliency.shape
     idx = int(saliency.flatten().argmax())
     y, x = divmod(idx, w)
     b = boxes.reshape(-1, 4).float()
-    inside = (x >= b[:, 0] - tolerance) & (x <= b[:, 2] + tolerance) & (y >= b[:, 1] - tolerance) & (y <= b[:, 3] + tolerance)
+    t = tolerance
+    inside = (x >= b[:, 0] - t) & (x <= b[:, 2] + t) & (y >= b[:, 1] - t) & (y <= b[:, 3] + t)
     return bool(inside.any())
 
 

@@ -34,7 +34,7 @@ from gfi.masks.backgrounds import make_background
 from gfi.masks.channel_mask import blend, blend_kept_and_removed, channel_mask
 from gfi.methods.base import Explainer, Explanation, TargetsLike, as_targets
 from gfi.models.classifier import Classifier
-from gfi.models.layers import frozen
+from gfi.models.layers import capture, frozen, run_until
 
 
 @dataclass(frozen=True)
@@ -64,30 +64,42 @@ class GFIConfig:
         score: stage 2's f_c: ``"prob"`` (the paper: softmax / sigmoid probability) or ``"log"``:
             ``-log f_c(Phi) - lambda log(1 - f_c(Phi_bg))``, which keeps a gradient when f_c is
             near 0 or 1.
+        area1, area2: weight of the mask's mean, ``1/d sum_i m_i``, added to Eq. (8) and Eq. (9)
+            (beyond the paper; paper: 0). Eq. (3) and (5) limit the area of m with this term;
+            Eq. (8) and (9) replace it by ||w||_1, but after MinMax (Eq. 7) the mask is the same for
+            w and for s * w, so ||w||_1 alone does not limit the area (it only thins out channels).
+            This term restores Eq. (3)/(5)'s area constraint on the channel mask.
+        stage2_init: where stage 2 starts: ``"stage1"`` (the paper: stage 1's w) or
+            ``"gradient"`` (beyond the paper: w_i proportional to the positive part of the spatial
+            mean of d logit_c / d f^{l1}_i(x), Grad-CAM's channel weights, rescaled to mean
+            ``w_init``; one extra forward/backward).
         fresh_optimizer: stage 2 starts a new Adam (Alg. 2 is a separate algorithm whose only
             input from Alg. 1 is w) rather than continuing stage 1's moments.
         stage2: run stage 2; False gives the stage-1 inversion map as the result.
         seed: seed of the noise background (the only random part).
     """
 
-    gamma: float = 10.0
+    gamma: float = 1.0
     delta: float = 1.0
     lam: float = 1.0
     w_init: float = 0.1
     lr1: float = 1e-2
     lr2: float = 1e-2
     iters1: int = 10
-    iters2: int = 70
+    iters2: int = 30
     lr_decay_every: int = 10
     lr_decay: float = 0.5
     background: Literal["blur", "mean", "noise"] = "blur"
     blur_kernel: int = 11
     blur_sigma: float = 5.0
     noise_std: float = 0.2
-    inversion_error: Literal["sum", "relative"] = "sum"
-    l1_norm: Literal["sum", "mean"] = "sum"
+    inversion_error: Literal["sum", "relative"] = "relative"
+    l1_norm: Literal["sum", "mean"] = "mean"
     l1_grad_at_zero: Literal["one", "zero"] = "one"
-    score: Literal["prob", "log"] = "prob"
+    score: Literal["prob", "log"] = "log"
+    area1: float = 0.0
+    area2: float = 0.5
+    stage2_init: Literal["stage1", "gradient"] = "gradient"
     fresh_optimizer: bool = True
     stage2: bool = True
     seed: int = 0
@@ -96,8 +108,8 @@ class GFIConfig:
 
     @classmethod
     def paper(cls, **overrides) -> GFIConfig:
-        """Exactly the paper's settings (Sec. 4.1.1, Alg. 1-2)."""
-        return replace(cls(), **overrides)
+        """Exactly the paper's settings (Sec. 4.1.1, Alg. 1-2), plus ``overrides``."""
+        return cls(**{**PAPER_SETTINGS, **overrides})
 
     @classmethod
     def preset(cls, name: str, **overrides) -> GFIConfig:
@@ -108,7 +120,7 @@ class GFIConfig:
         raise ValueError(f"unknown GFI preset {name!r}; choose one of {', '.join(cls.PRESETS)}")
 
     def __post_init__(self) -> None:
-        for key in ("gamma", "delta", "lam", "w_init", "noise_std"):
+        for key in ("gamma", "delta", "lam", "w_init", "noise_std", "area1", "area2"):
             if getattr(self, key) < 0:
                 raise ValueError(f"{key} must be >= 0, got {getattr(self, key)}")
         for key in ("lr1", "lr2", "blur_sigma", "lr_decay"):
@@ -118,7 +130,8 @@ class GFIConfig:
             if getattr(self, key) < 0 or (key == "lr_decay_every" and getattr(self, key) == 0):
                 raise ValueError(f"{key} must be a positive integer, got {getattr(self, key)}")
         choices = {"background": ("blur", "mean", "noise"), "inversion_error": ("sum", "relative"),
-                   "l1_norm": ("sum", "mean"), "l1_grad_at_zero": ("one", "zero"), "score": ("prob", "log")}
+                   "l1_norm": ("sum", "mean"), "l1_grad_at_zero": ("one", "zero"), "score": ("prob", "log"),
+                   "stage2_init": ("stage1", "gradient")}
         for key, allowed in choices.items():
             if getattr(self, key) not in allowed:
                 raise ValueError(f"{key} must be one of {allowed}, got {getattr(self, key)!r}")
@@ -127,6 +140,16 @@ class GFIConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+# The paper's settings (Sec. 4.1.1, Alg. 1 and 2). Where the text is ambiguous, the reading named
+# in GFIConfig's docstring and docs/METHOD.md.
+PAPER_SETTINGS: dict = dict(
+    gamma=10.0, delta=1.0, lam=1.0, w_init=0.1, lr1=1e-2, lr2=1e-2, iters1=10, iters2=70,
+    lr_decay_every=10, lr_decay=0.5, background="blur", blur_kernel=11, blur_sigma=5.0,
+    inversion_error="sum", l1_norm="sum", l1_grad_at_zero="one", score="prob", area1=0.0, area2=0.0,
+    stage2_init="stage1", fresh_optimizer=True,
+)
 
 
 def l1_penalty(w: Tensor, cfg: GFIConfig) -> Tensor:
@@ -206,7 +229,8 @@ class GuidedFeatureInversion(Explainer):
             with torch.no_grad():
                 m1, col1 = channel_mask(w1, f_l1, images.shape[-2:])
             if cfg.stage2:
-                w2, hist2 = self.stage2(images, p, f_l1, w1.expand(-1, t.shape[1], -1), t)
+                w_start = self.gradient_weights(images, t) if cfg.stage2_init == "gradient" else w1
+                w2, hist2 = self.stage2(images, p, f_l1, w_start.expand(-1, t.shape[1], -1), t)
             else:
                 w2, hist2 = w1.expand(-1, t.shape[1], -1), None
             with torch.no_grad():
@@ -241,7 +265,8 @@ class GuidedFeatureInversion(Explainer):
             m, _ = channel_mask(w, f_l1, size)
             phi = blend(x, p, m)[:, 0]
             f_phi = clf.activations(phi, [l0], stop=True, clone=False)[0][l0]
-            loss = inversion_error(f_phi, f_l0, cfg.inversion_error == "relative") + cfg.gamma * l1_penalty(w, cfg)[:, 0]
+            loss = (inversion_error(f_phi, f_l0, cfg.inversion_error == "relative")
+                    + cfg.gamma * l1_penalty(w, cfg)[:, 0] + cfg.area1 * m.mean((-2, -1))[:, 0])
             opt.zero_grad(set_to_none=True)
             loss.sum().backward()
             opt.step()
@@ -250,6 +275,20 @@ class GuidedFeatureInversion(Explainer):
             losses.append(loss.detach())
         self._stage1_opt = opt
         return w.detach(), _stack(losses, (0, x.shape[0]), x.device)
+
+    def gradient_weights(self, x: Tensor, targets: Tensor) -> Tensor:
+        """Grad-CAM's channel weights at l1, clipped at 0 and rescaled to mean ``w_init``: (B, K, C)."""
+        clf, (b, k) = self.classifier, targets.shape
+        l1 = clf.channel_layer
+        xr = x.repeat_interleave(k, 0).requires_grad_(True)
+        with torch.enable_grad(), capture(clf.model, [l1], clone=False) as store:
+            logits = run_until(clf.forward, xr)
+            act = store[l1]
+            grad = torch.autograd.grad(logits.gather(1, targets.reshape(-1, 1)).sum(), act)[0]
+        w = grad.mean((2, 3)).clamp(min=0).view(b, k, -1)
+        mean = w.mean(-1, keepdim=True)
+        return torch.where(mean > 0, w * (self.config.w_init / mean.clamp_min(1e-30)),
+                           torch.full_like(w, self.config.w_init))
 
     def stage2(self, x: Tensor, p: Tensor, f_l1: Tensor, w_init: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:
         """Alg. 2: minimise Eq. (9) from stage 1's w. Kept and removed images of all K targets go
@@ -272,7 +311,7 @@ class GuidedFeatureInversion(Explainer):
             both = blend_kept_and_removed(x, p, m).flatten(0, 2)  # (2*B*K, 3, H, W)
             z = clf(both).view(2, *targets.shape, -1)
             gain, removed = target_terms(z, targets, clf.multilabel, cfg.score)
-            loss = -gain + cfg.lam * removed + cfg.delta * l1_penalty(w, cfg)
+            loss = -gain + cfg.lam * removed + cfg.delta * l1_penalty(w, cfg) + cfg.area2 * m.mean((-2, -1))
             opt.zero_grad(set_to_none=True)
             loss.sum().backward()
             opt.step()

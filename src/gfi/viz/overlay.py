@@ -49,7 +49,8 @@ def save_explanation_figure(
         panels.append(("stage 1: inversion map", overlay(img, stage1.cpu().numpy(), cmap), stage1))
     panels.append((title, overlay(img, class_map.cpu().numpy(), cmap), class_map))
     h, w = img.shape[:2]
-    fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels) * w / max(h, w) + 0.4, 3.6 * h / max(h, w) + 0.5))
+    scale = max(h, w)
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels) * w / scale + 0.4, 3.6 * h / scale + 0.5))
     for ax, (name, pic, _) in zip(np.atleast_1d(axes), panels, strict=True):
         shown = ax.imshow(pic, cmap=cmap, vmin=0, vmax=1)
         ax.set_title(name, fontsize=9)

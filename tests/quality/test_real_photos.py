@@ -1,0 +1,98 @@
+"""The default settings' behaviour on real photos with the offline model (pins explanation
+quality: a change that breaks it fails here). Boxes: ``tests/fixtures/boxes.json`` (a copy of
+the hand-drawn boxes of ../shared/data/demo/boxes.json for the bundled photo)."""
+
+import json
+
+import pytest
+import torch
+
+from gfi.data import load_image
+from gfi.methods.gfi import GuidedFeatureInversion
+from gfi.viz.overlay import to_original_size
+from tests.conftest import ASSETS, REPO, need_shared
+
+BOXES = json.loads((REPO / "tests" / "fixtures" / "boxes.json").read_text())
+
+
+def most_probable(probs, lo, hi):
+    return lo + int(probs[lo:hi + 1].argmax())
+
+
+def explain_objects(clf, path, objects, config=None):
+    img = load_image(path)
+    x = clf.prepare(img)
+    with torch.no_grad():
+        probs = clf.scores(clf(x))[0]
+    targets = [most_probable(probs, *o["classes"]) for o in objects]
+    e = GuidedFeatureInversion(clf, config).explain(x, [targets])
+    size = tuple(img.shape[-2:])
+    return e, to_original_size(e.maps[0], size), to_original_size(e.stage1_map[0], size)
+
+
+def argmax_xy(sal):
+    y, x = divmod(int(sal.flatten().argmax()), sal.shape[-1])
+    return x, y
+
+
+def inside(xy, box, tol=0):
+    x, y = xy
+    return box[0] - tol <= x <= box[2] + tol and box[1] - tol <= y <= box[3] + tol
+
+
+def box_mask(shape, box):
+    m = torch.zeros(shape, dtype=torch.bool)
+    m[box[1]:box[3] + 1, box[0]:box[2] + 1] = True
+    return m
+
+
+@pytest.fixture(scope="module")
+def dog_cat(lite0):
+    objects = BOXES["dog_cat.jpg"]
+    return objects, *explain_objects(lite0, ASSETS / "dog_cat.jpg", objects)
+
+
+KNOWN_MISS = pytest.mark.xfail(
+    strict=True,
+    reason="known limitation of the default (docs/RESULTS.md): for a class the model gives p < 0.001, "
+           "non-negative channel weights (Eq. 8-9: w >= 0) cannot subtract the dominant object's channels; "
+           "Grad-CAM, whose weights may be negative, points inside this box",
+)
+
+
+@pytest.mark.parametrize("k,name", [(0, "dog"), pytest.param(1, "cat", marks=KNOWN_MISS)])
+def test_dog_cat_class_maps_point_inside_their_box(dog_cat, k, name):
+    objects, e, maps, _ = dog_cat
+    assert objects[k]["object"] == name
+    assert not e.collapsed[0, k]
+    assert inside(argmax_xy(maps[k]), objects[k]["box"]), f"{name} map maximum at {argmax_xy(maps[k])}"
+
+
+def test_dog_cat_stage1_map_covers_both_animals(dog_cat):
+    objects, _, _, stage1 = dog_cat
+    boxes = [box_mask(stage1.shape, o["box"]) for o in objects]
+    outside = ~(boxes[0] | boxes[1])
+    for o, b in zip(objects, boxes, strict=True):
+        assert stage1[b].mean() > stage1[outside].mean(), o["object"]
+
+
+@pytest.fixture(scope="module")
+def dog_bike_truck(lite0):
+    path = need_shared("demo", "dog_bike_truck.jpg")
+    objects = json.loads(need_shared("demo", "boxes.json").read_text())["dog_bike_truck.jpg"]
+    return objects, *explain_objects(lite0, path, objects)
+
+
+@pytest.mark.parametrize("name", ["dog", pytest.param("pickup", marks=KNOWN_MISS)])
+def test_dog_bike_truck_points_inside_the_box(dog_bike_truck, name):
+    objects, _, maps, _ = dog_bike_truck
+    k = [o["object"] for o in objects].index(name)
+    assert inside(argmax_xy(maps[k]), objects[k]["box"]), f"{name} map maximum at {argmax_xy(maps[k])}"
+
+
+def test_paper_preset_dog_map_points_at_the_dog(lite0):
+    from gfi.methods.gfi import GFIConfig
+
+    objects = BOXES["dog_cat.jpg"][:1]
+    _, maps, _ = explain_objects(lite0, ASSETS / "dog_cat.jpg", objects, GFIConfig.paper(iters2=20))
+    assert inside(argmax_xy(maps[0]), objects[0]["box"])

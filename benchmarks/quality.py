@@ -124,6 +124,26 @@ def summarize(run: dict, alpha: float | None = None) -> dict:
     return s
 
 
+def paired(a: dict, b: dict, alpha: float | None) -> dict:
+    """Mean difference a - b over the images both runs have, with a 95% interval (paired)."""
+    rb = {r["file"]: r for r in b["records"]}
+    common = [r for r in a["records"] if r["file"] in rb]
+    out = {"n": len(common)}
+    if a["dataset"] == "imagenet":
+        ia = PAPER_ALPHAS.index(alpha if alpha is not None else summarize(a)["alpha"])
+        ib = PAPER_ALPHAS.index(summarize(b)["alpha"])
+        m, ci = mean_ci([(1 - r["loc"][ia]) - (1 - rb[r["file"]]["loc"][ib]) for r in common])
+        out.update(loc_error_diff=round(100 * m, 1), loc_ci=round(100 * ci, 1))
+        m, ci = mean_ci([r["point"] - rb[r["file"]]["point"] for r in common])
+        out.update(pointing_diff=round(100 * m, 1), point_ci=round(100 * ci, 1))
+    else:
+        for k in ("f_beta", "mae"):
+            m, ci = mean_ci([r[k] - rb[r["file"]][k] for r in common])
+            out[k + "_diff"] = round(m, 3)
+            out[k + "_ci"] = round(ci, 3)
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--dataset", choices=["imagenet", "sod"], default="imagenet")
@@ -140,10 +160,19 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", default="")
     ap.add_argument("--summarize", nargs="*", help="print summaries of saved runs")
+    ap.add_argument("--alpha-from", nargs="*", default=[],
+                    help="with --summarize: tuning-split runs (same order) whose best alpha is applied")
+    ap.add_argument("--paired", help="with --summarize: a run to compare every run with, image by image")
     args = ap.parse_args()
     if args.summarize is not None:
-        for path in args.summarize:
-            print(json.dumps(summarize(json.loads(Path(path).read_text()))))
+        base = json.loads(Path(args.paired).read_text()) if args.paired else None
+        for i, path in enumerate(args.summarize):
+            run_ = json.loads(Path(path).read_text())
+            alpha = summarize(json.loads(Path(args.alpha_from[i]).read_text()))["alpha"] if args.alpha_from else None
+            s = summarize(run_, alpha)
+            if base is not None:
+                s["vs_" + base["method"]] = paired(run_, base, s.get("alpha"))
+            print(json.dumps(s))
         return
     run(args)
 

@@ -87,7 +87,8 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--multilabel", action="store_true",
                     help="the model is multi-label: f_c is the sigmoid of the logit")
     ex.add_argument("--out", type=Path, default=Path("gfi-out"), help="output folder (default: %(default)s)")
-    ex.add_argument("--save-npy", action="store_true", help="also save maps as float32 .npy in [0,1] at the image's size")
+    ex.add_argument("--save-npy", action="store_true",
+                    help="also save maps as float32 .npy in [0,1] at the image's size")
     ex.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     ex.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="(default: %(default)s)")
     ex.add_argument("--batch-size", type=int, default=4, help="images per batch (default: %(default)s)")

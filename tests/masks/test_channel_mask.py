@@ -84,3 +84,13 @@ def test_backgrounds():
         assert "blur, mean, noise" in str(exc)
     else:
         raise AssertionError("unknown background accepted")
+
+
+def test_rectified_mask_for_signed_weights():
+    f = torch.tensor([[[[1.0, 2.0, 0.0]], [[3.0, 0.0, 0.0]]]])  # (1, 2, 1, 3)
+    w = torch.tensor([[[1.0, -1.0]]])
+    # by hand: [1-3, 2-0, 0-0] = [-2, 2, 0]; MinMax: [0, 1, 0.5]; ReLU first: [0, 2, 0] -> [0, 1, 0]
+    plain, _ = channel_mask(w, f, (1, 3))
+    rect, _ = channel_mask(w, f, (1, 3), rectify=True)
+    assert torch.allclose(plain[0, 0, 0], torch.tensor([0.0, 1.0, 0.5]))
+    assert torch.allclose(rect[0, 0, 0], torch.tensor([0.0, 1.0, 0.0]))

@@ -100,10 +100,10 @@ def test_l1_reading_at_zero():
     from gfi.methods.gfi import l1_penalty
 
     w = torch.zeros(3, requires_grad=True)
-    l1_penalty(w, GFIConfig(l1_grad_at_zero="one")).backward()
+    l1_penalty(w, GFIConfig.paper(l1_grad_at_zero="one")).backward()
     assert torch.equal(w.grad, torch.ones(3))  # ||w||_1 = sum(w) on w >= 0
     w.grad = None
-    l1_penalty(w, GFIConfig(l1_grad_at_zero="zero")).backward()
+    l1_penalty(w, GFIConfig.paper(l1_grad_at_zero="zero")).backward()
     assert torch.equal(w.grad, torch.zeros(3))  # torch's abs: subgradient 0 at 0
     assert l1_penalty(torch.ones(4), GFIConfig(l1_norm="mean")).item() == 1.0
 

@@ -96,3 +96,12 @@ def test_paper_preset_is_the_paper():
     assert (p.gamma, p.delta, p.lam, p.w_init, p.lr1, p.lr2, p.iters1, p.iters2) == (10, 1, 1, 0.1, 1e-2, 1e-2, 10, 70)
     assert (p.lr_decay_every, p.lr_decay, p.background, p.inversion_error, p.l1_norm, p.score) == (
         10, 0.5, "blur", "sum", "sum", "prob")
+
+
+def test_signed_weights_option(tiny, tiny_images):
+    signed = GuidedFeatureInversion(tiny, nonnegative=False, lr2=0.2, **FAST).explain(tiny_images, [[0, 1], [2, 3]])
+    clipped = GuidedFeatureInversion(tiny, nonnegative=True, lr2=0.2, **FAST).explain(tiny_images, [[0, 1], [2, 3]])
+    assert (clipped.weights >= 0).all() and (clipped.stage1_weights >= 0).all()
+    assert (signed.stage1_weights >= 0).all()  # stage 1 keeps the paper's constraint
+    assert (signed.weights < 0).any()
+    assert torch.isfinite(signed.maps).all() and signed.maps.min() >= 0 and signed.maps.max() <= 1

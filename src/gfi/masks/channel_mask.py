@@ -45,9 +45,14 @@ def upsample(m: Tensor, size: tuple[int, int]) -> Tensor:
     return out.view(*lead, *size)
 
 
-def channel_mask(w: Tensor, features: Tensor, size: tuple[int, int]) -> tuple[Tensor, Tensor]:
-    """Eq. (6), Eq. (7) and bilinear upsampling: ``(m, collapsed)`` with m of shape (B, K, *size)."""
-    m, collapsed = min_max(combine_channels(w, features))
+def channel_mask(w: Tensor, features: Tensor, size: tuple[int, int], rectify: bool = False) -> tuple[Tensor, Tensor]:
+    """Eq. (6), Eq. (7) and bilinear upsampling: ``(m, collapsed)`` with m of shape (B, K, *size).
+
+    ``rectify`` applies a ReLU to the weighted sum before MinMax (for signed weights, as Grad-CAM
+    does, so that regions the weights subtract all map to 0; with w >= 0 and non-negative
+    activations it changes nothing)."""
+    m = combine_channels(w, features)
+    m, collapsed = min_max(torch.relu(m) if rectify else m)
     return upsample(m, size), collapsed
 
 

@@ -73,6 +73,9 @@ class GFIConfig:
             ``"gradient"`` (beyond the paper: w_i proportional to the positive part of the spatial
             mean of d logit_c / d f^{l1}_i(x), Grad-CAM's channel weights, rescaled to mean
             ``w_init``; one extra forward/backward).
+        nonnegative: clip w at 0 after every step (the paper: w_i >= 0, Eq. 8-9). False lets
+            stage 2's weights take either sign (beyond the paper), so a class map can subtract the
+            channels of another object; the L1 term then uses |w|.
         fresh_optimizer: stage 2 starts a new Adam (Alg. 2 is a separate algorithm whose only
             input from Alg. 1 is w) rather than continuing stage 1's moments.
         stage2: run stage 2; False gives the stage-1 inversion map as the result.
@@ -100,6 +103,7 @@ class GFIConfig:
     area1: float = 0.0
     area2: float = 0.5
     stage2_init: Literal["stage1", "gradient"] = "gradient"
+    nonnegative: bool = False
     fresh_optimizer: bool = True
     stage2: bool = True
     seed: int = 0
@@ -148,13 +152,13 @@ PAPER_SETTINGS: dict = dict(
     gamma=10.0, delta=1.0, lam=1.0, w_init=0.1, lr1=1e-2, lr2=1e-2, iters1=10, iters2=70,
     lr_decay_every=10, lr_decay=0.5, background="blur", blur_kernel=11, blur_sigma=5.0,
     inversion_error="sum", l1_norm="sum", l1_grad_at_zero="one", score="prob", area1=0.0, area2=0.0,
-    stage2_init="stage1", fresh_optimizer=True,
+    stage2_init="stage1", nonnegative=True, fresh_optimizer=True,
 )
 
 
 def l1_penalty(w: Tensor, cfg: GFIConfig) -> Tensor:
     """||w||_1 over the last dim (w >= 0 after clipping), read as ``cfg.l1_norm``/``l1_grad_at_zero``."""
-    norm = w.sum(-1) if cfg.l1_grad_at_zero == "one" else w.abs().sum(-1)
+    norm = w.sum(-1) if cfg.l1_grad_at_zero == "one" and cfg.nonnegative else w.abs().sum(-1)
     return norm / w.shape[-1] if cfg.l1_norm == "mean" else norm
 
 
@@ -234,7 +238,7 @@ class GuidedFeatureInversion(Explainer):
             else:
                 w2, hist2 = w1.expand(-1, t.shape[1], -1), None
             with torch.no_grad():
-                m, col = channel_mask(w2, f_l1, images.shape[-2:])
+                m, col = channel_mask(w2, f_l1, images.shape[-2:], rectify=not cfg.nonnegative)
                 both = blend_kept_and_removed(images, p, m).flatten(0, 2)
                 z = clf(both).float().view(2, *t.shape, -1)
                 s = clf.scores(z).gather(-1, t.unsqueeze(0).unsqueeze(-1).expand(2, *t.shape, 1)).squeeze(-1)
@@ -285,8 +289,10 @@ class GuidedFeatureInversion(Explainer):
             logits = run_until(clf.forward, xr)
             act = store[l1]
             grad = torch.autograd.grad(logits.gather(1, targets.reshape(-1, 1)).sum(), act)[0]
-        w = grad.mean((2, 3)).clamp(min=0).view(b, k, -1)
-        mean = w.mean(-1, keepdim=True)
+        w = grad.mean((2, 3)).view(b, k, -1)
+        if self.config.nonnegative:
+            w = w.clamp(min=0)
+        mean = w.abs().mean(-1, keepdim=True)
         return torch.where(mean > 0, w * (self.config.w_init / mean.clamp_min(1e-30)),
                            torch.full_like(w, self.config.w_init))
 
@@ -307,7 +313,7 @@ class GuidedFeatureInversion(Explainer):
         sched = torch.optim.lr_scheduler.StepLR(opt, step_size=cfg.lr_decay_every, gamma=cfg.lr_decay)
         losses = []
         for _ in range(cfg.iters2):
-            m, _ = channel_mask(w, f_l1, size)
+            m, _ = channel_mask(w, f_l1, size, rectify=not cfg.nonnegative)
             both = blend_kept_and_removed(x, p, m).flatten(0, 2)  # (2*B*K, 3, H, W)
             z = clf(both).view(2, *targets.shape, -1)
             gain, removed = target_terms(z, targets, clf.multilabel, cfg.score)
@@ -316,8 +322,9 @@ class GuidedFeatureInversion(Explainer):
             loss.sum().backward()
             opt.step()
             sched.step()
-            with torch.no_grad():
-                w.clamp_(min=0)
+            if cfg.nonnegative:
+                with torch.no_grad():
+                    w.clamp_(min=0)
             losses.append(loss.detach())
         return w.detach(), _stack(losses, (0, *targets.shape), x.device)
 

@@ -190,13 +190,10 @@ def _resolve_targets(specs: list[str], clf, probs: torch.Tensor) -> list[int]:
 
 
 def cmd_explain(args) -> int:
-    import numpy as np
-
     from gfi.data.images import ImageLoadError, find_images, load_image
     from gfi.methods.gfi import GFIConfig
     from gfi.methods.registry import METHODS, get_method
     from gfi.models.presets import load_model
-    from gfi.viz.overlay import save_explanation_figure, to_original_size
 
     if args.batch_size < 1:
         raise UsageError(f"--batch-size must be >= 1, got {args.batch_size}")
@@ -276,8 +273,7 @@ def cmd_explain(args) -> int:
             e = explainer.explain(x[idx], [targets[j] for j in idx])
             seconds = (time.time() - t0) / len(idx)
             for row, j in enumerate(idx):
-                records.append(_write_outputs(args, clf, ok[j], images[j], e, row, probs[j], seconds,
-                                              save_explanation_figure, to_original_size, np))
+                records.append(_write_outputs(args, clf, ok[j], images[j], e, row, probs[j], seconds))
         bar.update(len(chunk))
     bar.close()
 
@@ -301,7 +297,13 @@ def cmd_explain(args) -> int:
     return 0
 
 
-def _write_outputs(args, clf, path, image, e, row, probs, seconds, save_figure, resize, np) -> dict:
+def _write_outputs(args, clf, path, image, e, row, probs, seconds) -> dict:
+    """Overlays and .npy maps of one image at its own size; returns its results.json record."""
+    import numpy as np
+
+    from gfi.viz.overlay import save_explanation_figure as save_figure
+    from gfi.viz.overlay import to_original_size as resize
+
     stem = _safe_stem(path)
     size = tuple(image.shape[-2:])
     stage1 = resize(e.stage1_map[row], size).cpu() if e.stage1_map is not None else None

@@ -105,3 +105,10 @@ def test_signed_weights_option(tiny, tiny_images):
     assert (signed.stage1_weights >= 0).all()  # stage 1 keeps the paper's constraint
     assert (signed.weights < 0).any()
     assert torch.isfinite(signed.maps).all() and signed.maps.min() >= 0 and signed.maps.max() <= 1
+
+
+def test_stage2_can_continue_stage1_adam_moments(tiny, tiny_images):
+    fresh = GuidedFeatureInversion(tiny, "paper", **FAST).explain(tiny_images, 0)
+    cont = GuidedFeatureInversion(tiny, "paper", fresh_optimizer=False, **FAST).explain(tiny_images, 0)
+    assert torch.equal(fresh.stage1_weights, cont.stage1_weights)
+    assert not torch.equal(fresh.weights, cont.weights)

@@ -229,12 +229,13 @@ class GuidedFeatureInversion(Explainer):
             p = make_background(images, cfg.background, blur_kernel=cfg.blur_kernel,
                                 blur_sigma=cfg.blur_sigma, noise_std=cfg.noise_std, generator=gen)
 
-            w1, hist1 = self.stage1(images, p, f_l0, f_l1)
+            w1, hist1, adam1 = self.stage1(images, p, f_l0, f_l1)
             with torch.no_grad():
                 m1, col1 = channel_mask(w1, f_l1, images.shape[-2:])
             if cfg.stage2:
                 w_start = self.gradient_weights(images, t) if cfg.stage2_init == "gradient" else w1
-                w2, hist2 = self.stage2(images, p, f_l1, w_start.expand(-1, t.shape[1], -1), t)
+                w2, hist2 = self.stage2(images, p, f_l1, w_start.expand(-1, t.shape[1], -1), t,
+                                        adam_state=None if cfg.fresh_optimizer else adam1)
             else:
                 w2, hist2 = w1.expand(-1, t.shape[1], -1), None
             with torch.no_grad():
@@ -253,8 +254,9 @@ class GuidedFeatureInversion(Explainer):
         )
 
     # ------------------------------------------------------------------------------------------
-    def stage1(self, x: Tensor, p: Tensor, f_l0: Tensor, f_l1: Tensor) -> tuple[Tensor, Tensor]:
-        """Alg. 1: minimise Eq. (8) over w >= 0. Returns w (B, 1, C) and the losses (T, B).
+    def stage1(self, x: Tensor, p: Tensor, f_l0: Tensor, f_l1: Tensor) -> tuple[Tensor, Tensor, dict]:
+        """Alg. 1: minimise Eq. (8) over w >= 0. Returns w (B, 1, C), the losses (T, B) and Adam's
+        final state (moments), which stage 2 continues when ``fresh_optimizer`` is False.
 
         Each iteration runs the network only up to l0 (the forward stops there).
         """
@@ -277,8 +279,7 @@ class GuidedFeatureInversion(Explainer):
             with torch.no_grad():
                 w.clamp_(min=0)
             losses.append(loss.detach())
-        self._stage1_opt = opt
-        return w.detach(), _stack(losses, (0, x.shape[0]), x.device)
+        return w.detach(), _stack(losses, (0, x.shape[0]), x.device), dict(opt.state.get(w, {}))
 
     def gradient_weights(self, x: Tensor, targets: Tensor) -> Tensor:
         """Grad-CAM's channel weights at l1, clipped at 0 and rescaled to mean ``w_init``: (B, K, C)."""
@@ -296,20 +297,18 @@ class GuidedFeatureInversion(Explainer):
         return torch.where(mean > 0, w * (self.config.w_init / mean.clamp_min(1e-30)),
                            torch.full_like(w, self.config.w_init))
 
-    def stage2(self, x: Tensor, p: Tensor, f_l1: Tensor, w_init: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:
+    def stage2(self, x: Tensor, p: Tensor, f_l1: Tensor, w_init: Tensor, targets: Tensor,
+               adam_state: dict | None = None) -> tuple[Tensor, Tensor]:
         """Alg. 2: minimise Eq. (9) from stage 1's w. Kept and removed images of all K targets go
         through the network in one batched forward of 2 * B * K images. Returns w (B, K, C) and
         the losses (T, B, K)."""
         cfg, clf = self.config, self.classifier
         size = x.shape[-2:]
         w = w_init.detach().clone().requires_grad_(True)
-        if cfg.fresh_optimizer or cfg.iters1 == 0:
-            opt = torch.optim.Adam([w], lr=cfg.lr2)
-        else:
-            # continue stage 1's moments (each target row starts from the image's stage-1 state)
-            opt = torch.optim.Adam([w], lr=cfg.lr2)
-            old = self._stage1_opt.state[self._stage1_opt.param_groups[0]["params"][0]]
-            opt.state[w] = {k: (v.expand_as(w).clone() if v.ndim else v.clone()) for k, v in old.items()}
+        opt = torch.optim.Adam([w], lr=cfg.lr2)
+        if adam_state:
+            # continue stage 1's moments (each target row starts from its image's stage-1 state)
+            opt.state[w] = {k: (v.expand_as(w).clone() if v.ndim else v.clone()) for k, v in adam_state.items()}
         sched = torch.optim.lr_scheduler.StepLR(opt, step_size=cfg.lr_decay_every, gamma=cfg.lr_decay)
         losses = []
         for _ in range(cfg.iters2):

@@ -68,7 +68,4 @@ def blend(x: Tensor, p: Tensor, m: Tensor) -> Tensor:
 
 def blend_kept_and_removed(x: Tensor, p: Tensor, m: Tensor) -> Tensor:
     """Eq. (2) and Eq. (4) stacked for one batched forward: (2, B, K, 3, H, W), kept first."""
-    m = m.unsqueeze(2)
-    base = p.unsqueeze(1)
-    diff = (x - p).unsqueeze(1)
-    return torch.stack((base + diff * m, base + diff * (1 - m)))
+    return torch.stack((blend(x, p, m), blend(x, p, 1 - m)))

@@ -16,6 +16,20 @@ from gfi.models.classifier import Classifier
 from gfi.models.layers import LayerRef, capture, frozen
 
 
+def layer_gradients(
+    classifier: Classifier, images: Tensor, targets: Tensor, layer: LayerRef
+) -> tuple[Tensor, Tensor]:
+    """Activations A of ``layer`` and d logit_c / d A, one row per (image, target): (B*K, C, h, w) each.
+
+    Call with the model frozen: the input carries the graph, so no parameter gets a gradient."""
+    x = images.repeat_interleave(targets.shape[1], 0).requires_grad_(True)
+    with torch.enable_grad(), capture(classifier.model, [layer], clone=False) as store:
+        logits = classifier(x)
+        act = store[layer]
+        grad = torch.autograd.grad(logits.gather(1, targets.reshape(-1, 1)).sum(), act)[0]
+    return act.detach(), grad
+
+
 class GradCAM(Explainer):
     name = "gradcam"
     summary = "Grad-CAM (Selvaraju et al. 2017): gradient-weighted class activation map"
@@ -29,13 +43,9 @@ class GradCAM(Explainer):
         layer = self.layer or clf.inversion_layer
         t, probs = self._targets_and_probs(images, targets)
         b, k = t.shape
-        # one row per (image, target); the input carries the graph since parameters are frozen
-        x = images.repeat_interleave(k, 0).requires_grad_(True)
-        with frozen(clf.model), torch.enable_grad(), capture(clf.model, [layer], clone=False) as store:
-            logits = clf(x)
-            act = store[layer]
-            grad = torch.autograd.grad(logits.gather(1, t.reshape(-1, 1)).sum(), act)[0]
-        cam = torch.relu((grad.mean((2, 3), keepdim=True) * act).sum(1)).detach()
+        with frozen(clf.model):
+            act, grad = layer_gradients(clf, images, t, layer)
+        cam = torch.relu((grad.mean((2, 3), keepdim=True) * act).sum(1))
         cam, collapsed = min_max(cam.view(b, k, *cam.shape[-2:]))
         return Explanation(maps=upsample(cam, images.shape[-2:]), targets=t, method=self.name,
                            probs=probs, collapsed=collapsed)

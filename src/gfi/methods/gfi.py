@@ -32,9 +32,9 @@ from torch import Tensor
 
 from gfi.masks.backgrounds import make_background
 from gfi.masks.channel_mask import blend, blend_kept_and_removed, channel_mask
-from gfi.methods.base import Explainer, Explanation, TargetsLike, as_targets
+from gfi.methods.base import Explainer, Explanation, TargetsLike
 from gfi.models.classifier import Classifier
-from gfi.models.layers import capture, frozen, run_until
+from gfi.models.layers import frozen
 
 
 @dataclass(frozen=True)
@@ -220,8 +220,7 @@ class GuidedFeatureInversion(Explainer):
             # One forward: f^{l0}(x), f^{l1}(x) and the logits. Nothing here needs a graph.
             with torch.no_grad():
                 feats, logits = clf.activations(images, [l0, l1], stop=False)
-            t = as_targets(targets, images.shape[0], images.device, logits, logits.shape[-1])
-            probs = clf.scores(logits.float()).gather(1, t)
+            t, probs = self._targets_and_probs(images, targets, logits)
             f_l0, f_l1 = feats[l0], feats[l1]
             if f_l1.ndim != 4:
                 raise ValueError(f"channel layer {l1} gives a {f_l1.ndim}-D tensor; Eq. (6) needs (B, C, h, w)")
@@ -283,14 +282,10 @@ class GuidedFeatureInversion(Explainer):
 
     def gradient_weights(self, x: Tensor, targets: Tensor) -> Tensor:
         """Grad-CAM's channel weights at l1, clipped at 0 and rescaled to mean ``w_init``: (B, K, C)."""
-        clf, (b, k) = self.classifier, targets.shape
-        l1 = clf.channel_layer
-        xr = x.repeat_interleave(k, 0).requires_grad_(True)
-        with torch.enable_grad(), capture(clf.model, [l1], clone=False) as store:
-            logits = run_until(clf.forward, xr)
-            act = store[l1]
-            grad = torch.autograd.grad(logits.gather(1, targets.reshape(-1, 1)).sum(), act)[0]
-        w = grad.mean((2, 3)).view(b, k, -1)
+        from gfi.methods.cam import layer_gradients
+
+        _, grad = layer_gradients(self.classifier, x, targets, self.classifier.channel_layer)
+        w = grad.mean((2, 3)).view(*targets.shape, -1)
         if self.config.nonnegative:
             w = w.clamp(min=0)
         mean = w.abs().mean(-1, keepdim=True)

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
@@ -61,7 +61,6 @@ class Preset:
     input_size: tuple[int, int] = (224, 224)
     # where the pretrained weights come from: "torchvision:<enum>" or "lite:<variant>"
     weights_source: str = ""
-    method_overrides: dict = field(default_factory=dict)
 
     def weights_available(self) -> str | None:
         """Path of pretrained weights available offline, or None."""

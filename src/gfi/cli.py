@@ -18,6 +18,8 @@ from pathlib import Path
 
 import torch
 
+from gfi.data.samples import safe_stem as _safe_stem  # the output name explain and eval share
+
 log = logging.getLogger("gfi")
 ASSETS = Path(__file__).parent / "assets"
 DEMO_IMAGE = ASSETS / "dog_cat.jpg"
@@ -103,6 +105,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("methods", help="list explanation methods")
     ly = sub.add_parser("layers", help="list a model's layers with output shapes (for --inversion/--channel-layer)")
     ly.add_argument("model", choices=list(PRESETS))
+    from gfi.evaluation import command as eval_command
+
+    eval_command.add_parser(sub)
     return parser
 
 
@@ -151,11 +156,6 @@ def _device(choice: str) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(choice)
 
-
-def _safe_stem(path: Path) -> str:
-    """A file-name stem that cannot leave the output folder."""
-    stem = re.sub(r"[^\w.\-]+", "_", path.stem).lstrip(".") or "image"
-    return stem[:120]
 
 
 def _read_targets_csv(path: Path) -> dict[str, list[str]]:
@@ -365,7 +365,10 @@ def main(argv: list[str] | None = None) -> int:
     log.handlers[:] = [handler]
     log.setLevel(level)
     log.propagate = False
-    commands = {"explain": cmd_explain, "models": cmd_models, "methods": cmd_methods, "layers": cmd_layers}
+    from gfi.evaluation import command as eval_command
+
+    commands = {"explain": cmd_explain, "models": cmd_models, "methods": cmd_methods, "layers": cmd_layers,
+                "eval": eval_command.run}
     from gfi.data.images import ImageLoadError
     from gfi.models import LayerNotFoundError, NotAConvNetError, WeightsError
 

@@ -1,90 +1,124 @@
-"""ILSVRC validation data as distributed: images, per-image box XML files (or
-``LOC_val_solution.csv``), and the class order of ``LOC_synset_mapping.txt``."""
+"""ILSVRC2012 validation data as distributed: the images, the per-image box XML files
+(``ILSVRC2012_bbox_val_v3.tgz``) or Kaggle's ``LOC_val_solution.csv``, and the class order of
+``LOC_synset_mapping.txt`` (torchvision's order).
+
+Layouts found under ``root`` (first match wins):
+
+* images: ``val/``, ``ILSVRC/Data/CLS-LOC/val/`` or ``root`` itself (``*.JPEG``, ``*.jpg``, ``*.png``);
+* boxes: ``LOC_val_solution.csv`` (``ImageId,PredictionString`` with ``synset xmin ymin xmax ymax ...``),
+  else one XML per image in ``bbox_val/``, ``ILSVRC/Annotations/CLS-LOC/val/`` or next to the images.
+
+When an XML gives an image size different from the image's own (pre-resized images), the boxes
+are rescaled to the image (see :meth:`Sample.scaled_to`).
+"""
 
 from __future__ import annotations
 
 import csv
-import xml.etree.ElementTree as ET
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from torch import Tensor
 
+from gfi.data.samples import BoxSample, DataError, Sample, read_voc_xml
 
-@dataclass
-class BoxSample:
-    """One image with its ground-truth class(es) and boxes ``[xmin, ymin, xmax, ymax]``."""
+__all__ = ["BoxSample", "DataError", "ImageNetVal", "read_synsets", "read_voc_xml"]
 
-    path: Path
-    label: int
-    boxes: Tensor  # (N, 4) float, pixel units of the image as stored
-    labels: Tensor  # (N,) class of each box
-    size: tuple[int, int] | None = None  # (W, H) from the annotation
+IMAGE_SUFFIXES = (".jpeg", ".jpg", ".png")
 
 
 def read_synsets(path: str | Path) -> list[str]:
     """WordNet ids in class order (one ``nXXXXXXXX description`` per line)."""
-    lines = Path(path).read_text().splitlines()
-    return [ln.split()[0] for ln in lines if ln.strip()]
-
-
-def read_voc_xml(path: str | Path) -> tuple[list[tuple[str, list[float], bool]], tuple[int, int] | None]:
-    """Objects ``(name, [xmin, ymin, xmax, ymax], difficult)`` and the image size from a VOC/ILSVRC XML."""
-    root = ET.parse(path).getroot()
-    size = root.find("size")
-    wh = (int(size.findtext("width")), int(size.findtext("height"))) if size is not None else None
-    objs = []
-    for obj in root.iter("object"):
-        bb = obj.find("bndbox")
-        if bb is None:
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: class list is missing (an ILSVRC folder needs LOC_synset_mapping.txt)")
+    out = []
+    for n, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip():
             continue
-        box = [float(bb.findtext(k)) for k in ("xmin", "ymin", "xmax", "ymax")]
-        objs.append((obj.findtext("name").strip(), box, obj.findtext("difficult", "0").strip() == "1"))
-    return objs, wh
+        wnid = line.split()[0]
+        if not (wnid.startswith("n") and wnid[1:].isdigit()):
+            raise DataError(f"{path}, line {n}: expected `nXXXXXXXX description`, got {line[:60]!r}")
+        out.append(wnid)
+    if len(set(out)) != len(out):
+        raise DataError(f"{path}: a synset is listed twice")
+    return out
 
 
 class ImageNetVal:
-    """ILSVRC2012 val: ``root/val/*.JPEG`` with ``root/bbox_val/*.xml`` (or ``LOC_val_solution.csv``)
-    and ``LOC_synset_mapping.txt``. Samples come in sorted file order."""
+    """ILSVRC2012 val with boxes. Samples come in sorted file order; ``files`` keeps only those
+    names or stems. ``ds[i]`` raises :class:`DataError` naming the file when its annotation is
+    missing or malformed."""
+
+    kind = "imagenet"
 
     def __init__(self, root: str | Path, files: list[str] | None = None) -> None:
         self.root = Path(root)
-        mapping = self.root / "LOC_synset_mapping.txt"
-        if not mapping.is_file():
-            raise FileNotFoundError(f"{mapping} is missing: an ILSVRC folder needs LOC_synset_mapping.txt")
-        self.synsets = read_synsets(mapping)
+        self.synsets = read_synsets(self.root / "LOC_synset_mapping.txt")
+        self.class_names = self.synsets
         self.index = {s: i for i, s in enumerate(self.synsets)}
-        image_dir = self.root / "val" if (self.root / "val").is_dir() else self.root
-        self.paths = sorted(p for p in image_dir.iterdir() if p.suffix.lower() in (".jpeg", ".jpg", ".png"))
+        image_dir = next((d for d in (self.root / "val", self.root / "ILSVRC" / "Data" / "CLS-LOC" / "val")
+                          if d.is_dir()), self.root)
+        self.image_dir = image_dir
+        self.paths = sorted(p for p in image_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
         if files is not None:
             keep = set(files)
             self.paths = [p for p in self.paths if p.name in keep or p.stem in keep]
+        if not self.paths:
+            raise DataError(f"{image_dir}: no images ({', '.join(IMAGE_SUFFIXES)})")
         csv_path = self.root / "LOC_val_solution.csv"
         self._csv = self._read_csv(csv_path) if csv_path.is_file() else None
-        self.xml_dir = self.root / "bbox_val"
-        if self._csv is None and not self.xml_dir.is_dir():
-            raise FileNotFoundError(f"{self.root} has neither bbox_val/ nor LOC_val_solution.csv")
+        self.csv_path = csv_path
+        xml_dirs = (self.root / "bbox_val", self.root / "ILSVRC" / "Annotations" / "CLS-LOC" / "val", image_dir)
+        self.xml_dir = next((d for d in xml_dirs if d.is_dir() and any(d.glob("*.xml"))), None)
+        if self._csv is None and self.xml_dir is None:
+            raise DataError(f"{self.root}: no boxes found: expected LOC_val_solution.csv or a folder of XML files "
+                            "(bbox_val/, ILSVRC/Annotations/CLS-LOC/val/ or next to the images)")
 
-    def _read_csv(self, path: Path) -> dict[str, list[tuple[str, list[float]]]]:
-        out: dict[str, list[tuple[str, list[float]]]] = {}
+    @staticmethod
+    def _read_csv(path: Path) -> dict[str, tuple[int, str]]:
+        """ImageId -> (line number, PredictionString); rows are parsed when their image is read."""
+        out: dict[str, tuple[int, str]] = {}
         with open(path, newline="") as fh:
-            for row in csv.DictReader(fh):
-                parts = row["PredictionString"].split()
-                out[row["ImageId"]] = [(parts[i], [float(v) for v in parts[i + 1:i + 5]])
-                                       for i in range(0, len(parts), 5)]
+            reader = csv.DictReader(fh)
+            if reader.fieldnames is None or not {"ImageId", "PredictionString"} <= set(reader.fieldnames):
+                raise DataError(f"{path}: expected the header `ImageId,PredictionString`, got {reader.fieldnames}")
+            for n, row in enumerate(reader, 2):
+                out[(row["ImageId"] or "").strip()] = (n, row["PredictionString"] or "")
         return out
 
     def __len__(self) -> int:
         return len(self.paths)
 
-    def __getitem__(self, i: int) -> BoxSample:
-        path = self.paths[i]
-        size = None
+    @property
+    def keys(self) -> list[str]:
+        from gfi.data.samples import safe_stem
+
+        return [safe_stem(p) for p in self.paths]
+
+    def _objects(self, path: Path) -> tuple[list[tuple[str, list[float], bool]], tuple[int, int] | None, Path]:
         if self._csv is not None:
-            objs = self._csv[path.stem]
-        else:
-            parsed, size = read_voc_xml(self.xml_dir / f"{path.stem}.xml")
-            objs = [(n, b) for n, b, _ in parsed]
-        labels = torch.tensor([self.index[n] for n, _ in objs])
-        return BoxSample(path, int(labels[0]), torch.tensor([b for _, b in objs]), labels, size)
+            if path.stem not in self._csv:
+                raise DataError(f"{self.csv_path}: no row for {path.stem}")
+            n, text = self._csv[path.stem]
+            parts = text.split()
+            if not parts or len(parts) % 5:
+                raise DataError(f"{self.csv_path}, line {n}: PredictionString must be groups of "
+                                f"`synset xmin ymin xmax ymax`, got {text[:60]!r}")
+            try:
+                objs = [(parts[i], [float(v) for v in parts[i + 1:i + 5]], False) for i in range(0, len(parts), 5)]
+            except ValueError as exc:
+                raise DataError(f"{self.csv_path}, line {n}: {exc}") from exc
+            return objs, None, self.csv_path
+        xml = self.xml_dir / f"{path.stem}.xml"
+        objs, size = read_voc_xml(xml)
+        return objs, size, xml
+
+    def __getitem__(self, i: int) -> Sample:
+        path = self.paths[i]
+        objs, size, source = self._objects(path)
+        unknown = sorted({n for n, _, _ in objs if n not in self.index})
+        if unknown:
+            raise DataError(f"{source}: class {unknown[0]!r} of {path.name} is not in LOC_synset_mapping.txt")
+        labels = torch.tensor([self.index[n] for n, _, _ in objs])
+        return Sample(path, torch.tensor([b for _, b, _ in objs]), labels,
+                      torch.tensor([d for _, _, d in objs]), [int(labels[0])], size, index=i)

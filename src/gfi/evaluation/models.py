@@ -1,0 +1,65 @@
+"""Models for ``gfi eval``: a preset with its weights, or a preset whose last layer was replaced by
+``gfi eval voc-head`` (a checkpoint holding ``gfi_head`` metadata and the whole state dict)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+HEAD_KEY = "gfi_head"
+
+
+def find_head(model: nn.Module) -> tuple[str, nn.Linear]:
+    """The model's last ``nn.Linear`` (in module order): the classifier layer the paper replaces."""
+    linears = [(n, m) for n, m in model.named_modules() if isinstance(m, nn.Linear)]
+    if not linears:
+        raise ValueError(f"{type(model).__name__} has no nn.Linear layer to replace")
+    return linears[-1]
+
+
+def replace_head(model: nn.Module, num_classes: int) -> str:
+    """Put a fresh ``nn.Linear(in_features, num_classes)`` in place of the last linear layer."""
+    name, old = find_head(model)
+    parent = model.get_submodule(name.rpartition(".")[0]) if "." in name else model
+    setattr(parent, name.rpartition(".")[2], nn.Linear(old.in_features, num_classes, bias=old.bias is not None))
+    return name
+
+
+def read_head_checkpoint(path: str | Path) -> dict | None:
+    """The checkpoint written by ``gfi eval voc-head``, or None for any other weights file."""
+    path = Path(path)
+    if not path.is_file() or path.suffix == ".safetensors":
+        return None
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # not our format: the preset loader reports the file's problem
+        return None
+    return obj if isinstance(obj, dict) and HEAD_KEY in obj else None
+
+
+def load_classifier(args):
+    """(Classifier, info) from ``--model``, ``--weights``, layers and ``--multilabel``."""
+    from gfi.models.presets import load_model
+    from gfi.models.weights import WeightsError, file_sha256, load_into
+
+    weights = str(args.weights)
+    ckpt = read_head_checkpoint(weights) if weights not in ("default", "random") else None
+    if ckpt is not None:
+        meta = ckpt[HEAD_KEY]
+        if meta.get("model") != args.model:
+            raise WeightsError(f"{weights} fine-tunes {meta.get('model')}, not --model {args.model}")
+        clf, info = load_model(args.model, weights="random")
+        replace_head(clf.model, int(meta["num_classes"]))
+        load_into(clf.model, ckpt["state_dict"], source=weights)
+        clf.model.eval()
+        clf.class_names = list(meta["class_names"])
+        info.update(weights=weights, sha256=file_sha256(weights), head=meta)
+    else:
+        clf, info = load_model(args.model, weights=weights, allow_pickle=getattr(args, "unsafe_allow_pickle", False),
+                               download=getattr(args, "download", False))
+    if args.inversion_layer or args.channel_layer:
+        clf = clf.with_layers(args.inversion_layer, args.channel_layer)
+    clf.multilabel = bool(args.multilabel)
+    return clf, info

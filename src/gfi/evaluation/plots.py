@@ -1,0 +1,35 @@
+"""Plots of ``gfi eval`` summaries (matplotlib, Agg backend, PNG)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def line_plot(path: Path, xs, curves: dict[str, list[float]], *, xlabel: str, ylabel: str, title: str,
+              mark_x: float | None = None) -> str:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 3.6), dpi=120)
+    for label, ys in curves.items():
+        ax.plot(xs, ys, marker="o", markersize=3, label=label)
+    if mark_x is not None:
+        ax.axvline(mark_x, color="gray", linestyle="--", linewidth=1, label=f"chosen {mark_x:g}")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    tmp = path.with_name(path.stem + ".tmp.png")
+    fig.savefig(tmp)
+    plt.close(fig)
+    tmp.replace(path)
+    return str(path)
+
+
+def mean(xs) -> float | None:
+    xs = [x for x in xs if x is not None and x == x]  # drop None and NaN
+    return sum(xs) / len(xs) if xs else None

@@ -24,7 +24,7 @@ from gfi.evaluation.metrics import (
     trapezoid_auc,
 )
 from gfi.evaluation.pointing import class_mean
-from gfi.evaluation.runner import EvalError
+from gfi.evaluation.runner import EvalError, select
 
 
 def test_tightest_box_and_iou():
@@ -119,3 +119,10 @@ def test_alphas_and_tune_split(tmp_path):
     assert error_curve(report) == [0.5, 0.0]
     with pytest.raises(EvalError, match="--tune-split"):
         split_tune(recs, "1.5")
+
+
+def test_select_range_and_limit():
+    assert select(10, None, 0) == list(range(10))
+    assert select(10, "6:", 0) == [6, 7, 8, 9] and select(10, "2:8", 3) == [2, 3, 4]
+    with pytest.raises(EvalError, match="--range"):
+        select(10, "a:b")

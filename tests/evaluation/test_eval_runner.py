@@ -182,3 +182,16 @@ def test_fgsm_raises_the_loss(tiny):
 def test_cli_errors(tmp_path, capsys):
     assert main(["eval", "pointing", "--data", str(tmp_path / "nope"), "--out", str(tmp_path / "o")]) == 2
     assert "no such folder" in capsys.readouterr().err
+
+
+def test_several_models_write_one_folder_each(tmp_path, tiny, dataset_dir):
+    data = dataset_dir("imagenet")
+    out = tmp_path / "m"
+    assert run(["pointing", "--data", str(data), "--method", "center", "--model", "efficientnet_lite0,resnet18",
+                "--range", "0:2", "--out", str(out)], tiny) == 0
+    combined = json.loads((out / "summary.json").read_text())
+    assert set(combined["models"]) == {"efficientnet_lite0", "resnet18"}
+    for m in ("efficientnet_lite0", "resnet18"):
+        s = json.loads((out / m / "summary.json").read_text())
+        assert s["model"] == m and s["n_images"] == 2
+        assert combined["models"][m]["accuracy"] == s["accuracy"] and "seconds_per_image" in combined["models"][m]

@@ -49,7 +49,9 @@ def _common(p: argparse.ArgumentParser, default_method: str) -> None:
                    help="a GFIConfig field (GFI methods) or a constructor option (other methods); repeatable")
     p.add_argument("--inversion-layer", help="l0 (module name, ':input' for its input)")
     p.add_argument("--channel-layer", help="l1 (module name, ':input' for its input); Table 2's ablation")
-    p.add_argument("--limit", type=int, default=0, help="only the first N images in sorted order (0: all)")
+    p.add_argument("--range", metavar="START:STOP",
+                   help="only images START..STOP-1 of the sorted order, e.g. 150:300 (the reporting half)")
+    p.add_argument("--limit", type=int, default=0, help="only the first N images (after --range; 0: all)")
     p.add_argument("--out", type=Path, required=True, help="output folder (resumes a run with the same options)")
     p.add_argument("--maps", type=Path, help="folder of cached maps to read and fill (default: OUT/maps)")
     p.add_argument("--batch-size", type=int, default=8, help="images per forward (default: %(default)s)")

@@ -348,6 +348,19 @@ def _prepare_out(args, options: dict, shard: Shard) -> None:
         tmp.replace(opt_file)
 
 
+def select(n: int, span: str | None, limit: int = 0) -> list[int]:
+    """Indices of the images to score: ``--range START:STOP`` of the sorted order (Python slice
+    semantics), then the first ``--limit`` of them."""
+    idx = list(range(n))
+    if span:
+        try:
+            start, _, stop = span.partition(":")
+            idx = idx[int(start) if start else None:int(stop) if stop else None]
+        except ValueError as exc:
+            raise EvalError(f"--range {span!r}: expected START:STOP, e.g. 150:300") from exc
+    return idx[: limit or None]
+
+
 def _device(choice: str) -> torch.device:
     if choice == "cuda" and not torch.cuda.is_available():
         raise EvalError("--device cuda, but CUDA is not available here; use --device cpu")
@@ -384,7 +397,7 @@ def run_experiment(exp, args: argparse.Namespace, *, classifier=None, info: dict
         ctx.device = device
         if classifier is not None:
             classifier.to(device)
-        indices = list(range(len(dataset)))[: args.limit or None]
+        indices = select(len(dataset), getattr(args, "range", None), args.limit)
         done = {k for k, r in read_records(args.out).items() if "error" not in r}
         remaining = [i for i in indices if keys[i] not in done]
         mine = remaining[shard.rank::shard.world]

@@ -106,7 +106,9 @@ class Localization(Experiment):
             curves[f"tune ({len(tune)})"] = tune_err
         plot = line_plot(out / "localization_error.png", alphas, curves, xlabel="alpha (threshold = alpha x mean)",
                          ylabel="localization error", title=f"{args.method} on {args.model}", mark_x=alphas[a])
-        return {"error": report_err[a], "alpha": alphas[a], "alpha_chosen_on": "fixed" if args.alpha is not None
-                else f"tune split {split}", "tune_error": tune_err[a] if tune_err else None,
+        err = report_err[a]
+        return {"error": err, "error_ci95": 1.96 * (err * (1 - err) / len(report)) ** 0.5, "alpha": alphas[a],
+                "alpha_chosen_on": "fixed" if args.alpha is not None else f"tune split {split}",
+                "tune_error": tune_err[a] if tune_err else None,
                 "n_tune": len(tune), "n_report": len(report), "alphas": alphas,
                 "error_by_alpha": {"report": report_err, "tune": tune_err}, "plot": plot}

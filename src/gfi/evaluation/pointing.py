@@ -68,5 +68,6 @@ class Pointing(Experiment):
             "torchray": {"tolerance_px": TORCHRAY_TOLERANCE, "accuracy": tray, "accuracy_per_image": plain_tol,
                          "accuracy_difficult": tray_hard, "n_difficult": len(hard), "per_class": tray_per},
             "n_points": len(points),
+            "accuracy_per_image_ci95": 1.96 * (plain * (1 - plain) / len(points)) ** 0.5,
         }
         return summary

@@ -7,6 +7,10 @@ split), salient-object F-beta and MAE (SOD dev set). Paired: every method sees t
 The ImageNet dev folder's first 150 sorted files are the tuning half, the last 150 the
 reporting half (never tune on it). Per-image records are written, so summaries with confidence
 intervals and alpha chosen on the tuning half can be made afterwards (``--summarize``).
+
+``gfi eval`` (docs/EVALUATION.md) runs the same metrics (the same library functions) on any
+ImageNet/VOC/salient-object folder, resumable and sharded; this script stays for its paired
+comparisons of the runs behind docs/RESULTS.md.
 """
 
 from __future__ import annotations

@@ -195,3 +195,28 @@ def test_several_models_write_one_folder_each(tmp_path, tiny, dataset_dir):
         s = json.loads((out / m / "summary.json").read_text())
         assert s["model"] == m and s["n_images"] == 2
         assert combined["models"][m]["accuracy"] == s["accuracy"] and "seconds_per_image" in combined["models"][m]
+
+
+def test_shards_without_torch_distributed_merge_on_a_plain_rerun(tmp_path, tiny, dataset_dir, monkeypatch):
+    data = dataset_dir("imagenet")
+    one, sharded = tmp_path / "one", tmp_path / "sharded"
+    argv = ["localization", "--data", str(data), "--method", "gradcam", "--batch-size", "2"]
+    assert run([*argv, "--out", str(one)], tiny) == 0
+    monkeypatch.delenv("MASTER_ADDR", raising=False)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    for rank in ("1", "0"):
+        monkeypatch.setenv("RANK", rank)
+        assert run([*argv, "--out", str(sharded)], tiny) == 0
+    parts = sorted(p.name for p in sharded.glob("records.part*.jsonl"))
+    assert parts == ["records.part0.jsonl", "records.part1.jsonl"] and not (sharded / "summary.json").exists()
+    # rank r took the images i with i % 2 == r, whatever the other rank had done
+    for r in (0, 1):
+        got = [json.loads(x)["index"] for x in (sharded / f"records.part{r}.jsonl").read_text().splitlines()]
+        assert got == [r, r + 2, r + 4]
+    monkeypatch.delenv("WORLD_SIZE")
+    monkeypatch.delenv("RANK")
+    assert run([*argv, "--out", str(sharded)], tiny) == 0  # nothing left to do: merge and summarise
+    assert not list(sharded.glob("records.part*.jsonl"))
+    assert stable(lines(sharded)) == stable(lines(one))
+    s1, s2 = (json.loads((d / "summary.json").read_text()) for d in (one, sharded))
+    assert (s1["error"], s1["alpha"], s1["n_failed"]) == (s2["error"], s2["alpha"], s2["n_failed"])

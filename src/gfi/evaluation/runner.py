@@ -15,11 +15,12 @@ Files in ``--out``:
 * ``maps/`` (unless ``--maps DIR``): ``<stem>_<class>.npy``, float32 in [0, 1] at the image's size,
   the files ``gfi explain --save-npy`` writes.
 
-Sharding: under ``torchrun`` (``RANK``, ``WORLD_SIZE``, ``MASTER_ADDR`` set) the images still to do
-are dealt round-robin to the ranks; after a ``torch.distributed`` barrier (gloo on CPU, nccl on
-GPU) rank 0 merges the parts and writes the summary. With ``RANK``/``WORLD_SIZE`` but no
-``MASTER_ADDR`` (e.g. a job array) each rank writes its part and exits; a later run with the same
-options and no ``WORLD_SIZE`` finds every image done, merges and summarises.
+Sharding: under ``torchrun`` (``RANK``, ``WORLD_SIZE``, ``MASTER_ADDR`` set) rank r takes the
+images i (dataset order) with i % WORLD_SIZE == r that have no line yet; after a
+``torch.distributed`` barrier (gloo on CPU, nccl on GPU) rank 0 merges the parts and writes the
+summary. With ``RANK``/``WORLD_SIZE`` but no ``MASTER_ADDR`` (e.g. a job array) each rank writes
+its part and exits; a later run with the same options and no ``WORLD_SIZE`` finds every image
+done, merges and summarises.
 """
 
 from __future__ import annotations
@@ -400,7 +401,7 @@ def run_experiment(exp, args: argparse.Namespace, *, classifier=None, info: dict
         indices = select(len(dataset), getattr(args, "range", None), args.limit)
         done = {k for k, r in read_records(args.out).items() if "error" not in r}
         remaining = [i for i in indices if keys[i] not in done]
-        mine = remaining[shard.rank::shard.world]
+        mine = [i for i in remaining if i % shard.world == shard.rank]  # stable whatever the others did
         if shard.rank == 0 and len(indices) > len(remaining):
             log.info("resuming: %d of %d images already done", len(indices) - len(remaining), len(indices))
         _loop(exp, ctx, mine, shard)

@@ -220,6 +220,7 @@ class Context:
         self.info = info or ({"model": getattr(classifier, "name", "custom")} if classifier is not None else None)
         self._explainer = None
         self._checked = False
+        self.cache: dict[str, Any] = {}  # per-run state of an experiment (experiments are stateless)
         self.device = torch.device("cpu")
         self.settings = method_settings(args)
         self.store = MapStore(args.maps or args.out / "maps", self.settings)

@@ -59,7 +59,6 @@ def cascade(clf: Classifier, levels: int, seed: int = 0) -> list[tuple[str, Clas
 class Sanity(Experiment):
     def __init__(self) -> None:
         super().__init__(name="sanity", help="cascading model randomisation (Adebayo et al. 2018)", needs_model=True)
-        self._levels: list | None = None
 
     def add_arguments(self, p) -> None:
         p.add_argument("--levels", type=int, default=4,
@@ -80,12 +79,12 @@ class Sanity(Experiment):
         return sample.classes[:1] if args.target == "label" and sample.classes else None
 
     def batch_extras(self, ctx, samples, images, x, targets):
-        if self._levels is None:
-            self._levels = [(name, make_explainer(ctx.args, c)) for name, c in cascade(ctx.clf, ctx.args.levels,
-                                                                                        ctx.args.seed)]
+        if "levels" not in ctx.cache:
+            ctx.cache["levels"] = [(name, make_explainer(ctx.args, c))
+                                   for name, c in cascade(ctx.clf, ctx.args.levels, ctx.args.seed)]
         t0 = time.perf_counter()
         sizes = [tuple(img.shape[-2:]) for img in images]
-        maps = [(name, ctx.explain_now(ex, x, targets, sizes)[0]) for name, ex in self._levels]
+        maps = [(name, ctx.explain_now(ex, x, targets, sizes)[0]) for name, ex in ctx.cache["levels"]]
         return maps, time.perf_counter() - t0
 
     def score(self, ctx, sample, image, maps, j, extra) -> dict:

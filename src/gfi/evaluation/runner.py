@@ -220,6 +220,7 @@ class Context:
         self.info = info or ({"model": getattr(classifier, "name", "custom")} if classifier is not None else None)
         self._explainer = None
         self._checked = False
+        self.keys: list[str] = dataset.keys
         self.cache: dict[str, Any] = {}  # per-run state of an experiment (experiments are stateless)
         self.device = torch.device("cpu")
         self.settings = method_settings(args)
@@ -431,7 +432,7 @@ def _loop(exp, ctx: Context, mine: list[int], shard: Shard) -> None:
             samples, images, lines = [], [], []
             for i in batch:
                 path = ctx.dataset.paths[i]
-                base = {"index": i, "key": ctx.dataset.keys[i], "image": str(path)}
+                base = {"index": i, "key": ctx.keys[i], "image": str(path)}
                 try:
                     s = ctx.dataset[i]
                     img = load_image(s.path)

@@ -220,3 +220,24 @@ def test_shards_without_torch_distributed_merge_on_a_plain_rerun(tmp_path, tiny,
     assert stable(lines(sharded)) == stable(lines(one))
     s1, s2 = (json.loads((d / "summary.json").read_text()) for d in (one, sharded))
     assert (s1["error"], s1["alpha"], s1["n_failed"]) == (s2["error"], s2["alpha"], s2["n_failed"])
+
+
+def test_scores_a_folder_of_maps_written_elsewhere(tmp_path, tiny, dataset_dir):
+    """A folder like `gfi explain --save-npy` writes (no _maps.json): its maps are scored as they are."""
+    data = dataset_dir("imagenet")
+    maps = tmp_path / "explain-out"
+    maps.mkdir()
+    inside = np.zeros((24, 32), np.float32)
+    inside[5, 10] = 1  # img_a's box of class 1 is x 4..15, y 2..11
+    outside = np.zeros((24, 32), np.float32)
+    outside[20, 30] = 1
+    np.save(maps / "img_a_1.npy", inside)
+    np.save(maps / "img_b_3.npy", outside)  # img_b's boxes: x 0..9 y 0..9 and x 20..31 y 10..23 -> inside
+    np.save(maps / "img_e_0.npy", outside)  # img_e's box scaled to x 4..15.5, y 2..11.5 -> outside
+    out = tmp_path / "pt"
+    assert run(["pointing", "--data", str(data), "--method", "center", "--maps", str(maps), "--out", str(out)],
+               tiny) == 0
+    recs = {r["key"]: r for r in lines(out) if "error" not in r}
+    assert {k: r["points"][0]["hit"] for k, r in recs.items()} == {"img_a": 1, "img_b": 1, "img_e": 0}
+    assert all(r["cached"] for r in recs.values())
+    assert not (maps / "_maps.json").exists()

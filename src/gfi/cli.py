@@ -11,6 +11,7 @@ import dataclasses
 import logging
 import math
 import re
+import signal
 import sys
 import time
 from collections import defaultdict
@@ -291,6 +292,7 @@ def cmd_explain(args) -> int:
 
     t_start = time.time()
     explained: list[dict] = []
+    previous = _sigterm_as_interrupt()
     try:
         explained = _explain_loop(args, clf, explainer, run, todo, per_image, device, len(paths) - len(todo),
                                   len(paths), lambda: run.write_results(summary(False, time.time() - t_start)))
@@ -300,6 +302,9 @@ def cmd_explain(args) -> int:
         print(f"gfi: interrupted: {len(final['images'])} of {len(paths)} images are done and saved in {args.out}; "
               "run the same command again to finish", file=sys.stderr)
         return 130
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     final = summary(True, time.time() - t_start)
     results_path = _finish(run, final)
     if not final["images"]:
@@ -317,6 +322,17 @@ def cmd_explain(args) -> int:
                 print(f"{r['image']}: {t['class_name']} ({t['class']}) p={_fmt(t['prob'])} -> "
                       f"{args.out / t['overlay']}")
     return 0
+
+
+def _sigterm_as_interrupt():
+    """Treat SIGTERM like Ctrl-C (save the summary, then stop); returns the previous handler."""
+    def handler(signum, frame):
+        raise KeyboardInterrupt
+
+    try:
+        return signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread: leave signals alone
+        return None
 
 
 def _fmt(v) -> str:

@@ -95,10 +95,18 @@ class RunFolder:
         elif (out / RESULTS).exists() and not overwrite:
             raise OutputFolderError(f"{out / RESULTS} exists; choose another --out or pass --overwrite")
         (out / RECORDS).mkdir(exist_ok=True)
+        self._remove_temporaries()
         atomic_write_text(run_file, dumps({"format": FORMAT, "arguments": self.arguments}))
         self.overwrite = overwrite
 
     # ----------------------------------------------------------------------------------------
+    def _remove_temporaries(self) -> None:
+        """Temporary files a killed run left behind (never a finished output)."""
+        for folder in (self.out, self.out / RECORDS, self.out / THUMBS):
+            for p in folder.glob(".*.tmp*"):
+                if p.is_file():
+                    p.unlink()
+
     def _clear(self) -> None:
         """Delete what the previous run in this folder wrote (only files inside the folder)."""
         for rec in self._read_records().values():
@@ -118,6 +126,8 @@ class RunFolder:
         if not folder.is_dir():
             return out
         for p in sorted(folder.glob("*.json")):
+            if p.name.startswith("."):
+                continue
             try:
                 out[p.stem] = json.loads(p.read_text(encoding="utf-8"))
             except ValueError:

@@ -34,7 +34,7 @@ def thumbnail(image: Tensor, saliency: Tensor | None = None, *, cmap: str = "jet
     from gfi.viz.overlay import overlay
 
     h, w = image.shape[-2:]
-    scale = min(1.0, side / max(h, w))
+    scale = side / max(h, w)
     size = (max(1, round(h * scale)), max(1, round(w * scale)))
     small = F.interpolate(image[None].float().cpu(), size=size, mode="bilinear", antialias=True,
                           align_corners=False)[0].clamp(0, 1)

@@ -287,3 +287,36 @@ def test_verbose_and_quiet(tmp_path, capsys, tiny_cli):
     assert rc == 0 and out.count(" -> ") == 2
     assert "2/2" in err and ("img/s" in err or "s/img" in err)  # the progress bar: rate and time left
     assert os.path.exists(tmp_path / "v" / "report.html")
+
+
+def test_library_logs_and_never_prints(tmp_path, capsys, caplog, monkeypatch):
+    """The library API writes nothing to stdout/stderr; its warnings are logging records of gfi.*."""
+    import logging
+
+    from gfi.data.images import load_image
+    from gfi.methods.cam import GradCAM
+    from gfi.methods.gfi import GFIConfig, GuidedFeatureInversion
+
+    monkeypatch.setattr(logging.getLogger("gfi"), "handlers", [])  # as in a program that never ran the CLI
+    monkeypatch.setattr(logging.getLogger("gfi"), "propagate", True)
+    Image.new("RGB", (20, 20), (10, 20, 30)).save(tmp_path / "small.png")
+    with caplog.at_level(logging.DEBUG):
+        x = load_image(tmp_path / "small.png")
+        clf = cli_tiny.make(zero=True)
+        GuidedFeatureInversion(clf, config=GFIConfig(iters1=2, iters2=2)).explain(clf.prepare(x))
+        GradCAM(clf).explain(clf.prepare(x))
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err == ""
+    assert any(r.name == "gfi.data.images" and r.levelno == logging.WARNING for r in caplog.records)
+
+
+def test_a_run_that_recorded_nothing_does_not_block_the_folder(tmp_path, capsys, tiny_cli):
+    from gfi.runs import RunFolder
+
+    RunFolder(tmp_path / "o", {"method": "gfi"})  # e.g. killed while loading the model
+    rc, _, err = run(["explain", str(write_images(tmp_path / "in", 1)), "--out", str(tmp_path / "o"), *FAST], capsys)
+    assert rc == 0, err
+    # a bad option is refused before --out is touched
+    rc, _, err = run(["explain", str(tmp_path / "in"), "--out", str(tmp_path / "p"), "--target", "unicornish"],
+                     capsys)
+    assert rc == 2 and "unknown class name 'unicornish'" in err and not (tmp_path / "p").exists()

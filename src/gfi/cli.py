@@ -180,6 +180,19 @@ def _read_targets_csv(path: Path) -> dict[str, list[str]]:
     return out
 
 
+def _check_target_specs(specs: list[str], clf) -> None:
+    """Class names and indices are checked before anything is written (topK needs the scores)."""
+    for spec in specs:
+        m = re.fullmatch(r"top(\d+)", spec.strip().lower())
+        if m and int(m.group(1)) < 1:
+            raise UsageError(f"--target {spec}: K must be >= 1")
+        if not m:
+            try:
+                clf.class_index(spec)
+            except ValueError as exc:
+                raise UsageError(str(exc)) from exc
+
+
 def _resolve_targets(specs: list[str], clf, probs: torch.Tensor) -> list[int]:
     out: list[int] = []
     for spec in specs:
@@ -270,8 +283,12 @@ def cmd_explain(args) -> int:
     clf.multilabel = args.multilabel
     clf.to(device)
     explainer = get_method(args.method, clf, config=config) if is_gfi else get_method(args.method, clf)
+    _check_target_specs([*(args.target or []), *(c for v in per_image.values() for c in v)], clf)
     run = RunFolder(args.out, _explain_arguments(args, paths, per_image, info, clf, config, is_gfi),
                     overwrite=args.overwrite)
+    log.debug("model %s (weights %s), method %s, l0=%s, l1=%s, device %s; %d input(s); output in %s",
+              info.get("model"), info.get("weights"), args.method, clf.inversion_layer, clf.channel_layer, device,
+              len(paths), args.out)
     keys = [_safe_stem(p) for p in paths]
     done = run.finished()
     todo = [p for p, k in zip(paths, keys, strict=True) if k not in done]
@@ -395,6 +412,7 @@ def _explain_loop(args, clf, explainer, run, todo, per_image, device, n_done, n_
                         rec = _write_outputs(args, run, clf, ok[j], images[j], e, row, probs[j], seconds)
                         run.add(_safe_stem(ok[j]), rec)
                         explained.append(rec)
+                        log.debug("%s: explained in %.2f s, record saved", ok[j], seconds)
                     del e
                 del x, logits, probs, images
             bar.update(len(chunk))

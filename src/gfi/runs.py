@@ -10,7 +10,8 @@ Layout of ``--out``::
 
 Restarting a run with the same arguments on the same folder resumes it: images with a record are
 not explained again, the rest are, and the summary is the one an uninterrupted run gives. Other
-arguments on a folder that holds a run are refused; ``overwrite=True`` starts afresh (the outputs
+arguments on a folder that holds a run with records are refused (a run that recorded nothing
+is simply replaced); ``overwrite=True`` starts afresh (the outputs
 named by the old records are deleted first). Every file is written to a temporary name in the
 same folder, then renamed over the target, so a kill leaves either the old file or the new one.
 """
@@ -83,6 +84,9 @@ class RunFolder:
             except (ValueError, KeyError, TypeError) as exc:
                 raise OutputFolderError(f"{run_file} is not a gfi run file ({exc}); choose another --out") from exc
             if overwrite:
+                self._clear()
+            elif old != self.arguments and not self._read_records():
+                log.info("%s holds a run that finished no image; starting afresh with the new arguments", out)
                 self._clear()
             elif old != self.arguments:
                 diff = _differences(old, self.arguments)

@@ -141,7 +141,8 @@ def test_missing_path_and_folder(tmp_path):
         load_image(tmp_path)
 
 
-def test_tiny_images(tmp_path, caplog):
+def test_tiny_images(tmp_path, caplog, monkeypatch):
+    monkeypatch.setattr(logging.getLogger("gfi"), "propagate", True)  # the CLI's main() may have turned it off
     Image.fromarray(rgb(5, 5)).save(tmp_path / "t.png")
     with pytest.raises(ImageLoadError, match=r"5x5 pixels, smaller than the minimum of 8 px"):
         load_image(tmp_path / "t.png")

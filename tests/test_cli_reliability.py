@@ -237,8 +237,9 @@ def test_rerun_resumes_refuses_other_arguments_and_overwrite_starts_afresh(tmp_p
     assert rc == 2 and "holds a run with other arguments (differs in: cmap)" in err
     rc, _, err = run([*base, "--target", "top2"], capsys)
     assert rc == 2 and "differs in: target" in err
-    # a lost record (as after a kill): only that image is explained again, and the summary is the same
-    (out / "records" / "im1.json").unlink()
+    # an image a killed run had started: only it is explained again (its partial files replaced),
+    # and the summary is the same
+    (out / "records" / "im1.json").write_text(json.dumps({"image": str(folder / "im1.png"), "status": "started"}))
     rc, _, err = run([*base[:-1], "--verbose"], capsys)
     assert rc == 0 and "2 of 3 images are done, 1 to go" in err
     assert_same_summary(results(out), first)
@@ -320,3 +321,18 @@ def test_a_run_that_recorded_nothing_does_not_block_the_folder(tmp_path, capsys,
     rc, _, err = run(["explain", str(tmp_path / "in"), "--out", str(tmp_path / "p"), "--target", "unicornish"],
                      capsys)
     assert rc == 2 and "unknown class name 'unicornish'" in err and not (tmp_path / "p").exists()
+
+
+def test_files_of_the_user_in_the_way_are_not_replaced(tmp_path, capsys, tiny_cli):
+    folder = write_images(tmp_path / "in", 2)
+    out = tmp_path / "o"
+    out.mkdir()
+    (out / "im0_2.png").write_bytes(b"mine")  # the name the overlay of im0 (class 2) would get
+    argv = ["explain", str(folder), "--out", str(out), *FAST]
+    for _ in range(2):  # refused, and refused again when the run is resumed
+        rc, _, err = run(argv, capsys)
+        assert rc == 0 and "im0_2.png exists; choose another --out or pass --overwrite" in err
+        res = results(out)
+        assert [r["image"] for r in res["images"]] == [str(folder / "im1.png")]
+        assert res["failures"][0]["image"] == str(folder / "im0.png")
+        assert (out / "im0_2.png").read_bytes() == b"mine"

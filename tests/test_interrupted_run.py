@@ -44,11 +44,17 @@ def start(folder, out, delay: float) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
+def finished(out) -> int:
+    """Images with a finished record (records are written atomically: never half a file)."""
+    if not (out / "records").is_dir():
+        return 0
+    return sum(json.loads(p.read_text())["status"] == "ok" for p in (out / "records").glob("[!.]*.json"))
+
+
 def wait_for_records(out, n: int, proc: subprocess.Popen, timeout: float = 120) -> int:
     t0 = time.time()
     while time.time() - t0 < timeout:
-        done = len([p for p in (out / "records").glob("*.json") if not p.name.startswith(".")]) \
-            if (out / "records").is_dir() else 0
+        done = finished(out)
         if done >= n:
             return done
         if proc.poll() is not None:
@@ -73,7 +79,7 @@ def test_sigkill_then_restart_finishes_with_the_same_summary(tmp_path, images, m
     wait_for_records(out, 1, proc)
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=30)
-    done = len(list((out / "records").glob("[!.]*.json")))
+    done = finished(out)
     assert 1 <= done < N, f"the kill should land partway, {done} of {N} were done"
     assert not (out / "results.json").exists() or not json.loads((out / "results.json").read_text())["complete"]
     # restart, same arguments (no delay): finishes the rest

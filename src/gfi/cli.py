@@ -304,7 +304,7 @@ def cmd_explain(args) -> int:
             "inversion_layer": str(clf.inversion_layer), "channel_layer": str(clf.channel_layer),
             "device": str(device), "seed": config.seed, "seconds_total": round(seconds, 3),
             "complete": complete, "images": [r for r in recs if r["status"] == "ok"],
-            "failures": [{"image": r["image"], "error": r["error"]} for r in recs if r["status"] != "ok"],
+            "failures": [{"image": r["image"], "error": r["error"]} for r in recs if r["status"] == "failed"],
         }
 
     t_start = time.time()
@@ -373,6 +373,7 @@ def _explain_loop(args, clf, explainer, run, todo, per_image, device, n_done, n_
     from tqdm.contrib.logging import logging_redirect_tqdm
 
     from gfi.data.images import ImageLoadError, load_image
+    from gfi.runs import OutputFolderError
 
     explained = []
     last_summary = time.time()
@@ -409,7 +410,12 @@ def _explain_loop(args, clf, explainer, run, todo, per_image, device, n_done, n_
                     e = explainer.explain(x[idx], [targets[j] for j in idx]).cpu()
                     seconds = (time.time() - t0) / len(idx)
                     for row, j in enumerate(idx):
-                        rec = _write_outputs(args, run, clf, ok[j], images[j], e, row, probs[j], seconds)
+                        run.start(_safe_stem(ok[j]), str(ok[j]))
+                        try:
+                            rec = _write_outputs(args, run, clf, ok[j], images[j], e, row, probs[j], seconds)
+                        except OutputFolderError as exc:  # e.g. a file of the user's in the way
+                            _fail(run, ok[j], str(exc))
+                            continue
                         run.add(_safe_stem(ok[j]), rec)
                         explained.append(rec)
                         log.debug("%s: explained in %.2f s, record saved", ok[j], seconds)
@@ -448,6 +454,18 @@ def _write_outputs(args, run, clf, path, image, e, row, probs, seconds) -> dict:
     from gfi.viz.report import thumbnail
 
     stem = _safe_stem(path)
+
+    def save(name, write):
+        return run.save(name, write, key=stem)
+
+    classes = [int(c) for c in e.targets[row]]
+    names = [f"thumbs/{stem}.jpg"] + [f"thumbs/{stem}_{c}.jpg" for c in classes] + [f"{stem}_{c}.png" for c in classes]
+    if e.stage1_map is not None:
+        names += [f"thumbs/{stem}_stage1.jpg"] + ([f"{stem}_stage1.npy"] if args.save_npy else [])
+    if args.save_npy:
+        names += [f"{stem}_{c}.npy" for c in classes]
+    run.check_free(names, key=stem)
+
     size = tuple(image.shape[-2:])
     stage1 = resize(e.stage1_map[row], size) if e.stage1_map is not None else None
     maps = resize(e.maps[row], size)
@@ -455,13 +473,13 @@ def _write_outputs(args, run, clf, path, image, e, row, probs, seconds) -> dict:
            "top5": [{"class": int(i), "class_name": clf.class_name(int(i)), "prob": round(float(probs[i]), 5)}
                     for i in probs.topk(min(5, probs.numel())).indices],
            "targets": []}
-    rec["thumb_input"] = run.save(f"thumbs/{stem}.jpg", lambda p: p.write_bytes(thumbnail(image)))
+    rec["thumb_input"] = save(f"thumbs/{stem}.jpg", lambda p: p.write_bytes(thumbnail(image)))
     if stage1 is not None:
         rec["stage1_collapsed"] = bool(e.stage1_collapsed[row])
-        rec["thumb_stage1"] = run.save(f"thumbs/{stem}_stage1.jpg",
+        rec["thumb_stage1"] = save(f"thumbs/{stem}_stage1.jpg",
                                        lambda p: p.write_bytes(thumbnail(image, stage1, cmap=args.cmap)))
         if args.save_npy:
-            rec["stage1_npy"] = run.save(f"{stem}_stage1.npy", lambda p: np.save(p, stage1.numpy().astype(np.float32)))
+            rec["stage1_npy"] = save(f"{stem}_stage1.npy", lambda p: np.save(p, stage1.numpy().astype(np.float32)))
     for k in range(e.targets.shape[1]):
         c = int(e.targets[row, k])
         name = clf.class_name(c)
@@ -483,12 +501,12 @@ def _write_outputs(args, run, clf, path, image, e, row, probs, seconds) -> dict:
             if t["collapsed"]:
                 log.warning("%s: the map collapsed (all weights zero); it is written as zeros", where)
         title = f"{name[:40]} ({c}) p={_fmt(prob)}"
-        t["overlay"] = run.save(f"{stem}_{c}.png", lambda p, m=m, title=title: save_figure(
+        t["overlay"] = save(f"{stem}_{c}.png", lambda p, m=m, title=title: save_figure(
             p, image, stage1, m, title, cmap=args.cmap, colorbar=args.colorbar))
-        t["thumb"] = run.save(f"thumbs/{stem}_{c}.jpg",
+        t["thumb"] = save(f"thumbs/{stem}_{c}.jpg",
                               lambda p, m=m: p.write_bytes(thumbnail(image, m, cmap=args.cmap)))
         if args.save_npy:
-            t["npy"] = run.save(f"{stem}_{c}.npy", lambda p, m=m: np.save(p, m.numpy().astype(np.float32)))
+            t["npy"] = save(f"{stem}_{c}.npy", lambda p, m=m: np.save(p, m.numpy().astype(np.float32)))
         rec["targets"].append(t)
     return rec
 

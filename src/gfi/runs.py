@@ -100,6 +100,9 @@ class RunFolder:
             raise OutputFolderError(f"{out / RESULTS} exists; choose another --out or pass --overwrite")
         (out / RECORDS).mkdir(exist_ok=True)
         self._remove_temporaries()
+        # images a stopped run had started: their partial outputs are this run's to replace
+        self.interrupted = {k for k, r in self._read_records().items() if r.get("status") == "started"} \
+            if self.resuming else set()
         atomic_write_text(run_file, dumps({"format": FORMAT, "arguments": self.arguments}))
         self.overwrite = overwrite
 
@@ -142,6 +145,10 @@ class RunFolder:
         """Records of images explained successfully so far, by key."""
         return {k: r for k, r in self._read_records().items() if r.get("status") == "ok"}
 
+    def start(self, key: str, image: str) -> None:
+        """Mark an image as started before its outputs are written (see :meth:`save`)."""
+        self.add(key, {"image": image, "status": "started"})
+
     def add(self, key: str, record: dict) -> None:
         """Store one image's record (atomically)."""
         atomic_write_text(self.out / RECORDS / f"{key}.json", dumps(record))
@@ -158,11 +165,20 @@ class RunFolder:
             raise OutputFolderError(f"output name {name!r} would leave {self.out}")
         return dest
 
-    def save(self, name: str, write: Callable[[Path], None]) -> str:
-        """Write ``name`` atomically. An existing file is replaced only with ``overwrite`` or when
-        resuming (then it is a partial output of this same run); returns the path relative to the folder."""
+    def check_free(self, names: list[str], key: str | None = None) -> None:
+        """Refuse (before writing any) when one of ``names`` exists and may not be replaced."""
+        if self.overwrite or key in self.interrupted:
+            return
+        taken = [n for n in names if self.path(n).exists()]
+        if taken:
+            raise OutputFolderError(f"{self.path(taken[0])} exists; choose another --out or pass --overwrite")
+
+    def save(self, name: str, write: Callable[[Path], None], key: str | None = None) -> str:
+        """Write ``name`` (an output of image ``key``) atomically. An existing file is replaced only
+        with ``overwrite``, or when a stopped run of the same arguments had started that image (the
+        file is then its partial output); returns the path relative to the folder."""
         dest = self.path(name)
-        if dest.exists() and not (self.overwrite or self.resuming):
+        if dest.exists() and not (self.overwrite or key in self.interrupted):
             raise OutputFolderError(f"{dest} exists; choose another --out or pass --overwrite")
         dest.parent.mkdir(parents=True, exist_ok=True)
         atomic_write(dest, write)

@@ -336,3 +336,14 @@ def test_files_of_the_user_in_the_way_are_not_replaced(tmp_path, capsys, tiny_cl
         assert [r["image"] for r in res["images"]] == [str(folder / "im1.png")]
         assert res["failures"][0]["image"] == str(folder / "im0.png")
         assert (out / "im0_2.png").read_bytes() == b"mine"
+
+
+def test_huge_image_is_explained_at_max_side(tmp_path, capsys, tiny_cli):
+    Image.new("RGB", (5000, 40), (200, 30, 30)).save(tmp_path / "wide.png")
+    out = tmp_path / "o"
+    rc, _, _ = run(["explain", str(tmp_path / "wide.png"), "--out", str(out), "--max-side", "1000", "--save-npy",
+                    *FAST], capsys)
+    assert rc == 0
+    rec = results(out)["images"][0]
+    assert rec["size"] == [8, 1000] and rec["original_size"] == [40, 5000]
+    assert np.load(out / rec["targets"][0]["npy"]).shape == (8, 1000)

@@ -246,6 +246,14 @@ def _check_explain_options(args, is_gfi: bool) -> dict:
 
 
 def cmd_explain(args) -> int:
+    try:
+        return _explain(args)
+    except KeyboardInterrupt:  # before the loop (model loading); the loop saves its own work
+        print("gfi: interrupted before any image was explained", file=sys.stderr)
+        return 130
+
+
+def _explain(args) -> int:
     from gfi.data.images import ImageLoadError, find_images
     from gfi.methods.gfi import GFIConfig
     from gfi.methods.registry import get_method
@@ -473,6 +481,10 @@ def _write_outputs(args, run, clf, path, image, e, row, probs, seconds) -> dict:
            "top5": [{"class": int(i), "class_name": clf.class_name(int(i)), "prob": round(float(probs[i]), 5)}
                     for i in probs.topk(min(5, probs.numel())).indices],
            "targets": []}
+    if max(size) >= args.max_side:  # reduced on reading (--max-side): say from what
+        from gfi.data.images import image_size
+
+        rec["original_size"] = list(image_size(path))
     rec["thumb_input"] = save(f"thumbs/{stem}.jpg", lambda p: p.write_bytes(thumbnail(image)))
     if stage1 is not None:
         rec["stage1_collapsed"] = bool(e.stage1_collapsed[row])

@@ -73,7 +73,7 @@ table{border-collapse:collapse}th,td{border:1px solid #ccc;padding:4px 6px;verti
 th{background:#eee;cursor:pointer;user-select:none;position:sticky;top:0}
 th[aria-sort=ascending]::after{content:" \\25B2"}th[aria-sort=descending]::after{content:" \\25BC"}
 td.n{text-align:right;font-variant-numeric:tabular-nums}img{display:block;max-width:160px}
-.none{color:#999}.warn{color:#b00}ol{margin:0;padding-left:1.4em}.name{max-width:16em;word-break:break-all}
+.none{color:#999}.warn{color:#b00}ol{margin:0;padding-left:1.4em}.name{max-width:16em;overflow-wrap:anywhere}
 """
 
 SCRIPT = """
@@ -104,8 +104,10 @@ def render_report(summary: dict, root: Path, title: str = "gfi explain") -> str:
     records = summary.get("images", [])
     failures = summary.get("failures", [])
     has_stage1 = any(r.get("thumb_stage1") for r in records)
+    has_kept = any("prob_kept" in t for r in records for t in r.get("targets", []))
     head = ["#", "image", "input"] + (["stage-1 map"] if has_stage1 else []) + [
-        "class map", "target class", "p(target)", "p kept", "p removed", "top classes", "s/image"]
+        "class map", "target class", "p(target)"] + (["p kept", "p removed"] if has_kept else []) + [
+        "top classes", "s/image"]
     nosort = {"input", "stage-1 map", "class map", "top classes"}
     rows = []
     n = 0
@@ -131,7 +133,8 @@ def render_report(summary: dict, root: Path, title: str = "gfi explain") -> str:
                 cells.append(f'<td>{_img(root, rec.get("thumb_stage1"), "stage-1 map " + name)}</td>')
             cells.append(f'<td>{_img(root, t.get("thumb"), "class map " + name)}{note}</td>')
             cells.append(f'<td data-v="{escape(cls.lower())}">{escape(cls)}</td>')
-            for v in (t.get("prob"), t.get("prob_kept"), t.get("prob_removed"), rec.get("seconds_per_image")):
+            values = [t.get("prob")] + ([t.get("prob_kept"), t.get("prob_removed")] if has_kept else [])
+            for v in [*values, rec.get("seconds_per_image")]:
                 k, text = _num(v)
                 cells.append(f'<td class="n" data-v="{k}">{text}</td>')
             cells.insert(-1, f"<td><ol>{top}</ol></td>")

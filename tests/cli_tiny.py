@@ -90,6 +90,10 @@ def patch(monkeypatch=None, model_factory=None, **kwargs) -> None:
 
 
 if __name__ == "__main__":
+    import signal
+
+    # as in a terminal, whatever the test runner's shell did (a background job ignores SIGINT)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     patch(delay=float(os.environ.get("GFI_TINY_DELAY", "0")))
     from gfi.cli import main
 

@@ -314,9 +314,13 @@ def test_library_logs_and_never_prints(tmp_path, capsys, caplog, monkeypatch):
 def test_a_run_that_recorded_nothing_does_not_block_the_folder(tmp_path, capsys, tiny_cli):
     from gfi.runs import RunFolder
 
-    RunFolder(tmp_path / "o", {"method": "gfi"})  # e.g. killed while loading the model
+    old = RunFolder(tmp_path / "o", {"method": "gfi"})  # killed while writing the first image's outputs
+    old.start("im0", "im0.png")
+    (tmp_path / "o" / "im0_2.png").write_bytes(b"partial")
     rc, _, err = run(["explain", str(write_images(tmp_path / "in", 1)), "--out", str(tmp_path / "o"), *FAST], capsys)
     assert rc == 0, err
+    assert results(tmp_path / "o")["images"][0]["targets"][0]["overlay"] == "im0_2.png"
+    assert (tmp_path / "o" / "im0_2.png").read_bytes() != b"partial"
     # a bad option is refused before --out is touched
     rc, _, err = run(["explain", str(tmp_path / "in"), "--out", str(tmp_path / "p"), "--target", "unicornish"],
                      capsys)

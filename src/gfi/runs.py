@@ -10,8 +10,8 @@ Layout of ``--out``::
 
 Restarting a run with the same arguments on the same folder resumes it: images with a record are
 not explained again, the rest are, and the summary is the one an uninterrupted run gives. Other
-arguments on a folder that holds a run with records are refused (a run that recorded nothing
-is simply replaced); ``overwrite=True`` starts afresh (the outputs
+arguments on a folder that holds a run with finished images are refused (a run that finished
+none is simply replaced); ``overwrite=True`` starts afresh (the outputs
 named by the old records are deleted first). Every file is written to a temporary name in the
 same folder, then renamed over the target, so a kill leaves either the old file or the new one.
 """
@@ -85,7 +85,7 @@ class RunFolder:
                 raise OutputFolderError(f"{run_file} is not a gfi run file ({exc}); choose another --out") from exc
             if overwrite:
                 self._clear()
-            elif old != self.arguments and not self._read_records():
+            elif old != self.arguments and not self.finished():
                 log.info("%s holds a run that finished no image; starting afresh with the new arguments", out)
                 self._clear()
             elif old != self.arguments:
@@ -116,8 +116,12 @@ class RunFolder:
 
     def _clear(self) -> None:
         """Delete what the previous run in this folder wrote (only files inside the folder)."""
-        for rec in self._read_records().values():
-            for name in _output_files(rec):
+        for key, rec in self._read_records().items():
+            names = _output_files(rec)
+            if rec.get("status") == "started":  # its files are not named anywhere: those it may have written
+                names += [str(q.relative_to(self.out)) for pattern in (f"{key}_*.png", f"{key}_*.npy")
+                          for q in self.out.glob(pattern)]
+            for name in names:
                 p = (self.out / name).resolve()
                 if self.root in p.parents and p.is_file():
                     p.unlink()

@@ -1,4 +1,4 @@
-"""A ``gfi explain`` run killed partway (SIGKILL, SIGINT) and restarted with the same arguments
+"""A ``gfi explain`` run killed partway (SIGKILL, SIGINT, SIGTERM) and restarted with the same arguments
 finishes the remaining images and gives the summary of an uninterrupted run.
 
 The run is a real subprocess (``python -m tests.cli_tiny``: the CLI with the small CNN of
@@ -97,11 +97,12 @@ def test_sigkill_then_restart_finishes_with_the_same_summary(tmp_path, images, m
     assert page.count("<tr><td") == N
 
 
-def test_sigint_saves_a_partial_summary_and_the_rerun_finishes(tmp_path, images, monkeypatch):
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_sigint_saves_a_partial_summary_and_the_rerun_finishes(tmp_path, images, monkeypatch, sig):
     out = tmp_path / "interrupted"
     proc = start(images, out, delay=0.25)
     wait_for_records(out, 2, proc)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(sig)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
     assert "gfi: interrupted:" in err and "run the same command again to finish" in err and "Traceback" not in err

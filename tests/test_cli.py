@@ -36,8 +36,12 @@ def test_explain_writes_overlays_npy_and_results(tmp_path, capsys):
 def test_refuses_to_overwrite(tmp_path, capsys):
     out = tmp_path / "o"
     assert main(["explain", str(ASSETS / "chelsea.png"), "--out", str(out), *FAST]) == 0
-    assert main(["explain", str(ASSETS / "chelsea.png"), "--out", str(out), *FAST]) == 2
-    assert "--overwrite" in capsys.readouterr().err
+    # the same arguments again: the run is complete, nothing is redone or overwritten
+    assert main(["explain", str(ASSETS / "chelsea.png"), "--out", str(out), *FAST]) == 0
+    assert "nothing to do" in capsys.readouterr().err
+    # other arguments on the same --out are refused
+    assert main(["explain", str(ASSETS / "chelsea.png"), "--out", str(out), *FAST, "--iters2", "3"]) == 2
+    assert "differs in: config.iters2" in capsys.readouterr().err
     assert main(["explain", str(ASSETS / "chelsea.png"), "--out", str(out), "--overwrite", *FAST]) == 0
 
 

@@ -1,4 +1,10 @@
-"""gfi: Guided Feature Inversion (Du, Liu, Song, Hu, KDD 2018) for CNN image classifiers."""
+"""gfi: Guided Feature Inversion (Du, Liu, Song, Hu, KDD 2018) for CNN image classifiers.
+
+The library reports through the standard :mod:`logging` module (loggers ``gfi.*``) and never
+prints; configure ``logging.getLogger("gfi")`` to see its warnings.
+"""
+
+import logging
 
 from gfi.data import load_image
 from gfi.methods import (
@@ -11,6 +17,8 @@ from gfi.methods import (
 from gfi.models import Classifier, load_model
 
 __version__ = "0.1.0"
+
+logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 __all__ = [
     "Classifier",

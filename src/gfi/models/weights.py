@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import importlib
 import os
+import re
 from collections import OrderedDict
 from pathlib import Path
 
@@ -29,6 +30,15 @@ def file_sha256(path: str | os.PathLike, *, length: int = 16) -> str:
     return h.hexdigest()[:length]
 
 
+def _load_failure(exc: Exception) -> str:
+    """The informative part of torch.load's error (the object it refused), without terminal codes."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc))
+    m = re.search(r"Unsupported global: GLOBAL (\S+)", text)
+    if m:
+        return f"it holds a Python object ({m.group(1)}) that only unpickling can build"
+    return text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+
+
 def read_state_dict(path: str | os.PathLike, *, allow_pickle: bool = False) -> dict[str, torch.Tensor]:
     """A state dict from a local file (``.pth``/``.pt``/``.bin``, or ``.safetensors``)."""
     path = Path(path)
@@ -46,7 +56,7 @@ def read_state_dict(path: str | os.PathLike, *, allow_pickle: bool = False) -> d
         if allow_pickle:
             raise WeightsError(f"cannot read {path}: {exc}") from exc
         raise WeightsError(
-            f"cannot read {path} as plain tensors (weights_only=True): {str(exc).splitlines()[0]}. "
+            f"cannot read {path} as plain tensors (weights_only=True): {_load_failure(exc)}. "
             "If you trust this file, it may be a full pickle: --unsafe-allow-pickle loads it, "
             "which can run arbitrary code."
         ) from exc

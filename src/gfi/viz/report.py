@@ -1,0 +1,171 @@
+"""``report.html``: one self-contained page to look at a run's results.
+
+A row per image and target: the input, the stage-1 map (when the method has one), the class map
+over the image, the target's class and score, and the model's top classes. Images are small JPEG
+thumbnails embedded as ``data:`` URLs; the page loads nothing from anywhere (its
+Content-Security-Policy forbids it), so it works offline and can be mailed as one file. Click a
+column header to sort by it (again to reverse). Every name that comes from the user (file names,
+class names, error messages) is HTML-escaped.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import logging
+from html import escape
+from pathlib import Path
+
+import numpy as np
+import torch.nn.functional as F
+from torch import Tensor
+
+log = logging.getLogger(__name__)
+
+THUMB_SIDE = 160
+
+
+def thumbnail(image: Tensor, saliency: Tensor | None = None, *, cmap: str = "jet", side: int = THUMB_SIDE,
+              quality: int = 80) -> bytes:
+    """JPEG bytes of ``image`` (3, H, W) in [0, 1], long side ``side`` px, with ``saliency`` (H, W)
+    blended on it when given (the colour map of :func:`gfi.viz.overlay.overlay`)."""
+    from PIL import Image
+
+    from gfi.viz.overlay import overlay
+
+    h, w = image.shape[-2:]
+    scale = side / max(h, w)
+    size = (max(1, round(h * scale)), max(1, round(w * scale)))
+    small = F.interpolate(image[None].float().cpu(), size=size, mode="bilinear", antialias=True,
+                          align_corners=False)[0].clamp(0, 1)
+    pic = small.permute(1, 2, 0).numpy()
+    if saliency is not None:
+        sal = F.interpolate(saliency[None, None].float().cpu(), size=size, mode="bilinear", antialias=True,
+                            align_corners=False)[0, 0].clamp(0, 1)
+        pic = overlay(pic, sal.numpy(), cmap)
+    buf = io.BytesIO()
+    Image.fromarray((pic * 255).round().astype(np.uint8)).save(buf, format="JPEG", quality=quality)
+    return buf.getvalue()
+
+
+def _img(root: Path, name: str | None, alt: str) -> str:
+    if not name:
+        return '<span class="none">-</span>'
+    p = root / name
+    try:
+        data = base64.b64encode(p.read_bytes()).decode("ascii")
+    except OSError as exc:
+        log.warning("report: cannot read %s (%s); the cell is left empty", p, exc)
+        return '<span class="none">missing</span>'
+    return f'<img src="data:image/jpeg;base64,{data}" alt="{escape(alt)}" loading="lazy">'
+
+
+def _num(v, digits: int = 3) -> tuple[str, str]:
+    """(sort key, text) of a number that may be missing."""
+    if v is None:
+        return "", "-"
+    return repr(float(v)), f"{float(v):.{digits}f}"
+
+
+STYLE = """
+body{font:14px system-ui,sans-serif;margin:1em;color:#222}
+table{border-collapse:collapse}th,td{border:1px solid #ccc;padding:4px 6px;vertical-align:top}
+th{background:#eee;cursor:pointer;user-select:none;position:sticky;top:0}
+th[aria-sort=ascending]::after{content:" \\25B2"}th[aria-sort=descending]::after{content:" \\25BC"}
+td.n{text-align:right;font-variant-numeric:tabular-nums}img{display:block;max-width:160px}
+.none{color:#999}.warn{color:#b00}ol{margin:0;padding-left:1.4em}.name{max-width:16em;overflow-wrap:anywhere}
+"""
+
+SCRIPT = """
+(function(){
+  function key(td){var v=td.getAttribute('data-v');if(v===null)v=td.textContent;
+    var n=parseFloat(v);return (v!==''&&!isNaN(n)&&isFinite(v))?[0,n]:[1,v.toLowerCase()];}
+  function cmp(a,b){if(a[0]!==b[0])return a[0]-b[0];return a[1]<b[1]?-1:a[1]>b[1]?1:0;}
+  document.querySelectorAll('table.sortable').forEach(function(table){
+    var ths=table.tHead.rows[0].cells;
+    Array.prototype.forEach.call(ths,function(th,col){
+      if(th.classList.contains('nosort'))return;
+      th.addEventListener('click',function(){
+        var asc=th.getAttribute('aria-sort')!=='ascending';
+        Array.prototype.forEach.call(ths,function(h){h.removeAttribute('aria-sort');});
+        th.setAttribute('aria-sort',asc?'ascending':'descending');
+        var body=table.tBodies[0];var rows=Array.prototype.slice.call(body.rows);
+        rows.sort(function(r1,r2){var c=cmp(key(r1.cells[col]),key(r2.cells[col]));return asc?c:-c;});
+        rows.forEach(function(r){body.appendChild(r);});
+      });
+    });
+  });
+})();
+"""
+
+
+def render_report(summary: dict, root: Path, title: str = "gfi explain") -> str:
+    """The page's HTML for a ``results.json`` summary whose files lie under ``root``."""
+    records = summary.get("images", [])
+    failures = summary.get("failures", [])
+    has_stage1 = any(r.get("thumb_stage1") for r in records)
+    has_kept = any("prob_kept" in t for r in records for t in r.get("targets", []))
+    head = ["#", "image", "input"] + (["stage-1 map"] if has_stage1 else []) + [
+        "class map", "target class", "p(target)"] + (["p kept", "p removed"] if has_kept else []) + [
+        "top classes", "s/image"]
+    nosort = {"input", "stage-1 map", "class map", "top classes"}
+    rows = []
+    n = 0
+    for i, rec in enumerate(records):
+        name = Path(rec["image"]).name
+        for t in rec.get("targets", []):
+            n += 1
+            cls = f'{t["class_name"]} ({t["class"]})'
+            flags = []
+            if t.get("collapsed"):
+                flags.append("map collapsed (all weights zero): shown as zeros")
+            if t.get("nonfinite"):
+                flags.append("non-finite scores")
+            note = "".join(f'<div class="warn">{escape(f)}</div>' for f in flags)
+            top = "".join(f'<li>{escape(c["class_name"])} ({c["class"]}): {c["prob"]:.3f}</li>'
+                          for c in rec.get("top5", [])[:3])
+            cells = [
+                f'<td class="n" data-v="{i}">{i + 1}</td>',
+                f'<td class="name" data-v="{escape(name)}" title="{escape(rec["image"])}">{escape(name)}</td>',
+                f'<td>{_img(root, rec.get("thumb_input"), "input " + name)}</td>',
+            ]
+            if has_stage1:
+                cells.append(f'<td>{_img(root, rec.get("thumb_stage1"), "stage-1 map " + name)}</td>')
+            cells.append(f'<td>{_img(root, t.get("thumb"), "class map " + name)}{note}</td>')
+            cells.append(f'<td data-v="{escape(cls.lower())}">{escape(cls)}</td>')
+            values = [t.get("prob")] + ([t.get("prob_kept"), t.get("prob_removed")] if has_kept else [])
+            for v in [*values, rec.get("seconds_per_image")]:
+                k, text = _num(v)
+                cells.append(f'<td class="n" data-v="{k}">{text}</td>')
+            cells.insert(-1, f"<td><ol>{top}</ol></td>")
+            rows.append("<tr>" + "".join(cells) + "</tr>")
+    ths = "".join(f'<th{" class=nosort" if h in nosort else ""} scope="col">{escape(h)}</th>' for h in head)
+    fail_html = ""
+    if failures:
+        frows = "".join(f'<tr><td class="name">{escape(f["image"])}</td><td>{escape(f["error"])}</td></tr>'
+                        for f in failures)
+        fail_html = (f'<h2>Not explained ({len(failures)})</h2><table id="failures" class="sortable"><thead><tr>'
+                     f'<th scope="col">image</th><th scope="col">error</th></tr></thead><tbody>{frows}</tbody></table>')
+    model = summary.get("model") or {}
+    meta = (f'{escape(str(model.get("model", "")))} · method {escape(str(summary.get("method", "")))} · '
+            f'{len(records)} images, {n} maps' + ("" if summary.get("complete", True) else " · INCOMPLETE run"))
+    csp = ("default-src 'none'; img-src data:; style-src 'unsafe-inline'; script-src 'unsafe-inline'")
+    return (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        f'<meta http-equiv="Content-Security-Policy" content="{csp}">'
+        f'<meta name="viewport" content="width=device-width"><title>{escape(title)}</title>'
+        f"<style>{STYLE}</style></head><body><h1>{escape(title)}</h1><p>{meta}. "
+        "Click a column header to sort.</p>"
+        f'<table id="results" class="sortable"><thead><tr>{ths}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
+        f"{fail_html}<script>{SCRIPT}</script></body></html>\n"
+    )
+
+
+def write_report(path: Path, summary: dict, root: Path, title: str = "gfi explain") -> None:
+    """Write :func:`render_report` to ``path`` atomically."""
+    from gfi.runs import atomic_write_text
+
+    atomic_write_text(Path(path), render_report(summary, root, title))
+
+
+__all__ = ["render_report", "thumbnail", "write_report"]

@@ -1,0 +1,129 @@
+"""``report.html`` in a real headless browser: it loads without console errors or requests, shows
+every row, its images decode, and clicking a column header sorts the rows.
+
+Needs Debian's ``chromium`` (found on PATH; with CI=true, as root with apt-get, it is installed) and
+the ``playwright`` package (in the ``test`` extra; no browser download: the system chromium is used).
+Outside CI it skips with the reason when either is missing; in CI a missing one is a failure.
+"""
+
+import json
+import os
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from gfi.cli import main
+from tests import cli_tiny
+
+IN_CI = os.environ.get("CI", "").lower() == "true"
+
+
+def _unavailable(reason: str):
+    if IN_CI:
+        pytest.fail(reason + " (CI=true: the browser test must run)")
+    pytest.skip(reason)
+
+
+def _install_chromium() -> None:
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    subprocess.run(["apt-get", "update", "-q"], check=True, env=env, capture_output=True, timeout=900)
+    subprocess.run(["apt-get", "install", "-y", "-q", "chromium"], check=True, env=env, capture_output=True,
+                   timeout=1800)
+
+
+@pytest.fixture(scope="module")
+def chromium() -> str:
+    for name in ("chromium", "chromium-browser"):
+        if path := shutil.which(name):
+            return path
+    if IN_CI and hasattr(os, "geteuid") and os.geteuid() == 0 and shutil.which("apt-get"):
+        _install_chromium()
+        if path := shutil.which("chromium"):
+            return path
+    _unavailable("no chromium on PATH (Debian: apt-get install chromium)")
+
+
+@pytest.fixture(scope="module")
+def browser(chromium):
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        _unavailable("the playwright package is missing (pip install -e '.[test]')")
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=chromium, args=["--no-sandbox", "--disable-gpu"])
+        yield b
+        b.close()
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory):
+    mp = pytest.MonkeyPatch()
+    cli_tiny.patch(mp)
+    try:
+        tmp = tmp_path_factory.mktemp("report")
+        folder = tmp / "in"
+        folder.mkdir()
+        rng = np.random.default_rng(0)
+        for i in range(7):
+            Image.fromarray((rng.random((30 + 5 * i, 40, 3)) * 255).astype(np.uint8)).save(folder / f"img{i}.png")
+        (folder / "<i>broken.jpg").write_text("not an image")
+        out = tmp / "out"
+        rc = main(["explain", str(folder), "--out", str(out), "--target", "top2", "--iters1", "2", "--iters2", "2",
+                   "--quiet"])
+        assert rc == 0
+    finally:
+        mp.undo()
+    return out
+
+
+def column(page, index: int) -> list[str]:
+    return page.eval_on_selector_all(f"#results tbody tr td:nth-child({index + 1})",
+                                     "cells => cells.map(c => c.getAttribute('data-v') ?? c.textContent)")
+
+
+def test_report_in_headless_chromium(browser, report):
+    summary = json.loads((report / "results.json").read_text())
+    rows = sum(len(r["targets"]) for r in summary["images"])
+    assert rows == 14
+    html = report / "report.html"
+    assert html.stat().st_size < 30_000 * rows  # thumbnails, not full-size images
+
+    page = browser.new_page()
+    problems, requests = [], []
+    page.on("console", lambda m: problems.append(f"console {m.type}: {m.text}") if m.type in ("error", "warning")
+            else None)
+    page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
+    page.on("request", lambda r: requests.append(r.url))
+    page.goto(html.as_uri())
+    page.wait_for_load_state("load")
+
+    assert page.locator("#results tbody tr").count() == rows
+    assert page.locator("#failures tbody tr").count() == 1
+    assert "<i>broken.jpg" in page.locator("#failures").inner_text()  # shown as text, not markup
+    assert page.locator("#failures i").count() == 0
+    # every image decodes (2 thumbnails per image shown once per target: input, stage 1, class map)
+    sizes = page.eval_on_selector_all("#results img", "imgs => imgs.map(i => i.complete && i.naturalWidth)")
+    assert len(sizes) == 3 * rows and all(s and s > 0 for s in sizes)
+    headers = page.eval_on_selector_all("#results thead th", "ths => ths.map(t => t.textContent)")
+    p_col, name_col = headers.index("p(target)"), headers.index("image")
+
+    page.click(f"#results thead th:nth-child({p_col + 1})")
+    up = [float(v) for v in column(page, p_col)]
+    assert up == sorted(up) and len(up) == rows and up[0] < up[-1]
+    page.click(f"#results thead th:nth-child({p_col + 1})")
+    down = [float(v) for v in column(page, p_col)]
+    assert down == sorted(up, reverse=True)
+    assert page.get_attribute(f"#results thead th:nth-child({p_col + 1})", "aria-sort") == "descending"
+    page.click(f"#results thead th:nth-child({name_col + 1})")
+    names = column(page, name_col)
+    assert names == sorted(names) and names[0] == "img0.png"
+    page.click(f"#results thead th:nth-child({headers.index('#') + 1})")
+    page.click(f"#results thead th:nth-child({headers.index('#') + 1})")
+    assert [int(v) for v in column(page, 0)] == sorted((int(v) for v in column(page, 0)), reverse=True)
+
+    assert problems == []
+    assert all(u.startswith(("file:", "data:")) for u in requests), requests  # nothing from the network
+    page.close()

@@ -33,6 +33,10 @@ class RegionNet(nn.Module):
         self.conv = nn.Conv2d(3, 4, 1)
         self.relu = nn.ReLU()
         self.gate = Gate()
+        # LRP: relevance passes through the fixed gate unchanged (R_in = R_out; gated-off units have R = 0)
+        from captum.attr._utils.lrp_rules import IdentityRule
+
+        self.gate.rule = IdentityRule()
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(4, 3)
         with torch.no_grad():

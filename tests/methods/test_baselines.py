@@ -19,6 +19,12 @@ FAST = {
 }
 
 
+def minmax(sal):
+    """(B, H, W) maps min-max normalised per map."""
+    lo, hi = sal.amin((-2, -1), keepdim=True), sal.amax((-2, -1), keepdim=True)
+    return (sal - lo) / (hi - lo)
+
+
 @pytest.fixture(scope="module")
 def region():
     return region_classifier(), region_images()
@@ -75,3 +81,133 @@ def test_mask_one_adam_step_moves_against_the_gradient_sign(region):
 def test_mask_rejects_bad_settings(region):
     with pytest.raises(ValueError, match="iterations"):
         get_method("mask", region[0], iterations=0)
+
+
+# --- guided backprop ------------------------------------------------------------------------------
+class OneLayer(torch.nn.Module):
+    """conv 1x1 (3 -> 4) -> ReLU -> flatten -> linear (4*4*4 -> 3)."""
+
+    def __init__(self, relu=torch.nn.ReLU) -> None:
+        super().__init__()
+        g = torch.Generator().manual_seed(5)
+        self.conv = torch.nn.Conv2d(3, 4, 1)
+        self.relu = relu()
+        self.fc = torch.nn.Linear(64, 3)
+        with torch.no_grad():
+            for p in self.parameters():
+                p.copy_(torch.randn(p.shape, generator=g))
+
+    def forward(self, x):
+        return self.fc(self.relu(self.conv(x)).flatten(1))
+
+
+def _plain(model, size=(4, 4)):
+    from gfi.models.classifier import Classifier
+
+    return Classifier(model, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0), input_size=size)
+
+
+@pytest.mark.parametrize("relu", [torch.nn.ReLU, torch.nn.ReLU6])
+def test_guided_backprop_matches_the_hand_derived_rule(relu):
+    """y_c = v_c . relu(W x + b): guided d y_c / d x = W^T (max(v_c, 0) * 1[active]) per pixel."""
+    net = OneLayer(relu)
+    x = torch.rand(1, 3, 4, 4, generator=torch.Generator().manual_seed(2)) * 2 - 0.5
+    e = get_method("guided-backprop", _plain(net)).explain(x, 2)
+    with torch.no_grad():
+        z = net.conv(x)[0]  # (4, 4, 4)
+        hi = 6.0 if relu is torch.nn.ReLU6 else float("inf")
+        active = ((z > 0) & (z < hi)).float()
+        v = net.fc.weight[2].view(4, 4, 4).clamp(min=0)
+        g = torch.einsum("kc,khw->chw", net.conv.weight[:, :, 0, 0], v * active)  # (3, 4, 4)
+        sal = g.abs().amax(0)
+        expected = (sal - sal.min()) / (sal.max() - sal.min())
+    torch.testing.assert_close(e.maps[0, 0], expected)
+    # and it is not the plain gradient (the rule changes something on this net)
+    plain = get_method("gradient", _plain(net)).explain(x, 2)
+    assert not torch.allclose(plain.maps, e.maps)
+
+
+def test_guided_backprop_leaves_no_hooks_and_refuses_nets_without_relu_modules():
+    net = OneLayer(torch.nn.Tanh)
+    with pytest.raises(ValueError, match=r"needs nn\.ReLU or nn\.ReLU6 modules"):
+        get_method("guided-backprop", _plain(net)).explain(torch.rand(1, 3, 4, 4))
+    relu_net = OneLayer()
+    get_method("guided-backprop", _plain(relu_net)).explain(torch.rand(1, 3, 4, 4))
+    assert not relu_net.relu._forward_hooks
+    assert all(not p.requires_grad or p.grad is None for p in relu_net.parameters())
+
+
+# --- Captum-based: the gfi reduction of Captum's raw output ---------------------------------------
+def test_smoothgrad_is_max_abs_over_channels_of_captums_noise_tunnel(region):
+    from captum.attr import NoiseTunnel, Saliency
+
+    clf, x = region
+    e = get_method("smoothgrad", clf, samples=8, noise=0.1, seed=3).explain(x, 0)
+    torch.manual_seed(3)
+    raw = NoiseTunnel(Saliency(clf)).attribute(x, nt_type="smoothgrad", nt_samples=8, nt_samples_batch_size=16,
+                                                stdevs=0.1, target=[0, 0], abs=False)
+    sal = raw.abs().amax(1)
+    expected = minmax(sal)
+    torch.testing.assert_close(e.maps[:, 0], expected)
+
+
+def test_integrated_gradients_is_abs_channel_sum_of_captums_ig_and_complete(region):
+    from captum.attr import IntegratedGradients
+
+    clf, x = region
+    e = get_method("integrated-gradients", clf, steps=32).explain(x, 0)
+    raw = IntegratedGradients(clf).attribute(x, baselines=0.0, target=0, n_steps=32)
+    sal = raw.sum(1).abs()
+    expected = minmax(sal)
+    torch.testing.assert_close(e.maps[:, 0], expected)
+    with torch.no_grad():  # completeness: the attributions add up to y_c(x) - y_c(0)
+        gap = clf(x)[:, 0] - clf(torch.zeros_like(x))[:, 0]
+    torch.testing.assert_close(raw.sum((1, 2, 3)), gap, rtol=2e-2, atol=2e-3)
+
+
+def test_lrp_is_positive_channel_sum_of_captums_relevance_and_conserves_it():
+    from captum.attr import LRP as CaptumLRP
+
+    net = OneLayer()
+    clf = _plain(net)
+    x = torch.rand(2, 3, 4, 4, generator=torch.Generator().manual_seed(4))
+    e = get_method("lrp", clf).explain(x, 1)
+    raw = CaptumLRP(net).attribute(x.clone().requires_grad_(True), target=1)
+    sal = raw.sum(1).clamp(min=0)
+    expected = minmax(sal)
+    torch.testing.assert_close(e.maps[:, 0], expected)
+
+
+def test_lrp_refuses_residual_additions_and_unknown_layers():
+    import torchvision
+
+    resnet = _plain(torchvision.models.resnet18(weights=None), (32, 32))
+    with pytest.raises(ValueError, match="residual addition"):
+        get_method("lrp", resnet).explain(torch.rand(1, 3, 32, 32))
+    with pytest.raises(ValueError, match="no propagation rule for ReLU6"):
+        get_method("lrp", _plain(OneLayer(torch.nn.ReLU6))).explain(torch.rand(1, 3, 4, 4))
+
+
+# --- CAM ------------------------------------------------------------------------------------------
+def test_cam_is_fc_weights_times_features_by_hand(region):
+    clf, x = region
+    e = get_method("cam", clf).explain(x, [[0, 2], [0, 2]])
+    net = clf.model
+    with torch.no_grad():
+        feats = net.features(x)  # (B, 4, 16, 16)
+        for k, c in enumerate((0, 2)):
+            cam = (net.fc.weight[c].view(1, 4, 1, 1) * feats).sum(1)
+            lo, hi = cam.amin((1, 2), keepdim=True), cam.amax((1, 2), keepdim=True)
+            torch.testing.assert_close(e.maps[:, k], (cam - lo) / (hi - lo))
+
+
+def test_cam_refuses_a_network_without_gap_and_one_linear_layer():
+    import torchvision
+
+    vgg = _plain(torchvision.models.vgg11(weights=None), (32, 32))
+    with pytest.raises(ValueError, match="global-average-pooled into a single linear layer"):
+        get_method("cam", vgg).explain(torch.rand(1, 3, 32, 32))
+    with pytest.raises(ValueError, match=r"not the output of one nn\.Linear"):
+        squashed = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 1), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1),
+                                       torch.nn.Flatten(), torch.nn.Linear(4, 3), torch.nn.Tanh())
+        get_method("cam", _plain(squashed)).explain(torch.rand(1, 3, 4, 4))

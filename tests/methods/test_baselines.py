@@ -16,6 +16,11 @@ FAST = {
     "gfi": {"iters1": 10, "iters2": 20},
     "gfi-stage1": {"iters1": 10},
     "mask": {"iterations": 60, "mask_size": 8, "mask_blur_sigma": 1.0, "blur_sigma": 3.0},
+    "smoothgrad": {"samples": 8},
+    "integrated-gradients": {"steps": 16},
+    "rise": {"n_masks": 500, "grid": 4},
+    # no flip jitter: the test model looks at the left quadrant only, so it is not flip-invariant
+    "extremal": {"iterations": 100, "step": 2, "sigma": 3.0, "areas": (0.1, 0.2), "jitter": False},
 }
 
 
@@ -211,3 +216,89 @@ def test_cam_refuses_a_network_without_gap_and_one_linear_layer():
         squashed = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 1), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1),
                                        torch.nn.Flatten(), torch.nn.Linear(4, 3), torch.nn.Tanh())
         get_method("cam", _plain(squashed)).explain(torch.rand(1, 3, 4, 4))
+
+
+# --- RISE -----------------------------------------------------------------------------------------
+def test_rise_with_fixed_masks_is_the_weighted_sum_by_hand(region):
+    clf, x = region
+    g = torch.Generator().manual_seed(7)
+    masks = (torch.rand(5, SIZE, SIZE, generator=g) > 0.5).float() * torch.rand(5, 1, 1, generator=g)
+    e = get_method("rise", clf, masks=masks, p=0.5, batch_size=3).explain(x, [[0, 1], [2, 0]])
+    for b, cls in enumerate(([0, 1], [2, 0])):
+        for k, c in enumerate(cls):
+            total = torch.zeros(SIZE, SIZE)
+            for i in range(5):
+                with torch.no_grad():
+                    score = clf(x[b:b + 1] * masks[i]).softmax(-1)[0, c]
+                total += score * masks[i]
+            torch.testing.assert_close(e.maps[b, k], minmax(total / (5 * 0.5)))
+
+
+def test_rise_masks_are_shifted_upsampled_grids():
+    from gfi.methods.rise import rise_masks
+
+    m = rise_masks(200, 4, 0.5, (16, 16), torch.Generator().manual_seed(0))
+    assert m.shape == (200, 16, 16)
+    assert float(m.min()) >= 0 and float(m.max()) <= 1
+    assert abs(float(m.mean()) - 0.5) < 0.05  # E[M] = p
+    assert not torch.equal(m[0], m[1])
+    with pytest.raises(ValueError, match="masks must be"):
+        get_method("rise", region_classifier(), masks=torch.ones(3, 8, 8))
+
+
+# --- pixel-mask -----------------------------------------------------------------------------------
+def test_pixel_mask_first_step_follows_the_sign_of_eq3s_gradient(region):
+    """One Adam step of Eq. (3) from m = 0.5 moves each pixel by lr against its gradient's sign."""
+    from gfi.masks.backgrounds import make_background
+    from gfi.methods.gfi import inversion_error
+
+    clf, x = region
+    e = get_method("pixel-mask", clf, iters1=1, iters2=0, alpha=1.0, lr=0.05).explain(x[:1], 0)
+    m = torch.full((1, 1, SIZE, SIZE), 0.5, requires_grad=True)
+    p = make_background(x[:1], "blur")
+    with torch.no_grad():
+        f_x = clf.model.features(x[:1])
+    phi = x[:1] * m[:, 0] + p * (1 - m[:, 0])
+    loss = inversion_error(clf.model.features(phi), f_x, relative=True) + 1.0 * m.mean()
+    loss.sum().backward()
+    stepped = 0.5 - 0.05 * torch.sign(m.grad[0, 0])
+    torch.testing.assert_close(e.stage1_map[0], minmax(stepped), atol=1e-4, rtol=0)
+    torch.testing.assert_close(e.maps[0, 0], e.stage1_map[0])  # no stage-2 iteration
+
+
+# --- extremal -------------------------------------------------------------------------------------
+def test_extremal_smooth_mask_of_one_parameter_by_hand():
+    """One parameter at grid cell (3, 2): every pixel's smooth max sees one non-zero value,
+    t = k(d / sigma), so m = t e^{20 t} / (e^{20 t} + K - 1)."""
+    from gfi.methods.extremal import SmoothMaskGenerator
+
+    gen = SmoothMaskGenerator((16, 16), step=2, sigma=3.0)
+    mbar = torch.zeros(1, *gen.shape_in)
+    mbar[0, 3, 2] = 1.0
+    yy, xx = torch.meshgrid(torch.arange(16.0), torch.arange(16.0), indexing="ij")
+    d = ((yy - 6) ** 2 + (xx - 4) ** 2).sqrt()
+    t = torch.exp(-2 * (d / 3.0 - 0.5).clamp(min=0) ** 2)
+    big_k = (2 * gen.radius + 1) ** 2
+    near = ((yy // 2 - 3).abs() <= gen.radius) & ((xx // 2 - 2).abs() <= gen.radius)
+    expected = torch.where(near, t * torch.exp(20 * t) / (torch.exp(20 * t) + big_k - 1), torch.zeros(()))
+    torch.testing.assert_close(gen(mbar)[0], expected)
+
+
+def test_extremal_area_loss_and_perturbation_by_hand():
+    from gfi.methods.extremal import area_loss, blur_pyramid, perturb
+
+    m = torch.zeros(2, 4, 5)
+    m[0, :2, :] = 1  # exactly 10 of 20 pixels
+    loss = area_loss(m, torch.tensor([0.5, 0.5]))
+    torch.testing.assert_close(loss, torch.tensor([0.0, 10 / 20]))
+    x = torch.rand(1, 3, 8, 8)
+    pyr = blur_pyramid(x, 8, 20.0)
+    torch.testing.assert_close(perturb(pyr, torch.ones(1, 8, 8)), x)
+    torch.testing.assert_close(perturb(pyr, torch.zeros(1, 8, 8)), pyr[:, 0])
+    half = perturb(pyr, torch.full((1, 8, 8), 1.5 / 7))  # halfway between levels 1 and 2
+    torch.testing.assert_close(half, (pyr[:, 1] + pyr[:, 2]) / 2)
+
+
+def test_extremal_rejects_bad_areas(region):
+    with pytest.raises(ValueError, match="areas must be fractions"):
+        get_method("extremal", region[0], areas=(0.0, 1.5))

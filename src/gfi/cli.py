@@ -128,7 +128,7 @@ def cmd_methods(_args) -> int:
     from gfi.methods.registry import METHODS
 
     for name, cls in METHODS.items():
-        print(f"{name:12s} {cls.summary}")
+        print(f"{name:22s} {cls.summary}")
     return 0
 
 

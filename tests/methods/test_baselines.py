@@ -207,11 +207,12 @@ def test_cam_is_fc_weights_times_features_by_hand(region):
 
 
 def test_cam_refuses_a_network_without_gap_and_one_linear_layer():
-    import torchvision
-
-    vgg = _plain(torchvision.models.vgg11(weights=None), (32, 32))
+    nn = torch.nn
+    # VGG/AlexNet-like: fully connected layers after the (pooled) features
+    vgg_like = nn.Sequential(nn.Conv2d(3, 4, 1), nn.ReLU(), nn.AdaptiveAvgPool2d(2), nn.Flatten(), nn.Linear(16, 8),
+                             nn.ReLU(), nn.Linear(8, 3))
     with pytest.raises(ValueError, match="global-average-pooled into a single linear layer"):
-        get_method("cam", vgg).explain(torch.rand(1, 3, 32, 32))
+        get_method("cam", _plain(vgg_like, (8, 8))).explain(torch.rand(1, 3, 8, 8))
     with pytest.raises(ValueError, match=r"not the output of one nn\.Linear"):
         squashed = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 1), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1),
                                        torch.nn.Flatten(), torch.nn.Linear(4, 3), torch.nn.Tanh())

@@ -103,6 +103,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("methods", help="list explanation methods")
     ly = sub.add_parser("layers", help="list a model's layers with output shapes (for --inversion/--channel-layer)")
     ly.add_argument("model", choices=list(PRESETS))
+    from gfi import cli_compare
+
+    cli_compare.add_parser(sub)
     return parser
 
 
@@ -365,7 +368,10 @@ def main(argv: list[str] | None = None) -> int:
     log.handlers[:] = [handler]
     log.setLevel(level)
     log.propagate = False
-    commands = {"explain": cmd_explain, "models": cmd_models, "methods": cmd_methods, "layers": cmd_layers}
+    from gfi import cli_compare
+
+    commands = {"explain": cmd_explain, "models": cmd_models, "methods": cmd_methods, "layers": cmd_layers,
+                "compare": cli_compare.run}
     from gfi.data.images import ImageLoadError
     from gfi.models import LayerNotFoundError, NotAConvNetError, WeightsError
 

@@ -132,6 +132,20 @@ def test_guided_backprop_matches_the_hand_derived_rule(relu):
     assert not torch.allclose(plain.maps, e.maps)
 
 
+def test_guided_backprop_equals_captums_on_a_relu_resnet_with_inplace_relus():
+    """Where Captum's GuidedBackprop applies (nn.ReLU only), both give the same map."""
+    import torchvision
+    from captum.attr import GuidedBackprop
+
+    torch.manual_seed(0)
+    net = torchvision.models.resnet18(weights=None, num_classes=5).eval()
+    clf = _plain(net, (32, 32))
+    x = torch.rand(1, 3, 32, 32)
+    ours = get_method("guided-backprop", clf).explain(x, 3).maps[0]
+    raw = GuidedBackprop(clf).attribute(x.clone().requires_grad_(True), target=3)
+    torch.testing.assert_close(ours, minmax(raw.abs().amax(1)))
+
+
 def test_guided_backprop_leaves_no_hooks_and_refuses_nets_without_relu_modules():
     net = OneLayer(torch.nn.Tanh)
     with pytest.raises(ValueError, match=r"needs nn\.ReLU or nn\.ReLU6 modules"):

@@ -5,7 +5,7 @@
 Each method runs on the bundled photo (dog_cat.jpg) after a one-image warm-up of the network;
 ``published`` is each method's default (its paper's setting), ``fast`` its documented cheaper
 setting (only for methods that have one). The median of ``--repeats`` runs is reported. Writes
-benchmarks/results/methods_time.json and prints a markdown table. Methods that cannot run on the
+benchmarks/results/methods_time.json (after every row) and prints a markdown table. Methods that cannot run on the
 model (e.g. LRP on EfficientNet) are recorded with the reason.
 """
 
@@ -34,6 +34,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=1)
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--note", default="", help="free text stored with the results (e.g. 'machine shared')")
+    ap.add_argument("--append", action="store_true", help="add the rows to an existing --out file")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "methods_time.json"))
     args = ap.parse_args()
     if args.threads:
@@ -43,7 +44,18 @@ def main() -> None:
     x = clf.prepare(load_image(PHOTO))
     with torch.no_grad():
         clf(x)  # warm-up
-    rows = []
+    rows: list[dict] = []
+    out_path = Path(args.out)
+    old = json.loads(out_path.read_text())["rows"] if args.append and out_path.exists() else []
+
+    def save() -> None:
+        done = {(r["method"], r["settings"]) for r in rows}
+        out = {"model": "efficientnet_lite0", "image": PHOTO.name, "torch": torch.__version__,
+               "threads": torch.get_num_threads(), "cpu": platform.processor() or platform.machine(),
+               "note": args.note, "rows": [r for r in old if (r["method"], r["settings"]) not in done] + rows}
+        out_path.parent.mkdir(parents=True, exist_ok=True)
+        out_path.write_text(json.dumps(out, indent=1))
+
     print("| method | settings | options | s / image |\n| --- | --- | --- | --- |")
     for name in names:
         for setting in args.settings.split(","):
@@ -63,16 +75,13 @@ def main() -> None:
                 row["error"] = str(exc)
                 print(f"| {name} | {setting} | - | cannot run: {str(exc)[:60]}... |", flush=True)
                 rows.append(row)
+                save()
                 continue
             row["seconds_per_image"] = round(statistics.median(times), 3)
             row["all"] = [round(t, 3) for t in times]
             rows.append(row)
+            save()
             print(f"| {name} | {setting} | {row['options'] or ''} | {row['seconds_per_image']:.2f} |", flush=True)
-    out = {"model": "efficientnet_lite0", "image": PHOTO.name, "torch": torch.__version__,
-           "threads": torch.get_num_threads(), "cpu": platform.processor() or platform.machine(),
-           "note": args.note, "rows": rows}
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(out, indent=1))
 
 
 if __name__ == "__main__":

@@ -81,7 +81,8 @@ def _target(clf, spec: str, x: torch.Tensor) -> int:
 
 
 def _label(clf, index: int, prob: float) -> str:
-    return f"{clf.class_name(index).split(',')[0]} {100 * prob:.1f}%"
+    shown = f"{100 * prob:.1f}%" if prob >= 0.001 else f"p={prob:.0e}"
+    return f"{clf.class_name(index).split(',')[0]} {shown}"
 
 
 def run(args) -> int:

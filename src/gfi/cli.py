@@ -113,8 +113,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("methods", help="list explanation methods")
     ly = sub.add_parser("layers", help="list a model's layers with output shapes (for --inversion/--channel-layer)")
     ly.add_argument("model", choices=list(PRESETS))
+    from gfi import cli_compare
     from gfi.evaluation import command as eval_command
 
+    cli_compare.add_parser(sub)
     eval_command.add_parser(sub)
     return parser
 
@@ -141,7 +143,7 @@ def cmd_methods(_args) -> int:
     from gfi.methods.registry import METHODS
 
     for name, cls in METHODS.items():
-        print(f"{name:12s} {cls.summary}")
+        print(f"{name:22s} {cls.summary}")
     return 0
 
 
@@ -537,10 +539,11 @@ def main(argv: list[str] | None = None) -> int:
     log.handlers[:] = [handler]
     log.setLevel(level)
     log.propagate = False
+    from gfi import cli_compare
     from gfi.evaluation import command as eval_command
 
     commands = {"explain": cmd_explain, "models": cmd_models, "methods": cmd_methods, "layers": cmd_layers,
-                "eval": eval_command.run}
+                "compare": cli_compare.run, "eval": eval_command.run}
     from gfi.data.images import ImageLoadError
     from gfi.models import LayerNotFoundError, NotAConvNetError, WeightsError
 

@@ -67,6 +67,19 @@ def test_dog_cat_class_maps_point_inside_their_box(dog_cat, k, name):
     assert inside(argmax_xy(maps[k]), objects[k]["box"]), f"{name} map maximum at {argmax_xy(maps[k])}"
 
 
+@pytest.mark.parametrize("k,name,cls", [(0, "dog", "golden retriever"), (1, "cat", "tabby, tabby cat")])
+def test_dog_cat_gradcam_points_inside_the_same_boxes(lite0, dog_cat, k, name, cls):
+    """The baseline on the same classes (the most probable dog and cat classes: golden retriever, tabby)."""
+    from gfi.methods.registry import get_method
+
+    objects, e, _, _ = dog_cat
+    assert lite0.class_name(int(e.targets[0, k])) == cls
+    img = load_image(ASSETS / "dog_cat.jpg")
+    g = get_method("gradcam", lite0).explain(lite0.prepare(img), [e.targets[0].tolist()])
+    sal = to_original_size(g.maps[0], tuple(img.shape[-2:]))[k]
+    assert inside(argmax_xy(sal), objects[k]["box"]), f"Grad-CAM {name} map maximum at {argmax_xy(sal)}"
+
+
 def test_dog_cat_stage1_map_covers_both_animals(dog_cat):
     objects, _, _, stage1 = dog_cat
     boxes = [box_mask(stage1.shape, o["box"]) for o in objects]

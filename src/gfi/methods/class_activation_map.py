@@ -1,0 +1,79 @@
+r"""CAM, Class Activation Mapping (Zhou et al., CVPR 2016), on gfi's own hooks.
+
+For a network whose last convolutional features ``A`` (C, h, w) are global-average-pooled and fed
+to a single linear layer giving the logits, ``y_c = sum_k w_{c,k} mean_{uv} A_k(u, v) + b_c``, the
+class activation map is ``M_c(u, v) = sum_k w_{c,k} A_k(u, v)`` (Eq. 2 of the paper). It is
+upsampled bilinearly to the input size and min-max normalised as in the authors' code (no ReLU:
+the minimum maps to 0).
+
+The structure is not assumed from the model's class: in the same forward pass that reads ``A``,
+every ``nn.Linear`` module's input and output are recorded, and CAM requires (1) a linear layer
+whose output *is* the logits and (2) whose input *is* the spatial mean of ``A``. This holds for
+torchvision's ResNets (``fc`` after ``avgpool``) and timm's EfficientNets (``forward_features``,
+global average pool, ``get_classifier()``), and fails with a clear error for VGG/AlexNet (an MLP
+after the features) or a pooled feature map that passes through another layer (e.g. a 1x1 conv
+head after the pooling). ``A`` is read at ``layer`` (default: the last module that outputs a
+spatial map, as for :func:`gfi.models.classifier.auto_layers`).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from gfi.masks.channel_mask import combine_channels, min_max, upsample
+from gfi.methods.base import Explainer, Explanation, TargetsLike
+from gfi.models.classifier import Classifier, auto_layers
+from gfi.models.layers import LayerRef, capture, frozen
+
+
+class CAMStructureError(ValueError):
+    """The model does not end in global average pooling followed by one linear layer."""
+
+
+def _close(a: Tensor, b: Tensor) -> bool:
+    return a.shape == b.shape and torch.allclose(a, b, rtol=1e-4, atol=1e-5 * float(b.abs().max().clamp_min(1)))
+
+
+class CAM(Explainer):
+    name = "cam"
+    summary = "CAM (Zhou et al. 2016): fc weights x last conv features; needs global average pool + one linear layer"
+
+    def __init__(self, classifier: Classifier, layer: str | LayerRef | None = None) -> None:
+        super().__init__(classifier)
+        self.layer = LayerRef.parse(layer) if layer is not None else None
+
+    def features_and_weights(self, images: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """One forward: ``(A, W, logits)`` with A (B, C, h, w) and W (n_classes, C) the weights of the
+        linear layer that maps mean(A) to the logits. Raises :class:`CAMStructureError` otherwise."""
+        clf = self.classifier
+        layer = self.layer or auto_layers(clf)[0]
+        model_name = type(clf.model).__name__
+        linears = [n for n, m in clf.model.named_modules() if isinstance(m, nn.Linear)]
+        advice = ("CAM (Zhou et al. 2016) needs the last convolutional features global-average-pooled into a "
+                  "single linear layer that gives the logits; use 'gradcam', which works on any CNN.")
+        if not linears:
+            raise CAMStructureError(f"cam: {model_name} has no nn.Linear layer. {advice}")
+        refs = [layer] + [LayerRef(n, use_input=True) for n in linears] + [LayerRef(n) for n in linears]
+        with frozen(clf.model), torch.no_grad(), capture(clf.model, refs) as store:
+            logits = clf(images)
+        feats = store[layer]
+        if feats.ndim != 4:
+            raise CAMStructureError(f"cam: layer {layer} gives a {feats.ndim}-D tensor, not a (B, C, h, w) map")
+        head = [n for n in linears if _close(store[LayerRef(n)], logits)]
+        if not head:
+            raise CAMStructureError(f"cam: the logits of {model_name} are not the output of one nn.Linear layer. "
+                                    f"{advice}")
+        fc = head[-1]
+        if not _close(store[LayerRef(fc, use_input=True)].flatten(1), feats.mean((2, 3))):
+            raise CAMStructureError(
+                f"cam: the input of {model_name}'s last linear layer '{fc}' is not the global average of layer "
+                f"{layer}'s feature map (e.g. VGG/AlexNet have fully connected layers after the features). {advice}")
+        return feats, dict(clf.model.named_modules())[fc].weight.detach(), logits
+
+    def _explain(self, images: Tensor, targets: TargetsLike) -> Explanation:
+        feats, weight, logits = self.features_and_weights(images)
+        t, probs = self._targets_and_probs(images, targets, logits)
+        cam, collapsed = min_max(combine_channels(weight[t], feats))
+        return Explanation(maps=upsample(cam, images.shape[-2:]), targets=t, method=self.name, probs=probs,
+                           collapsed=collapsed)

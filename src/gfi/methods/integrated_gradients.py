@@ -1,0 +1,50 @@
+r"""Integrated Gradients (Sundararajan et al., ICML 2017) with Captum's ``IntegratedGradients``.
+
+``IG_i(x) = (x_i - x'_i) * int_0^1 d y_c / d x_i |_{x' + a (x - x')} da`` with the black image
+x' = 0 as baseline (the paper's choice for image networks), y_c the logit, and the integral by
+Captum's Gauss-Legendre rule with 50 steps (the paper uses 20-300 Riemann steps; Captum's
+default rule reaches the same completeness error with fewer steps).
+
+gfi adaptation: the attribution of a pixel is the sum of its three channels' attributions (the
+paper aggregates along the colour channel; the sum keeps completeness, sum_i IG_i = y_c(x) - y_c(x'));
+the map is ``|sum_channel IG|``, min-max normalised.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from torch import Tensor
+
+from gfi.masks.channel_mask import min_max
+from gfi.methods.base import Explainer, Explanation, TargetsLike
+from gfi.models.classifier import Classifier
+from gfi.models.layers import frozen
+
+
+class IntegratedGradients(Explainer):
+    name = "integrated-gradients"
+    summary = "Integrated Gradients (Sundararajan et al. 2017): path integral from a black image (Captum)"
+    fast_options: ClassVar[dict] = {"steps": 20}
+
+    def __init__(self, classifier: Classifier, steps: int = 50, batch_size: int = 16) -> None:
+        super().__init__(classifier)
+        if steps < 1 or batch_size < 1:
+            raise ValueError("steps and batch_size must be >= 1")
+        self.steps, self.batch_size = steps, batch_size
+
+    def raw(self, images: Tensor, targets: Tensor) -> Tensor:
+        """Captum's IG, one (3, H, W) row per (image, target): (B*K, 3, H, W)."""
+        from captum.attr import IntegratedGradients as CaptumIG
+
+        clf = self.classifier
+        x = images.repeat_interleave(targets.shape[1], 0)
+        with frozen(clf.model):
+            return CaptumIG(clf).attribute(x, baselines=0.0, target=targets.reshape(-1).tolist(),
+                                           n_steps=self.steps, internal_batch_size=self.batch_size).detach()
+
+    def _explain(self, images: Tensor, targets: TargetsLike) -> Explanation:
+        t, probs = self._targets_and_probs(images, targets)
+        b, k = t.shape
+        sal, collapsed = min_max(self.raw(images, t).sum(1).abs().view(b, k, *images.shape[-2:]))
+        return Explanation(maps=sal, targets=t, method=self.name, probs=probs, collapsed=collapsed)

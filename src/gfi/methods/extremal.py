@@ -106,12 +106,12 @@ class ExtremalPerturbation(Explainer):
     summary = "Extremal Perturbation (Fong et al. 2019): smooth masks of fixed area that preserve the class"
     fast_options: ClassVar[dict] = {"areas": (0.1,), "iterations": 300}
 
-    def __init__(self, classifier: Classifier, areas: Sequence[float] = (0.05, 0.1, 0.2), iterations: int = 800,
+    def __init__(self, classifier: Classifier, areas: float | Sequence[float] = (0.05, 0.1, 0.2), iterations: int = 800,
                  lr: float = 0.01, momentum: float = 0.9, step: int = 7, sigma: float = 21.0, levels: int = 8,
                  max_blur: float = 20.0, area_weight: float = 300.0, area_growth: float = 1.0035,
                  jitter: bool = True) -> None:
         super().__init__(classifier)
-        areas = tuple(float(a) for a in areas)
+        areas = (float(areas),) if isinstance(areas, int | float) else tuple(float(a) for a in areas)
         if not areas or not all(0 < a < 1 for a in areas):
             raise ValueError(f"areas must be fractions in (0, 1), got {areas}")
         if iterations < 1 or step < 1 or levels < 2 or min(lr, sigma, max_blur) <= 0 or area_weight < 0:

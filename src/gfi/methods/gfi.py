@@ -24,6 +24,7 @@ experiments behind them are in ``docs/METHOD.md``.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import asdict, dataclass, replace
 from typing import ClassVar, Literal
 
@@ -80,6 +81,19 @@ class GFIConfig:
             input from Alg. 1 is w) rather than continuing stage 1's moments.
         stage2: run stage 2; False gives the stage-1 inversion map as the result.
         seed: seed of the noise background (the only random part).
+        early_stop: end stage 2 before ``iters2`` once its loss stops improving (beyond the paper;
+            off in both presets). Every ``early_stop_every`` iterations the mean loss of the last
+            ``early_stop_every`` iterations, L_cur, is compared with that of the ``early_stop_every``
+            before, L_prev; stage 2 stops when L_prev - L_cur <= ``early_stop_tol`` * |L_prev| for
+            every image and target of the batch. The check is the only host-device
+            synchronisation of the loop, once per window.
+        early_stop_every: iterations per window of the early-stop check (>= 1).
+        early_stop_tol: relative improvement of the window-mean loss below which stage 2 stops.
+        autocast: ``"none"`` (float32) or ``"bf16"``: the network's forward and backward under
+            ``torch.autocast(dtype=bfloat16)`` (CUDA with bf16 support, or CPU); w, the mask and
+            Adam stay float32.
+        channels_last: run the network on channels-last (NHWC) images, the faster layout of
+            cuDNN/oneDNN convolutions on many devices; the maths is unchanged.
     """
 
     gamma: float = 1.0
@@ -107,6 +121,12 @@ class GFIConfig:
     fresh_optimizer: bool = True
     stage2: bool = True
     seed: int = 0
+    # -- performance options (issue 5): off by default, none changes the equations --
+    early_stop: bool = False
+    early_stop_every: int = 5
+    early_stop_tol: float = 0.01
+    autocast: Literal["none", "bf16"] = "none"
+    channels_last: bool = False
 
     PRESETS: ClassVar[tuple[str, ...]] = ("paper", "default")
 
@@ -124,18 +144,18 @@ class GFIConfig:
         raise ValueError(f"unknown GFI preset {name!r}; choose one of {', '.join(cls.PRESETS)}")
 
     def __post_init__(self) -> None:
-        for key in ("gamma", "delta", "lam", "w_init", "noise_std", "area1", "area2"):
+        for key in ("gamma", "delta", "lam", "w_init", "noise_std", "area1", "area2", "early_stop_tol"):
             if getattr(self, key) < 0:
                 raise ValueError(f"{key} must be >= 0, got {getattr(self, key)}")
         for key in ("lr1", "lr2", "blur_sigma", "lr_decay"):
             if not getattr(self, key) > 0:
                 raise ValueError(f"{key} must be > 0, got {getattr(self, key)}")
-        for key in ("iters1", "iters2", "lr_decay_every"):
-            if getattr(self, key) < 0 or (key == "lr_decay_every" and getattr(self, key) == 0):
+        for key in ("iters1", "iters2", "lr_decay_every", "early_stop_every"):
+            if getattr(self, key) < 0 or (key in ("lr_decay_every", "early_stop_every") and getattr(self, key) == 0):
                 raise ValueError(f"{key} must be a positive integer, got {getattr(self, key)}")
         choices = {"background": ("blur", "mean", "noise"), "inversion_error": ("sum", "relative"),
                    "l1_norm": ("sum", "mean"), "l1_grad_at_zero": ("one", "zero"), "score": ("prob", "log"),
-                   "stage2_init": ("stage1", "gradient")}
+                   "stage2_init": ("stage1", "gradient"), "autocast": ("none", "bf16")}
         for key, allowed in choices.items():
             if getattr(self, key) not in allowed:
                 raise ValueError(f"{key} must be one of {allowed}, got {getattr(self, key)!r}")
@@ -217,9 +237,12 @@ class GuidedFeatureInversion(Explainer):
         cfg, clf = self.config, self.classifier
         l0, l1 = clf.inversion_layer, clf.channel_layer
         with frozen(clf.model):
+            if cfg.channels_last:
+                clf.model.to(memory_format=torch.channels_last)
             # One forward: f^{l0}(x), f^{l1}(x) and the logits. Nothing here needs a graph.
-            with torch.no_grad():
-                feats, logits = clf.activations(images, [l0, l1], stop=False)
+            with torch.no_grad(), self._autocast(images.device):
+                feats, logits = clf.activations(self._layout(images), [l0, l1], stop=False)
+            feats, logits = {k: v.to(images.dtype) for k, v in feats.items()}, logits.to(images.dtype)
             t, probs = self._targets_and_probs(images, targets, logits)
             f_l0, f_l1 = feats[l0], feats[l1]
             if f_l1.ndim != 4:
@@ -240,7 +263,8 @@ class GuidedFeatureInversion(Explainer):
             with torch.no_grad():
                 m, col = channel_mask(w2, f_l1, images.shape[-2:], rectify=not cfg.nonnegative)
                 both = blend_kept_and_removed(images, p, m).flatten(0, 2)
-                z = clf(both).float().view(2, *t.shape, -1)
+                with self._autocast(images.device):
+                    z = clf(self._layout(both)).float().view(2, *t.shape, -1)
                 s = clf.scores(z).gather(-1, t.unsqueeze(0).unsqueeze(-1).expand(2, *t.shape, 1)).squeeze(-1)
         history = {"stage1": hist1}
         if hist2 is not None:
@@ -251,6 +275,22 @@ class GuidedFeatureInversion(Explainer):
             prob_kept=s[0], prob_removed=s[1], loss_history=history, collapsed=col,
             stage1_collapsed=col1[:, 0],
         )
+
+    # ------------------------------------------------------------------------------------------
+    def _autocast(self, device: torch.device):
+        """The ``autocast`` option as a context manager (a no-op for ``"none"``)."""
+        if self.config.autocast == "none":
+            return contextlib.nullcontext()
+        if device.type == "cuda" and not torch.cuda.is_bf16_supported():
+            raise ValueError(f"autocast='bf16' needs a GPU with bfloat16 support; {torch.cuda.get_device_name(device)} "
+                             "has none. Use autocast='none'.")
+        if device.type not in ("cuda", "cpu"):
+            raise ValueError(f"autocast='bf16' is supported on cuda and cpu, not {device.type}; use autocast='none'")
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+
+    def _layout(self, x: Tensor) -> Tensor:
+        """Images in the memory format the ``channels_last`` option asks for."""
+        return x.contiguous(memory_format=torch.channels_last) if self.config.channels_last else x
 
     # ------------------------------------------------------------------------------------------
     def stage1(self, x: Tensor, p: Tensor, f_l0: Tensor, f_l1: Tensor) -> tuple[Tensor, Tensor, dict]:
@@ -269,7 +309,8 @@ class GuidedFeatureInversion(Explainer):
         for _ in range(cfg.iters1):
             m, _ = channel_mask(w, f_l1, size)
             phi = blend(x, p, m)[:, 0]
-            f_phi = clf.activations(phi, [l0], stop=True, clone=False)[0][l0]
+            with self._autocast(x.device):
+                f_phi = clf.activations(self._layout(phi), [l0], stop=True, clone=False)[0][l0].to(x.dtype)
             loss = (inversion_error(f_phi, f_l0, cfg.inversion_error == "relative")
                     + cfg.gamma * l1_penalty(w, cfg)[:, 0] + cfg.area1 * m.mean((-2, -1))[:, 0])
             opt.zero_grad(set_to_none=True)
@@ -306,10 +347,12 @@ class GuidedFeatureInversion(Explainer):
             opt.state[w] = {k: (v.expand_as(w).clone() if v.ndim else v.clone()) for k, v in adam_state.items()}
         sched = torch.optim.lr_scheduler.StepLR(opt, step_size=cfg.lr_decay_every, gamma=cfg.lr_decay)
         losses = []
-        for _ in range(cfg.iters2):
+        every = cfg.early_stop_every
+        for it in range(cfg.iters2):
             m, _ = channel_mask(w, f_l1, size, rectify=not cfg.nonnegative)
             both = blend_kept_and_removed(x, p, m).flatten(0, 2)  # (2*B*K, 3, H, W)
-            z = clf(both).view(2, *targets.shape, -1)
+            with self._autocast(x.device):
+                z = clf(self._layout(both)).to(x.dtype).view(2, *targets.shape, -1)
             gain, removed = target_terms(z, targets, clf.multilabel, cfg.score)
             loss = -gain + cfg.lam * removed + cfg.delta * l1_penalty(w, cfg) + cfg.area2 * m.mean((-2, -1))
             opt.zero_grad(set_to_none=True)
@@ -320,7 +363,26 @@ class GuidedFeatureInversion(Explainer):
                 with torch.no_grad():
                     w.clamp_(min=0)
             losses.append(loss.detach())
+            # the loop's only synchronisation: once per window, and only with early_stop
+            if (cfg.early_stop and (it + 1) % every == 0 and it + 1 < cfg.iters2
+                    and bool(plateaued(torch.stack(losses[-2 * every:]), every, cfg.early_stop_tol))):
+                break
         return w.detach(), _stack(losses, (0, *targets.shape), x.device)
+
+
+def plateaued(losses: Tensor, every: int, tol: float) -> Tensor:
+    r"""The early-stop test of stage 2 on the losses (T, ...) of the iterations so far.
+
+    With :math:`\bar L_{cur}` the mean of the last ``every`` losses and :math:`\bar L_{prev}` the
+    mean of the ``every`` before, true (a 0-d bool tensor, left on the device) when
+    :math:`\bar L_{prev} - \bar L_{cur} \le tol \, |\bar L_{prev}|` for every row; false while
+    fewer than ``2 * every`` losses exist.
+    """
+    if losses.shape[0] < 2 * every:
+        return torch.zeros((), dtype=torch.bool, device=losses.device)
+    cur = losses[-every:].mean(0)
+    prev = losses[-2 * every:-every].mean(0)
+    return ((prev - cur) <= tol * prev.abs()).all()
 
 
 def _stack(xs: list[Tensor], empty_shape: tuple[int, ...], device) -> Tensor:

@@ -7,10 +7,13 @@ from gfi.methods.cam import GradCAM
 from gfi.methods.center import Center
 from gfi.methods.gfi import GuidedFeatureInversion, GuidedFeatureInversionStage1
 from gfi.methods.gradient import Gradient
+from gfi.methods.meaningful_perturbation import MeaningfulPerturbation
 from gfi.models.classifier import Classifier
 
 METHODS: dict[str, type[Explainer]] = {
-    cls.name: cls for cls in (GuidedFeatureInversion, GuidedFeatureInversionStage1, GradCAM, Gradient, Center)
+    cls.name: cls
+    for cls in (GuidedFeatureInversion, GuidedFeatureInversionStage1, GradCAM, Gradient, Center,
+                MeaningfulPerturbation)
 }
 
 

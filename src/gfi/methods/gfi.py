@@ -32,10 +32,10 @@ import torch
 from torch import Tensor
 
 from gfi.masks.backgrounds import make_background
-from gfi.masks.channel_mask import blend, blend_kept_and_removed, channel_mask
+from gfi.masks.fast import KeptAndRemoved, Upsampler, channel_mask_fast
 from gfi.methods.base import Explainer, Explanation, TargetsLike
 from gfi.models.classifier import Classifier
-from gfi.models.layers import frozen
+from gfi.models.layers import capture, frozen, run_until
 
 
 @dataclass(frozen=True)
@@ -252,8 +252,9 @@ class GuidedFeatureInversion(Explainer):
                                 blur_sigma=cfg.blur_sigma, noise_std=cfg.noise_std, generator=gen)
 
             w1, hist1, adam1 = self.stage1(images, p, f_l0, f_l1)
+            up = Upsampler(f_l1.shape[-2:], images.shape[-2:], device=images.device, dtype=f_l1.dtype)
             with torch.no_grad():
-                m1, col1 = channel_mask(w1, f_l1, images.shape[-2:])
+                m1, col1 = channel_mask_fast(w1, f_l1, up)
             if cfg.stage2:
                 w_start = self.gradient_weights(images, t) if cfg.stage2_init == "gradient" else w1
                 w2, hist2 = self.stage2(images, p, f_l1, w_start.expand(-1, t.shape[1], -1), t,
@@ -261,8 +262,8 @@ class GuidedFeatureInversion(Explainer):
             else:
                 w2, hist2 = w1.expand(-1, t.shape[1], -1), None
             with torch.no_grad():
-                m, col = channel_mask(w2, f_l1, images.shape[-2:], rectify=not cfg.nonnegative)
-                both = blend_kept_and_removed(images, p, m).flatten(0, 2)
+                m, col = channel_mask_fast(w2, f_l1, up, rectify=not cfg.nonnegative)
+                both = KeptAndRemoved(images, p)(m).flatten(0, 2)
                 with self._autocast(images.device):
                     z = clf(self._layout(both)).float().view(2, *t.shape, -1)
                 s = clf.scores(z).gather(-1, t.unsqueeze(0).unsqueeze(-1).expand(2, *t.shape, 1)).squeeze(-1)
@@ -297,29 +298,41 @@ class GuidedFeatureInversion(Explainer):
         """Alg. 1: minimise Eq. (8) over w >= 0. Returns w (B, 1, C), the losses (T, B) and Adam's
         final state (moments), which stage 2 continues when ``fresh_optimizer`` is False.
 
-        Each iteration runs the network only up to l0 (the forward stops there).
+        Each iteration runs the network only up to l0 (the forward stops there); the hook that
+        reads l0 is registered once for the loop.
         """
         cfg, clf = self.config, self.classifier
         l0 = clf.inversion_layer
-        size = x.shape[-2:]
+        up = Upsampler(f_l1.shape[-2:], x.shape[-2:], device=x.device, dtype=f_l1.dtype)
+        blend = KeptAndRemoved(x, p).kept
         w = torch.full((x.shape[0], 1, f_l1.shape[1]), cfg.w_init, device=x.device, dtype=f_l1.dtype)
         w.requires_grad_(True)
         opt = torch.optim.Adam([w], lr=cfg.lr1)
         losses = []
-        for _ in range(cfg.iters1):
-            m, _ = channel_mask(w, f_l1, size)
-            phi = blend(x, p, m)[:, 0]
-            with self._autocast(x.device):
-                f_phi = clf.activations(self._layout(phi), [l0], stop=True, clone=False)[0][l0].to(x.dtype)
-            loss = (inversion_error(f_phi, f_l0, cfg.inversion_error == "relative")
-                    + cfg.gamma * l1_penalty(w, cfg)[:, 0] + cfg.area1 * m.mean((-2, -1))[:, 0])
-            opt.zero_grad(set_to_none=True)
-            loss.sum().backward()
-            opt.step()
-            with torch.no_grad():
-                w.clamp_(min=0)
-            losses.append(loss.detach())
+        with capture(clf.model, [l0], stop=True, clone=False) as store:
+            for _ in range(cfg.iters1):
+                m, _ = channel_mask_fast(w, f_l1, up)
+                phi = blend(m)[:, 0]
+                store.clear()
+                with self._autocast(x.device):
+                    run_until(clf, self._layout(phi))
+                if l0 not in store:
+                    raise RuntimeError(f"layer {l0} was not reached by the forward pass")
+                f_phi = store[l0].to(x.dtype)
+                loss = self._stage1_loss(f_phi, f_l0, w, m)
+                opt.zero_grad(set_to_none=True)
+                loss.sum().backward()
+                opt.step()
+                with torch.no_grad():
+                    w.clamp_(min=0)
+                losses.append(loss.detach())
         return w.detach(), _stack(losses, (0, x.shape[0]), x.device), dict(opt.state.get(w, {}))
+
+    def _stage1_loss(self, f_phi: Tensor, f_l0: Tensor, w: Tensor, m: Tensor) -> Tensor:
+        """Eq. (8) per image (plus the optional area term)."""
+        cfg = self.config
+        return (inversion_error(f_phi, f_l0, cfg.inversion_error == "relative")
+                + cfg.gamma * l1_penalty(w, cfg)[:, 0] + cfg.area1 * m.mean((-2, -1))[:, 0])
 
     def gradient_weights(self, x: Tensor, targets: Tensor) -> Tensor:
         """Grad-CAM's channel weights at l1, clipped at 0 and rescaled to mean ``w_init``: (B, K, C)."""
@@ -339,7 +352,8 @@ class GuidedFeatureInversion(Explainer):
         through the network in one batched forward of 2 * B * K images. Returns w (B, K, C) and
         the losses (T, B, K)."""
         cfg, clf = self.config, self.classifier
-        size = x.shape[-2:]
+        up = Upsampler(f_l1.shape[-2:], x.shape[-2:], device=x.device, dtype=f_l1.dtype)
+        kept_and_removed = KeptAndRemoved(x, p)
         w = w_init.detach().clone().requires_grad_(True)
         opt = torch.optim.Adam([w], lr=cfg.lr2)
         if adam_state:
@@ -349,8 +363,8 @@ class GuidedFeatureInversion(Explainer):
         losses = []
         every = cfg.early_stop_every
         for it in range(cfg.iters2):
-            m, _ = channel_mask(w, f_l1, size, rectify=not cfg.nonnegative)
-            both = blend_kept_and_removed(x, p, m).flatten(0, 2)  # (2*B*K, 3, H, W)
+            m, _ = channel_mask_fast(w, f_l1, up, rectify=not cfg.nonnegative)
+            both = kept_and_removed(m).flatten(0, 2)  # (2*B*K, 3, H, W)
             with self._autocast(x.device):
                 z = clf(self._layout(both)).to(x.dtype).view(2, *targets.shape, -1)
             gain, removed = target_terms(z, targets, clf.multilabel, cfg.score)

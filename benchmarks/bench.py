@@ -37,6 +37,7 @@ size 1, and a row per batch size.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -73,18 +74,23 @@ def sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def floor_passes(clf, x, iters1: int, iters2: int) -> None:
-    """The passes GFI costs, nothing else (see the module docstring)."""
+def floor_passes(clf, x, iters1: int, iters2: int, autocast: str = "none", channels_last: bool = False) -> None:
+    """The passes GFI costs, nothing else (see the module docstring); ``autocast`` and
+    ``channels_last`` as GFIConfig's, so the floor of those options is measured alike."""
     l0 = clf.inversion_layer
     both = torch.cat([x, x])
-    with frozen(clf.model):
+    if channels_last:
+        x, both = (t.contiguous(memory_format=torch.channels_last) for t in (x, both))
+    amp = (torch.autocast(x.device.type, dtype=torch.bfloat16) if autocast == "bf16"
+           else contextlib.nullcontext())
+    with frozen(clf.model), amp:
         for _ in range(iters1):
             leaf = x.detach().requires_grad_(True)
             f = clf.activations(leaf, [l0], stop=True, clone=False)[0][l0]
-            f.sum().backward()
+            f.float().sum().backward()
         for _ in range(iters2):
             leaf = both.detach().requires_grad_(True)
-            clf(leaf).sum().backward()
+            clf(leaf).float().sum().backward()
 
 
 def runners(clf, x, args, scale_iters: dict):

@@ -282,11 +282,14 @@ class GuidedFeatureInversion(Explainer):
         """The ``autocast`` option as a context manager (a no-op for ``"none"``)."""
         if self.config.autocast == "none":
             return contextlib.nullcontext()
+        if device == getattr(self, "_autocast_checked", None):
+            return torch.autocast(device.type, dtype=torch.bfloat16)
         if device.type == "cuda" and not torch.cuda.is_bf16_supported():
             raise ValueError(f"autocast='bf16' needs a GPU with bfloat16 support; {torch.cuda.get_device_name(device)} "
                              "has none. Use autocast='none'.")
         if device.type not in ("cuda", "cpu"):
             raise ValueError(f"autocast='bf16' is supported on cuda and cpu, not {device.type}; use autocast='none'")
+        self._autocast_checked = device  # checked once, not at every iteration
         return torch.autocast(device.type, dtype=torch.bfloat16)
 
     def _layout(self, x: Tensor) -> Tensor:

@@ -115,3 +115,24 @@ def test_bf16_on_a_cuda_device_without_bf16_is_refused(tiny, tiny_images, monkey
         gfi._autocast(torch.device("cuda"))
     with pytest.raises(ValueError, match="not mps"):
         gfi._autocast(torch.device("mps"))
+
+
+def test_stage2_in_chunks_of_targets_gives_the_same_maps(tiny, tiny_images):
+    cfg = GFIConfig(background="mean", iters1=3, iters2=6)
+    targets = [[0, 2, 3], [1, 3, 4]]
+    whole = GuidedFeatureInversion(tiny, cfg).explain(tiny_images, targets)
+    chunked = GuidedFeatureInversion(tiny, cfg, stage2_chunk=2).explain(tiny_images, targets)
+    assert torch.allclose(chunked.maps, whole.maps, atol=1e-6)
+    assert torch.allclose(chunked.loss_history["stage2"], whole.loss_history["stage2"], atol=1e-6)
+    assert chunked.loss_history["stage2"].shape == (6, 2, 3)
+    with pytest.raises(ValueError, match="stage2_chunk"):
+        GFIConfig(stage2_chunk=-1)
+
+
+def test_chunk_histories_of_different_lengths_are_padded_with_nan():
+    from gfi.methods.gfi import _cat_histories
+
+    out = _cat_histories([torch.ones(4, 1, 2), torch.zeros(2, 1, 1)])
+    assert out.shape == (4, 1, 3)
+    assert torch.equal(out[:2, 0, 2], torch.zeros(2)) and out[2:, 0, 2].isnan().all()
+    assert torch.equal(out[:, 0, :2], torch.ones(4, 2))

@@ -141,8 +141,6 @@ def time_model(name: str, args) -> dict:
         if "mask" in med:
             row["speedup_vs_mask"] = med["mask"] / med["gfi"]
         naive = med.get("naive", rows[0]["seconds_per_image"].get("naive") if rows else None)
-        if naive is None and args.naive_seconds:
-            naive = args.naive_seconds.get(name)  # timed by an earlier run (--update), one image at a time
         if naive is not None:
             row["speedup_vs_naive"] = naive / med["gfi"]
         if not args.no_memory:
@@ -319,9 +317,6 @@ def main() -> None:
     if old:
         keys = ("command", "machine", "started", "preset", "iter_scale", "repeats")
         result["earlier_runs"] = [*old.get("earlier_runs", []), {k: old.get(k) for k in keys}]
-    args.naive_seconds = {n: r["seconds_per_image"]["naive"] for n, m in old.get("models", {}).items()
-                          for r in m["by_batch"]
-                          if "naive" in r["seconds_per_image"] and r["iter_scale"] == args.iter_scale}
     names = [n for n in args.models.split(",") if n]
     if args.share:
         result["share"] = [share_classes(n, args.share, args) for n in names]

@@ -136,3 +136,15 @@ def test_chunk_histories_of_different_lengths_are_padded_with_nan():
     assert out.shape == (4, 1, 3)
     assert torch.equal(out[:2, 0, 2], torch.zeros(2)) and out[2:, 0, 2].isnan().all()
     assert torch.equal(out[:, 0, :2], torch.ones(4, 2))
+
+
+def test_performance_options_are_cli_flags_and_help_renders(capsys):
+    from gfi.cli import main
+
+    with pytest.raises(SystemExit) as e:
+        main(["explain", "--help"])
+    assert e.value.code == 0
+    out = capsys.readouterr().out
+    for flag in ("--early-stop ", "--early-stop-every", "--early-stop-tol", "--autocast", "--channels-last",
+                 "--stage2-chunk"):
+        assert flag in out

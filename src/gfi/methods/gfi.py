@@ -90,7 +90,7 @@ class GFIConfig:
         early_stop_every: iterations per window of the early-stop check (>= 1).
         early_stop_tol: relative improvement of the window-mean loss below which stage 2 stops.
             0.005 is the largest value that kept the map's maximum within 15 px of the full
-            schedule's on >= 95% of the tuning images (default preset; docs/PERFORMANCE.md).
+            schedule's on at least 95 percent of the tuning images (default preset; docs/PERFORMANCE.md).
         autocast: ``"none"`` (float32) or ``"bf16"``: the network's forward and backward under
             ``torch.autocast(dtype=bfloat16)`` (CUDA with bf16 support, or CPU); w, the mask and
             Adam stay float32.

@@ -1,0 +1,215 @@
+"""Validate GFI's stage-2 early stop on the tuning half of the ImageNet dev data.
+
+    OMP_NUM_THREADS=1 python benchmarks/early_stop.py [--limit 150] [--tol 0.05] [--measure 150]
+    python benchmarks/early_stop.py --summarize
+
+Phase 1 runs the full schedule (default preset) once per image and records the weights after
+every ``early_stop_every`` stage-2 iterations (10, 15, ..., 30). Early stop never changes an
+iteration, it only ends the loop, so the early-stopped result for any tolerance is one of these
+checkpoints: the one at which :func:`gfi.methods.gfi.plateaued` first fires on the recorded
+losses. For every checkpoint the record keeps the map's maximum (pixels of the original image)
+and the localization decision (paper rule, alpha = 1.0). ``--summarize`` then gives, per
+tolerance, the share of images whose maximum lies within 15 px of the full schedule's, the
+share with the same localization decision, and the stage-2 iterations saved.
+
+Phase 2 (``--measure N``) runs the explainer with ``early_stop=True`` at ``--tol`` on the first N
+images for real: it times it against the full schedule's time from phase 1 and checks that its
+map is the phase-1 checkpoint it should be (so phase 1's reading is the real early stop).
+
+Records are written after every image to ``--out`` (default
+benchmarks/results/early_stop.json); a rerun resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from gfi.data.imagenet import ImageNetVal
+from gfi.data.images import load_image
+from gfi.evaluation.metrics import localization_hits
+from gfi.masks.channel_mask import channel_mask
+from gfi.methods.gfi import GFIConfig, GuidedFeatureInversion, plateaued
+from gfi.models.presets import load_model
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = Path(os.environ.get("GFI_DATA", ROOT.parent / "shared" / "data"))
+TOLS = (0.0, 0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.2)
+
+
+def save(path: Path, obj: dict) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(obj, indent=1))
+    tmp.replace(path)
+
+
+def peak_and_hit(m: torch.Tensor, size, boxes) -> tuple[list[int], bool]:
+    sal = F.interpolate(m.view(1, 1, *m.shape[-2:]).float(), size=size, mode="bilinear", align_corners=False)[0, 0]
+    idx = int(sal.flatten().argmax())
+    return [idx // sal.shape[1], idx % sal.shape[1]], bool(localization_hits(sal, boxes, alphas=(1.0,))[0])
+
+
+class Recorder(GuidedFeatureInversion):
+    """GFI whose stage 2 keeps a copy of w after every ``every``-th step (through Adam.step)."""
+
+    def stage2(self, x, p, f_l1, w_init, targets, adam_state=None):
+        snaps, every, orig = {}, self.config.early_stop_every, torch.optim.Adam.step
+        count = [0]
+
+        def step(opt, *a, **k):
+            out = orig(opt, *a, **k)
+            count[0] += 1
+            if count[0] % every == 0:
+                snaps[count[0]] = opt.param_groups[0]["params"][0].detach().clone()
+            return out
+
+        torch.optim.Adam.step = step
+        try:
+            w, hist = super().stage2(x, p, f_l1, w_init, targets, adam_state)
+        finally:
+            torch.optim.Adam.step = orig
+        self.snapshots, self.f_l1 = snaps, f_l1
+        return w, hist
+
+
+def stop_iteration(losses: list[float], every: int, tol: float) -> int:
+    """The iteration count at which early stop with ``tol`` ends stage 2 (on recorded losses)."""
+    h = torch.tensor(losses)
+    for n in range(every, len(losses), every):
+        if bool(plateaued(h[:n], every, tol)):
+            return n
+    return len(losses)
+
+
+def phase1(args, clf, ds, rec: dict) -> None:
+    cfg = GFIConfig.preset(args.preset)
+    gfi = Recorder(clf, cfg)
+    nonneg = cfg.nonnegative
+    for i in range(args.limit):
+        s = ds[i]
+        if s.path.name in rec["images"]:
+            continue
+        img = load_image(s.path)
+        x = clf.prepare([img])
+        t0 = time.perf_counter()
+        e = gfi.explain(x, [s.label])
+        dt = time.perf_counter() - t0
+        ck = {}
+        for n, w in sorted(gfi.snapshots.items()):
+            if cfg.nonnegative:
+                w = w.clamp(min=0)
+            m, _ = channel_mask(w, gfi.f_l1, x.shape[-2:], rectify=not nonneg)
+            peak, hit = peak_and_hit(m[0, 0], img.shape[-2:], s.boxes)
+            ck[str(n)] = {"peak": peak, "hit": hit}
+        peak, hit = peak_and_hit(e.maps[0, 0], img.shape[-2:], s.boxes)
+        assert ck[str(cfg.iters2)] == {"peak": peak, "hit": hit}, "the last snapshot must be the result"
+        rec["images"][s.path.name] = {"label": s.label, "seconds_full": dt,
+                                      "loss": e.loss_history["stage2"][:, 0, 0].tolist(), "checkpoints": ck}
+        save(args.out, rec)
+        print(f"[full] {i + 1}/{args.limit} {s.path.name} {dt:.1f}s", file=sys.stderr, flush=True)
+
+
+def phase2(args, clf, ds, rec: dict) -> None:
+    cfg = GFIConfig.preset(args.preset, early_stop=True, early_stop_tol=args.tol)
+    gfi = GuidedFeatureInversion(clf, cfg)
+    key = f"measured_tol_{args.tol}"
+    out = rec.setdefault(key, {})
+    for i in range(args.measure):
+        s = ds[i]
+        if s.path.name in out or s.path.name not in rec["images"]:
+            continue
+        img = load_image(s.path)
+        x = clf.prepare([img])
+        t0 = time.perf_counter()
+        e = gfi.explain(x, [s.label])
+        dt = time.perf_counter() - t0
+        full = rec["images"][s.path.name]
+        n = int(e.loss_history["stage2"].shape[0])
+        peak, hit = peak_and_hit(e.maps[0, 0], img.shape[-2:], s.boxes)
+        expected = stop_iteration(full["loss"], cfg.early_stop_every, args.tol)
+        same = n == expected and full["checkpoints"][str(n)] == {"peak": peak, "hit": hit}
+        out[s.path.name] = {"seconds": dt, "iters2": n, "peak": peak, "hit": hit, "matches_checkpoint": same}
+        save(args.out, rec)
+        print(f"[early] {i + 1}/{args.measure} {s.path.name} {dt:.1f}s stop {n}", file=sys.stderr, flush=True)
+
+
+def summarize(rec: dict) -> dict:
+    imgs = rec["images"]
+    every = rec["config"]["early_stop_every"]
+    iters2 = rec["config"]["iters2"]
+    rows = []
+    for tol in TOLS:
+        near = same = saved = 0
+        for r in imgs.values():
+            n = stop_iteration(r["loss"], every, tol)
+            a, b = r["checkpoints"][str(n)], r["checkpoints"][str(iters2)]
+            d = ((a["peak"][0] - b["peak"][0]) ** 2 + (a["peak"][1] - b["peak"][1]) ** 2) ** 0.5
+            near += d <= 15
+            same += a["hit"] == b["hit"]
+            saved += iters2 - n
+        k = max(len(imgs), 1)
+        rows.append({"tol": tol, "images": len(imgs), "peak_within_15px": near / k, "same_decision": same / k,
+                     "mean_stage2_iters": iters2 - saved / k})
+    summary = {"per_tol": rows, "hit_rate_full": statistics.mean(
+        r["checkpoints"][str(iters2)]["hit"] for r in imgs.values()) if imgs else None}
+    for key, out in rec.items():
+        if key.startswith("measured_tol_") and out:
+            full = [imgs[f]["seconds_full"] for f in out]
+            early = [o["seconds"] for o in out.values()]
+            summary[key] = {"images": len(out), "median_seconds_full": statistics.median(full),
+                            "median_seconds_early": statistics.median(early),
+                            "total_seconds_full": sum(full), "total_seconds_early": sum(early),
+                            "time_saved": 1 - sum(early) / sum(full),
+                            "all_match_checkpoint": all(o["matches_checkpoint"] for o in out.values()),
+                            "peak_within_15px": statistics.mean(
+                                ((o["peak"][0] - imgs[f]["checkpoints"][str(iters2)]["peak"][0]) ** 2
+                                 + (o["peak"][1] - imgs[f]["checkpoints"][str(iters2)]["peak"][1]) ** 2) ** 0.5 <= 15
+                                for f, o in out.items()),
+                            "same_decision": statistics.mean(
+                                o["hit"] == imgs[f]["checkpoints"][str(iters2)]["hit"] for f, o in out.items())}
+    return summary
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--preset", default="default")
+    ap.add_argument("--limit", type=int, default=150, help="first N sorted images of the tuning half (<= 150)")
+    ap.add_argument("--tol", type=float, default=GFIConfig().early_stop_tol)
+    ap.add_argument("--measure", type=int, default=0, help="phase 2 on the first N images")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--summarize", action="store_true")
+    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "early_stop.json")
+    args = ap.parse_args()
+    if not 0 < args.limit <= 150:
+        ap.error("--limit must be in 1..150 (the tuning half)")
+    rec = json.loads(args.out.read_text()) if args.out.is_file() else {}
+    if args.summarize:
+        print(json.dumps(summarize(rec), indent=1))
+        return
+    torch.set_num_threads(args.threads)
+    clf, _ = load_model("efficientnet_lite0")
+    ds = ImageNetVal(DATA / "imagenet-val-dev")
+    cfg = GFIConfig.preset(args.preset)
+    rec.setdefault("config", cfg.to_dict())
+    rec.setdefault("preset", args.preset)
+    rec.setdefault("images", {})
+    GuidedFeatureInversion(clf, GFIConfig.preset(args.preset, iters1=1, iters2=1)).explain(
+        clf.prepare([load_image(ds[0].path)]), 0)  # warm-up, untimed
+    phase1(args, clf, ds, rec)
+    if args.measure:
+        phase2(args, clf, ds, rec)
+    rec["summary"] = summarize(rec)
+    save(args.out, rec)
+    print(json.dumps(rec["summary"], indent=1))
+
+
+if __name__ == "__main__":
+    main()

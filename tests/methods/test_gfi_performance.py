@@ -1,0 +1,150 @@
+"""GFI's performance options: early stop of stage 2, bf16 autocast, channels-last (issue 5)."""
+
+import pytest
+import torch
+
+from gfi.methods.gfi import GFIConfig, GuidedFeatureInversion, plateaued
+
+
+def run_stage2_on(losses: list[float], tiny, x, monkeypatch, **cfg) -> int:
+    """Stage 2 of GFI whose loss is the given sequence (Eq. 9's class terms replaced, lambda =
+    delta = 0): the number of iterations it runs."""
+    import gfi.methods.gfi as mod
+
+    it = iter(losses)
+
+    def fake_terms(z, targets, multilabel, score):
+        gain = z[0].sum(-1) * 0 - next(it)  # loss = -gain = the next value, still a graph
+        return gain, torch.zeros_like(gain)
+
+    monkeypatch.setattr(mod, "target_terms", fake_terms)
+    config = GFIConfig.paper(background="mean", iters1=1, iters2=len(losses), lam=0.0, delta=0.0,
+                             early_stop=True, **cfg)
+    e = GuidedFeatureInversion(tiny, config).explain(x, 0)
+    assert torch.allclose(e.loss_history["stage2"][:, 0, 0], torch.tensor(losses[:e.loss_history["stage2"].shape[0]]))
+    return e.loss_history["stage2"].shape[0]
+
+
+def test_early_stop_fires_on_a_plateau_and_not_before(tiny, tiny_images, monkeypatch):
+    # falls by 0.1 per iteration for 20 iterations, then flat at -0.9
+    losses = [1.0 - 0.1 * i for i in range(20)] + [-0.9] * 40
+    # checks every 5 iterations compare the mean of the last 5 losses with the 5 before:
+    # at 10, 15, 20 the improvement is 0.5 > 1 % of |L_prev|; at 25: L_prev = mean(-0.5..-0.9)
+    # = -0.7, L_cur = -0.9, improvement 0.2 > 0.007; at 30: improvement 0 -> stop after 30.
+    assert run_stage2_on(losses, tiny, tiny_images[:1], monkeypatch, early_stop_every=5, early_stop_tol=0.01) == 30
+    assert not bool(plateaued(torch.tensor(losses[:25]), 5, 0.01))
+    assert bool(plateaued(torch.tensor(losses[20:30]), 5, 0.01))
+    # a falling loss never stops: the full schedule runs
+    falling = [1.0 - 0.1 * i for i in range(40)]
+    assert run_stage2_on(falling, tiny, tiny_images[:1], monkeypatch, early_stop_every=5, early_stop_tol=0.01) == 40
+    # a tolerance of 30 % fires where the relative improvement first drops below it: at 25
+    # (0.2 / 0.7 = 0.29); at 20 it is 0.5 / 0.2 = 2.5
+    assert run_stage2_on(losses, tiny, tiny_images[:1], monkeypatch, early_stop_every=5, early_stop_tol=0.3) == 25
+
+
+def test_early_stop_needs_two_windows_and_every_row():
+    assert not bool(plateaued(torch.ones(9, 2), 5, 0.5))  # fewer than 2 * every losses
+    flat = torch.ones(10, 2)
+    assert bool(plateaued(flat, 5, 0.0))
+    falling = flat.clone()
+    falling[5:, 1] = 0.5  # the second row still improves by 50 %
+    assert not bool(plateaued(falling, 5, 0.1))
+    assert bool(plateaued(falling, 5, 0.6))
+
+
+def test_early_stop_in_gfi_is_a_prefix_of_the_full_schedule(tiny, tiny_images):
+    base = GFIConfig.paper(background="mean", iters1=3, iters2=30)
+    full = GuidedFeatureInversion(tiny, base).explain(tiny_images, [[0, 2], [1, 3]])
+    # a huge tolerance stops at the first check (2 windows = 10 iterations)
+    early = GuidedFeatureInversion(tiny, base, early_stop=True, early_stop_tol=1e9).explain(
+        tiny_images, [[0, 2], [1, 3]])
+    short = GuidedFeatureInversion(tiny, base, iters2=10).explain(tiny_images, [[0, 2], [1, 3]])
+    assert full.loss_history["stage2"].shape[0] == 30
+    assert early.loss_history["stage2"].shape[0] == 10
+    assert torch.equal(early.loss_history["stage2"], full.loss_history["stage2"][:10])
+    assert torch.equal(early.maps, short.maps)
+    # off: the schedule is untouched
+    off = GuidedFeatureInversion(tiny, base, early_stop=False, early_stop_tol=1e9).explain(
+        tiny_images, [[0, 2], [1, 3]])
+    assert torch.equal(off.maps, full.maps)
+
+
+def test_performance_options_are_validated():
+    with pytest.raises(ValueError, match="early_stop_every"):
+        GFIConfig(early_stop_every=0)
+    with pytest.raises(ValueError, match="early_stop_tol"):
+        GFIConfig(early_stop_tol=-1.0)
+    with pytest.raises(ValueError, match="autocast"):
+        GFIConfig(autocast="fp16")
+
+
+def _peak(m: torch.Tensor) -> torch.Tensor:
+    i = int(m.flatten().argmax())
+    return torch.tensor([i // m.shape[-1], i % m.shape[-1]], dtype=torch.float)
+
+
+def test_bf16_autocast_on_cpu_agrees_with_float32(tiny, tiny_images):
+    from gfi.evaluation.metrics import localization_hits
+
+    cfg = GFIConfig(background="mean", iters1=5, iters2=10)
+    ref = GuidedFeatureInversion(tiny, cfg).explain(tiny_images, [[0, 2, 3]] * 2)
+    assert not ref.collapsed.any()
+    bf = GuidedFeatureInversion(tiny, cfg, autocast="bf16").explain(tiny_images, [[0, 2, 3]] * 2)
+    assert bf.maps.dtype == torch.float32
+    assert not torch.equal(bf.maps, ref.maps)  # bf16 really ran
+    box = torch.tensor([[0.0, 0.0, 1.0, 1.0]])
+    for b in range(2):
+        for k in range(3):
+            assert (_peak(bf.maps[b, k]) - _peak(ref.maps[b, k])).norm() <= 1.0
+            assert torch.equal(localization_hits(bf.maps[b, k], box, alphas=(1.0,)),
+                               localization_hits(ref.maps[b, k], box, alphas=(1.0,)))
+
+
+def test_channels_last_gives_the_same_maps(tiny, tiny_images):
+    cfg = GFIConfig.paper(background="mean", iters1=3, iters2=5)
+    ref = GuidedFeatureInversion(tiny, cfg).explain(tiny_images, 1)
+    cl = GuidedFeatureInversion(tiny, cfg, channels_last=True).explain(tiny_images, 1)
+    assert torch.allclose(cl.maps, ref.maps, atol=1e-5)
+
+
+def test_bf16_on_a_cuda_device_without_bf16_is_refused(tiny, tiny_images, monkeypatch):
+    gfi = GuidedFeatureInversion(tiny, GFIConfig(autocast="bf16"))
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda *a, **k: "Old GPU")
+    with pytest.raises(ValueError, match=r"bfloat16 support.*Old GPU"):
+        gfi._autocast(torch.device("cuda"))
+    with pytest.raises(ValueError, match="not mps"):
+        gfi._autocast(torch.device("mps"))
+
+
+def test_stage2_in_chunks_of_targets_gives_the_same_maps(tiny, tiny_images):
+    cfg = GFIConfig(background="mean", iters1=3, iters2=6)
+    targets = [[0, 2, 3], [1, 3, 4]]
+    whole = GuidedFeatureInversion(tiny, cfg).explain(tiny_images, targets)
+    chunked = GuidedFeatureInversion(tiny, cfg, stage2_chunk=2).explain(tiny_images, targets)
+    assert torch.allclose(chunked.maps, whole.maps, atol=1e-6)
+    assert torch.allclose(chunked.loss_history["stage2"], whole.loss_history["stage2"], atol=1e-6)
+    assert chunked.loss_history["stage2"].shape == (6, 2, 3)
+    with pytest.raises(ValueError, match="stage2_chunk"):
+        GFIConfig(stage2_chunk=-1)
+
+
+def test_chunk_histories_of_different_lengths_are_padded_with_nan():
+    from gfi.methods.gfi import _cat_histories
+
+    out = _cat_histories([torch.ones(4, 1, 2), torch.zeros(2, 1, 1)])
+    assert out.shape == (4, 1, 3)
+    assert torch.equal(out[:2, 0, 2], torch.zeros(2)) and out[2:, 0, 2].isnan().all()
+    assert torch.equal(out[:, 0, :2], torch.ones(4, 2))
+
+
+def test_performance_options_are_cli_flags_and_help_renders(capsys):
+    from gfi.cli import main
+
+    with pytest.raises(SystemExit) as e:
+        main(["explain", "--help"])
+    assert e.value.code == 0
+    out = capsys.readouterr().out
+    for flag in ("--early-stop ", "--early-stop-every", "--early-stop-tol", "--autocast", "--channels-last",
+                 "--stage2-chunk"):
+        assert flag in out

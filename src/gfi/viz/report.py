@@ -57,7 +57,7 @@ def _img(root: Path, name: str | None, alt: str) -> str:
     except OSError as exc:
         log.warning("report: cannot read %s (%s); the cell is left empty", p, exc)
         return '<span class="none">missing</span>'
-    return f'<img src="data:image/jpeg;base64,{data}" alt="{escape(alt)}" loading="lazy">'
+    return f'<img src="data:image/jpeg;base64,{data}" alt="{escape(alt)}" decoding="async">'
 
 
 def _num(v, digits: int = 3) -> tuple[str, str]:

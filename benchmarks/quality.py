@@ -28,20 +28,12 @@ import torch.nn.functional as F
 from gfi.data.imagenet import ImageNetVal
 from gfi.data.images import load_image
 from gfi.evaluation.metrics import PAPER_ALPHAS, localization_hits, pointing_hit, saliency_scores
+from gfi.evaluation.runner import parse_value
 from gfi.methods.gfi import GFIConfig
 from gfi.methods.registry import get_method
 from gfi.models.presets import load_model
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-
-
-def parse_value(v: str):
-    for cast in (int, float):
-        try:
-            return cast(v)
-        except ValueError:
-            pass
-    return {"true": True, "false": False}.get(v.lower(), v)
 
 
 def make_explainer(args, clf):

@@ -21,12 +21,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-import torch
 from torch import Tensor, nn
 
-from gfi.masks.channel_mask import min_max
-from gfi.methods.base import Explainer, Explanation, TargetsLike
-from gfi.models.layers import frozen
+from gfi.methods.gradient import Gradient
 
 RECTIFIERS = (nn.ReLU, nn.ReLU6)
 
@@ -47,21 +44,16 @@ def guided_relus(model: nn.Module) -> Iterator[int]:
             h.remove()
 
 
-class GuidedBackprop(Explainer):
+class GuidedBackprop(Gradient):
     name = "guided-backprop"
     summary = "Guided Backpropagation (Springenberg et al. 2015): rectified backward signal, max |.| over colours"
 
-    def _explain(self, images: Tensor, targets: TargetsLike) -> Explanation:
-        clf = self.classifier
-        t, probs = self._targets_and_probs(images, targets)
-        b, k = t.shape
-        x = images.repeat_interleave(k, 0).requires_grad_(True)
-        with frozen(clf.model), guided_relus(clf.model) as n, torch.enable_grad():
+    @contextmanager
+    def backward_rule(self) -> Iterator[None]:
+        model = self.classifier.model
+        with guided_relus(model) as n:
             if n == 0:
                 raise ValueError(
-                    f"guided-backprop needs nn.ReLU or nn.ReLU6 modules; {type(clf.model).__name__} has none "
+                    f"guided-backprop needs nn.ReLU or nn.ReLU6 modules; {type(model).__name__} has none "
                     "(rectifiers called as functions cannot be patched). Use 'gradient' or 'smoothgrad'.")
-            logits = clf(x)
-            grad = torch.autograd.grad(logits.gather(1, t.reshape(-1, 1)).sum(), x)[0]
-        sal, collapsed = min_max(grad.abs().amax(1).view(b, k, *images.shape[-2:]))
-        return Explanation(maps=sal, targets=t, method=self.name, probs=probs, collapsed=collapsed)
+            yield

@@ -241,3 +241,18 @@ def test_scores_a_folder_of_maps_written_elsewhere(tmp_path, tiny, dataset_dir):
     assert {k: r["points"][0]["hit"] for k, r in recs.items()} == {"img_a": 1, "img_b": 1, "img_e": 0}
     assert all(r["cached"] for r in recs.values())
     assert not (maps / "_maps.json").exists()
+
+
+def test_map_store_accepts_settings_added_later_at_their_default(tmp_path):
+    from dataclasses import asdict
+
+    from gfi.evaluation.mapstore import META, MapStore
+    from gfi.methods.gfi import GFIConfig
+
+    now = {"method": "gfi", "config": asdict(GFIConfig())}
+    old = {"method": "gfi", "config": {k: v for k, v in now["config"].items() if k != "early_stop"}}
+    (tmp_path / META).write_text(json.dumps(old))
+    MapStore(tmp_path, now)  # a field added since, at its default: the same maps
+    changed = {"method": "gfi", "config": {**now["config"], "early_stop": True}}
+    with pytest.raises(ValueError, match="made with other settings"):
+        MapStore(tmp_path, changed)

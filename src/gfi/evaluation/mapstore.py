@@ -36,6 +36,19 @@ def write_npy_atomic(path: Path, array: np.ndarray) -> None:
     tmp.replace(path)
 
 
+def _same(key: str, old, new) -> bool:
+    """Equal settings. A GFI setting missing on one side (a field added to :class:`GFIConfig` after
+    the maps were made) counts as its default, which leaves the maps unchanged."""
+    if key == "config" and isinstance(old, dict) and isinstance(new, dict):
+        from dataclasses import fields
+
+        from gfi.methods.gfi import GFIConfig
+
+        defaults = {f.name: f.default for f in fields(GFIConfig)}
+        return all(old.get(k, defaults.get(k)) == new.get(k, defaults.get(k)) for k in set(old) | set(new))
+    return old == new
+
+
 class MapStore:
     """A folder of maps with the settings that made them."""
 
@@ -49,7 +62,7 @@ class MapStore:
                 found = json.loads(meta.read_text())
             except json.JSONDecodeError as exc:
                 raise ValueError(f"{meta}: malformed ({exc}); delete it to reuse the maps") from exc
-            diff = sorted(k for k in set(found) | set(provenance) if found.get(k) != provenance.get(k))
+            diff = sorted(k for k in set(found) | set(provenance) if not _same(k, found.get(k), provenance.get(k)))
             if diff:
                 shown = "; ".join(f"{k}: {found.get(k)!r} there, {provenance.get(k)!r} now" for k in diff[:4])
                 raise ValueError(f"the maps in {self.folder} were made with other settings ({shown}); "

@@ -107,6 +107,25 @@ def test_channels_last_gives_the_same_maps(tiny, tiny_images):
     assert torch.allclose(cl.maps, ref.maps, atol=1e-5)
 
 
+def test_channels_last_leaves_the_users_model_as_it_was():
+    from torch import nn
+
+    from gfi.models.classifier import Classifier
+    from gfi.models.layers import channels_last
+
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(2), nn.Flatten(),
+                          nn.Linear(16, 5))
+    weight = model[0].weight
+    before = weight.data_ptr()
+    with channels_last(model):
+        assert weight.is_contiguous(memory_format=torch.channels_last) and not weight.is_contiguous()
+    assert weight.data_ptr() == before and weight.is_contiguous()
+    clf = Classifier(model, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0), input_size=(8, 8),
+                     inversion_layer="2", channel_layer="1")
+    GuidedFeatureInversion(clf, GFIConfig(iters1=1, iters2=1, channels_last=True)).explain(torch.rand(1, 3, 8, 8), 0)
+    assert model[0].weight.data_ptr() == before and model[0].weight.is_contiguous()
+
+
 def test_bf16_on_a_cuda_device_without_bf16_is_refused(tiny, tiny_images, monkeypatch):
     gfi = GuidedFeatureInversion(tiny, GFIConfig(autocast="bf16"))
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)

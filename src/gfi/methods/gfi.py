@@ -35,7 +35,7 @@ from gfi.masks.backgrounds import make_background
 from gfi.masks.fast import KeptAndRemoved, Upsampler, channel_mask_fast
 from gfi.methods.base import Explainer, Explanation, TargetsLike
 from gfi.models.classifier import Classifier
-from gfi.models.layers import capture, frozen, run_until
+from gfi.models.layers import capture, channels_last, frozen, run_until
 
 
 @dataclass(frozen=True)
@@ -243,9 +243,7 @@ class GuidedFeatureInversion(Explainer):
     def _explain(self, images: Tensor, targets: TargetsLike) -> Explanation:
         cfg, clf = self.config, self.classifier
         l0, l1 = clf.inversion_layer, clf.channel_layer
-        with frozen(clf.model):
-            if cfg.channels_last:
-                clf.model.to(memory_format=torch.channels_last)
+        with frozen(clf.model), channels_last(clf.model, cfg.channels_last):
             # One forward: f^{l0}(x), f^{l1}(x) and the logits. Nothing here needs a graph.
             with torch.no_grad(), self._autocast(images.device):
                 feats, logits = clf.activations(self._layout(images), [l0, l1], stop=False)

@@ -137,6 +137,25 @@ def frozen(model: nn.Module) -> Iterator[nn.Module]:
             p.requires_grad_(flag)
 
 
+@contextmanager
+def channels_last(model: nn.Module, enabled: bool = True) -> Iterator[nn.Module]:
+    """The model's weights in channels-last (NHWC) layout inside the block; on exit every
+    parameter and buffer is the tensor it was before (the user's model is left as it was)."""
+    if not enabled:
+        yield model
+        return
+    params = [(q, q.data) for q in model.parameters()]
+    buffers = [(m, name, b) for m in model.modules() for name, b in m._buffers.items()]
+    try:
+        model.to(memory_format=torch.channels_last)
+        yield model
+    finally:
+        for q, data in params:
+            q.data = data
+        for m, name, b in buffers:
+            m._buffers[name] = b
+
+
 def trace_shapes(model: nn.Module, x: Tensor) -> list[tuple[str, tuple[int, ...]]]:
     """(name, output shape) of every module in the order its forward *finishes*, for one input.
 

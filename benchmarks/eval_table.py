@@ -2,8 +2,8 @@
 
     python benchmarks/eval_table.py runs/eval --copy benchmarks/results/eval
 
-Run folders are named ``<experiment>-<name>`` (``loc-``, ``pt-``, ``del-``, ``sod-``), as in the
-commands of docs/RESULTS.md. ``--copy`` keeps each run's ``summary.json`` and per-image
+Run folders are named ``<experiment>-<name>`` (``loc-``, ``pt-``, ``del-``, ``sod-``, ``adv-``,
+``sanity-``), as in the commands of docs/RESULTS.md; adversarial and sanity runs get a second table. ``--copy`` keeps each run's ``summary.json`` and per-image
 ``records.jsonl`` (small) so the table can be rebuilt without the maps.
 """
 
@@ -15,7 +15,8 @@ import shutil
 from collections import defaultdict
 from pathlib import Path
 
-PREFIX = {"loc": "localization", "pt": "pointing", "del": "deletion", "sod": "saliency"}
+PREFIX = {"loc": "localization", "pt": "pointing", "del": "deletion", "sod": "saliency",
+          "adv": "adversarial", "sanity": "sanity"}
 
 
 def load(root: Path) -> dict[str, dict[str, dict]]:
@@ -50,6 +51,18 @@ def row(name: str, r: dict[str, dict]) -> str:
     return "| " + " | ".join(cells) + " |"
 
 
+def robustness_row(name: str, r: dict[str, dict]) -> str | None:
+    adv, san = r.get("adversarial", {}), r.get("sanity", {})
+    if not adv and not san:
+        return None
+    cells = [
+        name, str(adv.get("n_images", "-")), pct(adv.get("accuracy_clean")), pct(adv.get("accuracy")),
+        pct(adv.get("prediction_changed")), str(san.get("n_images", "-")),
+        "-" if "spearman" not in san else f"{san['spearman']:.3f} / {san['ssim']:.3f}",
+    ]
+    return "| " + " | ".join(cells) + " |"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("root", type=Path, help="folder holding the run folders")
@@ -60,14 +73,21 @@ def main() -> None:
           "| pointing (class mean) | del. images | deletion / insertion AUC | SOD F-beta / MAE | s/img |")
     print("|" + " --- |" * 11)
     for name in sorted(runs):
-        print(row(name, runs[name]))
+        if any(k in runs[name] for k in ("localization", "pointing", "deletion", "saliency")):
+            print(row(name, runs[name]))
+    rows = [r for r in (robustness_row(n, runs[n]) for n in sorted(runs)) if r]
+    if rows:
+        print("\n| method | adv. images | pointing, clean | pointing, FGSM | prediction changed "
+              "| sanity images | sanity Spearman / SSIM (trained vs randomised) |")
+        print("|" + " --- |" * 7)
+        print("\n".join(rows))
     if args.copy:
         for run in sorted(args.root.glob("*/summary.json")):
             dest = args.copy / run.parent.name
             dest.mkdir(parents=True, exist_ok=True)
             shutil.copy(run, dest / "summary.json")
-            if (run.parent / "records.jsonl").exists():
-                shutil.copy(run.parent / "records.jsonl", dest / "records.jsonl")
+            for records in run.parent.glob("records*.jsonl"):
+                shutil.copy(records, dest / records.name)
 
 
 if __name__ == "__main__":

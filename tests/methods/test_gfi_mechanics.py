@@ -44,7 +44,10 @@ def test_deterministic_with_noise_background(tiny, tiny_images):
     a, b = gfi.explain(tiny_images, 1), gfi.explain(tiny_images, 1)
     assert torch.equal(a.maps, b.maps) and torch.equal(a.weights, b.weights)
     c = GuidedFeatureInversion(tiny, background="noise", seed=8, **FAST).explain(tiny_images, 1)
-    assert not torch.equal(a.weights, c.weights)
+    # the seed draws p, which both stages' losses see (stage 2's few sign-like Adam steps from the
+    # gradient start may end on the same w, so compare what p enters directly)
+    assert not torch.equal(a.stage1_weights, c.stage1_weights)
+    assert not torch.equal(a.loss_history["stage2"], c.loss_history["stage2"])
 
 
 def test_model_left_as_it_was(tiny, tiny_images):

@@ -47,7 +47,9 @@ class GFIConfig:
         delta: weight of ||w||_1 in stage 2 (Eq. 9). Paper: 1 (10 for the multi-label VOC model).
         lam: lambda, weight of the removed image's score in Eq. 9. Paper: 1.
         w_init: initial value of every w_i. Paper: 0.1.
-        lr1, lr2: Adam learning rates of the two stages. Paper: 1e-2.
+        lr1, lr2: Adam learning rates of the two stages. Paper: 1e-2. Default lr2 = 3e-3: stage 2
+            starts from Grad-CAM's weights, and on the tuning images every step it took away from
+            them moved the map off the object's box (docs/METHOD.md).
         iters1, iters2: iterations of the two stages. Paper (text): 10 and 70.
         lr_decay_every, lr_decay: stage 2 multiplies the learning rate by ``lr_decay`` every
             ``lr_decay_every`` iterations. Paper: 10 and 0.5.
@@ -109,7 +111,7 @@ class GFIConfig:
     lam: float = 1.0
     w_init: float = 0.1
     lr1: float = 1e-2
-    lr2: float = 1e-2
+    lr2: float = 3e-3
     iters1: int = 10
     iters2: int = 30
     lr_decay_every: int = 10
@@ -123,7 +125,7 @@ class GFIConfig:
     l1_grad_at_zero: Literal["one", "zero"] = "one"
     score: Literal["prob", "log"] = "log"
     area1: float = 4.0
-    area2: float = 0.5
+    area2: float = 0.1
     stage2_init: Literal["stage1", "gradient"] = "gradient"
     nonnegative: bool = False
     fresh_optimizer: bool = True

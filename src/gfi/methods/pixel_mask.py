@@ -24,8 +24,9 @@ learning-rate decay. Choices specific to the free mask:
 * resolution: the mask has one entry per input pixel (``resolution=None``, d = H * W, as Eq. 3
   is written); an integer r gives an r x r mask upsampled bilinearly.
 * alpha = 1 (Eq. 3): with the default relative inversion error (1 = everything lost), removing the
-  whole image costs as much as keeping it all; beta = 0.5 (Eq. 5): the weight gfi's default gives
-  the same mean-area term on the channel mask (``GFIConfig.area2``).
+  whole image costs as much as keeping it all; beta = 0.5 (Eq. 5): the weight gfi's default gave
+  the same mean-area term on the channel mask (``GFIConfig.area2``) when this method was set up
+  (that default is now 0.1, chosen for the channel mask's stage 2 alone; docs/METHOD.md).
 * m starts at 0.5 everywhere (neutral); Adam's learning rate is 0.05 (a step of 5% of the mask's
   range, as gfi's 1e-2 is 10% of its initial weight 0.1).
 

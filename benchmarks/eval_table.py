@@ -3,8 +3,9 @@
     python benchmarks/eval_table.py runs/eval --copy benchmarks/results/eval
 
 Run folders are named ``<experiment>-<name>`` (``loc-``, ``pt-``, ``del-``, ``sod-``, ``adv-``,
-``sanity-``), as in the commands of docs/RESULTS.md; adversarial and sanity runs get a second table. ``--copy`` keeps each run's ``summary.json`` and per-image
-``records.jsonl`` (small) so the table can be rebuilt without the maps.
+``sanity-``), as in the commands of docs/RESULTS.md; adversarial and sanity runs get a second
+table. ``--copy`` keeps each run's ``summary.json`` and per-image ``records*.jsonl`` (small) so
+the tables can be rebuilt without the maps.
 """
 
 from __future__ import annotations

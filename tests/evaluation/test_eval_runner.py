@@ -256,3 +256,25 @@ def test_map_store_accepts_settings_added_later_at_their_default(tmp_path):
     changed = {"method": "gfi", "config": {**now["config"], "early_stop": True}}
     with pytest.raises(ValueError, match="made with other settings"):
         MapStore(tmp_path, changed)
+
+
+def test_map_store_ignores_stage2_settings_for_stage1_maps(tmp_path):
+    from dataclasses import asdict
+
+    from gfi.evaluation.mapstore import META, MapStore
+    from gfi.methods.gfi import GFIConfig
+
+    made = asdict(GFIConfig(lr2=0.01, area2=0.5))
+    for method, reused in (("gfi-stage1", True), ("gfi", False)):
+        folder = tmp_path / method
+        folder.mkdir()
+        (folder / META).write_text(json.dumps({"method": method, "config": made}))
+        now = {"method": method, "config": asdict(GFIConfig())}  # stage 2's lr2 and area2 changed since
+        if reused:
+            MapStore(folder, now)
+        else:
+            with pytest.raises(ValueError, match="lr2"):
+                MapStore(folder, now)
+    # a stage-1 setting still counts
+    with pytest.raises(ValueError, match="made with other settings"):
+        MapStore(tmp_path / "gfi-stage1", {"method": "gfi-stage1", "config": asdict(GFIConfig(area1=0.0))})

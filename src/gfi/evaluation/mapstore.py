@@ -36,16 +36,20 @@ def write_npy_atomic(path: Path, array: np.ndarray) -> None:
     tmp.replace(path)
 
 
-def _same(key: str, old, new) -> bool:
+def _same(key: str, old, new, stage1_only: bool = False) -> bool:
     """Equal settings. A GFI setting missing on one side (a field added to :class:`GFIConfig` after
-    the maps were made) counts as its default, which leaves the maps unchanged."""
+    the maps were made) counts as its default, which leaves the maps unchanged. For stage-1 maps
+    (``stage1_only``) stage 2's settings do not count."""
     if key == "config" and isinstance(old, dict) and isinstance(new, dict):
         from dataclasses import fields
 
         from gfi.methods.gfi import GFIConfig
 
         defaults = {f.name: f.default for f in fields(GFIConfig)}
-        return all(old.get(k, defaults.get(k)) == new.get(k, defaults.get(k)) for k in set(old) | set(new))
+        keys = set(old) | set(new)
+        if stage1_only:
+            keys -= GFIConfig.STAGE2_FIELDS | {"stage2"}
+        return all(old.get(k, defaults.get(k)) == new.get(k, defaults.get(k)) for k in keys)
     return old == new
 
 
@@ -62,7 +66,9 @@ class MapStore:
                 found = json.loads(meta.read_text())
             except json.JSONDecodeError as exc:
                 raise ValueError(f"{meta}: malformed ({exc}); delete it to reuse the maps") from exc
-            diff = sorted(k for k in set(found) | set(provenance) if not _same(k, found.get(k), provenance.get(k)))
+            stage1 = found.get("method") == provenance.get("method") == "gfi-stage1"
+            diff = sorted(k for k in set(found) | set(provenance)
+                          if not _same(k, found.get(k), provenance.get(k), stage1))
             if diff:
                 shown = "; ".join(f"{k}: {found.get(k)!r} there, {provenance.get(k)!r} now" for k in diff[:4])
                 raise ValueError(f"the maps in {self.folder} were made with other settings ({shown}); "

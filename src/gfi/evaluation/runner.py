@@ -86,7 +86,10 @@ def method_settings(args) -> dict:
         from gfi.methods.gfi import GFIConfig
 
         try:
-            out["config"] = GFIConfig.preset(args.preset, **settings).to_dict()
+            config = GFIConfig.preset(args.preset, **settings)
+            if args.method == "gfi-stage1":  # what the method runs (stage 2's fields then do not count)
+                config = dataclasses.replace(config, stage2=False)
+            out["config"] = config.to_dict()
         except TypeError as exc:
             raise EvalError(f"--set: {exc}; see `gfi explain --help` for GFI's settings") from exc
     else:

@@ -140,6 +140,11 @@ class GFIConfig:
     stage2_chunk: int = 0
 
     PRESETS: ClassVar[tuple[str, ...]] = ("paper", "default")
+    #: fields that only stage 2 reads: with ``stage2=False`` they do not change the result
+    STAGE2_FIELDS: ClassVar[frozenset[str]] = frozenset({
+        "delta", "lam", "lr2", "iters2", "lr_decay_every", "lr_decay", "score", "area2", "stage2_init",
+        "nonnegative", "fresh_optimizer", "early_stop", "early_stop_every", "early_stop_tol", "stage2_chunk",
+    })
 
     @classmethod
     def paper(cls, **overrides) -> GFIConfig:

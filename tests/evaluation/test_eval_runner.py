@@ -275,6 +275,11 @@ def test_map_store_ignores_stage2_settings_for_stage1_maps(tmp_path):
         else:
             with pytest.raises(ValueError, match="lr2"):
                 MapStore(folder, now)
+    # a gfi run with stage 2 off makes stage-1 maps too
+    folder = tmp_path / "gfi-off"
+    folder.mkdir()
+    (folder / META).write_text(json.dumps({"method": "gfi", "config": {**made, "stage2": False}}))
+    MapStore(folder, {"method": "gfi", "config": asdict(GFIConfig(stage2=False))})
     # a stage-1 setting still counts
     with pytest.raises(ValueError, match="made with other settings"):
         MapStore(tmp_path / "gfi-stage1", {"method": "gfi-stage1", "config": asdict(GFIConfig(area1=0.0))})

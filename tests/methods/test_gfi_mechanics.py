@@ -115,3 +115,19 @@ def test_stage2_can_continue_stage1_adam_moments(tiny, tiny_images):
     cont = GuidedFeatureInversion(tiny, "paper", fresh_optimizer=False, **FAST).explain(tiny_images, 0)
     assert torch.equal(fresh.stage1_weights, cont.stage1_weights)
     assert not torch.equal(fresh.weights, cont.weights)
+
+
+def test_stage2_fields_do_not_change_the_stage1_map(tiny, tiny_images):
+    """GFIConfig.STAGE2_FIELDS (which the map store ignores for stage-1 maps) are stage-2-only."""
+    changed = {"delta": 3.0, "lam": 2.0, "lr2": 0.2, "iters2": 2, "lr_decay_every": 1, "lr_decay": 0.9,
+               "score": "prob", "area2": 2.0, "stage2_init": "stage1", "nonnegative": True,
+               "fresh_optimizer": False, "early_stop": True, "early_stop_every": 1, "early_stop_tol": 0.5,
+               "stage2_chunk": 1}
+    assert set(changed) == GFIConfig.STAGE2_FIELDS  # a new stage-2 field must be added here too
+    base = GuidedFeatureInversion(tiny, stage2=False, **FAST).explain(tiny_images, 1)
+    for key, value in changed.items():
+        other = GuidedFeatureInversion(tiny, stage2=False, **{**FAST, key: value}).explain(tiny_images, 1)
+        assert torch.equal(base.maps, other.maps), key
+    # and a stage-1 field does change it
+    other = GuidedFeatureInversion(tiny, stage2=False, **{**FAST, "area1": 0.0}).explain(tiny_images, 1)
+    assert not torch.equal(base.maps, other.maps)

@@ -53,6 +53,13 @@ def _same(key: str, old, new, stage1_only: bool = False) -> bool:
     return old == new
 
 
+def _stage1_maps(provenance: dict) -> bool:
+    """Maps made by stage 1 alone: the ``gfi-stage1`` method (whose maps made before it recorded
+    ``stage2=False`` say ``True``), or a GFI config with ``stage2`` off."""
+    config = provenance.get("config")
+    return provenance.get("method") == "gfi-stage1" or (isinstance(config, dict) and config.get("stage2") is False)
+
+
 class MapStore:
     """A folder of maps with the settings that made them."""
 
@@ -66,7 +73,7 @@ class MapStore:
                 found = json.loads(meta.read_text())
             except json.JSONDecodeError as exc:
                 raise ValueError(f"{meta}: malformed ({exc}); delete it to reuse the maps") from exc
-            stage1 = found.get("method") == provenance.get("method") == "gfi-stage1"
+            stage1 = _stage1_maps(found) and _stage1_maps(provenance)
             diff = sorted(k for k in set(found) | set(provenance)
                           if not _same(k, found.get(k), provenance.get(k), stage1))
             if diff:

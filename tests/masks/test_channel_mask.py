@@ -94,3 +94,19 @@ def test_rectified_mask_for_signed_weights():
     rect, _ = channel_mask(w, f, (1, 3), rectify=True)
     assert torch.allclose(plain[0, 0, 0], torch.tensor([0.0, 1.0, 0.5]))
     assert torch.allclose(rect[0, 0, 0], torch.tensor([0.0, 1.0, 0.0]))
+
+
+def test_total_variation_is_the_perimeter_in_image_sides():
+    from gfi.masks import total_variation
+
+    m = torch.zeros(2, 8, 8)
+    m[0, 2:6, 2:6] = 1  # one square of side 4/8: perimeter 4 * 0.5 = 2
+    m[1, 0:2, 0:2] = 1  # two squares of side 2/8 in opposite corners: 2 + 2 edges each
+    m[1, 6:8, 6:8] = 1
+    # by hand: sum of |vertical| + |horizontal| steps over sqrt(64) = 8
+    assert torch.allclose(total_variation(m), torch.tensor([16 / 8, 8 / 8]))
+    assert total_variation(torch.ones(3, 5, 5)).abs().max() == 0
+    # resolution-free: the same square at 4x the resolution
+    big = torch.zeros(32, 32)
+    big[8:24, 8:24] = 1
+    assert torch.isclose(total_variation(big), torch.tensor(2.0))

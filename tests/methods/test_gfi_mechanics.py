@@ -120,7 +120,7 @@ def test_stage2_can_continue_stage1_adam_moments(tiny, tiny_images):
 def test_stage2_fields_do_not_change_the_stage1_map(tiny, tiny_images):
     """GFIConfig.STAGE2_FIELDS (which the map store ignores for stage-1 maps) are stage-2-only."""
     changed = {"delta": 3.0, "lam": 2.0, "lr2": 0.2, "iters2": 2, "lr_decay_every": 1, "lr_decay": 0.9,
-               "score": "prob", "area2": 2.0, "stage2_init": "stage1", "nonnegative": True,
+               "score": "prob", "area2": 2.0, "tv2": 1.0, "stage2_init": "stage1", "nonnegative": True,
                "fresh_optimizer": False, "early_stop": True, "early_stop_every": 1, "early_stop_tol": 0.5,
                "stage2_chunk": 1}
     assert set(changed) == GFIConfig.STAGE2_FIELDS  # a new stage-2 field must be added here too
@@ -131,3 +131,29 @@ def test_stage2_fields_do_not_change_the_stage1_map(tiny, tiny_images):
     # and a stage-1 field does change it
     other = GuidedFeatureInversion(tiny, stage2=False, **{**FAST, "area1": 0.0}).explain(tiny_images, 1)
     assert not torch.equal(base.maps, other.maps)
+
+
+def test_total_variation_terms_add_tv_of_the_mask_to_each_stage(tiny, tiny_images):
+    """tv1 / tv2 add weight * TV(m) to Eq. (8) / Eq. (9): at the first iteration (same w in both runs)
+    the losses differ by exactly that, with m computed by hand from the starting weights."""
+    from gfi.masks import channel_mask, total_variation
+
+    cfg = dict(iters1=1, iters2=1, stage2_init="stage1", nonnegative=True)
+    plain = GuidedFeatureInversion(tiny, **cfg).explain(tiny_images, 1)
+    tv = GuidedFeatureInversion(tiny, **cfg, tv1=0.7).explain(tiny_images, 1)
+    tv_2 = GuidedFeatureInversion(tiny, **cfg, tv2=2.0).explain(tiny_images, 1)  # same stage 1 as plain
+    with torch.no_grad():
+        feats, _ = tiny.activations(tiny_images, [tiny.channel_layer])
+        f = feats[tiny.channel_layer]
+        m0, _ = channel_mask(torch.full((2, 1, f.shape[1]), 0.1), f, (4, 4))  # stage 1 starts at w_init
+        m1, _ = channel_mask(plain.stage1_weights[:, None], f, (4, 4))        # stage 2 starts at stage 1's w
+    d1 = tv.loss_history["stage1"][0] - plain.loss_history["stage1"][0]
+    d2 = tv_2.loss_history["stage2"][0] - plain.loss_history["stage2"][0]
+    assert torch.allclose(d1, 0.7 * total_variation(m0)[:, 0], atol=1e-5)
+    assert torch.allclose(d2, 2.0 * total_variation(m1), atol=1e-5)
+    assert (total_variation(m1) > 0).all()  # the check is not vacuous
+
+
+def test_config_rejects_a_negative_tv_weight():
+    with pytest.raises(ValueError, match="tv2 must be >= 0"):
+        GFIConfig(tv2=-1.0)

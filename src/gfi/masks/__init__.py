@@ -7,6 +7,7 @@ from gfi.masks.channel_mask import (
     channel_mask,
     combine_channels,
     min_max,
+    total_variation,
     upsample,
 )
 
@@ -19,5 +20,6 @@ __all__ = [
     "gaussian_blur",
     "make_background",
     "min_max",
+    "total_variation",
     "upsample",
 ]

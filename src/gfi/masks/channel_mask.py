@@ -56,6 +56,19 @@ def channel_mask(w: Tensor, features: Tensor, size: tuple[int, int], rectify: bo
     return upsample(m, size), collapsed
 
 
+def total_variation(m: Tensor) -> Tensor:
+    r"""Anisotropic total variation of (..., H, W) masks, in units of the image's side.
+
+    :math:`TV(m) = \frac{1}{\sqrt{HW}} \sum_{u,v} |m_{u+1,v} - m_{u,v}| + |m_{u,v+1} - m_{u,v}|`
+    (beyond the paper, which has no smoothness term). With this scale a mask that is 1 on a square
+    of side s (as a fraction of a square image's side) and 0 elsewhere has TV = 4 s, its perimeter,
+    at any resolution; two such blobs cost twice one. Returns a tensor over the leading dims.
+    """
+    h, w = m.shape[-2:]
+    tv = (m[..., 1:, :] - m[..., :-1, :]).abs().sum((-2, -1)) + (m[..., :, 1:] - m[..., :, :-1]).abs().sum((-2, -1))
+    return tv / float(h * w) ** 0.5
+
+
 def blend(x: Tensor, p: Tensor, m: Tensor) -> Tensor:
     r"""Eq. (2): :math:`\Phi(x, m) = x \odot m + p \odot (1 - m)`.
 

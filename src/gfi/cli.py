@@ -40,8 +40,9 @@ def _gfi_options(parser: argparse.ArgumentParser) -> None:
     for f in dataclasses.fields(GFIConfig):
         flag = "--" + f.name.replace("_", "-")
         default = f.default
-        m = re.search(rf"^\s+{f.name}(?:, \w+)?: (.+?)(?=^\s+\w+(?:, \w+)?: |\Z)", doc, re.M | re.S)
-        help_text = " ".join(m.group(1).split()) if m else ""
+        # the field's entry in the docstring, also where it shares one ("lr1, lr2: ...")
+        m = re.search(rf"^\s+(?:\w+, )?{f.name}(?:, \w+)?: (.+?)(?=^\s+\w+(?:, \w+)?: |\Z)", doc, re.M | re.S)
+        help_text = " ".join(m.group(1).split()).replace("%", "%%") if m else ""
         if isinstance(default, bool):
             group.add_argument(flag, type=_parse_bool, default=None, metavar="true|false", help=help_text)
         else:

@@ -120,7 +120,8 @@ def test_stage2_can_continue_stage1_adam_moments(tiny, tiny_images):
 def test_stage2_fields_do_not_change_the_stage1_map(tiny, tiny_images):
     """GFIConfig.STAGE2_FIELDS (which the map store ignores for stage-1 maps) are stage-2-only."""
     changed = {"delta": 3.0, "lam": 2.0, "lr2": 0.2, "iters2": 2, "lr_decay_every": 1, "lr_decay": 0.9,
-               "score": "prob", "area2": 2.0, "tv2": 1.0, "stage2_init": "stage1", "nonnegative": True,
+               "score": "prob", "area2": 2.0, "tv2": 1.0, "blur_kernel2": 3, "blur_sigma2": 1.0,
+               "stage2_init": "stage1", "nonnegative": True,
                "fresh_optimizer": False, "early_stop": True, "early_stop_every": 1, "early_stop_tol": 0.5,
                "stage2_chunk": 1}
     assert set(changed) == GFIConfig.STAGE2_FIELDS  # a new stage-2 field must be added here too
@@ -157,3 +158,23 @@ def test_total_variation_terms_add_tv_of_the_mask_to_each_stage(tiny, tiny_image
 def test_config_rejects_a_negative_tv_weight():
     with pytest.raises(ValueError, match="tv2 must be >= 0"):
         GFIConfig(tv2=-1.0)
+
+
+def test_stage2_blurs_its_background_with_its_own_kernel(tiny, tiny_images):
+    """blur_kernel2 / blur_sigma2 make stage 2's p; prob_kept / prob_removed are f_c of Eq. (2) and
+    Eq. (4) with that p and the final mask, recomputed here by hand."""
+    from gfi.masks import blend, gaussian_blur
+
+    cfg = dict(iters1=2, iters2=3, blur_kernel=3, blur_sigma=0.5, blur_kernel2=3, blur_sigma2=2.0)
+    e = GuidedFeatureInversion(tiny, **cfg).explain(tiny_images, 1)
+    same = GuidedFeatureInversion(tiny, **{**cfg, "blur_sigma2": 0.5}).explain(tiny_images, 1)
+    assert torch.equal(e.stage1_map, same.stage1_map)
+    assert not torch.equal(e.loss_history["stage2"], same.loss_history["stage2"])
+    p2 = gaussian_blur(tiny_images, 3, 2.0)
+    with torch.no_grad():
+        kept = tiny.scores(tiny(blend(tiny_images, p2, e.maps)[:, 0]))[:, 1]
+        removed = tiny.scores(tiny(blend(tiny_images, p2, 1 - e.maps)[:, 0]))[:, 1]
+    assert torch.allclose(e.prob_kept[:, 0], kept, atol=1e-6)
+    assert torch.allclose(e.prob_removed[:, 0], removed, atol=1e-6)
+    with pytest.raises(ValueError, match="blur_kernel2 must be a positive odd integer"):
+        GFIConfig(blur_kernel2=4)

@@ -5,7 +5,9 @@ The paper (Sec. 3.2) names three choices of p, all in pixel space [0, 1]:
 * ``"blur"``: a Gaussian blur of the input. The paper says "a single Gaussian blur of radius 11".
   Two readings are common: a kernel of 11 pixels with sigma 5 (the reading of Meaningful
   Perturbation code, ``cv2.GaussianBlur(img, (11, 11), 5)``) and sigma = 11. Both are options
-  (``blur_kernel``/``blur_sigma``); the choice and the numbers behind it are in ``docs/METHOD.md``.
+  (``blur_kernel``/``blur_sigma``, and ``blur_kernel2``/``blur_sigma2`` for stage 2). The ``paper``
+  preset uses kernel 11, sigma 5 in both stages; the default keeps it for stage 1 and blurs stage
+  2's p with kernel 81, sigma 20 (beyond the paper). The numbers are in ``docs/METHOD.md``.
 * ``"mean"``: a constant image of the ImageNet mean colour (0.485, 0.456, 0.406).
 * ``"noise"``: Gaussian white noise, mean 0.5, standard deviation ``noise_std``, clipped to [0, 1]
   (the paper gives no parameters; this reading keeps p inside the valid pixel range).

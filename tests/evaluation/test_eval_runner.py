@@ -283,3 +283,20 @@ def test_map_store_ignores_stage2_settings_for_stage1_maps(tmp_path):
     # a stage-1 setting still counts
     with pytest.raises(ValueError, match="made with other settings"):
         MapStore(tmp_path / "gfi-stage1", {"method": "gfi-stage1", "config": asdict(GFIConfig(area1=0.0))})
+
+
+def test_map_store_reads_a_field_added_since_as_the_old_behaviour(tmp_path):
+    """Maps cached before stage 2 had its own blur were made with stage 1's: they are not the
+    current default's maps (stage 2 blurs with sigma 20 now), and they are those of a run that sets
+    stage 2's blur to stage 1's, explicitly or with None."""
+    from dataclasses import asdict
+
+    from gfi.evaluation.mapstore import META, MapStore
+    from gfi.methods.gfi import GFIConfig
+
+    before = {k: v for k, v in asdict(GFIConfig()).items() if k not in GFIConfig.ADDED}
+    (tmp_path / META).write_text(json.dumps({"method": "gfi", "config": before}))
+    with pytest.raises(ValueError, match="blur_kernel2"):
+        MapStore(tmp_path, {"method": "gfi", "config": asdict(GFIConfig())})
+    for same in (GFIConfig(blur_kernel2=11, blur_sigma2=5.0), GFIConfig(blur_kernel2=None, blur_sigma2=None)):
+        MapStore(tmp_path, {"method": "gfi", "config": asdict(same)})

@@ -37,19 +37,18 @@ def write_npy_atomic(path: Path, array: np.ndarray) -> None:
 
 
 def _same(key: str, old, new, stage1_only: bool = False) -> bool:
-    """Equal settings. A GFI setting missing on one side (a field added to :class:`GFIConfig` after
-    the maps were made) counts as its default, which leaves the maps unchanged. For stage-1 maps
-    (``stage1_only``) stage 2's settings do not count."""
+    """Equal settings. GFI settings are compared as :meth:`GFIConfig.canonical` reads them: a
+    setting missing on one side (a field added to :class:`GFIConfig` after the maps were made)
+    counts as the value that reproduces the code before it (``GFIConfig.ADDED``), else as its
+    default. For stage-1 maps (``stage1_only``) stage 2's settings do not count."""
     if key == "config" and isinstance(old, dict) and isinstance(new, dict):
-        from dataclasses import fields
-
         from gfi.methods.gfi import GFIConfig
 
-        defaults = {f.name: f.default for f in fields(GFIConfig)}
+        old, new = GFIConfig.canonical(old), GFIConfig.canonical(new)
         keys = set(old) | set(new)
         if stage1_only:
             keys -= GFIConfig.STAGE2_FIELDS | {"stage2"}
-        return all(old.get(k, defaults.get(k)) == new.get(k, defaults.get(k)) for k in keys)
+        return all(old.get(k) == new.get(k) for k in keys)
     return old == new
 
 

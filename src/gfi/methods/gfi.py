@@ -25,7 +25,7 @@ experiments behind them are in ``docs/METHOD.md``.
 from __future__ import annotations
 
 import contextlib
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, fields, replace
 from typing import ClassVar, Literal
 
 import torch
@@ -58,7 +58,8 @@ class GFIConfig:
         blur_kernel, blur_sigma: the Gaussian blur of stage 1's p (see ``gfi.masks.backgrounds``).
             Paper: "radius 11", read as kernel 11, sigma 5 (for both stages).
         blur_kernel2, blur_sigma2: the blur of stage 2's p (Eq. 2 and 4 in Alg. 2; beyond the
-            paper, which uses one p). Paper: 11 and 5, as stage 1. Default: kernel 81, sigma 20. A
+            paper, which uses one p). None: stage 1's (the paper preset, so that its
+            ``blur_kernel``/``blur_sigma`` set the one p of both stages). Default: kernel 81, sigma 20. A
             weak blur leaves a small object recognisable in Eq. (4)'s removed image, so Eq. (9)
             cannot reward a mask on it (the pickup in demo/dog_bike_truck.jpg). On the first 100
             tuning images sigma 5 / 11 / 20 gave localization error 35 / 32 / 31% and pointing 91 /
@@ -133,8 +134,8 @@ class GFIConfig:
     background: Literal["blur", "mean", "noise"] = "blur"
     blur_kernel: int = 11
     blur_sigma: float = 5.0
-    blur_kernel2: int = 81
-    blur_sigma2: float = 20.0
+    blur_kernel2: int | None = 81
+    blur_sigma2: float | None = 20.0
     noise_std: float = 0.2
     inversion_error: Literal["sum", "relative"] = "relative"
     l1_norm: Literal["sum", "mean"] = "mean"
@@ -158,6 +159,9 @@ class GFIConfig:
     stage2_chunk: int = 0
 
     PRESETS: ClassVar[tuple[str, ...]] = ("paper", "default")
+    #: fields added after maps may have been cached, with the value that reproduces what the code
+    #: did before they existed (the map store reads a missing field as this, else as the default)
+    ADDED: ClassVar[dict[str, object]] = {"tv1": 0.0, "tv2": 0.0, "blur_kernel2": None, "blur_sigma2": None}
     #: fields that only stage 2 reads: with ``stage2=False`` they do not change the result
     STAGE2_FIELDS: ClassVar[frozenset[str]] = frozenset({
         "delta", "lam", "lr2", "iters2", "lr_decay_every", "lr_decay", "score", "area2", "tv2",
@@ -184,6 +188,8 @@ class GFIConfig:
             if getattr(self, key) < 0:
                 raise ValueError(f"{key} must be >= 0, got {getattr(self, key)}")
         for key in ("lr1", "lr2", "blur_sigma", "blur_sigma2", "lr_decay"):
+            if getattr(self, key) is None and key == "blur_sigma2":
+                continue
             if not getattr(self, key) > 0:
                 raise ValueError(f"{key} must be > 0, got {getattr(self, key)}")
         for key in ("iters1", "iters2", "lr_decay_every", "early_stop_every", "stage2_chunk"):
@@ -196,19 +202,38 @@ class GFIConfig:
             if getattr(self, key) not in allowed:
                 raise ValueError(f"{key} must be one of {allowed}, got {getattr(self, key)!r}")
         for key in ("blur_kernel", "blur_kernel2"):
+            if key == "blur_kernel2" and self.blur_kernel2 is None:
+                continue
             if getattr(self, key) < 1 or getattr(self, key) % 2 == 0:
                 raise ValueError(f"{key} must be a positive odd integer, got {getattr(self, key)}")
 
     def to_dict(self) -> dict:
         return asdict(self)
 
+    @property
+    def stage2_blur(self) -> tuple[int, float]:
+        """(kernel, sigma) of stage 2's blur: ``blur_kernel2``/``blur_sigma2``, or stage 1's where None."""
+        return (self.blur_kernel if self.blur_kernel2 is None else self.blur_kernel2,
+                self.blur_sigma if self.blur_sigma2 is None else self.blur_sigma2)
+
+    @classmethod
+    def canonical(cls, settings: dict) -> dict:
+        """Recorded settings (``to_dict`` of any version) as the values that decide the maps: a
+        missing field is read as :attr:`ADDED` says, else as the default; stage 2's blur resolved."""
+        defaults = {f.name: f.default for f in fields(cls)}
+        out = {**defaults, **{k: v for k, v in cls.ADDED.items()}, **settings}
+        for key, stage1 in (("blur_kernel2", "blur_kernel"), ("blur_sigma2", "blur_sigma")):
+            if out.get(key) is None:
+                out[key] = out.get(stage1)
+        return out
+
 
 # The paper's settings (Sec. 4.1.1, Alg. 1 and 2). Where the text is ambiguous, the reading named
 # in GFIConfig's docstring and docs/METHOD.md.
 PAPER_SETTINGS: dict = dict(
     gamma=10.0, delta=1.0, lam=1.0, w_init=0.1, lr1=1e-2, lr2=1e-2, iters1=10, iters2=70,
-    lr_decay_every=10, lr_decay=0.5, background="blur", blur_kernel=11, blur_sigma=5.0, blur_kernel2=11,
-    blur_sigma2=5.0,
+    lr_decay_every=10, lr_decay=0.5, background="blur", blur_kernel=11, blur_sigma=5.0, blur_kernel2=None,
+    blur_sigma2=None,
     inversion_error="sum", l1_norm="sum", l1_grad_at_zero="one", score="prob", area1=0.0, area2=0.0, tv1=0.0, tv2=0.0,
     stage2_init="stage1", nonnegative=True, fresh_optimizer=True,
 )
@@ -320,9 +345,10 @@ class GuidedFeatureInversion(Explainer):
         cfg = self.config
         p = make_background(images, cfg.background, blur_kernel=cfg.blur_kernel, blur_sigma=cfg.blur_sigma,
                             noise_std=cfg.noise_std, generator=torch.Generator().manual_seed(cfg.seed))
-        if cfg.background != "blur" or (cfg.blur_kernel2, cfg.blur_sigma2) == (cfg.blur_kernel, cfg.blur_sigma):
+        kernel2, sigma2 = cfg.stage2_blur
+        if cfg.background != "blur" or (kernel2, sigma2) == (cfg.blur_kernel, cfg.blur_sigma):
             return p, p
-        return p, make_background(images, "blur", blur_kernel=cfg.blur_kernel2, blur_sigma=cfg.blur_sigma2)
+        return p, make_background(images, "blur", blur_kernel=kernel2, blur_sigma=sigma2)
 
     def _autocast(self, device: torch.device):
         """The ``autocast`` option as a context manager (a no-op for ``"none"``)."""

@@ -127,7 +127,8 @@ def test_pickup_evidence_shows_only_under_a_strong_blur(lite0):
     masks = torch.cat([torch.ones_like(keep), keep, 1 - keep, torch.zeros_like(keep)], 1)  # all, box, not box, none
 
     def pickup_probs(cfg):
-        p = make_background(x, "blur", blur_kernel=cfg.blur_kernel2, blur_sigma=cfg.blur_sigma2)  # stage 2's p
+        kernel, sigma = cfg.stage2_blur
+        p = make_background(x, "blur", blur_kernel=kernel, blur_sigma=sigma)  # stage 2's p
         with torch.no_grad():
             return lite0.scores(lite0(blend(x, p, masks)[0]))[:, 717]
 

@@ -113,3 +113,17 @@ def test_models_and_methods_lists(capsys):
     assert "vgg19" in out and "resnet18" in out and "alexnet" in out
     assert main(["methods"]) == 0
     assert "gfi-stage1" in capsys.readouterr().out
+
+
+def test_every_gfi_field_gets_its_docstring_help_also_where_entries_are_shared(capsys):
+    """``lr1, lr2: ...`` documents both: the second name gets the help too; a % in it renders."""
+    import argparse
+
+    from gfi.cli import _gfi_options
+
+    parser = argparse.ArgumentParser()
+    _gfi_options(parser)
+    helps = {a.dest: a.help for a in parser._actions if a.dest != "help"}
+    assert helps["lr2"] == helps["lr1"] and "Adam learning rates" in helps["lr2"]
+    assert "stage 2's p" in helps["blur_sigma2"] and "31%" in parser.format_help().replace("\n", " ").replace("  ", " ")
+    assert all(helps.values()), [k for k, v in helps.items() if not v]

@@ -161,7 +161,7 @@ class GFIConfig:
     PRESETS: ClassVar[tuple[str, ...]] = ("paper", "default")
     #: fields added after maps may have been cached, with the value that reproduces what the code
     #: did before they existed (the map store reads a missing field as this, else as the default)
-    ADDED: ClassVar[dict[str, object]] = {"tv1": 0.0, "tv2": 0.0, "blur_kernel2": None, "blur_sigma2": None}
+    ADDED: ClassVar[dict[str, object]] = {"blur_kernel2": None, "blur_sigma2": None}
     #: fields that only stage 2 reads: with ``stage2=False`` they do not change the result
     STAGE2_FIELDS: ClassVar[frozenset[str]] = frozenset({
         "delta", "lam", "lr2", "iters2", "lr_decay_every", "lr_decay", "score", "area2", "tv2",
@@ -187,10 +187,9 @@ class GFIConfig:
                     "early_stop_tol"):
             if getattr(self, key) < 0:
                 raise ValueError(f"{key} must be >= 0, got {getattr(self, key)}")
+        optional = ("blur_kernel2", "blur_sigma2")  # None: stage 1's
         for key in ("lr1", "lr2", "blur_sigma", "blur_sigma2", "lr_decay"):
-            if getattr(self, key) is None and key == "blur_sigma2":
-                continue
-            if not getattr(self, key) > 0:
+            if not (getattr(self, key) is None and key in optional) and not getattr(self, key) > 0:
                 raise ValueError(f"{key} must be > 0, got {getattr(self, key)}")
         for key in ("iters1", "iters2", "lr_decay_every", "early_stop_every", "stage2_chunk"):
             if getattr(self, key) < 0 or (key in ("lr_decay_every", "early_stop_every") and getattr(self, key) == 0):
@@ -202,7 +201,7 @@ class GFIConfig:
             if getattr(self, key) not in allowed:
                 raise ValueError(f"{key} must be one of {allowed}, got {getattr(self, key)!r}")
         for key in ("blur_kernel", "blur_kernel2"):
-            if key == "blur_kernel2" and self.blur_kernel2 is None:
+            if getattr(self, key) is None and key in optional:
                 continue
             if getattr(self, key) < 1 or getattr(self, key) % 2 == 0:
                 raise ValueError(f"{key} must be a positive odd integer, got {getattr(self, key)}")
@@ -221,7 +220,7 @@ class GFIConfig:
         """Recorded settings (``to_dict`` of any version) as the values that decide the maps: a
         missing field is read as :attr:`ADDED` says, else as the default; stage 2's blur resolved."""
         defaults = {f.name: f.default for f in fields(cls)}
-        out = {**defaults, **{k: v for k, v in cls.ADDED.items()}, **settings}
+        out = {**defaults, **cls.ADDED, **settings}
         for key, stage1 in (("blur_kernel2", "blur_kernel"), ("blur_sigma2", "blur_sigma")):
             if out.get(key) is None:
                 out[key] = out.get(stage1)
@@ -325,7 +324,7 @@ class GuidedFeatureInversion(Explainer):
                 w2, hist2 = w1.expand(-1, t.shape[1], -1), None
             with torch.no_grad():
                 m, col = channel_mask_fast(w2, f_l1, up, rectify=not cfg.nonnegative)
-                both = KeptAndRemoved(images, p2 if cfg.stage2 else p)(m).flatten(0, 2)
+                both = KeptAndRemoved(images, p2)(m).flatten(0, 2)
                 with self._autocast(images.device):
                     z = clf(self._layout(both)).float().view(2, *t.shape, -1)
                 s = clf.scores(z).gather(-1, t.unsqueeze(0).unsqueeze(-1).expand(2, *t.shape, 1)).squeeze(-1)
@@ -341,12 +340,12 @@ class GuidedFeatureInversion(Explainer):
 
     # ------------------------------------------------------------------------------------------
     def backgrounds(self, images: Tensor) -> tuple[Tensor, Tensor]:
-        """p of stage 1 and of stage 2 (the same tensor unless the two blurs differ)."""
+        """p of stage 1 and of stage 2 (the same tensor unless stage 2 runs with another blur)."""
         cfg = self.config
         p = make_background(images, cfg.background, blur_kernel=cfg.blur_kernel, blur_sigma=cfg.blur_sigma,
                             noise_std=cfg.noise_std, generator=torch.Generator().manual_seed(cfg.seed))
         kernel2, sigma2 = cfg.stage2_blur
-        if cfg.background != "blur" or (kernel2, sigma2) == (cfg.blur_kernel, cfg.blur_sigma):
+        if not cfg.stage2 or cfg.background != "blur" or (kernel2, sigma2) == (cfg.blur_kernel, cfg.blur_sigma):
             return p, p
         return p, make_background(images, "blur", blur_kernel=kernel2, blur_sigma=sigma2)
 
@@ -408,7 +407,7 @@ class GuidedFeatureInversion(Explainer):
         cfg = self.config
         loss = (inversion_error(f_phi, f_l0, cfg.inversion_error == "relative")
                 + cfg.gamma * l1_penalty(w, cfg)[:, 0] + cfg.area1 * m.mean((-2, -1))[:, 0])
-        return loss + cfg.tv1 * total_variation(m)[:, 0] if cfg.tv1 else loss
+        return (loss + cfg.tv1 * total_variation(m)[:, 0]) if cfg.tv1 else loss
 
     def gradient_weights(self, x: Tensor, targets: Tensor) -> Tensor:
         """Grad-CAM's channel weights at l1, clipped at 0 and rescaled to mean ``w_init``: (B, K, C)."""

@@ -17,7 +17,9 @@ with ``Phi = x * m + p * (1 - m)`` (Eq. 2) and ``Phi_bg = x * (1 - m) + p * m`` 
 artifacts case of Sec. 3.4.
 
 Everything the two formulations share comes from a :class:`~gfi.methods.gfi.GFIConfig` (default:
-gfi's default preset): the background p, the inversion error reading (``inversion_error``), the
+gfi's default preset): the background p (one p for both stages, as the paper has it: stage 1's
+``blur_kernel``/``blur_sigma``; stage 2's own blur, ``blur_kernel2``/``blur_sigma2``, belongs to the
+channel mask's tuning and is not read here), the inversion error reading (``inversion_error``), the
 score reading of f_c (``score``, ``lam``), the iteration counts ``iters1``/``iters2`` and stage 2's
 learning-rate decay. Choices specific to the free mask:
 

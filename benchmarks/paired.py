@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 from pathlib import Path
+
+from quality import mean_ci  # the same 95% interval as quality.py's paired summaries
 
 
 def records(folder: Path) -> dict[str, dict]:
@@ -25,13 +26,6 @@ def records(folder: Path) -> dict[str, dict]:
             if "error" not in r:
                 out[r["key"]] = r
     return out
-
-
-def mean_ci(xs: list[float]) -> tuple[float, float]:
-    n = len(xs)
-    m = sum(xs) / n
-    sd = math.sqrt(sum((x - m) ** 2 for x in xs) / max(1, n - 1))
-    return m, 1.96 * sd / math.sqrt(n)
 
 
 def per_image(root: Path, prefix: str, name: str) -> dict[str, dict[str, float]] | None:

@@ -44,7 +44,7 @@ def probe(leak: bool, with_gfi: bool = True) -> dict:
     """The loop, run in this process: RSS readings, live tensors, and what is left on the model."""
     import gc
 
-    from gfi.methods.cam import GradCAM
+    from gfi.methods.grad_cam import GradCAM
     from gfi.methods.gfi import GFIConfig, GuidedFeatureInversion
     from tests import cli_tiny
 

@@ -13,6 +13,8 @@ from gfi.methods import (
     GFIConfig,
     GuidedFeatureInversion,
     GuidedFeatureInversionStage1,
+    RunOptions,
+    get_method,
 )
 from gfi.models import Classifier, load_model
 
@@ -27,7 +29,9 @@ __all__ = [
     "GFIConfig",
     "GuidedFeatureInversion",
     "GuidedFeatureInversionStage1",
+    "RunOptions",
     "__version__",
+    "get_method",
     "load_image",
     "load_model",
 ]

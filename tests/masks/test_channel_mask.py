@@ -1,7 +1,21 @@
+"""The channel mask (Eq. 6-7), upsampling and blends (Eq. 2, 4) by hand and against the reference
+pipeline of tests/masks/reference.py (values and gradients); the backgrounds."""
+
+import pytest
 import torch
 
 from gfi.masks.backgrounds import gaussian_blur, gaussian_kernel1d, make_background
-from gfi.masks.channel_mask import blend, blend_kept_and_removed, channel_mask, combine_channels, min_max
+from gfi.masks.channel_mask import (
+    KeptAndRemoved,
+    Upsampler,
+    blend,
+    blend_kept_and_removed,
+    channel_mask,
+    combine_channels,
+    interpolation_matrix,
+    min_max,
+)
+from tests.masks import reference
 
 
 def test_combine_channels_is_eq6_weighted_sum():
@@ -96,17 +110,54 @@ def test_rectified_mask_for_signed_weights():
     assert torch.allclose(rect[0, 0, 0], torch.tensor([0.0, 1.0, 0.0]))
 
 
-def test_total_variation_is_the_perimeter_in_image_sides():
-    from gfi.masks import total_variation
+# --- the loop-friendly pipeline equals the reference, values and gradients ---------------------
+def test_interpolation_matrix_by_hand():
+    # 2 -> 4, align_corners=False: source positions -0.25 (clamped to 0), 0.25, 0.75, 1.25 (-> 1)
+    a = interpolation_matrix(2, 4, dtype=torch.float64)
+    expected = torch.tensor([[1, 0], [0.75, 0.25], [0.25, 0.75], [0, 1]], dtype=torch.float64)
+    assert torch.allclose(a, expected)
 
-    m = torch.zeros(2, 8, 8)
-    m[0, 2:6, 2:6] = 1  # one square of side 4/8: perimeter 4 * 0.5 = 2
-    m[1, 0:2, 0:2] = 1  # two squares of side 2/8 in opposite corners: 2 + 2 edges each
-    m[1, 6:8, 6:8] = 1
-    # by hand: sum of |vertical| + |horizontal| steps over sqrt(64) = 8
-    assert torch.allclose(total_variation(m), torch.tensor([16 / 8, 8 / 8]))
-    assert total_variation(torch.ones(3, 5, 5)).abs().max() == 0
-    # resolution-free: the same square at 4x the resolution
-    big = torch.zeros(32, 32)
-    big[8:24, 8:24] = 1
-    assert torch.isclose(total_variation(big), torch.tensor(2.0))
+
+@pytest.mark.parametrize("hw,size", [((7, 7), (224, 224)), ((6, 9), (224, 100)), ((4, 4), (4, 4)), ((14, 3), (50, 7))])
+def test_upsampler_equals_interpolate(hw, size):
+    g = torch.Generator().manual_seed(0)
+    m = torch.rand(2, 3, *hw, generator=g, dtype=torch.float64, requires_grad=True)
+    up = Upsampler(hw, size, dtype=torch.float64)
+    ours, ref = up(m), reference.upsample(m, size)
+    assert torch.allclose(ours, ref, atol=1e-12)
+    grad_out = torch.randn(ours.shape, generator=g, dtype=torch.float64)
+    (g1,) = torch.autograd.grad(ours, m, grad_out)
+    (g2,) = torch.autograd.grad(ref, m, grad_out)
+    assert torch.allclose(g1, g2, atol=1e-12)
+
+
+def test_channel_mask_equals_the_reference():
+    g = torch.Generator().manual_seed(1)
+    w = torch.randn(2, 3, 5, generator=g, dtype=torch.float64)
+    f = torch.rand(2, 5, 7, 7, generator=g, dtype=torch.float64)
+    up = Upsampler((7, 7), (32, 32), dtype=torch.float64)
+    for rectify in (False, True):
+        a, ca = channel_mask(w, f, up, rectify=rectify)
+        b, cb = reference.channel_mask(w, f, (32, 32), rectify=rectify)
+        assert torch.allclose(a, b, atol=1e-12) and torch.equal(ca, cb)
+        c, cc = channel_mask(w, f, (32, 32), rectify=rectify)  # the one-call form: the same code
+        assert torch.equal(a, c) and torch.equal(ca, cc)
+
+
+def test_kept_and_removed_equals_eq2_and_eq4():
+    g = torch.Generator().manual_seed(2)
+    x, p = torch.rand(2, 3, 8, 8, generator=g, dtype=torch.float64), torch.rand(2, 3, 8, 8, generator=g,
+                                                                                  dtype=torch.float64)
+    m = torch.rand(2, 3, 8, 8, generator=g, dtype=torch.float64, requires_grad=True)
+    kr = KeptAndRemoved(x, p)
+    ours, ref = kr(m), reference.blend_kept_and_removed(x, p, m)
+    assert torch.allclose(ours, ref, atol=1e-14)
+    assert torch.allclose(kr.kept(m), reference.blend(x, p, m), atol=1e-14)
+    assert torch.equal(blend_kept_and_removed(x, p, m), ours) and torch.equal(blend(x, p, m), kr.kept(m))
+    # removed image at m = 1 is p, kept image is x (Eq. 2, 4 by hand)
+    one = torch.ones(2, 1, 8, 8, dtype=torch.float64)
+    assert torch.allclose(kr(one)[0, :, 0], x) and torch.allclose(kr(one)[1, :, 0], p)
+    grad_out = torch.randn(ours.shape, generator=g, dtype=torch.float64)
+    (g1,) = torch.autograd.grad(ours, m, grad_out)
+    (g2,) = torch.autograd.grad(ref, m, grad_out)
+    assert torch.allclose(g1, g2, atol=1e-12)

@@ -118,13 +118,20 @@ def test_stage2_can_continue_stage1_adam_moments(tiny, tiny_images):
 
 
 def test_stage2_fields_do_not_change_the_stage1_map(tiny, tiny_images):
-    """GFIConfig.STAGE2_FIELDS (which the map store ignores for stage-1 maps) are stage-2-only."""
+    """GFIConfig's fields with stage=2 (which the map store ignores for stage-1 maps) are stage-2-only,
+    and so are the stage-2 run options."""
+    from gfi.methods.base import RunOptions
+    from gfi.settings import describe
+
     changed = {"delta": 3.0, "lam": 2.0, "lr2": 0.2, "iters2": 2, "lr_decay_every": 1, "lr_decay": 0.9,
                "score": "prob", "area2": 2.0, "tv2": 1.0, "blur_kernel2": 3, "blur_sigma2": 1.0,
                "stage2_init": "stage1", "nonnegative": True,
                "fresh_optimizer": False, "early_stop": True, "early_stop_every": 1, "early_stop_tol": 0.5,
-               "stage2_chunk": 1}
-    assert set(changed) == GFIConfig.STAGE2_FIELDS  # a new stage-2 field must be added here too
+               "chunk": 1}
+    stage2_fields = {i.name for i in describe(GFIConfig) if i.stage == 2}
+    run_options = {"early_stop", "early_stop_every", "early_stop_tol", "chunk"}
+    assert run_options <= set(RunOptions.names())
+    assert set(changed) == stage2_fields | run_options  # a new stage-2 field must be added here too
     base = GuidedFeatureInversion(tiny, stage2=False, **FAST).explain(tiny_images, 1)
     for key, value in changed.items():
         other = GuidedFeatureInversion(tiny, stage2=False, **{**FAST, key: value}).explain(tiny_images, 1)
@@ -137,7 +144,8 @@ def test_stage2_fields_do_not_change_the_stage1_map(tiny, tiny_images):
 def test_total_variation_terms_add_tv_of_the_mask_to_each_stage(tiny, tiny_images):
     """tv1 / tv2 add weight * TV(m) to Eq. (8) / Eq. (9): at the first iteration (same w in both runs)
     the losses differ by exactly that, with m computed by hand from the starting weights."""
-    from gfi.masks import channel_mask, total_variation
+    from gfi.masks import channel_mask
+    from gfi.objectives import total_variation
 
     cfg = dict(iters1=1, iters2=1, stage2_init="stage1", nonnegative=True)
     plain = GuidedFeatureInversion(tiny, **cfg).explain(tiny_images, 1)
@@ -150,9 +158,9 @@ def test_total_variation_terms_add_tv_of_the_mask_to_each_stage(tiny, tiny_image
         m1, _ = channel_mask(plain.stage1_weights[:, None], f, (4, 4))        # stage 2 starts at stage 1's w
     d1 = tv.loss_history["stage1"][0] - plain.loss_history["stage1"][0]
     d2 = tv_2.loss_history["stage2"][0] - plain.loss_history["stage2"][0]
-    assert torch.allclose(d1, 0.7 * total_variation(m0)[:, 0], atol=1e-5)
-    assert torch.allclose(d2, 2.0 * total_variation(m1), atol=1e-5)
-    assert (total_variation(m1) > 0).all()  # the check is not vacuous
+    assert torch.allclose(d1, 0.7 * total_variation(m0, per_side=True)[:, 0], atol=1e-5)
+    assert torch.allclose(d2, 2.0 * total_variation(m1, per_side=True), atol=1e-5)
+    assert (total_variation(m1, per_side=True) > 0).all()  # the check is not vacuous
 
 
 def test_config_rejects_a_negative_tv_weight():

@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+from gfi.methods.base import RunOptions
 from gfi.methods.gfi import GFIConfig, GuidedFeatureInversion, plateaued
 
 
@@ -18,9 +19,8 @@ def run_stage2_on(losses: list[float], tiny, x, monkeypatch, **cfg) -> int:
         return gain, torch.zeros_like(gain)
 
     monkeypatch.setattr(mod, "target_terms", fake_terms)
-    config = GFIConfig.paper(background="mean", iters1=1, iters2=len(losses), lam=0.0, delta=0.0,
-                             early_stop=True, **cfg)
-    e = GuidedFeatureInversion(tiny, config).explain(x, 0)
+    config = GFIConfig.paper(background="mean", iters1=1, iters2=len(losses), lam=0.0, delta=0.0)
+    e = GuidedFeatureInversion(tiny, config, early_stop=True, **cfg).explain(x, 0)
     assert torch.allclose(e.loss_history["stage2"][:, 0, 0], torch.tensor(losses[:e.loss_history["stage2"].shape[0]]))
     return e.loss_history["stage2"].shape[0]
 
@@ -71,11 +71,11 @@ def test_early_stop_in_gfi_is_a_prefix_of_the_full_schedule(tiny, tiny_images):
 
 def test_performance_options_are_validated():
     with pytest.raises(ValueError, match="early_stop_every"):
-        GFIConfig(early_stop_every=0)
+        RunOptions(early_stop_every=0)
     with pytest.raises(ValueError, match="early_stop_tol"):
-        GFIConfig(early_stop_tol=-1.0)
+        RunOptions(early_stop_tol=-1.0)
     with pytest.raises(ValueError, match="autocast"):
-        GFIConfig(autocast="fp16")
+        RunOptions(autocast="fp16")
 
 
 def _peak(m: torch.Tensor) -> torch.Tensor:
@@ -122,12 +122,12 @@ def test_channels_last_leaves_the_users_model_as_it_was():
     assert weight.data_ptr() == before and weight.is_contiguous()
     clf = Classifier(model, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0), input_size=(8, 8),
                      inversion_layer="2", channel_layer="1")
-    GuidedFeatureInversion(clf, GFIConfig(iters1=1, iters2=1, channels_last=True)).explain(torch.rand(1, 3, 8, 8), 0)
+    GuidedFeatureInversion(clf, GFIConfig(iters1=1, iters2=1), channels_last=True).explain(torch.rand(1, 3, 8, 8), 0)
     assert model[0].weight.data_ptr() == before and model[0].weight.is_contiguous()
 
 
 def test_bf16_on_a_cuda_device_without_bf16_is_refused(tiny, tiny_images, monkeypatch):
-    gfi = GuidedFeatureInversion(tiny, GFIConfig(autocast="bf16"))
+    gfi = GuidedFeatureInversion(tiny, options=RunOptions(autocast="bf16"))
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda *a, **k: "Old GPU")
     with pytest.raises(ValueError, match=r"bfloat16 support.*Old GPU"):
@@ -140,12 +140,12 @@ def test_stage2_in_chunks_of_targets_gives_the_same_maps(tiny, tiny_images):
     cfg = GFIConfig(background="mean", iters1=3, iters2=6)
     targets = [[0, 2, 3], [1, 3, 4]]
     whole = GuidedFeatureInversion(tiny, cfg).explain(tiny_images, targets)
-    chunked = GuidedFeatureInversion(tiny, cfg, stage2_chunk=2).explain(tiny_images, targets)
+    chunked = GuidedFeatureInversion(tiny, cfg, chunk=2).explain(tiny_images, targets)
     assert torch.allclose(chunked.maps, whole.maps, atol=1e-6)
     assert torch.allclose(chunked.loss_history["stage2"], whole.loss_history["stage2"], atol=1e-6)
     assert chunked.loss_history["stage2"].shape == (6, 2, 3)
-    with pytest.raises(ValueError, match="stage2_chunk"):
-        GFIConfig(stage2_chunk=-1)
+    with pytest.raises(ValueError, match="chunk"):
+        RunOptions(chunk=-1)
 
 
 def test_chunk_histories_of_different_lengths_are_padded_with_nan():

@@ -1,25 +1,31 @@
-"""Shared mask machinery: backgrounds, the channel mask (Eq. 6-7), blending (Eq. 2, 4)."""
+"""Shared mask machinery: backgrounds, the channel mask (Eq. 6-7), upsampling, blending (Eq. 2, 4)."""
 
 from gfi.masks.backgrounds import BACKGROUNDS, gaussian_blur, make_background
 from gfi.masks.channel_mask import (
+    KeptAndRemoved,
+    Upsampler,
     blend,
     blend_kept_and_removed,
     channel_mask,
     combine_channels,
+    interpolation_matrix,
     min_max,
-    total_variation,
     upsample,
 )
+from gfi.masks.priors import center_prior
 
 __all__ = [
     "BACKGROUNDS",
+    "KeptAndRemoved",
+    "Upsampler",
     "blend",
     "blend_kept_and_removed",
+    "center_prior",
     "channel_mask",
     "combine_channels",
     "gaussian_blur",
+    "interpolation_matrix",
     "make_background",
     "min_max",
-    "total_variation",
     "upsample",
 ]

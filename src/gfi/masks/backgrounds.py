@@ -22,9 +22,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from gfi.constants import IMAGENET_MEAN
+
 BackgroundKind = Literal["blur", "mean", "noise"]
 BACKGROUNDS: tuple[str, ...] = ("blur", "mean", "noise")
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
 
 
 def gaussian_kernel1d(kernel_size: int, sigma: float, *, device=None, dtype=torch.float32) -> Tensor:

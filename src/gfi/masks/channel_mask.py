@@ -1,4 +1,21 @@
-"""The channel-combination mask of Eq. (6)-(7) and the blends of Eq. (2) and Eq. (4)."""
+r"""The channel-combination mask of Eq. (6)-(7), bilinear upsampling, and the blends of Eq. (2), (4).
+
+Built for the methods' loops, with the constant parts made once per call:
+
+* Bilinear upsampling (``align_corners=False``) is linear and separable: for a (h, w) map,
+  :math:`\mathrm{up}(m) = A_H\, m\, A_W^\top` with :math:`A_H` (H, h) and :math:`A_W` (W, w) the
+  interpolation weights (two non-zeros per row). :class:`Upsampler` builds them once, from
+  ``F.interpolate`` of the identity, so the weights are torch's own, and applies them as two small
+  matrix products, whose backward is two more (``F.interpolate``'s CPU backward is a scatter that
+  costs more than the rest of the mask arithmetic together).
+* Eq. (2) and Eq. (4) share :math:`d = x - p`: :math:`\Phi = p + d \odot m` and
+  :math:`\Phi_{bg} = x - d \odot m`. :class:`KeptAndRemoved` stores ``(p, x)`` and ``(d, -d)`` once
+  and writes both images in one ``addcmul`` into the (2, B, K, 3, H, W) batch of the forward pass.
+
+:func:`upsample`, :func:`channel_mask`, :func:`blend` and :func:`blend_kept_and_removed` are the
+one-call forms of the same code. (The straightforward versions, ``F.interpolate`` and stacked
+blends, are kept as the test oracle in ``tests/masks/reference.py``.)
+"""
 
 from __future__ import annotations
 
@@ -38,35 +55,61 @@ def min_max(m: Tensor) -> tuple[Tensor, Tensor]:
     return out.view_as(m), ~ok.squeeze(-1)
 
 
+def interpolation_matrix(n_in: int, n_out: int, *, device: torch.device | str | None = None,
+                         dtype: torch.dtype = torch.float32) -> Tensor:
+    """(n_out, n_in) weights of 1-D linear interpolation, ``align_corners=False`` (torch's rule)."""
+    eye = torch.eye(n_in, device=device, dtype=dtype).view(n_in, 1, n_in)
+    return F.interpolate(eye, size=n_out, mode="linear", align_corners=False).view(n_in, n_out).t().contiguous()
+
+
+class Upsampler:
+    """Bilinear upsampling of (..., h, w) maps to ``size`` as ``A_H @ m @ A_W^T`` (the step after Eq. 7)."""
+
+    def __init__(self, in_size: tuple[int, int], size: tuple[int, int], *,
+                 device: torch.device | str | None = None, dtype: torch.dtype = torch.float32) -> None:
+        self.in_size, self.size = (int(in_size[0]), int(in_size[1])), (int(size[0]), int(size[1]))
+        self.a_h = interpolation_matrix(in_size[0], size[0], device=device, dtype=dtype)
+        self.a_w_t = interpolation_matrix(in_size[1], size[1], device=device, dtype=dtype).t().contiguous()
+
+    def __call__(self, m: Tensor) -> Tensor:
+        return torch.matmul(torch.matmul(self.a_h, m), self.a_w_t)
+
+
 def upsample(m: Tensor, size: tuple[int, int]) -> Tensor:
-    """Bilinear upsampling of (..., h, w) maps to ``size`` (the step after Eq. (7))."""
-    lead = m.shape[:-2]
-    out = F.interpolate(m.reshape(-1, 1, *m.shape[-2:]), size=size, mode="bilinear", align_corners=False)
-    return out.view(*lead, *size)
+    """Bilinear upsampling (``align_corners=False``) of (..., h, w) maps to ``size``."""
+    return Upsampler(m.shape[-2:], size, device=m.device, dtype=m.dtype)(m)
 
 
-def channel_mask(w: Tensor, features: Tensor, size: tuple[int, int], rectify: bool = False) -> tuple[Tensor, Tensor]:
+def channel_mask(w: Tensor, features: Tensor, size: tuple[int, int] | Upsampler,
+                 rectify: bool = False) -> tuple[Tensor, Tensor]:
     """Eq. (6), Eq. (7) and bilinear upsampling: ``(m, collapsed)`` with m of shape (B, K, *size).
 
-    ``rectify`` applies a ReLU to the weighted sum before MinMax (for signed weights, as Grad-CAM
-    does, so that regions the weights subtract all map to 0; with w >= 0 and non-negative
-    activations it changes nothing)."""
+    ``size`` is the output size or a prebuilt :class:`Upsampler` (in a loop). ``rectify`` applies a
+    ReLU to the weighted sum before MinMax (for signed weights, as Grad-CAM does, so that regions
+    the weights subtract all map to 0; with w >= 0 and non-negative activations it changes nothing)."""
+    up = size if isinstance(size, Upsampler) else Upsampler(
+        features.shape[-2:], size, device=features.device, dtype=features.dtype)
     m = combine_channels(w, features)
     m, collapsed = min_max(torch.relu(m) if rectify else m)
-    return upsample(m, size), collapsed
+    return up(m), collapsed
 
 
-def total_variation(m: Tensor) -> Tensor:
-    r"""Anisotropic total variation of (..., H, W) masks, in units of the image's side.
+class KeptAndRemoved:
+    r"""Eq. (2) and Eq. (4) for one batch ``x``, ``p`` (B, 3, H, W): ``self(m)`` with m (B, K, H, W)
+    returns (2, B, K, 3, H, W), the kept images :math:`\Phi(x, m) = x \odot m + p \odot (1 - m)`
+    first, then the removed images :math:`\Phi_{bg}(x, m) = x \odot (1 - m) + p \odot m`."""
 
-    :math:`TV(m) = \frac{1}{\sqrt{HW}} \sum_{u,v} |m_{u+1,v} - m_{u,v}| + |m_{u,v+1} - m_{u,v}|`
-    (beyond the paper, which has no smoothness term). With this scale a mask that is 1 on a square
-    of side s (as a fraction of a square image's side) and 0 elsewhere has TV = 4 s, its perimeter,
-    at any resolution; two such blobs cost twice one. Returns a tensor over the leading dims.
-    """
-    h, w = m.shape[-2:]
-    tv = (m[..., 1:, :] - m[..., :-1, :]).abs().sum((-2, -1)) + (m[..., :, 1:] - m[..., :, :-1]).abs().sum((-2, -1))
-    return tv / float(h * w) ** 0.5
+    def __init__(self, x: Tensor, p: Tensor) -> None:
+        d = x - p
+        self.base = torch.stack((p, x)).unsqueeze(2)      # (2, B, 1, 3, H, W)
+        self.signed_d = torch.stack((d, -d)).unsqueeze(2)  # (2, B, 1, 3, H, W)
+
+    def __call__(self, m: Tensor) -> Tensor:
+        return torch.addcmul(self.base, self.signed_d, m.unsqueeze(0).unsqueeze(3))
+
+    def kept(self, m: Tensor) -> Tensor:
+        """Eq. (2) only: (B, K, 3, H, W)."""
+        return torch.addcmul(self.base[0], self.signed_d[0], m.unsqueeze(2))
 
 
 def blend(x: Tensor, p: Tensor, m: Tensor) -> Tensor:
@@ -75,10 +118,9 @@ def blend(x: Tensor, p: Tensor, m: Tensor) -> Tensor:
     ``x`` and ``p`` are (B, 3, H, W), ``m`` is (B, K, H, W); returns (B, K, 3, H, W).
     Eq. (4)'s :math:`\Phi_{bg}` is ``blend(x, p, 1 - m)``.
     """
-    m = m.unsqueeze(2)
-    return p.unsqueeze(1) + (x - p).unsqueeze(1) * m
+    return KeptAndRemoved(x, p).kept(m)
 
 
 def blend_kept_and_removed(x: Tensor, p: Tensor, m: Tensor) -> Tensor:
-    """Eq. (2) and Eq. (4) stacked for one batched forward: (2, B, K, 3, H, W), kept first."""
-    return torch.stack((blend(x, p, m), blend(x, p, 1 - m)))
+    """Eq. (2) and Eq. (4) for one batched forward: (2, B, K, 3, H, W), kept first."""
+    return KeptAndRemoved(x, p)(m)

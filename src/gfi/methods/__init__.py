@@ -1,11 +1,11 @@
 """Explanation methods behind one interface, ``explain(images, targets) -> Explanation``."""
 
-from gfi.methods.base import Explainer, Explanation, as_targets
-from gfi.methods.cam import GradCAM
+from gfi.methods.base import Explainer, Explanation, NoSettings, RunOptions, as_targets
 from gfi.methods.center import Center
 from gfi.methods.gfi import GFIConfig, GuidedFeatureInversion, GuidedFeatureInversionStage1
+from gfi.methods.grad_cam import GradCAM
 from gfi.methods.gradient import Gradient
-from gfi.methods.registry import METHODS, get_method
+from gfi.methods.registry import METHODS, get_method, method_class
 
 __all__ = [
     "METHODS",
@@ -17,6 +17,9 @@ __all__ = [
     "Gradient",
     "GuidedFeatureInversion",
     "GuidedFeatureInversionStage1",
+    "NoSettings",
+    "RunOptions",
     "as_targets",
     "get_method",
+    "method_class",
 ]

@@ -1,16 +1,102 @@
-"""The common interface of every method: ``explainer.explain(images, targets) -> Explanation``."""
+"""The common interface of every method: ``explainer.explain(images, targets) -> Explanation``.
+
+A method is a subclass of :class:`Explainer` that sets a few class attributes and implements
+``_explain``:
+
+* ``name``, ``summary``: its registry name and one line for ``gfi methods``;
+* ``settings_class``: a frozen :class:`~gfi.settings.Settings` dataclass of what decides its maps
+  (``self.config``; the map store keys on :meth:`Explainer.provenance`);
+* ``presets``: named settings accepted as ``config="paper"`` (``"default"`` always works);
+* ``has_stage1``: its :class:`Explanation` carries GFI's class-agnostic ``stage1_map``;
+* ``cheaper``: the documented cheaper settings of a slow method (``gfi compare`` uses them).
+
+How fast a map is computed (precision, memory layout, chunking, early stop) is a
+:class:`RunOptions` (``self.options``), the same for every method, and never changes a map beyond
+float noise.
+"""
 
 from __future__ import annotations
 
+import contextlib
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
-from typing import ClassVar
+from typing import Any, ClassVar, Literal, TypeVar
 
 import torch
 from torch import Tensor
 
+from gfi.errors import SettingsError
 from gfi.models.classifier import Classifier
+from gfi.models.layers import LayerRef
+from gfi.settings import Settings, describe, setting
+
+S = TypeVar("S", bound=Settings)
+
+
+@dataclass(frozen=True)
+class RunOptions(Settings):
+    """How fast a map is computed, never what it is (beyond float noise); every method accepts them."""
+
+    autocast: Literal["none", "bf16"] = setting(
+        "none", "precision of the network's forward and backward: none (float32) or bf16 autocast", group="speed")
+    channels_last: bool = setting(
+        False, "run the network on channels-last (NHWC) images and weights", group="speed")
+    chunk: int = setting(
+        0, "GFI: stage-2 targets per image computed at a time (0: all in one batch)", low=0, group="speed")
+    batch_size: int = setting(
+        0, "images per forward of the sampling methods (smoothgrad, integrated-gradients, rise; 0: the "
+           "method's own)", low=0, group="speed")
+    early_stop: bool = setting(
+        False, "GFI: end stage 2 once its loss stops improving (beyond the paper)", group="speed")
+    early_stop_every: int = setting(
+        5, "GFI: iterations per window of the early-stop check", low=1, group="speed")
+    early_stop_tol: float = setting(
+        0.005, "GFI: relative improvement of the window-mean loss below which stage 2 stops", low=0,
+        group="speed")
+
+
+@dataclass(frozen=True)
+class NoSettings(Settings):
+    """The settings of a method that has none."""
+
+
+@dataclass(frozen=True)
+class LayerSettings(Settings):
+    """Settings of a method that reads one named layer (``"name"`` or ``"name:input"``; a
+    :class:`~gfi.models.layers.LayerRef` is accepted and kept as its text). Subclasses redeclare
+    ``layer`` with their own help and add their fields."""
+
+    layer: str | None = setting(None, "the layer the method reads (none: the method's own choice)")
+
+    def __post_init__(self) -> None:
+        if isinstance(self.layer, LayerRef):
+            object.__setattr__(self, "layer", str(self.layer))
+        super().__post_init__()
+        if self.layer is not None:
+            LayerRef.parse(self.layer)
+
+    @property
+    def layer_ref(self) -> LayerRef | None:
+        return LayerRef.parse(self.layer) if self.layer is not None else None
+
+
+def paper_values(cls: type[Settings]) -> dict[str, Any]:
+    """The ``paper=`` value of every field of ``cls`` that has one."""
+    return {i.name: i.paper for i in describe(cls) if i.has_paper}
+
+
+def preset_settings(cls: type[S], name: str, overrides: Mapping[str, Any] | None = None) -> S:
+    """``cls`` as preset ``name`` with ``overrides``: ``"default"``, the fields' defaults; ``"paper"``,
+    every field's ``paper=`` value (the default where the paper gives none)."""
+    if name == "default":
+        base = cls()
+    elif name == "paper":
+        base = cls(**paper_values(cls))
+    else:
+        raise SettingsError(f"unknown preset {name!r} of {cls.__name__}; choose default or paper")
+    return base.with_overrides(overrides)
+
 
 TargetsLike = int | Sequence[int] | Sequence[Sequence[int]] | Tensor | None
 
@@ -118,15 +204,63 @@ def check_images(images: Tensor) -> Tensor:
 
 
 class Explainer(ABC):
-    """Base class of every method: one object per method, one verb, :meth:`explain`."""
+    """Base class of every method: one object per method, one verb, :meth:`explain`.
+
+    ``Method(classifier, config=None, *, options=None, **overrides)``: ``config`` is a
+    ``settings_class`` object or a preset name (None: the defaults); ``overrides`` name fields of
+    ``settings_class`` or of :class:`RunOptions`, and each goes to its own.
+    """
 
     name: ClassVar[str] = ""
     summary: ClassVar[str] = ""
+    settings_class: ClassVar[type[Settings]] = NoSettings
+    presets: ClassVar[tuple[str, ...]] = ()
+    has_stage1: ClassVar[bool] = False
+    cheaper: ClassVar[dict[str, Any]] = {}
 
-    def __init__(self, classifier: Classifier) -> None:
+    def __init__(self, classifier: Classifier, config: Settings | str | None = None, *,
+                 options: RunOptions | None = None, **overrides: Any) -> None:
         if not isinstance(classifier, Classifier):
             raise TypeError("wrap the model first: gfi.Classifier(model, ...) or gfi.load_model(name)")
         self.classifier = classifier
+        self.config, self.options = self.resolve(config, options, overrides)
+
+    @classmethod
+    def preset_config(cls, name: str) -> Settings:
+        """The settings of preset ``name`` (``"default"`` or one of :attr:`presets`)."""
+        if name != "default" and name not in cls.presets:
+            raise SettingsError(f"{cls.name} has no preset {name!r}; its presets: "
+                                f"{', '.join(dict.fromkeys(('default', *cls.presets)))}")
+        return preset_settings(cls.settings_class, name)
+
+    @classmethod
+    def resolve(cls, config: Settings | str | None, options: RunOptions | None,
+                overrides: Mapping[str, Any]) -> tuple[Settings, RunOptions]:
+        """``(settings, run options)`` from the constructor's arguments; an unknown key is a
+        :class:`~gfi.errors.SettingsError` that names it and lists the valid ones."""
+        own, run = cls.settings_class.names(), RunOptions.names()
+        unknown = [k for k in overrides if k not in own and k not in run]
+        if unknown:
+            raise SettingsError(
+                f"{cls.name or cls.__name__} has no setting {', '.join(map(repr, unknown))}; its settings: "
+                f"{', '.join(own) or '(none)'}; run options: {', '.join(run)}")
+        if config is None:
+            config = cls.settings_class()
+        elif isinstance(config, str):
+            config = cls.preset_config(config)
+        elif not isinstance(config, cls.settings_class):
+            raise SettingsError(f"{cls.name} takes {cls.settings_class.__name__} settings or a preset name, "
+                                f"got {type(config).__name__}")
+        if options is None:
+            options = RunOptions()
+        elif not isinstance(options, RunOptions):
+            raise SettingsError(f"options must be a RunOptions, got {type(options).__name__}")
+        return (config.with_overrides({k: v for k, v in overrides.items() if k in own}),
+                options.with_overrides({k: v for k, v in overrides.items() if k in run and k not in own}))
+
+    def provenance(self) -> dict[str, Any]:
+        """What decides this explainer's maps: its name and settings (the map store keys on it)."""
+        return {"method": self.name, "config": self.config.to_dict()}
 
     def explain(self, images: Tensor, targets: TargetsLike = None) -> Explanation:
         """Maps for ``images`` (B, 3, H, W) in [0, 1] at the model's input size, per target."""
@@ -148,3 +282,27 @@ class Explainer(ABC):
         t = as_targets(targets, images.shape[0], images.device, logits, logits.shape[-1])
         probs = self.classifier.scores(logits.float()).gather(1, t)
         return t, probs
+
+    # -- run options ------------------------------------------------------------------------------
+    def _autocast(self, device: torch.device) -> contextlib.AbstractContextManager:
+        """The ``autocast`` run option as a context manager (a no-op for ``"none"``)."""
+        if self.options.autocast == "none":
+            return contextlib.nullcontext()
+        if device == getattr(self, "_autocast_checked", None):
+            return torch.autocast(device.type, dtype=torch.bfloat16)
+        if device.type == "cuda" and not torch.cuda.is_bf16_supported():
+            raise SettingsError(f"autocast='bf16' needs a GPU with bfloat16 support; "
+                                f"{torch.cuda.get_device_name(device)} has none. Use autocast='none'.")
+        if device.type not in ("cuda", "cpu"):
+            raise SettingsError(f"autocast='bf16' is supported on cuda and cpu, not {device.type}; "
+                                "use autocast='none'")
+        self._autocast_checked = device  # checked once, not at every iteration
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+
+    def _layout(self, x: Tensor) -> Tensor:
+        """Images in the memory format the ``channels_last`` run option asks for."""
+        return x.contiguous(memory_format=torch.channels_last) if self.options.channels_last else x
+
+    def _batch_size(self, default: int) -> int:
+        """Images per forward of a sampling method: the ``batch_size`` run option, else ``default``."""
+        return self.options.batch_size or default

@@ -1,51 +1,94 @@
-"""Grad-CAM (Selvaraju et al. 2017) on gfi's own hooks.
+r"""CAM, Class Activation Mapping (Zhou et al., CVPR 2016), on gfi's own hooks.
 
-``cam = ReLU(sum_k a_k A^k)`` with ``a_k`` the spatial mean of d y_c / d A^k (y_c the logit),
-upsampled bilinearly and min-max normalised. The layer defaults to the classifier's l0 (the last
-spatial feature map), the usual Grad-CAM choice.
+For a network whose last convolutional features ``A`` (C, h, w) are global-average-pooled and fed
+to a single linear layer giving the logits, ``y_c = sum_k w_{c,k} mean_{uv} A_k(u, v) + b_c``, the
+class activation map is ``M_c(u, v) = sum_k w_{c,k} A_k(u, v)`` (Eq. 2 of the paper). It is
+upsampled bilinearly to the input size and min-max normalised as in the authors' code (no ReLU:
+the minimum maps to 0).
+
+The structure is not assumed from the model's class: in the same forward pass that reads ``A``,
+every ``nn.Linear`` module's input and output are recorded, and CAM requires (1) a linear layer
+whose output *is* the logits and (2) whose input *is* the spatial mean of ``A``. This holds for
+torchvision's ResNets (``fc`` after ``avgpool``) and timm's EfficientNets (``forward_features``,
+global average pool, ``get_classifier()``), and fails with a clear error for VGG/AlexNet (an MLP
+after the features) or a pooled feature map that passes through another layer (e.g. a 1x1 conv
+head after the pooling). ``A`` is read at ``layer`` (default: the last module that outputs a
+spatial map, as for :func:`gfi.models.classifier.auto_layers`).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
-from gfi.masks.channel_mask import min_max, upsample
-from gfi.methods.base import Explainer, Explanation, TargetsLike
-from gfi.models.classifier import Classifier
+from gfi.errors import NotApplicable
+from gfi.masks.channel_mask import combine_channels, min_max, upsample
+from gfi.methods.base import Explainer, Explanation, LayerSettings, TargetsLike
+from gfi.models.classifier import auto_layers
 from gfi.models.layers import LayerRef, capture, frozen
+from gfi.settings import setting
 
 
-def layer_gradients(
-    classifier: Classifier, images: Tensor, targets: Tensor, layer: LayerRef
-) -> tuple[Tensor, Tensor]:
-    """Activations A of ``layer`` and d logit_c / d A, one row per (image, target): (B*K, C, h, w) each.
-
-    Call with the model frozen: the input carries the graph, so no parameter gets a gradient."""
-    x = images.repeat_interleave(targets.shape[1], 0).requires_grad_(True)
-    with torch.enable_grad(), capture(classifier.model, [layer], clone=False) as store:
-        logits = classifier(x)
-        act = store[layer]
-        grad = torch.autograd.grad(logits.gather(1, targets.reshape(-1, 1)).sum(), act)[0]
-    return act.detach(), grad
+class CAMStructureError(NotApplicable):
+    """The model does not end in global average pooling followed by one linear layer."""
 
 
-class GradCAM(Explainer):
-    name = "gradcam"
-    summary = "Grad-CAM (Selvaraju et al. 2017): gradient-weighted class activation map"
+def _close(a: Tensor, b: Tensor) -> bool:
+    return a.shape == b.shape and torch.allclose(a, b, rtol=1e-4, atol=1e-5 * float(b.abs().max().clamp_min(1)))
 
-    def __init__(self, classifier: Classifier, layer: str | LayerRef | None = None) -> None:
-        super().__init__(classifier)
-        self.layer = LayerRef.parse(layer) if layer is not None else None
+
+@dataclass(frozen=True)
+class CAMSettings(LayerSettings):
+    """What decides a CAM map: the layer of the features that are pooled into the last linear layer."""
+
+    layer: str | None = setting(None, "the layer of the pooled features (none: the last module with a spatial "
+                                      "output)")
+
+
+class CAM(Explainer):
+    name = "cam"
+    summary = "CAM (Zhou et al. 2016): fc weights x last conv features; needs global average pool + one linear layer"
+    settings_class = CAMSettings
+    config: CAMSettings
+
+    @property
+    def layer(self) -> LayerRef | None:
+        """The configured layer (None: the last module with a spatial output)."""
+        return self.config.layer_ref
+
+    def features_and_weights(self, images: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """One forward: ``(A, W, logits)`` with A (B, C, h, w) and W (n_classes, C) the weights of the
+        linear layer that maps mean(A) to the logits. Raises :class:`CAMStructureError` otherwise."""
+        clf = self.classifier
+        layer = self.layer or auto_layers(clf)[0]
+        model_name = type(clf.model).__name__
+        linears = [n for n, m in clf.model.named_modules() if isinstance(m, nn.Linear)]
+        advice = ("CAM (Zhou et al. 2016) needs the last convolutional features global-average-pooled into a "
+                  "single linear layer that gives the logits; use 'gradcam', which works on any CNN.")
+        if not linears:
+            raise CAMStructureError(f"cam: {model_name} has no nn.Linear layer. {advice}")
+        refs = [layer] + [LayerRef(n, use_input=True) for n in linears] + [LayerRef(n) for n in linears]
+        with frozen(clf.model), torch.no_grad(), capture(clf.model, refs) as store:
+            logits = clf(images)
+        feats = store[layer]
+        if feats.ndim != 4:
+            raise CAMStructureError(f"cam: layer {layer} gives a {feats.ndim}-D tensor, not a (B, C, h, w) map")
+        head = [n for n in linears if _close(store[LayerRef(n)], logits)]
+        if not head:
+            raise CAMStructureError(f"cam: the logits of {model_name} are not the output of one nn.Linear layer. "
+                                    f"{advice}")
+        fc = head[-1]
+        if not _close(store[LayerRef(fc, use_input=True)].flatten(1), feats.mean((2, 3))):
+            raise CAMStructureError(
+                f"cam: the input of {model_name}'s last linear layer '{fc}' is not the global average of layer "
+                f"{layer}'s feature map (e.g. VGG/AlexNet have fully connected layers after the features). {advice}")
+        return feats, dict(clf.model.named_modules())[fc].weight.detach(), logits
 
     def _explain(self, images: Tensor, targets: TargetsLike) -> Explanation:
-        clf = self.classifier
-        layer = self.layer or clf.inversion_layer
-        t, probs = self._targets_and_probs(images, targets)
-        b, k = t.shape
-        with frozen(clf.model):
-            act, grad = layer_gradients(clf, images, t, layer)
-        cam = torch.relu((grad.mean((2, 3), keepdim=True) * act).sum(1))
-        cam, collapsed = min_max(cam.view(b, k, *cam.shape[-2:]))
-        return Explanation(maps=upsample(cam, images.shape[-2:]), targets=t, method=self.name,
-                           probs=probs, collapsed=collapsed)
+        feats, weight, logits = self.features_and_weights(images)
+        t, probs = self._targets_and_probs(images, targets, logits)
+        cam, collapsed = min_max(combine_channels(weight[t], feats))
+        return Explanation(maps=upsample(cam, images.shape[-2:]), targets=t, method=self.name, probs=probs,
+                           collapsed=collapsed)

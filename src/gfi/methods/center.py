@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from gfi.evaluation.metrics import center_prior
+from gfi.masks.priors import center_prior
 from gfi.methods.base import Explainer, Explanation, TargetsLike
 
 

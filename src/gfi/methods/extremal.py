@@ -24,25 +24,50 @@ not copied): 800 iterations, SGD with momentum 0.9 (dampening 0.9) and learning 
 step 7, sigma 21, mbar starting at 1. Areas: 0.05, 0.1 and 0.2 (the range the paper reports);
 the map is the mean of the areas' masks, min-max normalised (so the core kept at every area
 scores highest). Differences from TorchRay: the area is measured on the image (TorchRay's mask
-has a margin of sigma pixels around it). Cheaper documented setting (``fast_options``): one area,
+has a margin of sigma pixels around it). Cheaper documented setting (``cheaper``): one area,
 0.1, and 300 iterations.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from typing import ClassVar
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from gfi.errors import SettingsError
 from gfi.masks.backgrounds import gaussian_blur, kernel_for_sigma
 from gfi.masks.channel_mask import min_max
 from gfi.methods.base import Explainer, Explanation, TargetsLike
-from gfi.models.classifier import Classifier
 from gfi.models.layers import frozen
+from gfi.settings import Settings, setting
+
+
+@dataclass(frozen=True)
+class ExtremalSettings(Settings):
+    """What decides an Extremal Perturbation map (values of the authors' reference code, TorchRay)."""
+
+    areas: tuple[float, ...] = setting((0.05, 0.1, 0.2), "area fractions in (0, 1); the map averages their masks")
+    iterations: int = setting(800, "SGD iterations", paper=800, low=1)
+    lr: float = setting(0.01, "SGD learning rate", paper=0.01, low=0, low_open=True)
+    momentum: float = setting(0.9, "SGD momentum (and dampening)", paper=0.9, low=0)
+    step: int = setting(7, "stride in pixels of the mask's parameter grid", paper=7, low=1)
+    sigma: float = setting(21.0, "width of the smooth max-convolution kernel", paper=21.0, low=0, low_open=True)
+    levels: int = setting(8, "levels of the blur pyramid", paper=8, low=2)
+    max_blur: float = setting(20.0, "sigma of the strongest blur of the pyramid", paper=20.0, low=0, low_open=True)
+    area_weight: float = setting(300.0, "initial weight lambda of the area constraint", paper=300.0, low=0)
+    area_growth: float = setting(1.0035, "factor by which the area weight grows each iteration", paper=1.0035, low=0)
+    jitter: bool = setting(True, "flip the perturbed image horizontally every other iteration", paper=True)
+
+    def __post_init__(self) -> None:
+        areas = self.areas
+        values = areas if isinstance(areas, tuple | list) else (areas,)
+        if not values or not all(isinstance(a, int | float) and 0 < a < 1 for a in values):
+            raise SettingsError(f"ExtremalSettings.areas must be fractions in (0, 1), got {areas}")
+        super().__post_init__()
 
 
 class SmoothMaskGenerator:
@@ -104,41 +129,29 @@ def area_loss(m: Tensor, areas: Tensor) -> Tensor:
 class ExtremalPerturbation(Explainer):
     name = "extremal"
     summary = "Extremal Perturbation (Fong et al. 2019): smooth masks of fixed area that preserve the class"
-    fast_options: ClassVar[dict] = {"areas": (0.1,), "iterations": 300}
-
-    def __init__(self, classifier: Classifier, areas: float | Sequence[float] = (0.05, 0.1, 0.2), iterations: int = 800,
-                 lr: float = 0.01, momentum: float = 0.9, step: int = 7, sigma: float = 21.0, levels: int = 8,
-                 max_blur: float = 20.0, area_weight: float = 300.0, area_growth: float = 1.0035,
-                 jitter: bool = True) -> None:
-        super().__init__(classifier)
-        areas = (float(areas),) if isinstance(areas, int | float) else tuple(float(a) for a in areas)
-        if not areas or not all(0 < a < 1 for a in areas):
-            raise ValueError(f"areas must be fractions in (0, 1), got {areas}")
-        if iterations < 1 or step < 1 or levels < 2 or min(lr, sigma, max_blur) <= 0 or area_weight < 0:
-            raise ValueError("iterations, step >= 1, levels >= 2, lr, sigma, max_blur > 0, area_weight >= 0")
-        self.areas, self.iterations, self.lr, self.momentum = areas, iterations, lr, momentum
-        self.step, self.sigma, self.levels, self.max_blur = step, sigma, levels, max_blur
-        self.area_weight, self.area_growth, self.jitter = area_weight, area_growth, jitter
+    settings_class = ExtremalSettings
+    cheaper: ClassVar[dict[str, Any]] = {"areas": (0.1,), "iterations": 300}
+    config: ExtremalSettings
 
     def _explain(self, images: Tensor, targets: TargetsLike) -> Explanation:
-        clf = self.classifier
+        cfg, clf = self.config, self.classifier
         t, probs = self._targets_and_probs(images, targets)
         b, k = t.shape
-        a = len(self.areas)
+        a = len(cfg.areas)
         size = tuple(images.shape[-2:])
-        gen = SmoothMaskGenerator(size, self.step, self.sigma, device=images.device)
-        pyr = blur_pyramid(images, self.levels, self.max_blur).repeat_interleave(k * a, 0)  # rows: (b, k, a)
+        gen = SmoothMaskGenerator(size, cfg.step, cfg.sigma, device=images.device)
+        pyr = blur_pyramid(images, cfg.levels, cfg.max_blur).repeat_interleave(k * a, 0)  # rows: (b, k, a)
         rows_t = t.repeat_interleave(a, 1).reshape(-1)
-        areas = torch.tensor(self.areas, device=images.device).repeat(b * k)
+        areas = torch.tensor(cfg.areas, device=images.device).repeat(b * k)
         mbar = torch.ones(b * k * a, *gen.shape_in, device=images.device, requires_grad=True)
-        opt = torch.optim.SGD([mbar], lr=self.lr, momentum=self.momentum, dampening=self.momentum)
-        weight = self.area_weight
+        opt = torch.optim.SGD([mbar], lr=cfg.lr, momentum=cfg.momentum, dampening=cfg.momentum)
+        weight = cfg.area_weight
         hist = []
         with frozen(clf.model):
-            for it in range(self.iterations):
+            for it in range(cfg.iterations):
                 m = gen(mbar)
                 x = perturb(pyr, m)
-                if self.jitter and it % 2 == 0:
+                if cfg.jitter and it % 2 == 0:
                     x = x.flip(-1)
                 reward = clf(x).float().gather(1, rows_t.view(-1, 1)).squeeze(1)
                 loss = -reward + weight * area_loss(m, areas)
@@ -147,7 +160,7 @@ class ExtremalPerturbation(Explainer):
                 opt.step()
                 with torch.no_grad():
                     mbar.clamp_(0, 1)
-                weight *= self.area_growth
+                weight *= cfg.area_growth
                 hist.append(loss.detach().view(b, k, a))
             with torch.no_grad():
                 masks = gen(mbar.detach()).view(b, k, a, *size)

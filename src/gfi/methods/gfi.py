@@ -24,190 +24,96 @@ experiments behind them are in ``docs/METHOD.md``.
 
 from __future__ import annotations
 
-import contextlib
-from dataclasses import asdict, dataclass, fields, replace
-from typing import ClassVar, Literal
+from dataclasses import dataclass, replace
+from typing import Any, ClassVar, Literal
 
 import torch
 from torch import Tensor
 
+from gfi.errors import SettingsError
 from gfi.masks.backgrounds import make_background
-from gfi.masks.channel_mask import total_variation
-from gfi.masks.fast import KeptAndRemoved, Upsampler, channel_mask_fast
-from gfi.methods.base import Explainer, Explanation, TargetsLike
+from gfi.masks.channel_mask import KeptAndRemoved, Upsampler, channel_mask
+from gfi.methods.base import Explainer, Explanation, RunOptions, TargetsLike, paper_values, preset_settings
 from gfi.models.classifier import Classifier
-from gfi.models.layers import capture, channels_last, frozen, run_until
+from gfi.models.layers import capture, channels_last, frozen, layer_gradients, run_until
+from gfi.objectives import inversion_error, l1_norm, target_terms, total_variation
+from gfi.settings import Settings, setting
+
+__all__ = ["PAPER_SETTINGS", "GFIConfig", "GuidedFeatureInversion", "GuidedFeatureInversionStage1",
+           "inversion_error", "l1_penalty", "plateaued", "target_terms"]
 
 
 @dataclass(frozen=True)
-class GFIConfig:
-    """Every knob of the method. ``GFIConfig.paper()`` is the paper; ``GFIConfig()`` the default.
+class GFIConfig(Settings):
+    """What decides a GFI map. ``GFIConfig.paper()`` is the paper; ``GFIConfig()`` the tuned default.
 
-    Attributes:
-        gamma: weight of ||w||_1 in stage 1 (Eq. 8). Paper: 10.
-        delta: weight of ||w||_1 in stage 2 (Eq. 9). Paper: 1 (10 for the multi-label VOC model).
-        lam: lambda, weight of the removed image's score in Eq. 9. Paper: 1.
-        w_init: initial value of every w_i. Paper: 0.1.
-        lr1, lr2: Adam learning rates of the two stages. Paper: 1e-2. Default lr2 = 3e-3: stage 2
-            starts from Grad-CAM's weights, and on the tuning images every step it took away from
-            them moved the map off the object's box (docs/METHOD.md).
-        iters1, iters2: iterations of the two stages. Paper (text): 10 and 70.
-        lr_decay_every, lr_decay: stage 2 multiplies the learning rate by ``lr_decay`` every
-            ``lr_decay_every`` iterations. Paper: 10 and 0.5.
-        background: p: ``"blur"`` (paper), ``"mean"`` (ImageNet mean colour) or ``"noise"``.
-        blur_kernel, blur_sigma: the Gaussian blur of stage 1's p (see ``gfi.masks.backgrounds``).
-            Paper: "radius 11", read as kernel 11, sigma 5 (for both stages).
-        blur_kernel2, blur_sigma2: the blur of stage 2's p (Eq. 2 and 4 in Alg. 2; beyond the
-            paper, which uses one p). None: stage 1's (the paper preset, so that its
-            ``blur_kernel``/``blur_sigma`` set the one p of both stages). Default: kernel 81, sigma 20. A
-            weak blur leaves a small object recognisable in Eq. (4)'s removed image, so Eq. (9)
-            cannot reward a mask on it (the pickup in demo/dog_bike_truck.jpg). On the first 100
-            tuning images sigma 5 / 11 / 20 gave localization error 35 / 32 / 31% and pointing 91 /
-            89 / 89%; stage 1 keeps sigma 5, which found salient objects better (SOD F-beta 0.518
-            against 0.492 with sigma 20; docs/METHOD.md).
-        noise_std: standard deviation of the ``"noise"`` background.
-        inversion_error: ``"sum"``: ||.||^2 summed over l0's features, as written;
-            ``"relative"``: divided by ||f^{l0}(x)||^2, which makes gamma independent of the
-            network's feature scale.
-        l1_norm: ``"sum"``: ||w||_1 as written; ``"mean"``: divided by the number of channels.
-        l1_grad_at_zero: at w_i = 0 the L1 term's subgradient is 1 (``"one"``: ||w||_1 = sum(w)
-            on the feasible set w >= 0, so the term keeps pressing a zero weight down and clipping
-            holds it there) or 0 (``"zero"``: torch's abs, a zero weight moves only if the data
-            term pushes it up).
-        score: stage 2's f_c: ``"prob"`` (the paper: softmax / sigmoid probability) or ``"log"``:
-            ``-log f_c(Phi) - lambda log(1 - f_c(Phi_bg))``, which keeps a gradient when f_c is
-            near 0 or 1.
-        area1, area2: weight of the mask's mean, ``1/d sum_i m_i``, added to Eq. (8) and Eq. (9)
-            (beyond the paper; paper: 0). Eq. (3) and (5) limit the area of m with this term;
-            Eq. (8) and (9) replace it by ||w||_1, but after MinMax (Eq. 7) the mask is the same for
-            w and for s * w, so ||w||_1 alone does not limit the area (it only thins out channels).
-            This term restores Eq. (3)/(5)'s area constraint on the channel mask. Default
-            area1 = 4: without it stage 1's map spreads over the background (its mean exceeds 0.5
-            on 38 of the 100 SOD images, so twice the mean keeps nothing); docs/METHOD.md.
-        tv1, tv2: weight of the mask's total variation (:func:`gfi.masks.channel_mask.total_variation`,
-            its perimeter in units of the image's side) added to Eq. (8) and Eq. (9) (beyond the
-            paper; paper and default: 0). A smoothness prior in the manner of Meaningful
-            Perturbation's TV term: a mask of one compact region costs less than the same area in
-            scattered blobs.
-        stage2_init: where stage 2 starts: ``"stage1"`` (the paper: stage 1's w) or
-            ``"gradient"`` (beyond the paper: w_i proportional to the positive part of the spatial
-            mean of d logit_c / d f^{l1}_i(x), Grad-CAM's channel weights, rescaled to mean
-            ``w_init``; one extra forward/backward).
-        nonnegative: clip w at 0 after every step (the paper: w_i >= 0, Eq. 8-9). False lets
-            stage 2's weights take either sign (beyond the paper), so a class map can subtract the
-            channels of another object; the L1 term then uses |w|.
-        fresh_optimizer: stage 2 starts a new Adam (Alg. 2 is a separate algorithm whose only
-            input from Alg. 1 is w) rather than continuing stage 1's moments.
-        stage2: run stage 2; False gives the stage-1 inversion map as the result.
-        seed: seed of the noise background (the only random part).
-        early_stop: end stage 2 before ``iters2`` once its loss stops improving (beyond the paper;
-            off in both presets). Every ``early_stop_every`` iterations the mean loss of the last
-            ``early_stop_every`` iterations, L_cur, is compared with that of the ``early_stop_every``
-            before, L_prev; stage 2 stops when L_prev - L_cur <= ``early_stop_tol`` * |L_prev| for
-            every image and target of the batch. The check is the only host-device
-            synchronisation of the loop, once per window.
-        early_stop_every: iterations per window of the early-stop check (>= 1).
-        early_stop_tol: relative improvement of the window-mean loss below which stage 2 stops.
-            0.005 is the largest value that kept the map's maximum within 15 px of the full
-            schedule's on at least 95 percent of the tuning images (default preset; docs/PERFORMANCE.md).
-        autocast: ``"none"`` (float32) or ``"bf16"``: the network's forward and backward under
-            ``torch.autocast(dtype=bfloat16)`` (CUDA with bf16 support, or CPU); w, the mask and
-            Adam stay float32.
-        channels_last: run the network on channels-last (NHWC) images, the faster layout of
-            cuDNN/oneDNN convolutions on many devices; the maths is unchanged.
-        stage2_chunk: run stage 2 for at most this many targets of each image at a time (0: all
-            K targets in one batch of 2 * B * K images). Every row of Eq. (9) and of Adam is
-            independent, so the maps are the same; stage 1 is shared either way. On a CPU, where a
-            large batch costs more per image, a small chunk keeps the stage-1 saving.
+    Each field's help says what it is; the readings of what the paper leaves open, the values of
+    the default and the experiments behind them are in docs/METHOD.md. Fields with ``stage=2`` are
+    read by stage 2 only (with ``stage2=False`` they do not change the map). How fast a map is
+    computed (early stop, bf16, channels-last, chunking) is a :class:`~gfi.methods.base.RunOptions`.
     """
 
-    gamma: float = 1.0
-    delta: float = 1.0
-    lam: float = 1.0
-    w_init: float = 0.1
-    lr1: float = 1e-2
-    lr2: float = 3e-3
-    iters1: int = 10
-    iters2: int = 30
-    lr_decay_every: int = 10
-    lr_decay: float = 0.5
-    background: Literal["blur", "mean", "noise"] = "blur"
-    blur_kernel: int = 11
-    blur_sigma: float = 5.0
-    blur_kernel2: int | None = 81
-    blur_sigma2: float | None = 20.0
-    noise_std: float = 0.2
-    inversion_error: Literal["sum", "relative"] = "relative"
-    l1_norm: Literal["sum", "mean"] = "mean"
-    l1_grad_at_zero: Literal["one", "zero"] = "one"
-    score: Literal["prob", "log"] = "log"
-    area1: float = 4.0
-    area2: float = 0.1
-    tv1: float = 0.0
-    tv2: float = 0.0
-    stage2_init: Literal["stage1", "gradient"] = "gradient"
-    nonnegative: bool = False
-    fresh_optimizer: bool = True
-    stage2: bool = True
-    seed: int = 0
-    # -- performance options (issue 5): off by default, none changes the equations --
-    early_stop: bool = False
-    early_stop_every: int = 5
-    early_stop_tol: float = 0.005
-    autocast: Literal["none", "bf16"] = "none"
-    channels_last: bool = False
-    stage2_chunk: int = 0
+    gamma: float = setting(1.0, "weight of ||w||_1 in stage 1 (Eq. 8)", paper=10.0, low=0)
+    delta: float = setting(1.0, "weight of ||w||_1 in stage 2 (Eq. 9; the paper uses 10 for its VOC model)",
+                           paper=1.0, low=0, stage=2)
+    lam: float = setting(1.0, "lambda, weight of the removed image's score in Eq. 9", paper=1.0, low=0, stage=2)
+    w_init: float = setting(0.1, "initial value of every channel weight w_i", paper=0.1, low=0)
+    lr1: float = setting(1e-2, "Adam learning rate of stage 1", paper=1e-2, low=0, low_open=True)
+    lr2: float = setting(3e-3, "Adam learning rate of stage 2", paper=1e-2, low=0, low_open=True, stage=2)
+    iters1: int = setting(10, "iterations of stage 1", paper=10, low=0)
+    iters2: int = setting(30, "iterations of stage 2", paper=70, low=0, stage=2)
+    lr_decay_every: int = setting(10, "stage 2 multiplies its learning rate by lr_decay every this many iterations",
+                                  paper=10, low=1, stage=2)
+    lr_decay: float = setting(0.5, "factor of stage 2's learning-rate decay", paper=0.5, low=0, low_open=True,
+                              stage=2)
+    background: Literal["blur", "mean", "noise"] = setting(
+        "blur", "the background p of Eq. 2 and 4: a blur of the image, the ImageNet mean colour, or noise",
+        paper="blur")
+    blur_kernel: int = setting(11, "kernel size of stage 1's blurred background", paper=11, odd=True)
+    blur_sigma: float = setting(5.0, "sigma of stage 1's blurred background", paper=5.0, low=0, low_open=True)
+    blur_kernel2: int | None = setting(81, "kernel size of stage 2's blurred background (none: stage 1's)",
+                                       paper=None, odd=True, stage=2)
+    blur_sigma2: float | None = setting(20.0, "sigma of stage 2's blurred background (none: stage 1's)",
+                                        paper=None, low=0, low_open=True, stage=2)
+    noise_std: float = setting(0.2, "standard deviation of the noise background", low=0)
+    inversion_error: Literal["sum", "relative"] = setting(
+        "relative", "Eq. 8's inversion error: summed over l0's features, or relative to ||f_l0(x)||^2",
+        paper="sum")
+    l1_norm: Literal["sum", "mean"] = setting("mean", "||w||_1 summed over the channels, or their mean",
+                                              paper="sum")
+    l1_grad_at_zero: Literal["one", "zero"] = setting(
+        "one", "subgradient of the L1 term at w_i = 0: one (||w||_1 = sum(w) on w >= 0) or zero (abs)",
+        paper="one")
+    score: Literal["prob", "log"] = setting(
+        "log", "stage 2's class score: the probability f_c, or -log f_c(kept) - lambda log(1 - f_c(removed))",
+        paper="prob", stage=2)
+    area1: float = setting(4.0, "weight of the mask's mean area added to Eq. 8", paper=0.0, low=0)
+    area2: float = setting(0.1, "weight of the mask's mean area added to Eq. 9", paper=0.0, low=0, stage=2)
+    tv1: float = setting(0.0, "weight of the mask's total variation added to Eq. 8", paper=0.0, low=0)
+    tv2: float = setting(0.0, "weight of the mask's total variation added to Eq. 9", paper=0.0, low=0, stage=2)
+    stage2_init: Literal["stage1", "gradient"] = setting(
+        "gradient", "where stage 2 starts: stage 1's w, or Grad-CAM's channel weights at l1", paper="stage1",
+        stage=2)
+    nonnegative: bool = setting(False, "clip stage 2's weights at 0 after every step (stage 1 always clips)",
+                                paper=True, stage=2)
+    fresh_optimizer: bool = setting(True, "stage 2 starts a new Adam rather than continuing stage 1's moments",
+                                    paper=True, stage=2)
+    stage2: bool = setting(True, "run stage 2; false gives the stage-1 inversion map")
+    seed: int = setting(0, "seed of the noise background")
 
     PRESETS: ClassVar[tuple[str, ...]] = ("paper", "default")
-    #: fields added after maps may have been cached, with the value that reproduces what the code
-    #: did before they existed (the map store reads a missing field as this, else as the default)
-    ADDED: ClassVar[dict[str, object]] = {"blur_kernel2": None, "blur_sigma2": None}
-    #: fields that only stage 2 reads: with ``stage2=False`` they do not change the result
-    STAGE2_FIELDS: ClassVar[frozenset[str]] = frozenset({
-        "delta", "lam", "lr2", "iters2", "lr_decay_every", "lr_decay", "score", "area2", "tv2",
-        "blur_kernel2", "blur_sigma2", "stage2_init",
-        "nonnegative", "fresh_optimizer", "early_stop", "early_stop_every", "early_stop_tol", "stage2_chunk",
-    })
 
     @classmethod
-    def paper(cls, **overrides) -> GFIConfig:
+    def paper(cls, **overrides: Any) -> GFIConfig:
         """Exactly the paper's settings (Sec. 4.1.1, Alg. 1-2), plus ``overrides``."""
-        return cls(**{**PAPER_SETTINGS, **overrides})
+        return preset_settings(cls, "paper", overrides)
 
     @classmethod
-    def preset(cls, name: str, **overrides) -> GFIConfig:
-        if name == "paper":
-            return cls.paper(**overrides)
-        if name == "default":
-            return replace(cls(), **overrides)
-        raise ValueError(f"unknown GFI preset {name!r}; choose one of {', '.join(cls.PRESETS)}")
-
-    def __post_init__(self) -> None:
-        for key in ("gamma", "delta", "lam", "w_init", "noise_std", "area1", "area2", "tv1", "tv2",
-                    "early_stop_tol"):
-            if getattr(self, key) < 0:
-                raise ValueError(f"{key} must be >= 0, got {getattr(self, key)}")
-        optional = ("blur_kernel2", "blur_sigma2")  # None: stage 1's
-        for key in ("lr1", "lr2", "blur_sigma", "blur_sigma2", "lr_decay"):
-            if not (getattr(self, key) is None and key in optional) and not getattr(self, key) > 0:
-                raise ValueError(f"{key} must be > 0, got {getattr(self, key)}")
-        for key in ("iters1", "iters2", "lr_decay_every", "early_stop_every", "stage2_chunk"):
-            if getattr(self, key) < 0 or (key in ("lr_decay_every", "early_stop_every") and getattr(self, key) == 0):
-                raise ValueError(f"{key} must be a positive integer, got {getattr(self, key)}")
-        choices = {"background": ("blur", "mean", "noise"), "inversion_error": ("sum", "relative"),
-                   "l1_norm": ("sum", "mean"), "l1_grad_at_zero": ("one", "zero"), "score": ("prob", "log"),
-                   "stage2_init": ("stage1", "gradient"), "autocast": ("none", "bf16")}
-        for key, allowed in choices.items():
-            if getattr(self, key) not in allowed:
-                raise ValueError(f"{key} must be one of {allowed}, got {getattr(self, key)!r}")
-        for key in ("blur_kernel", "blur_kernel2"):
-            if getattr(self, key) is None and key in optional:
-                continue
-            if getattr(self, key) < 1 or getattr(self, key) % 2 == 0:
-                raise ValueError(f"{key} must be a positive odd integer, got {getattr(self, key)}")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
+    def preset(cls, name: str, **overrides: Any) -> GFIConfig:
+        """Preset ``name`` (``"paper"`` or ``"default"``) plus ``overrides``."""
+        if name not in cls.PRESETS:
+            raise SettingsError(f"unknown GFI preset {name!r}; choose one of {', '.join(cls.PRESETS)}")
+        return preset_settings(cls, name, overrides)
 
     @property
     def stage2_blur(self) -> tuple[int, float]:
@@ -215,64 +121,16 @@ class GFIConfig:
         return (self.blur_kernel if self.blur_kernel2 is None else self.blur_kernel2,
                 self.blur_sigma if self.blur_sigma2 is None else self.blur_sigma2)
 
-    @classmethod
-    def canonical(cls, settings: dict) -> dict:
-        """Recorded settings (``to_dict`` of any version) as the values that decide the maps: a
-        missing field is read as :attr:`ADDED` says, else as the default; stage 2's blur resolved."""
-        defaults = {f.name: f.default for f in fields(cls)}
-        out = {**defaults, **cls.ADDED, **settings}
-        for key, stage1 in (("blur_kernel2", "blur_kernel"), ("blur_sigma2", "blur_sigma")):
-            if out.get(key) is None:
-                out[key] = out.get(stage1)
-        return out
 
-
-# The paper's settings (Sec. 4.1.1, Alg. 1 and 2). Where the text is ambiguous, the reading named
-# in GFIConfig's docstring and docs/METHOD.md.
-PAPER_SETTINGS: dict = dict(
-    gamma=10.0, delta=1.0, lam=1.0, w_init=0.1, lr1=1e-2, lr2=1e-2, iters1=10, iters2=70,
-    lr_decay_every=10, lr_decay=0.5, background="blur", blur_kernel=11, blur_sigma=5.0, blur_kernel2=None,
-    blur_sigma2=None,
-    inversion_error="sum", l1_norm="sum", l1_grad_at_zero="one", score="prob", area1=0.0, area2=0.0, tv1=0.0, tv2=0.0,
-    stage2_init="stage1", nonnegative=True, fresh_optimizer=True,
-)
+#: The paper's settings (Sec. 4.1.1, Alg. 1 and 2): the ``paper=`` values of GFIConfig's fields.
+#: Where the text is ambiguous, the reading named in docs/METHOD.md.
+PAPER_SETTINGS: dict[str, Any] = paper_values(GFIConfig)
 
 
 def l1_penalty(w: Tensor, cfg: GFIConfig) -> Tensor:
-    """||w||_1 over the last dim (w >= 0 after clipping), read as ``cfg.l1_norm``/``l1_grad_at_zero``."""
-    norm = w.sum(-1) if cfg.l1_grad_at_zero == "one" and cfg.nonnegative else w.abs().sum(-1)
-    return norm / w.shape[-1] if cfg.l1_norm == "mean" else norm
-
-
-def inversion_error(f_phi: Tensor, f_x: Tensor, relative: bool) -> Tensor:
-    """The first term of Eq. (8) per image: ||f^{l0}(Phi) - f^{l0}(x)||^2 (optionally / ||f^{l0}(x)||^2)."""
-    err = (f_phi - f_x).pow(2).flatten(1).sum(1)
-    if relative:
-        err = err / f_x.pow(2).flatten(1).sum(1).clamp_min(torch.finfo(f_x.dtype).tiny)
-    return err
-
-
-def target_terms(logits: Tensor, targets: Tensor, multilabel: bool, score: str) -> tuple[Tensor, Tensor]:
-    """The class terms of Eq. (9) for kept and removed images.
-
-    ``logits`` is (2, B, K, n_classes) (kept, removed), ``targets`` (B, K). Returns
-    ``(gain, loss)`` with Eq. (9) = -gain + lambda * loss + delta ||w||_1: for ``"prob"``,
-    gain = f_c(Phi) and loss = f_c(Phi_bg); for ``"log"``, gain = log f_c(Phi) and
-    loss = -log(1 - f_c(Phi_bg)).
-    """
-    idx = targets.unsqueeze(0).unsqueeze(-1).expand(2, *targets.shape, 1)
-    z = logits.gather(-1, idx).squeeze(-1)  # (2, B, K)
-    if multilabel:
-        if score == "prob":
-            s = torch.sigmoid(z)
-            return s[0], s[1]
-        return torch.nn.functional.logsigmoid(z[0]), -torch.nn.functional.logsigmoid(-z[1])
-    lse = logits.logsumexp(-1)
-    if score == "prob":
-        s = (z - lse).exp()
-        return s[0], s[1]
-    others = logits[1].scatter(-1, targets.unsqueeze(-1), float("-inf")).logsumexp(-1)
-    return z[0] - lse[0], -(others - lse[1])
+    """||w||_1 over the last dim (:func:`gfi.objectives.l1_norm`) read as ``cfg.l1_norm`` /
+    ``cfg.l1_grad_at_zero`` / ``cfg.nonnegative``."""
+    return l1_norm(w, mean=cfg.l1_norm == "mean", grad_at_zero=cfg.l1_grad_at_zero, nonnegative=cfg.nonnegative)
 
 
 class GuidedFeatureInversion(Explainer):
@@ -285,20 +143,20 @@ class GuidedFeatureInversion(Explainer):
 
     name = "gfi"
     summary = "Guided Feature Inversion (Du et al. 2018): stage 1 + class-discriminative stage 2"
+    settings_class = GFIConfig
+    presets = GFIConfig.PRESETS
+    has_stage1 = True
+    config: GFIConfig
 
-    def __init__(self, classifier: Classifier, config: GFIConfig | str | None = None, **overrides) -> None:
-        super().__init__(classifier)
-        if config is None or isinstance(config, str):
-            config = GFIConfig.preset(config or "default", **overrides)
-        elif overrides:
-            config = replace(config, **overrides)
-        self.config = config
+    @classmethod
+    def preset_config(cls, name: str) -> GFIConfig:
+        return GFIConfig.preset(name)
 
     # ------------------------------------------------------------------------------------------
     def _explain(self, images: Tensor, targets: TargetsLike) -> Explanation:
-        cfg, clf = self.config, self.classifier
+        cfg, opts, clf = self.config, self.options, self.classifier
         l0, l1 = clf.inversion_layer, clf.channel_layer
-        with frozen(clf.model), channels_last(clf.model, cfg.channels_last):
+        with frozen(clf.model), channels_last(clf.model, opts.channels_last):
             # One forward: f^{l0}(x), f^{l1}(x) and the logits. Nothing here needs a graph.
             with torch.no_grad(), self._autocast(images.device):
                 feats, logits = clf.activations(self._layout(images), [l0, l1], stop=False)
@@ -311,11 +169,11 @@ class GuidedFeatureInversion(Explainer):
             w1, hist1, adam1 = self.stage1(images, p, f_l0, f_l1)
             up = Upsampler(f_l1.shape[-2:], images.shape[-2:], device=images.device, dtype=f_l1.dtype)
             with torch.no_grad():
-                m1, col1 = channel_mask_fast(w1, f_l1, up)
+                m1, col1 = channel_mask(w1, f_l1, up)
             if cfg.stage2:
                 w_start = self.gradient_weights(images, t) if cfg.stage2_init == "gradient" else w1
                 w_start = w_start.expand(-1, t.shape[1], -1)
-                step = cfg.stage2_chunk or t.shape[1]
+                step = opts.chunk or t.shape[1]
                 parts = [self.stage2(images, p2, f_l1, w_start[:, k:k + step], t[:, k:k + step],
                                      adam_state=None if cfg.fresh_optimizer else adam1)
                          for k in range(0, t.shape[1], step)]
@@ -323,7 +181,7 @@ class GuidedFeatureInversion(Explainer):
             else:
                 w2, hist2 = w1.expand(-1, t.shape[1], -1), None
             with torch.no_grad():
-                m, col = channel_mask_fast(w2, f_l1, up, rectify=not cfg.nonnegative)
+                m, col = channel_mask(w2, f_l1, up, rectify=not cfg.nonnegative)
                 both = KeptAndRemoved(images, p2)(m).flatten(0, 2)
                 with self._autocast(images.device):
                     z = clf(self._layout(both)).float().view(2, *t.shape, -1)
@@ -332,7 +190,7 @@ class GuidedFeatureInversion(Explainer):
         if hist2 is not None:
             history["stage2"] = hist2
         return Explanation(
-            maps=m, targets=t, method=self.name if cfg.stage2 else "gfi-stage1", probs=probs,
+            maps=m, targets=t, method=self.name if cfg.stage2 else GuidedFeatureInversionStage1.name, probs=probs,
             stage1_map=m1[:, 0], weights=w2.detach(), stage1_weights=w1[:, 0].detach(),
             prob_kept=s[0], prob_removed=s[1], loss_history=history, collapsed=col,
             stage1_collapsed=col1[:, 0],
@@ -348,24 +206,6 @@ class GuidedFeatureInversion(Explainer):
         if not cfg.stage2 or cfg.background != "blur" or (kernel2, sigma2) == (cfg.blur_kernel, cfg.blur_sigma):
             return p, p
         return p, make_background(images, "blur", blur_kernel=kernel2, blur_sigma=sigma2)
-
-    def _autocast(self, device: torch.device):
-        """The ``autocast`` option as a context manager (a no-op for ``"none"``)."""
-        if self.config.autocast == "none":
-            return contextlib.nullcontext()
-        if device == getattr(self, "_autocast_checked", None):
-            return torch.autocast(device.type, dtype=torch.bfloat16)
-        if device.type == "cuda" and not torch.cuda.is_bf16_supported():
-            raise ValueError(f"autocast='bf16' needs a GPU with bfloat16 support; {torch.cuda.get_device_name(device)} "
-                             "has none. Use autocast='none'.")
-        if device.type not in ("cuda", "cpu"):
-            raise ValueError(f"autocast='bf16' is supported on cuda and cpu, not {device.type}; use autocast='none'")
-        self._autocast_checked = device  # checked once, not at every iteration
-        return torch.autocast(device.type, dtype=torch.bfloat16)
-
-    def _layout(self, x: Tensor) -> Tensor:
-        """Images in the memory format the ``channels_last`` option asks for."""
-        return x.contiguous(memory_format=torch.channels_last) if self.config.channels_last else x
 
     # ------------------------------------------------------------------------------------------
     def stage1(self, x: Tensor, p: Tensor, f_l0: Tensor, f_l1: Tensor) -> tuple[Tensor, Tensor, dict]:
@@ -385,7 +225,7 @@ class GuidedFeatureInversion(Explainer):
         losses = []
         with capture(clf.model, [l0], stop=True, clone=False) as store:
             for _ in range(cfg.iters1):
-                m, _ = channel_mask_fast(w, f_l1, up)
+                m, _ = channel_mask(w, f_l1, up)
                 phi = blend(m)[:, 0]
                 store.clear()
                 with self._autocast(x.device):
@@ -407,12 +247,10 @@ class GuidedFeatureInversion(Explainer):
         cfg = self.config
         loss = (inversion_error(f_phi, f_l0, cfg.inversion_error == "relative")
                 + cfg.gamma * l1_penalty(w, cfg)[:, 0] + cfg.area1 * m.mean((-2, -1))[:, 0])
-        return (loss + cfg.tv1 * total_variation(m)[:, 0]) if cfg.tv1 else loss
+        return (loss + cfg.tv1 * total_variation(m, per_side=True)[:, 0]) if cfg.tv1 else loss
 
     def gradient_weights(self, x: Tensor, targets: Tensor) -> Tensor:
         """Grad-CAM's channel weights at l1, clipped at 0 and rescaled to mean ``w_init``: (B, K, C)."""
-        from gfi.methods.cam import layer_gradients
-
         _, grad = layer_gradients(self.classifier, x, targets, self.classifier.channel_layer)
         w = grad.mean((2, 3)).view(*targets.shape, -1)
         if self.config.nonnegative:
@@ -436,16 +274,17 @@ class GuidedFeatureInversion(Explainer):
             opt.state[w] = {k: (v.expand_as(w).clone() if v.ndim else v.clone()) for k, v in adam_state.items()}
         sched = torch.optim.lr_scheduler.StepLR(opt, step_size=cfg.lr_decay_every, gamma=cfg.lr_decay)
         losses = []
-        every = cfg.early_stop_every
+        opts = self.options
+        every = opts.early_stop_every
         for it in range(cfg.iters2):
-            m, _ = channel_mask_fast(w, f_l1, up, rectify=not cfg.nonnegative)
+            m, _ = channel_mask(w, f_l1, up, rectify=not cfg.nonnegative)
             both = kept_and_removed(m).flatten(0, 2)  # (2*B*K, 3, H, W)
             with self._autocast(x.device):
                 z = clf(self._layout(both)).to(x.dtype).view(2, *targets.shape, -1)
             gain, removed = target_terms(z, targets, clf.multilabel, cfg.score)
             loss = -gain + cfg.lam * removed + cfg.delta * l1_penalty(w, cfg) + cfg.area2 * m.mean((-2, -1))
             if cfg.tv2:
-                loss = loss + cfg.tv2 * total_variation(m)
+                loss = loss + cfg.tv2 * total_variation(m, per_side=True)
             opt.zero_grad(set_to_none=True)
             loss.sum().backward()
             opt.step()
@@ -455,8 +294,8 @@ class GuidedFeatureInversion(Explainer):
                     w.clamp_(min=0)
             losses.append(loss.detach())
             # the loop's only synchronisation: once per window, and only with early_stop
-            if (cfg.early_stop and (it + 1) % every == 0 and it + 1 < cfg.iters2
-                    and bool(plateaued(torch.stack(losses[-2 * every:]), every, cfg.early_stop_tol))):
+            if (opts.early_stop and (it + 1) % every == 0 and it + 1 < cfg.iters2
+                    and bool(plateaued(torch.stack(losses[-2 * every:]), every, opts.early_stop_tol))):
                 break
         return w.detach(), _stack(losses, (0, *targets.shape), x.device)
 
@@ -494,6 +333,7 @@ class GuidedFeatureInversionStage1(GuidedFeatureInversion):
     name = "gfi-stage1"
     summary = "GFI stage 1 only: class-agnostic inversion map of the salient foreground (Alg. 1)"
 
-    def __init__(self, classifier: Classifier, config: GFIConfig | str | None = None, **overrides) -> None:
-        super().__init__(classifier, config, **overrides)
+    def __init__(self, classifier: Classifier, config: GFIConfig | str | None = None, *,
+                 options: RunOptions | None = None, **overrides: Any) -> None:
+        super().__init__(classifier, config, options=options, **overrides)
         self.config = replace(self.config, stage2=False)

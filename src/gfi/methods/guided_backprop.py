@@ -23,6 +23,7 @@ from contextlib import contextmanager
 
 from torch import Tensor, nn
 
+from gfi.errors import NotApplicable
 from gfi.methods.gradient import Gradient
 
 RECTIFIERS = (nn.ReLU, nn.ReLU6)
@@ -53,7 +54,7 @@ class GuidedBackprop(Gradient):
         model = self.classifier.model
         with guided_relus(model) as n:
             if n == 0:
-                raise ValueError(
+                raise NotApplicable(
                     f"guided-backprop needs nn.ReLU or nn.ReLU6 modules; {type(model).__name__} has none "
                     "(rectifiers called as functions cannot be patched). Use 'gradient' or 'smoothgrad'.")
             yield

@@ -7,31 +7,37 @@ default rule reaches the same completeness error with fewer steps).
 
 gfi adaptation: the attribution of a pixel is the sum of its three channels' attributions (the
 paper aggregates along the colour channel; the sum keeps completeness, sum_i IG_i = y_c(x) - y_c(x'));
-the map is ``|sum_channel IG|``, min-max normalised.
+the map is ``|sum_channel IG|``, min-max normalised. The path points go through the network
+``batch_size`` at a time (a run option; default 16). Cheaper documented setting (``cheaper``): 20
+steps.
 """
 
 from __future__ import annotations
 
-from typing import ClassVar
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 from torch import Tensor
 
 from gfi.masks.channel_mask import min_max
 from gfi.methods.base import Explainer, Explanation, TargetsLike
-from gfi.models.classifier import Classifier
 from gfi.models.layers import frozen
+from gfi.settings import Settings, setting
+
+
+@dataclass(frozen=True)
+class IntegratedGradientsSettings(Settings):
+    """What decides an Integrated Gradients map."""
+
+    steps: int = setting(50, "steps of Captum's Gauss-Legendre rule along the path from the black image", low=1)
 
 
 class IntegratedGradients(Explainer):
     name = "integrated-gradients"
     summary = "Integrated Gradients (Sundararajan et al. 2017): path integral from a black image (Captum)"
-    fast_options: ClassVar[dict] = {"steps": 20}
-
-    def __init__(self, classifier: Classifier, steps: int = 50, batch_size: int = 16) -> None:
-        super().__init__(classifier)
-        if steps < 1 or batch_size < 1:
-            raise ValueError("steps and batch_size must be >= 1")
-        self.steps, self.batch_size = steps, batch_size
+    settings_class = IntegratedGradientsSettings
+    cheaper: ClassVar[dict[str, Any]] = {"steps": 20}
+    config: IntegratedGradientsSettings
 
     def raw(self, images: Tensor, targets: Tensor) -> Tensor:
         """Captum's IG, one (3, H, W) row per (image, target): (B*K, 3, H, W)."""
@@ -41,7 +47,7 @@ class IntegratedGradients(Explainer):
         x = images.repeat_interleave(targets.shape[1], 0)
         with frozen(clf.model):
             return CaptumIG(clf).attribute(x, baselines=0.0, target=targets.reshape(-1).tolist(),
-                                           n_steps=self.steps, internal_batch_size=self.batch_size).detach()
+                                           n_steps=self.config.steps, internal_batch_size=self._batch_size(16)).detach()
 
     def _explain(self, images: Tensor, targets: TargetsLike) -> Explanation:
         t, probs = self._targets_and_probs(images, targets)

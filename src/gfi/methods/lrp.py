@@ -25,12 +25,13 @@ import operator
 import torch
 from torch import Tensor, nn
 
+from gfi.errors import NotApplicable
 from gfi.masks.channel_mask import min_max
 from gfi.methods.base import Explainer, Explanation, TargetsLike
 from gfi.models.layers import frozen
 
 
-class LRPNotSupportedError(ValueError):
+class LRPNotSupportedError(NotApplicable):
     """The model has a layer or an operation that Captum's LRP cannot propagate relevance through."""
 
 

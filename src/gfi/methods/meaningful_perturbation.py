@@ -24,66 +24,89 @@ Where it differs from GFI (exactly where the papers differ): a free low-resoluti
 (GFI: a combination of l1's channels, Eq. 6), only the deletion term (GFI Eq. 9 also rewards the
 kept image), an L1 + total-variation prior (GFI: ||w||_1), blur sigma 10 (GFI: 11/5), jitter, and
 300 Adam steps at lr 0.1 (GFI: 10 + 70 steps at 1e-2 with decay). ``iterations=100`` (the
-``fast_options``) is the documented cheaper setting.
+``cheaper`` settings) is the documented cheaper setting. ``l1`` is the weight lambda1 of the L1 term.
 """
 
 from __future__ import annotations
 
-from typing import ClassVar
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from gfi.masks.backgrounds import gaussian_blur, kernel_for_sigma
-from gfi.masks.channel_mask import blend, min_max, upsample
+from gfi.masks.channel_mask import KeptAndRemoved, Upsampler, min_max
 from gfi.methods.base import Explainer, Explanation, TargetsLike
-from gfi.methods.perturbation import shift, target_scores, total_variation
-from gfi.models.classifier import Classifier
 from gfi.models.layers import frozen
+from gfi.objectives import target_scores, total_variation
+from gfi.settings import Settings, setting
+
+
+@dataclass(frozen=True)
+class MeaningfulPerturbationSettings(Settings):
+    """What decides a Meaningful Perturbation map (published values: Fong & Vedaldi 2017, Sec. 4)."""
+
+    iterations: int = setting(300, "Adam iterations", paper=300, low=1)
+    lr: float = setting(0.1, "Adam learning rate", paper=0.1, low=0, low_open=True)
+    l1: float = setting(1e-4, "lambda1, weight of the L1 norm ||1 - m||_1 of the deleted area", paper=1e-4, low=0)
+    tv: float = setting(1e-2, "lambda2, weight of the total variation of the mask", paper=1e-2, low=0)
+    tv_beta: float = setting(3.0, "exponent beta of the total variation", paper=3.0, low=1)
+    mask_size: int = setting(28, "side of the mask, upsampled to the input size", paper=28, low=2)
+    blur_sigma: float = setting(10.0, "sigma0 of the blurred image that replaces deleted pixels", paper=10.0, low=0,
+                                low_open=True)
+    mask_blur_sigma: float = setting(5.0, "sigma_m of the blur of the upsampled mask (0: none)", paper=5.0, low=0)
+    jitter: int = setting(4, "the image is shifted by 0 .. jitter - 1 pixels per axis each iteration (1: none)",
+                          paper=4, low=1)
+    seed: int = setting(0, "seed of the jitter")
+
+
+def shift(x: Tensor, dy: int, dx: int) -> Tensor:
+    """``x(. - tau)``: the (..., H, W) batch moved by (dy, dx) >= 0 pixels, edges replicated."""
+    if dy == 0 and dx == 0:
+        return x
+    h, w = x.shape[-2:]
+    lead = x.shape[:-2]
+    flat = x.reshape(-1, 1, h, w)
+    padded = F.pad(flat, (dx, 0, dy, 0), mode="replicate")
+    return padded[..., :h, :w].reshape(*lead, h, w)
 
 
 class MeaningfulPerturbation(Explainer):
     name = "mask"
     summary = "Meaningful Perturbation (Fong & Vedaldi 2017): smallest blurred 28x28 mask that deletes the class"
-    fast_options: ClassVar[dict] = {"iterations": 100}
+    settings_class = MeaningfulPerturbationSettings
+    cheaper: ClassVar[dict[str, Any]] = {"iterations": 100}
+    config: MeaningfulPerturbationSettings
 
-    def __init__(self, classifier: Classifier, iterations: int = 300, lr: float = 0.1, l1: float = 1e-4,
-                 tv: float = 1e-2, tv_beta: float = 3.0, mask_size: int = 28, blur_sigma: float = 10.0,
-                 mask_blur_sigma: float = 5.0, jitter: int = 4, seed: int = 0) -> None:
-        super().__init__(classifier)
-        if iterations < 1 or mask_size < 2 or jitter < 1:
-            raise ValueError("iterations >= 1, mask_size >= 2 and jitter >= 1 (1 = no jitter) are required")
-        if min(lr, blur_sigma) <= 0 or min(l1, tv, mask_blur_sigma) < 0 or tv_beta < 1:
-            raise ValueError("lr and blur_sigma must be > 0, l1, tv and mask_blur_sigma >= 0, tv_beta >= 1")
-        self.iterations, self.lr, self.l1, self.tv, self.tv_beta = iterations, lr, l1, tv, tv_beta
-        self.mask_size, self.blur_sigma, self.mask_blur_sigma = mask_size, blur_sigma, mask_blur_sigma
-        self.jitter, self.seed = jitter, seed
-
-    def upsampled(self, m: Tensor, size: tuple[int, int]) -> Tensor:
+    def upsampled(self, m: Tensor, size: tuple[int, int], up: Upsampler | None = None) -> Tensor:
         """M(m): bilinear upsampling of (B, K, s, s) to ``size`` and a blur of width sigma_m."""
-        up = upsample(m, size)
-        if self.mask_blur_sigma > 0:
-            s = self.mask_blur_sigma
-            up = gaussian_blur(up.flatten(0, 1).unsqueeze(1), kernel_for_sigma(s), s).view_as(up)
-        return up
+        up = up or Upsampler(m.shape[-2:], size, device=m.device, dtype=m.dtype)
+        big = up(m)
+        s = self.config.mask_blur_sigma
+        if s > 0:
+            big = gaussian_blur(big.flatten(0, 1).unsqueeze(1), kernel_for_sigma(s), s).view_as(big)
+        return big
 
     def _explain(self, images: Tensor, targets: TargetsLike) -> Explanation:
-        clf = self.classifier
+        cfg, clf = self.config, self.classifier
         t, probs = self._targets_and_probs(images, targets)
         b, k = t.shape
-        size = images.shape[-2:]
-        p = gaussian_blur(images, kernel_for_sigma(self.blur_sigma), self.blur_sigma)
-        gen = torch.Generator().manual_seed(self.seed)
-        m = torch.ones(b, k, self.mask_size, self.mask_size, device=images.device, requires_grad=True)
-        opt = torch.optim.Adam([m], lr=self.lr)
+        size = tuple(images.shape[-2:])
+        p = gaussian_blur(images, kernel_for_sigma(cfg.blur_sigma), cfg.blur_sigma)
+        gen = torch.Generator().manual_seed(cfg.seed)
+        m = torch.ones(b, k, cfg.mask_size, cfg.mask_size, device=images.device, requires_grad=True)
+        up = Upsampler(m.shape[-2:], size, device=images.device, dtype=m.dtype)
+        opt = torch.optim.Adam([m], lr=cfg.lr)
         losses = []
         with frozen(clf.model):
-            for _ in range(self.iterations):
-                dy, dx = torch.randint(0, self.jitter, (2,), generator=gen).tolist()
-                big = self.upsampled(m, size)
-                phi = blend(shift(images, dy, dx), shift(p, dy, dx), big).flatten(0, 1)
+            for _ in range(cfg.iterations):
+                dy, dx = torch.randint(0, cfg.jitter, (2,), generator=gen).tolist()
+                big = self.upsampled(m, size, up)
+                phi = KeptAndRemoved(shift(images, dy, dx), shift(p, dy, dx)).kept(big).flatten(0, 1)
                 score = target_scores(clf(phi), t.reshape(-1), clf.multilabel).view(b, k)
-                loss = self.l1 * (1 - m).abs().sum((-2, -1)) + self.tv * total_variation(m, self.tv_beta) + score
+                loss = cfg.l1 * (1 - m).abs().sum((-2, -1)) + cfg.tv * total_variation(m, cfg.tv_beta) + score
                 opt.zero_grad(set_to_none=True)
                 loss.sum().backward()
                 opt.step()
@@ -91,6 +114,6 @@ class MeaningfulPerturbation(Explainer):
                     m.clamp_(0, 1)
                 losses.append(loss.detach())
             with torch.no_grad():
-                sal, collapsed = min_max(1 - self.upsampled(m.detach(), size))
+                sal, collapsed = min_max(1 - self.upsampled(m.detach(), size, up))
         return Explanation(maps=sal, targets=t, method=self.name, probs=probs, collapsed=collapsed,
                            loss_history={"mask": torch.stack(losses)})

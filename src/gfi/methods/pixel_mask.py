@@ -16,12 +16,12 @@ with ``Phi = x * m + p * (1 - m)`` (Eq. 2) and ``Phi_bg = x * (1 - m) + p * m`` 
 [0, 1] after every Adam step, and **no** channel parametrisation and no smoothness prior: the
 artifacts case of Sec. 3.4.
 
-Everything the two formulations share comes from a :class:`~gfi.methods.gfi.GFIConfig` (default:
-gfi's default preset): the background p (one p for both stages, as the paper has it: stage 1's
-``blur_kernel``/``blur_sigma``; stage 2's own blur, ``blur_kernel2``/``blur_sigma2``, belongs to the
-channel mask's tuning and is not read here), the inversion error reading (``inversion_error``), the
-score reading of f_c (``score``, ``lam``), the iteration counts ``iters1``/``iters2`` and stage 2's
-learning-rate decay. Choices specific to the free mask:
+Everything the two formulations share is a field of :class:`PixelMaskSettings` with GFI's default
+value (and, in the ``paper`` preset, the paper's): the background p (one p for both stages, as the
+paper has it; stage 2's own blur of gfi's default belongs to the channel mask's tuning and has no
+counterpart here), the inversion error reading (``inversion_error``), the score reading of f_c
+(``score``, ``lam``), the iteration counts ``iters1``/``iters2`` and stage 2's learning-rate decay.
+Choices specific to the free mask:
 
 * resolution: the mask has one entry per input pixel (``resolution=None``, d = H * W, as Eq. 3
   is written); an integer r gives an r x r mask upsampled bilinearly.
@@ -37,44 +37,66 @@ The maps are min-max normalised; ``stage1_map`` holds Eq. (3)'s mask.
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass
+from typing import Literal
 
 import torch
 from torch import Tensor
 
 from gfi.masks.backgrounds import make_background
-from gfi.masks.channel_mask import blend, blend_kept_and_removed, min_max, upsample
+from gfi.masks.channel_mask import KeptAndRemoved, Upsampler, min_max
 from gfi.methods.base import Explainer, Explanation, TargetsLike
-from gfi.methods.gfi import GFIConfig, inversion_error, target_terms
-from gfi.models.classifier import Classifier
 from gfi.models.layers import frozen
+from gfi.objectives import inversion_error, target_terms
+from gfi.settings import Settings, setting
+
+
+@dataclass(frozen=True)
+class PixelMaskSettings(Settings):
+    """What decides a pixel-mask map: GFI's shared readings (same defaults and paper values) and the
+    free mask's own weights (alpha, beta), step, start and resolution."""
+
+    alpha: float = setting(1.0, "weight of the mask's mean area in Eq. 3 (stage 1)", low=0)
+    beta: float = setting(0.5, "weight of the mask's mean area in Eq. 5 (stage 2)", low=0)
+    lr: float = setting(0.05, "Adam learning rate of both stages", low=0, low_open=True)
+    init: float = setting(0.5, "initial value of every mask entry", low=0, high=1)
+    resolution: int | None = setting(None, "side of the mask, upsampled bilinearly (none: one entry per pixel)",
+                                     low=1)
+    lam: float = setting(1.0, "lambda, weight of the removed image's score in Eq. 5", paper=1.0, low=0)
+    iters1: int = setting(10, "iterations of stage 1", paper=10, low=0)
+    iters2: int = setting(30, "iterations of stage 2", paper=70, low=0)
+    lr_decay_every: int = setting(10, "stage 2 multiplies its learning rate by lr_decay every this many iterations",
+                                  paper=10, low=1)
+    lr_decay: float = setting(0.5, "factor of stage 2's learning-rate decay", paper=0.5, low=0, low_open=True)
+    background: Literal["blur", "mean", "noise"] = setting(
+        "blur", "the background p of Eq. 2 and 4: a blur of the image, the ImageNet mean colour, or noise",
+        paper="blur")
+    blur_kernel: int = setting(11, "kernel size of the blurred background", paper=11, odd=True)
+    blur_sigma: float = setting(5.0, "sigma of the blurred background", paper=5.0, low=0, low_open=True)
+    noise_std: float = setting(0.2, "standard deviation of the noise background", low=0)
+    inversion_error: Literal["sum", "relative"] = setting(
+        "relative", "Eq. 3's inversion error: summed over l0's features, or relative to ||f_l0(x)||^2",
+        paper="sum")
+    score: Literal["prob", "log"] = setting(
+        "log", "stage 2's class score: the probability f_c, or -log f_c(kept) - lambda log(1 - f_c(removed))",
+        paper="prob")
+    seed: int = setting(0, "seed of the noise background")
 
 
 class PixelMask(Explainer):
     name = "pixel-mask"
     summary = "GFI's Eq. (3) + (5) on a free per-pixel mask (the paper's artifact-prone ablation of Sec. 3.4)"
-
-    def __init__(self, classifier: Classifier, config: GFIConfig | str | None = None, alpha: float = 1.0,
-                 beta: float = 0.5, lr: float = 0.05, init: float = 0.5, resolution: int | None = None,
-                 **overrides) -> None:
-        super().__init__(classifier)
-        if config is None or isinstance(config, str):
-            config = GFIConfig.preset(config or "default", **overrides)
-        elif overrides:
-            config = replace(config, **overrides)
-        if alpha < 0 or beta < 0 or lr <= 0 or not 0 <= init <= 1 or (resolution is not None and resolution < 1):
-            raise ValueError("alpha, beta >= 0, lr > 0, 0 <= init <= 1 and resolution >= 1 are required")
-        self.config, self.alpha, self.beta, self.lr, self.init, self.resolution = (
-            config, alpha, beta, lr, init, resolution)
-
-    def _full(self, m: Tensor, size: tuple[int, int]) -> Tensor:
-        return m if tuple(m.shape[-2:]) == tuple(size) else upsample(m, size)
+    settings_class = PixelMaskSettings
+    presets = ("paper", "default")
+    has_stage1 = True
+    config: PixelMaskSettings
 
     def _explain(self, images: Tensor, targets: TargetsLike) -> Explanation:
         cfg, clf = self.config, self.classifier
         l0 = clf.inversion_layer
         size = tuple(images.shape[-2:])
-        res = (self.resolution, self.resolution) if self.resolution else size
+        res = (cfg.resolution, cfg.resolution) if cfg.resolution else size
+        full = (lambda m: m) if res == size else Upsampler(res, size, device=images.device, dtype=images.dtype)
         with frozen(clf.model):
             with torch.no_grad():
                 feats, logits = clf.activations(images, [l0], stop=False)
@@ -82,15 +104,16 @@ class PixelMask(Explainer):
             f_l0 = feats[l0]
             p = make_background(images, cfg.background, blur_kernel=cfg.blur_kernel, blur_sigma=cfg.blur_sigma,
                                 noise_std=cfg.noise_std, generator=torch.Generator().manual_seed(cfg.seed))
+            kept_and_removed = KeptAndRemoved(images, p)
             # stage 1, Eq. (3)
-            m = torch.full((images.shape[0], 1, *res), self.init, device=images.device, requires_grad=True)
-            opt = torch.optim.Adam([m], lr=self.lr)
+            m = torch.full((images.shape[0], 1, *res), cfg.init, device=images.device, requires_grad=True)
+            opt = torch.optim.Adam([m], lr=cfg.lr)
             hist1 = []
             for _ in range(cfg.iters1):
-                big = self._full(m, size)
-                f_phi = clf.activations(blend(images, p, big)[:, 0], [l0], stop=True, clone=False)[0][l0]
+                big = full(m)
+                f_phi = clf.activations(kept_and_removed.kept(big)[:, 0], [l0], stop=True, clone=False)[0][l0]
                 loss = (inversion_error(f_phi, f_l0, cfg.inversion_error == "relative")
-                        + self.alpha * big.mean((-2, -1))[:, 0])
+                        + cfg.alpha * big.mean((-2, -1))[:, 0])
                 opt.zero_grad(set_to_none=True)
                 loss.sum().backward()
                 opt.step()
@@ -100,14 +123,14 @@ class PixelMask(Explainer):
             m1 = m.detach()
             # stage 2, Eq. (5), from stage 1's mask, one row per target
             m = m1.expand(-1, t.shape[1], -1, -1).clone().requires_grad_(True)
-            opt = torch.optim.Adam([m], lr=self.lr)
+            opt = torch.optim.Adam([m], lr=cfg.lr)
             sched = torch.optim.lr_scheduler.StepLR(opt, step_size=cfg.lr_decay_every, gamma=cfg.lr_decay)
             hist2 = []
             for _ in range(cfg.iters2):
-                big = self._full(m, size)
-                z = clf(blend_kept_and_removed(images, p, big).flatten(0, 2)).view(2, *t.shape, -1)
+                big = full(m)
+                z = clf(kept_and_removed(big).flatten(0, 2)).view(2, *t.shape, -1)
                 gain, removed = target_terms(z, t, clf.multilabel, cfg.score)
-                loss = -gain + cfg.lam * removed + self.beta * big.mean((-2, -1))
+                loss = -gain + cfg.lam * removed + cfg.beta * big.mean((-2, -1))
                 opt.zero_grad(set_to_none=True)
                 loss.sum().backward()
                 opt.step()
@@ -116,8 +139,8 @@ class PixelMask(Explainer):
                     m.clamp_(0, 1)
                 hist2.append(loss.detach())
         with torch.no_grad():
-            maps, collapsed = min_max(self._full(m.detach(), size))
-            s1, col1 = min_max(self._full(m1, size)[:, 0])
+            maps, collapsed = min_max(full(m.detach()))
+            s1, col1 = min_max(full(m1)[:, 0])
         history = {"stage1": torch.stack(hist1)} if hist1 else {}
         if hist2:
             history["stage2"] = torch.stack(hist2)

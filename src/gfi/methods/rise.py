@@ -10,25 +10,28 @@ and cropped to H x W at a random offset in [0, ceil(H / s)) per axis (so the mas
 on a fixed grid). Masked-out pixels are 0 (black) in pixel space, as in the paper.
 
 Published setting: N = 4000 (ResNet-50; 8000 for VGG-16), s = 7, p = 0.5: the default here.
-Cheaper documented setting (``fast_options``): N = 1000. The masks are drawn once per call from
+Cheaper documented setting (``cheaper``): N = 1000. The masks are drawn once per call from
 ``seed`` (the same masks for every image of the batch) and evaluated in batches of ``batch_size``
-masked images; one forward gives every class, so all K targets cost the same as one.
+masked images (a run option; default 64); one forward gives every class, so all K targets cost the same as one.
 The map is min-max normalised.
 """
 
 from __future__ import annotations
 
 import math
-from typing import ClassVar
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from gfi.errors import SettingsError
 from gfi.masks.channel_mask import min_max
-from gfi.methods.base import Explainer, Explanation, TargetsLike
+from gfi.methods.base import Explainer, Explanation, RunOptions, TargetsLike
 from gfi.models.classifier import Classifier
 from gfi.models.layers import frozen
+from gfi.settings import Settings, setting
 
 
 def rise_masks(n: int, s: int, p: float, size: tuple[int, int], generator: torch.Generator) -> Tensor:
@@ -52,7 +55,7 @@ def rise_saliency(classifier: Classifier, images: Tensor, masks: Tensor, targets
     masks = masks.to(images.device, images.dtype)
     sal = torch.zeros(b, targets.shape[1], *images.shape[-2:], device=images.device)
     per_image = max(1, batch_size // b)
-    with frozen(classifier.model), torch.no_grad():
+    with frozen(classifier.model), torch.no_grad():  # one forward gives f_c of every class
         for start in range(0, n, per_image):
             m = masks[start:start + per_image]
             masked = (images.unsqueeze(1) * m[None, :, None]).flatten(0, 1)  # (B * n_chunk, 3, H, W)
@@ -62,27 +65,39 @@ def rise_saliency(classifier: Classifier, images: Tensor, masks: Tensor, targets
     return sal / (n * p)
 
 
+@dataclass(frozen=True)
+class RISESettings(Settings):
+    """What decides a RISE map (published values: Petsiuk et al. 2018, ResNet-50)."""
+
+    n_masks: int = setting(4000, "random masks N", paper=4000, low=1)
+    grid: int = setting(7, "side s of each mask's binary grid", paper=7, low=1)
+    p: float = setting(0.5, "probability that a grid cell is kept", paper=0.5, low=0, low_open=True, high=1)
+    seed: int = setting(0, "seed of the masks")
+
+
 class RISE(Explainer):
+    """RISE; ``masks`` (N, H, W) at the model's input size replaces the random masks (tests, studies)."""
+
     name = "rise"
     summary = "RISE (Petsiuk et al. 2018): class score of 4000 randomly masked copies, averaged over the masks"
-    fast_options: ClassVar[dict] = {"n_masks": 1000}
+    settings_class = RISESettings
+    cheaper: ClassVar[dict[str, Any]] = {"n_masks": 1000}
+    config: RISESettings
 
-    def __init__(self, classifier: Classifier, n_masks: int = 4000, grid: int = 7, p: float = 0.5,
-                 batch_size: int = 64, seed: int = 0, masks: Tensor | None = None) -> None:
-        super().__init__(classifier)
-        if n_masks < 1 or grid < 1 or batch_size < 1 or not 0 < p <= 1:
-            raise ValueError("n_masks, grid and batch_size must be >= 1 and 0 < p <= 1")
+    def __init__(self, classifier: Classifier, config: RISESettings | str | None = None, *,
+                 options: RunOptions | None = None, masks: Tensor | None = None, **overrides: Any) -> None:
+        super().__init__(classifier, config, options=options, **overrides)
         if masks is not None and (masks.ndim != 3 or tuple(masks.shape[-2:]) != classifier.input_size):
-            raise ValueError(f"masks must be (N, H, W) at the model's input size {classifier.input_size}, "
-                             f"got {tuple(masks.shape)}")
-        self.n_masks, self.grid, self.p, self.batch_size, self.seed = n_masks, grid, p, batch_size, seed
+            raise SettingsError(f"masks must be (N, H, W) at the model's input size {classifier.input_size}, "
+                                f"got {tuple(masks.shape)}")
         self.masks = masks
 
     def _explain(self, images: Tensor, targets: TargetsLike) -> Explanation:
+        cfg = self.config
         t, probs = self._targets_and_probs(images, targets)
         masks = self.masks
         if masks is None:
-            masks = rise_masks(self.n_masks, self.grid, self.p, tuple(images.shape[-2:]),
-                               torch.Generator().manual_seed(self.seed))
-        sal, collapsed = min_max(rise_saliency(self.classifier, images, masks, t, self.p, self.batch_size))
+            masks = rise_masks(cfg.n_masks, cfg.grid, cfg.p, tuple(images.shape[-2:]),
+                               torch.Generator().manual_seed(cfg.seed))
+        sal, collapsed = min_max(rise_saliency(self.classifier, images, masks, t, cfg.p, self._batch_size(64)))
         return Explanation(maps=sal, targets=t, method=self.name, probs=probs, collapsed=collapsed)

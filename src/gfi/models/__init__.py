@@ -1,7 +1,7 @@
 """Classifiers, presets, layers and weights."""
 
 from gfi.models.classifier import Classifier, NotAConvNetError, auto_layers
-from gfi.models.layers import LayerNotFoundError, LayerRef, capture, frozen
+from gfi.models.layers import LayerNotFoundError, LayerRef, capture, frozen, layer_gradients
 from gfi.models.presets import DEFAULT_MODEL, PRESETS, imagenet_class_names, load_model
 from gfi.models.weights import WeightsError
 
@@ -17,5 +17,6 @@ __all__ = [
     "capture",
     "frozen",
     "imagenet_class_names",
+    "layer_gradients",
     "load_model",
 ]

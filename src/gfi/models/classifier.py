@@ -12,6 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from gfi.constants import IMAGENET_MEAN, IMAGENET_STD
+from gfi.errors import NotApplicable
 from gfi.models.layers import (
     LayerRef,
     capture,
@@ -20,12 +22,12 @@ from gfi.models.layers import (
     run_until,
     trace_shapes,
 )
+from gfi.objectives import class_scores
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "Classifier", "NotAConvNetError", "auto_layers"]
 
 
-class NotAConvNetError(ValueError):
+class NotAConvNetError(NotApplicable):
     """The model has no spatial feature map to build a channel mask from (e.g. a ViT)."""
 
 
@@ -121,8 +123,9 @@ class Classifier(nn.Module):
         return out
 
     def scores(self, logits: Tensor) -> Tensor:
-        """f_c of the paper: softmax probabilities, or sigmoids for a multi-label model."""
-        return torch.sigmoid(logits) if self.multilabel else logits.softmax(-1)
+        """f_c of the paper: softmax probabilities, or sigmoids for a multi-label model
+        (:func:`gfi.objectives.class_scores`)."""
+        return class_scores(logits, self.multilabel)
 
     def activations(self, x: Tensor, layers: Sequence[LayerRef], *, stop: bool = True,
                     clone: bool = True) -> tuple[dict[LayerRef, Tensor], Tensor | None]:

@@ -14,12 +14,15 @@ import difflib
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Protocol
 
 import torch
 from torch import Tensor, nn
 
+from gfi.errors import GFIError
 
-class LayerNotFoundError(ValueError):
+
+class LayerNotFoundError(GFIError, ValueError):
     """A layer name that the model does not have."""
 
 
@@ -117,6 +120,29 @@ def run_until(forward, x: Tensor) -> Tensor | None:
         return forward(x)
     except StopForward:
         return None
+
+
+class ModelWithForward(Protocol):
+    """What :func:`layer_gradients` needs of a classifier: the wrapped ``model`` (whose module names
+    the layers use) and a call that maps images to logits (``gfi.Classifier`` is one)."""
+
+    model: nn.Module
+
+    def __call__(self, x: Tensor) -> Tensor: ...
+
+
+def layer_gradients(classifier: ModelWithForward, images: Tensor, targets: Tensor,
+                    layer: LayerRef) -> tuple[Tensor, Tensor]:
+    """Activations A of ``layer`` and d logit_c / d A, one row per (image, target): (B*K, C, h, w) each
+    (Grad-CAM's inputs; GFI's gradient start of stage 2). ``targets`` is (B, K).
+
+    Call with the model frozen: the input carries the graph, so no parameter gets a gradient."""
+    x = images.repeat_interleave(targets.shape[1], 0).requires_grad_(True)
+    with torch.enable_grad(), capture(classifier.model, [layer], clone=False) as store:
+        logits = classifier(x)
+        act = store[layer]
+        grad = torch.autograd.grad(logits.gather(1, targets.reshape(-1, 1)).sum(), act)[0]
+    return act.detach(), grad
 
 
 @contextmanager

@@ -28,7 +28,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from gfi.models.classifier import IMAGENET_MEAN, IMAGENET_STD, Classifier
+from gfi.constants import IMAGENET_MEAN, IMAGENET_STD
+from gfi.models.classifier import Classifier
 from gfi.models.weights import (
     WeightsError,
     efficientnet_lite_file,

@@ -1,0 +1,107 @@
+r"""The objectives the mask methods minimise, in one place (Du et al. KDD 2018; Fong & Vedaldi 2017).
+
+* :func:`inversion_error`: Eq. (8)'s (and Eq. 3's) first term,
+  :math:`\|f^{l_0}(\Phi) - f^{l_0}(x)\|^2`, optionally relative to :math:`\|f^{l_0}(x)\|^2`.
+* :func:`l1_norm`: :math:`\|w\|_1` of Eq. (8) and Eq. (9), with its two readings (sum or mean over the
+  channels; subgradient 1 or 0 at :math:`w_i = 0`).
+* :func:`class_scores`, :func:`target_scores`: the class score :math:`f_c`, the softmax probability of
+  class c (the sigmoid of its logit for a multi-label model), or the logit; ``Classifier.scores``
+  is :func:`class_scores`.
+* :func:`target_terms`: Eq. (9)'s class terms of the kept and the removed image, in the probability
+  or the log form.
+* :func:`total_variation`: the anisotropic total variation of a mask: GFI's perimeter-scaled TV
+  (``per_side=True``, beyond the paper) and Meaningful Perturbation's beta-TV (Fong & Vedaldi 2017,
+  Eq. 4).
+
+Pure tensor functions: nothing here knows about models, methods or settings objects.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+
+def inversion_error(f_phi: Tensor, f_x: Tensor, relative: bool) -> Tensor:
+    r"""Eq. (8)'s first term per image: :math:`\|f^{l_0}(\Phi) - f^{l_0}(x)\|^2` summed over every
+    feature of each row, divided by :math:`\|f^{l_0}(x)\|^2` when ``relative`` (1 = everything lost)."""
+    err = (f_phi - f_x).pow(2).flatten(1).sum(1)
+    if relative:
+        err = err / f_x.pow(2).flatten(1).sum(1).clamp_min(torch.finfo(f_x.dtype).tiny)
+    return err
+
+
+def l1_norm(w: Tensor, *, mean: bool = False, grad_at_zero: Literal["one", "zero"] = "one",
+            nonnegative: bool = True) -> Tensor:
+    r""":math:`\|w\|_1` over the last dim (Eq. 8 and 9), divided by the number of channels when ``mean``.
+
+    With ``nonnegative`` weights and ``grad_at_zero="one"`` the norm is written :math:`\sum_i w_i` (its
+    value on the feasible set :math:`w \ge 0`), so the subgradient at :math:`w_i = 0` is 1 and the term
+    keeps pressing a zero weight down; otherwise :math:`\sum_i |w_i|` (torch's abs: subgradient 0 at 0).
+    """
+    norm = w.sum(-1) if grad_at_zero == "one" and nonnegative else w.abs().sum(-1)
+    return norm / w.shape[-1] if mean else norm
+
+
+def class_scores(logits: Tensor, multilabel: bool) -> Tensor:
+    """f_c of every class: softmax probabilities over the last dim, or sigmoids for a multi-label model."""
+    return torch.sigmoid(logits) if multilabel else logits.softmax(-1)
+
+
+def target_scores(logits: Tensor, targets: Tensor, multilabel: bool,
+                  kind: Literal["prob", "logit"] = "prob") -> Tensor:
+    """f_c for every row: ``logits`` (N, classes), ``targets`` (N,); ``kind`` ``"prob"``
+    (:func:`class_scores`) or ``"logit"``. Computed in float32 at least."""
+    z = logits.float()
+    if kind == "logit":
+        return z.gather(1, targets.view(-1, 1)).squeeze(1)
+    return class_scores(z, multilabel).gather(1, targets.view(-1, 1)).squeeze(1)
+
+
+def target_terms(logits: Tensor, targets: Tensor, multilabel: bool,
+                 score: Literal["prob", "log"]) -> tuple[Tensor, Tensor]:
+    r"""The class terms of Eq. (9) (and Eq. 5) for the kept and the removed images.
+
+    ``logits`` is (2, B, K, n_classes) (kept, removed), ``targets`` (B, K). Returns ``(gain, loss)``
+    with Eq. (9) = -gain + lambda * loss + delta :math:`\|w\|_1`: for ``"prob"``, gain =
+    :math:`f_c(\Phi)` and loss = :math:`f_c(\Phi_{bg})`; for ``"log"``, gain = :math:`\log f_c(\Phi)`
+    and loss = :math:`-\log(1 - f_c(\Phi_{bg}))`, computed from the logits without forming f_c, so
+    they keep a gradient where f_c is near 0 or 1.
+    """
+    idx = targets.unsqueeze(0).unsqueeze(-1).expand(2, *targets.shape, 1)
+    z = logits.gather(-1, idx).squeeze(-1)  # (2, B, K)
+    if multilabel:
+        if score == "prob":
+            s = torch.sigmoid(z)
+            return s[0], s[1]
+        return F.logsigmoid(z[0]), -F.logsigmoid(-z[1])
+    lse = logits.logsumexp(-1)
+    if score == "prob":
+        s = (z - lse).exp()
+        return s[0], s[1]
+    others = logits[1].scatter(-1, targets.unsqueeze(-1), float("-inf")).logsumexp(-1)
+    return z[0] - lse[0], -(others - lse[1])
+
+
+def total_variation(m: Tensor, beta: float = 1.0, *, per_side: bool = False) -> Tensor:
+    r"""Anisotropic total variation of (..., H, W) masks, a tensor over the leading dims:
+
+    :math:`TV_\beta(m) = \sum_{u,v} |m_{u+1,v} - m_{u,v}|^\beta + |m_{u,v+1} - m_{u,v}|^\beta`.
+
+    * Meaningful Perturbation (Fong & Vedaldi 2017, Eq. 4): ``beta = 3`` on the mask's parameters.
+    * GFI's ``tv1``/``tv2`` terms (beyond the paper): ``beta = 1`` and ``per_side=True``, which divides
+      by :math:`\sqrt{HW}`: a mask that is 1 on a square of side s (as a fraction of a square
+      image's side) and 0 elsewhere then has TV = 4 s, its perimeter, at any resolution.
+    """
+    dy = (m[..., 1:, :] - m[..., :-1, :]).abs()
+    dx = (m[..., :, 1:] - m[..., :, :-1]).abs()
+    if beta != 1:
+        dy, dx = dy.pow(beta), dx.pow(beta)
+    tv = dy.sum((-2, -1)) + dx.sum((-2, -1))
+    if per_side:
+        h, w = m.shape[-2:]
+        tv = tv / float(h * w) ** 0.5
+    return tv

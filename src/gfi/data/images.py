@@ -24,6 +24,8 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 from torch import Tensor
 
+from gfi.errors import GFIError
+
 log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".jfif")
@@ -31,7 +33,7 @@ SMALL_SIDE = 32
 DEFAULT_MAX_PIXELS = 20_000 * 20_000
 
 
-class ImageLoadError(ValueError):
+class ImageLoadError(GFIError, ValueError):
     """An input that cannot be read as an image; the message names the file and the reason."""
 
 

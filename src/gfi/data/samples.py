@@ -11,8 +11,10 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from gfi.errors import GFIError
 
-class DataError(ValueError):
+
+class DataError(GFIError, ValueError):
     """A dataset file that is missing or cannot be parsed; the message names the file."""
 
 

@@ -17,8 +17,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from gfi.errors import GFIError
 
-class WeightsError(RuntimeError):
+
+class WeightsError(GFIError, RuntimeError):
     """Weights that cannot be found or do not fit the architecture."""
 
 

@@ -1,0 +1,36 @@
+"""LRP: gfi's reduction of Captum's relevance, and the models it refuses."""
+
+import pytest
+import torch
+
+from gfi.errors import NotApplicable
+from gfi.methods.lrp import LRPNotSupportedError
+from gfi.methods.registry import get_method
+from tests.methods.helpers import OneLayer, minmax, plain
+
+
+def test_lrp_is_positive_channel_sum_of_captums_relevance_and_conserves_it():
+    from captum.attr import LRP as CaptumLRP
+
+    net = OneLayer()
+    clf = plain(net)
+    x = torch.rand(2, 3, 4, 4, generator=torch.Generator().manual_seed(4))
+    e = get_method("lrp", clf).explain(x, 1)
+    raw = CaptumLRP(net).attribute(x.clone().requires_grad_(True), target=1)
+    sal = raw.sum(1).clamp(min=0)
+    expected = minmax(sal)
+    torch.testing.assert_close(e.maps[:, 0], expected)
+
+
+def test_lrp_refuses_residual_additions_and_unknown_layers():
+    import torchvision
+
+    resnet = plain(torchvision.models.resnet18(weights=None), (32, 32))
+    with pytest.raises(ValueError, match="residual addition"):
+        get_method("lrp", resnet).explain(torch.rand(1, 3, 32, 32))
+    with pytest.raises(ValueError, match="no propagation rule for ReLU6"):
+        get_method("lrp", plain(OneLayer(torch.nn.ReLU6))).explain(torch.rand(1, 3, 4, 4))
+
+
+def test_lrp_refusal_is_not_applicable():
+    assert issubclass(LRPNotSupportedError, NotApplicable)

@@ -76,7 +76,7 @@ def sync(device: str) -> None:
 
 def floor_passes(clf, x, iters1: int, iters2: int, autocast: str = "none", channels_last: bool = False) -> None:
     """The passes GFI costs, nothing else (see the module docstring); ``autocast`` and
-    ``channels_last`` as GFIConfig's, so the floor of those options is measured alike."""
+    ``channels_last`` as the run options (``RunOptions``), so the floor of those options is measured alike."""
     l0 = clf.inversion_layer
     both = torch.cat([x, x])
     if channels_last:
@@ -207,7 +207,7 @@ def share_classes(name: str, k: int, args) -> dict:
     x = torch.rand(1, 3, *clf.input_size, generator=torch.Generator().manual_seed(0)).to(args.device)
     gfi = GuidedFeatureInversion(clf, GFIConfig.preset(args.preset, iters1=iters["iters1"], iters2=iters["iters2"]))
     chunked = GuidedFeatureInversion(clf, GFIConfig.preset(args.preset, iters1=iters["iters1"],
-                                                           iters2=iters["iters2"], stage2_chunk=1))
+                                                           iters2=iters["iters2"]), chunk=1)
     classes = list(range(1, k + 1))
     GuidedFeatureInversion(clf, GFIConfig.preset(args.preset, iters1=1, iters2=1)).explain(x, [classes])
     one, separate, chunk1 = [], [], []

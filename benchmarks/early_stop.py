@@ -37,6 +37,7 @@ from gfi.data.imagenet import ImageNetVal
 from gfi.data.images import load_image
 from gfi.evaluation.metrics import localization_hits
 from gfi.masks.channel_mask import channel_mask
+from gfi.methods.base import RunOptions
 from gfi.methods.gfi import GFIConfig, GuidedFeatureInversion, plateaued
 from gfi.models.presets import load_model
 
@@ -61,7 +62,7 @@ class Recorder(GuidedFeatureInversion):
     """GFI whose stage 2 keeps a copy of w after every ``every``-th step (through Adam.step)."""
 
     def stage2(self, x, p, f_l1, w_init, targets, adam_state=None):
-        snaps, every, orig = {}, self.config.early_stop_every, torch.optim.Adam.step
+        snaps, every, orig = {}, self.options.early_stop_every, torch.optim.Adam.step
         count = [0]
 
         def step(opt, *a, **k):
@@ -118,8 +119,9 @@ def phase1(args, clf, ds, rec: dict) -> None:
 
 
 def phase2(args, clf, ds, rec: dict) -> None:
-    cfg = GFIConfig.preset(args.preset, early_stop=True, early_stop_tol=args.tol)
-    gfi = GuidedFeatureInversion(clf, cfg)
+    cfg = GFIConfig.preset(args.preset)
+    options = RunOptions(early_stop=True, early_stop_tol=args.tol)
+    gfi = GuidedFeatureInversion(clf, cfg, options=options)
     key = f"measured_tol_{args.tol}"
     out = rec.setdefault(key, {})
     for i in range(args.measure):
@@ -134,7 +136,7 @@ def phase2(args, clf, ds, rec: dict) -> None:
         full = rec["images"][s.path.name]
         n = int(e.loss_history["stage2"].shape[0])
         peak, hit = peak_and_hit(e.maps[0, 0], img.shape[-2:], s.boxes)
-        expected = stop_iteration(full["loss"], cfg.early_stop_every, args.tol)
+        expected = stop_iteration(full["loss"], options.early_stop_every, args.tol)
         same = n == expected and full["checkpoints"][str(n)] == {"peak": peak, "hit": hit}
         out[s.path.name] = {"seconds": dt, "iters2": n, "peak": peak, "hit": hit, "matches_checkpoint": same}
         save(args.out, rec)
@@ -143,7 +145,7 @@ def phase2(args, clf, ds, rec: dict) -> None:
 
 def summarize(rec: dict) -> dict:
     imgs = rec["images"]
-    every = rec["config"]["early_stop_every"]
+    every = rec.get("options", rec["config"])["early_stop_every"]  # records before issue 13: in config
     iters2 = rec["config"]["iters2"]
     rows = []
     for tol in TOLS:
@@ -182,7 +184,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--preset", default="default")
     ap.add_argument("--limit", type=int, default=150, help="first N sorted images of the tuning half (<= 150)")
-    ap.add_argument("--tol", type=float, default=GFIConfig().early_stop_tol)
+    ap.add_argument("--tol", type=float, default=RunOptions().early_stop_tol)
     ap.add_argument("--measure", type=int, default=0, help="phase 2 on the first N images")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--summarize", action="store_true")
@@ -199,6 +201,7 @@ def main() -> None:
     ds = ImageNetVal(DATA / "imagenet-val-dev")
     cfg = GFIConfig.preset(args.preset)
     rec.setdefault("config", cfg.to_dict())
+    rec.setdefault("options", {"early_stop_every": RunOptions().early_stop_every})
     rec.setdefault("preset", args.preset)
     rec.setdefault("images", {})
     GuidedFeatureInversion(clf, GFIConfig.preset(args.preset, iters1=1, iters2=1)).explain(

@@ -119,9 +119,9 @@ def vgg_batch1(args, device) -> dict:
     x = torch.rand(1, 3, 224, 224, generator=torch.Generator().manual_seed(0)).to(device)
     out = {}
     for name, opt in OPTIONS.items():
-        cfg = GFIConfig.paper(**opt, **SMOKE)
-        gfi = GuidedFeatureInversion(clf, cfg)
-        GuidedFeatureInversion(clf, GFIConfig.paper(iters1=2, iters2=2, **opt)).explain(x, 0)
+        cfg = GFIConfig.paper(**SMOKE)
+        gfi = GuidedFeatureInversion(clf, cfg, **opt)
+        GuidedFeatureInversion(clf, GFIConfig.paper(iters1=2, iters2=2), **opt).explain(x, 0)
         t = timed(lambda g=gfi: g.explain(x, 0), args.repeats)
         fl = timed(lambda o=opt, c=cfg: floor_passes(clf, x, c.iters1, c.iters2, **o), args.repeats)
         out[name] = {"seconds_per_image": t, "floor_seconds": fl, "floor_ratio": t / fl}
@@ -141,8 +141,8 @@ def best_batches(args, device, option: dict, deadline: float) -> dict:
                 break
             x = torch.rand(b, 3, 224, 224, generator=torch.Generator().manual_seed(0)).to(device)
             try:
-                GuidedFeatureInversion(clf, GFIConfig.paper(iters1=1, iters2=1, **option)).explain(x, 0)
-                gfi = GuidedFeatureInversion(clf, GFIConfig.paper(**option, **SMOKE))
+                GuidedFeatureInversion(clf, GFIConfig.paper(iters1=1, iters2=1), **option).explain(x, 0)
+                gfi = GuidedFeatureInversion(clf, GFIConfig.paper(**SMOKE), **option)
                 t = timed(lambda g=gfi, x=x: g.explain(x, 0), 1)
             except torch.OutOfMemoryError:
                 rows.append({"batch": b, "oom": True})

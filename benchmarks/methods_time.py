@@ -21,7 +21,8 @@ from pathlib import Path
 import torch
 
 from gfi.data import load_image
-from gfi.methods.registry import METHODS, fast_options, get_method
+from gfi.errors import NotApplicable
+from gfi.methods.registry import METHODS, get_method
 from gfi.models.presets import load_model
 
 PHOTO = Path(__file__).resolve().parents[1] / "src" / "gfi" / "assets" / "dog_cat.jpg"
@@ -59,7 +60,7 @@ def main() -> None:
     print("| method | settings | options | s / image |\n| --- | --- | --- | --- |")
     for name in names:
         for setting in args.settings.split(","):
-            opts = fast_options(name) if setting == "fast" else {}
+            opts = dict(METHODS[name].cheaper) if setting == "fast" else {}
             if setting == "fast" and not opts:
                 continue
             row = {"method": name, "settings": setting, "options": {k: list(v) if isinstance(v, tuple) else v
@@ -71,7 +72,7 @@ def main() -> None:
                     t0 = time.perf_counter()
                     explainer.explain(x)
                     times.append(time.perf_counter() - t0)
-            except ValueError as exc:  # the method cannot run on this model: recorded, not hidden
+            except NotApplicable as exc:  # the method cannot run on this model: recorded, not hidden
                 row["error"] = str(exc)
                 print(f"| {name} | {setting} | - | cannot run: {str(exc)[:60]}... |", flush=True)
                 rows.append(row)

@@ -7,7 +7,8 @@ unit), and separately the parts around it: registering and removing the l0 hook
 (``capture``), the mask arithmetic forward and backward (Eq. 6, 7, upsampling, Eq. 2, 4), and
 the optimiser step (Adam, clipping, the learning-rate schedule); the mask arithmetic both as
 it was (``channel_mask`` with ``F.interpolate``, ``blend_kept_and_removed``) and as GFI's loops
-now do it (``gfi.masks.fast``). Each part is small next to the
+now do it (``gfi.masks.channel_mask``'s ``Upsampler``/``KeptAndRemoved``; "before" is the
+reference pipeline kept in ``tests/masks/reference.py``). Each part is small next to the
 network, so it is timed alone, many times, which a busy machine perturbs less than the
 difference of two long runs. Prints JSON.
 """
@@ -24,13 +25,15 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench import load
 
 from gfi.masks.backgrounds import make_background
-from gfi.masks.channel_mask import blend, blend_kept_and_removed, channel_mask
-from gfi.masks.fast import KeptAndRemoved, Upsampler, channel_mask_fast
+from gfi.masks.channel_mask import KeptAndRemoved, Upsampler, channel_mask
 from gfi.models.layers import capture, frozen
+from tests.masks.reference import blend, blend_kept_and_removed
+from tests.masks.reference import channel_mask as channel_mask_reference
 
 
 def timed_ms(fns: dict, repeats: int) -> dict:
@@ -88,19 +91,19 @@ def main() -> None:
         g2 = torch.randn(2, args.batch, 1, 3, *size)  # dense gradients, as the network returns
 
         def mask1_before():  # channel_mask + blend, as before this change
-            m, _ = channel_mask(w, f_l1, size)
+            m, _ = channel_mask_reference(w, f_l1, size)
             blend(x, p, m).backward(g1)
 
         def mask1_after():
-            m, _ = channel_mask_fast(w, f_l1, up)
+            m, _ = channel_mask(w, f_l1, up)
             kr.kept(m).backward(g1)
 
         def mask2_before():
-            m, _ = channel_mask(w, f_l1, size)
+            m, _ = channel_mask_reference(w, f_l1, size)
             blend_kept_and_removed(x, p, m).backward(g2)
 
         def mask2_after():
-            m, _ = channel_mask_fast(w, f_l1, up)
+            m, _ = channel_mask(w, f_l1, up)
             kr(m).backward(g2)
 
         opt = torch.optim.Adam([w], lr=1e-2)

@@ -7,7 +7,6 @@ import math
 import pytest
 import torch
 
-from gfi.evaluation.localization import error_curve, parse_alphas, split_tune
 from gfi.evaluation.metrics import (
     box_from_mask,
     box_union_fraction,
@@ -23,8 +22,6 @@ from gfi.evaluation.metrics import (
     step_masks,
     trapezoid_auc,
 )
-from gfi.evaluation.pointing import class_mean
-from gfi.evaluation.runner import EvalError, select
 
 
 def test_tightest_box_and_iou():
@@ -54,12 +51,6 @@ def test_pointing_hit_euclidean_tolerance():
     assert not pointing_hit(sal, box)
     assert pointing_hit(sal, box, tolerance=5) and not pointing_hit(sal, box, tolerance=4.9)
     assert pointing_hit(sal, torch.tensor([[10, 10, 10, 10]]))
-
-
-def test_pointing_class_mean():
-    points = [{"class": 0, "hit": 1}, {"class": 0, "hit": 0}, {"class": 1, "hit": 1}]
-    acc, per = class_mean(points, "hit")
-    assert per == {0: 0.5, 1: 1.0} and acc == 0.75  # per-image rate would be 2/3
 
 
 def test_difficult_subset():
@@ -101,28 +92,3 @@ def test_spearman_and_ssim():
     x = torch.rand(12, 12, generator=g)
     assert ssim(x, x) == pytest.approx(1)
     assert ssim(x, 1 - x) < 0
-
-
-def test_alphas_and_tune_split(tmp_path):
-    assert parse_alphas(None)[:3] == [0.0, 0.5, 1.0] and len(parse_alphas(None)) == 21
-    assert parse_alphas("0:0.25:1") == [0, 0.25, 0.5, 0.75, 1.0]
-    assert parse_alphas("2,1") == [1.0, 2.0]
-    with pytest.raises(EvalError, match="--alphas"):
-        parse_alphas("1:0:2")
-    recs = [{"index": i, "key": f"k{i}", "image": f"/d/k{i}.JPEG", "hits": [i % 2, 1]} for i in range(4)]
-    tune, report = split_tune(recs, "0.5")
-    assert [r["key"] for r in tune] == ["k0", "k1"] and [r["key"] for r in report] == ["k2", "k3"]
-    f = tmp_path / "tune.txt"
-    f.write_text("k3.JPEG\nk0\n")
-    tune, report = split_tune(recs, str(f))
-    assert [r["key"] for r in tune] == ["k0", "k3"]
-    assert error_curve(report) == [0.5, 0.0]
-    with pytest.raises(EvalError, match="--tune-split"):
-        split_tune(recs, "1.5")
-
-
-def test_select_range_and_limit():
-    assert select(10, None, 0) == list(range(10))
-    assert select(10, "6:", 0) == [6, 7, 8, 9] and select(10, "2:8", 3) == [2, 3, 4]
-    with pytest.raises(EvalError, match="--range"):
-        select(10, "a:b")

@@ -13,13 +13,15 @@ The adversarial maps are not cached (they depend on epsilon).
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 
 import torch
 
+from gfi.evaluation.experiment import EvalRun, Experiment
 from gfi.evaluation.metrics import pointing_hit
 from gfi.evaluation.plots import mean
-from gfi.evaluation.runner import EvalError, Experiment
 from gfi.models.layers import frozen
+from gfi.settings import Settings, setting
 
 
 def fgsm(clf, x, targets: torch.Tensor, epsilon: float) -> torch.Tensor:
@@ -32,28 +34,29 @@ def fgsm(clf, x, targets: torch.Tensor, epsilon: float) -> torch.Tensor:
     return (x + epsilon * grad.sign()).clamp(0, 1).detach()
 
 
+@dataclass(frozen=True)
+class AdversarialOptions(Settings):
+    """Options of ``gfi eval adversarial``."""
+
+    epsilon: float = setting(2 / 255, "FGSM step in pixel units of [0, 1] (2/255)", low=0, high=1)
+
+
 class Adversarial(Experiment):
-    def __init__(self) -> None:
-        super().__init__(name="adversarial", help="pointing on FGSM adversarial images (Sec. 4.1.3)",
-                         needs_model=True, datasets=("imagenet", "voc"))
+    name = "adversarial"
+    help = "pointing on FGSM adversarial images (Sec. 4.1.3)"
+    needs_model = True
+    datasets = ("imagenet", "voc")
+    options_class = AdversarialOptions
+    headline_keys = ("accuracy", "prediction_changed")
 
-    def add_arguments(self, p) -> None:
-        p.add_argument("--epsilon", type=float, default=2 / 255,
-                       help="FGSM step in pixel units of [0, 1] (default: 2/255)")
-
-    def record_options(self, args) -> dict:
-        return {"epsilon": args.epsilon}
-
-    def check(self, args, dataset) -> None:
-        super().check(args, dataset)
-        if not 0 <= args.epsilon <= 1:
-            raise EvalError(f"--epsilon must be in [0, 1] (pixel units), got {args.epsilon}")
+    def record_options(self, opts: AdversarialOptions) -> dict:
+        return {"epsilon": opts.epsilon}
 
     def batch_extras(self, ctx, samples, images, x, targets):
         t0 = time.perf_counter()
         clf = ctx.clf
         y = torch.tensor([t[0] for t in targets], device=x.device)
-        x_adv = fgsm(clf, x, y, ctx.args.epsilon)
+        x_adv = fgsm(clf, x, y, ctx.opts.epsilon)
         with torch.no_grad():
             pred = clf(x).argmax(-1).tolist()
             logits_adv = clf(x_adv).float()
@@ -70,10 +73,10 @@ class Adversarial(Experiment):
                 "hit_clean": int(pointing_hit(maps[c], boxes)),
                 "pred": extra["pred"][j], "pred_adv": extra["pred_adv"][j], "prob_adv": extra["prob_adv"][j]}
 
-    def summarize(self, records, args, out) -> dict:
+    def summarize(self, records, run: EvalRun, opts: AdversarialOptions) -> dict:
         return {"accuracy": mean(r["hit"] for r in records),
                 "accuracy_clean": mean(r["hit_clean"] for r in records),
                 "prediction_changed": mean(int(r["pred"] != r["pred_adv"]) for r in records),
                 "fooled": mean(int(r["pred"] == r["class"] and r["pred_adv"] != r["class"]) for r in records),
                 "clean_top1_correct": mean(int(r["pred"] == r["class"]) for r in records),
-                "epsilon": args.epsilon}
+                "epsilon": opts.epsilon}

@@ -13,13 +13,17 @@ The class is the ground-truth class where the dataset has one (``--target label`
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Literal
+
 import torch
 import torch.nn.functional as F
 
+from gfi.evaluation.experiment import EvalRun, Experiment
 from gfi.evaluation.metrics import step_masks, trapezoid_auc
 from gfi.evaluation.plots import line_plot, mean
-from gfi.evaluation.runner import Experiment
 from gfi.masks.backgrounds import gaussian_blur, make_background
+from gfi.settings import Settings, setting
 
 
 def curves(clf, x, saliency, target: int, steps: int, deletion_background: str = "zero",
@@ -45,30 +49,29 @@ def curves(clf, x, saliency, target: int, steps: int, deletion_background: str =
     return out[0], out[1]
 
 
+@dataclass(frozen=True)
+class DeletionOptions(Settings):
+    """Options of ``gfi eval deletion``."""
+
+    steps: int = setting(50, "steps of each curve", low=1)
+    deletion_background: Literal["zero", "mean", "blur"] = setting("zero", "what deleted pixels become")
+    target: Literal["label", "top1"] = setting(
+        "label", "class: the ground truth where the data has it, or the model's top-1")
+    step_batch: int = setting(64, "step images per forward", low=1)
+
+
 class Deletion(Experiment):
-    def __init__(self) -> None:
-        super().__init__(name="deletion", help="deletion / insertion areas (Petsiuk et al. 2018)", needs_model=True)
+    name = "deletion"
+    help = "deletion / insertion areas (Petsiuk et al. 2018)"
+    needs_model = True
+    options_class = DeletionOptions
+    headline_keys = ("deletion_auc", "insertion_auc")
 
-    def add_arguments(self, p) -> None:
-        p.add_argument("--steps", type=int, default=50, help="steps of each curve (default: %(default)s)")
-        p.add_argument("--deletion-background", choices=["zero", "mean", "blur"], default="zero",
-                       help="what deleted pixels become (default: %(default)s)")
-        p.add_argument("--target", choices=["label", "top1"], default="label",
-                       help="class: the ground truth where the data has it, or the model's top-1")
-        p.add_argument("--step-batch", type=int, default=64, help="step images per forward (default: %(default)s)")
+    def record_options(self, opts: DeletionOptions) -> dict:
+        return {"steps": opts.steps, "deletion_background": opts.deletion_background, "target": opts.target}
 
-    def record_options(self, args) -> dict:
-        return {"steps": args.steps, "deletion_background": args.deletion_background, "target": args.target}
-
-    def check(self, args, dataset) -> None:
-        super().check(args, dataset)
-        if args.steps < 1:
-            from gfi.evaluation.runner import EvalError
-
-            raise EvalError(f"--steps must be >= 1, got {args.steps}")
-
-    def targets(self, sample, args):
-        return sample.classes[:1] if args.target == "label" and sample.classes else None
+    def targets(self, sample, opts: DeletionOptions):
+        return sample.classes[:1] if opts.target == "label" and sample.classes else None
 
     def batch_extras(self, ctx, samples, images, x, targets):
         return {"x": x}, 0.0
@@ -77,19 +80,19 @@ class Deletion(Experiment):
         c, sal = next(iter(maps.items()))
         x = extra["x"][j]
         small = F.interpolate(sal[None, None].float(), size=x.shape[-2:], mode="bilinear", align_corners=False)[0, 0]
-        d, i = curves(ctx.clf, x, small, c, ctx.args.steps, ctx.args.deletion_background, ctx.args.step_batch)
+        d, i = curves(ctx.clf, x, small, c, ctx.opts.steps, ctx.opts.deletion_background, ctx.opts.step_batch)
         return {"class": c, "deletion_auc": trapezoid_auc(torch.tensor(d)),
                 "insertion_auc": trapezoid_auc(torch.tensor(i)), "deletion_curve": d, "insertion_curve": i}
 
-    def summarize(self, records, args, out) -> dict:
+    def summarize(self, records, run: EvalRun, opts: DeletionOptions) -> dict:
         n = len(records[0]["deletion_curve"])
         xs = [k / (n - 1) for k in range(n)]
         del_mean = [mean(r["deletion_curve"][k] for r in records) for k in range(n)]
         ins_mean = [mean(r["insertion_curve"][k] for r in records) for k in range(n)]
-        line_plot(out / "deletion_insertion.png", xs, {"deletion": del_mean, "insertion": ins_mean},
+        line_plot(run.out / "deletion_insertion.png", xs, {"deletion": del_mean, "insertion": ins_mean},
                   xlabel="fraction of pixels deleted / inserted", ylabel="class score (mean over images)",
-                  title=f"{args.method} on {args.model}")
+                  title=f"{run.method} on {run.model}")
         return {"deletion_auc": mean(r["deletion_auc"] for r in records),
                 "insertion_auc": mean(r["insertion_auc"] for r in records),
-                "steps": args.steps, "deletion_background": args.deletion_background,
+                "steps": opts.steps, "deletion_background": opts.deletion_background,
                 "mean_curves": {"deletion": del_mean, "insertion": ins_mean}, "plot": "deletion_insertion.png"}

@@ -13,15 +13,33 @@ from __future__ import annotations
 
 import json
 import time
-from pathlib import Path
+from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import nn
 
 from gfi.data.images import ImageLoadError, load_image
 from gfi.data.samples import DataError
+from gfi.evaluation.experiment import EvalError, EvalRun
 from gfi.evaluation.models import HEAD_KEY, find_head
 from gfi.models.layers import LayerRef
+from gfi.persist import atomic_write, atomic_write_text
+from gfi.settings import Settings, setting
+
+
+@dataclass(frozen=True)
+class VOCHeadOptions(Settings):
+    """Options of ``gfi eval voc-head`` (with the run's data, model, weights, out, device, threads,
+    overwrite and quiet from its :class:`~gfi.evaluation.experiment.EvalRun`)."""
+
+    split: str = setting("trainval", "training split, ImageSets/Main/<split>.txt")
+    epochs: int = setting(20, "training epochs (the paper gives no number)", low=1)
+    lr: float = setting(1e-4, "Adam learning rate", paper=1e-4, low=0, low_open=True)
+    train_batch: int = setting(64, "training batch", paper=64, low=1)
+    batch_size: int = setting(16, "images per feature forward", low=1)
+    limit: int = setting(0, "only the first N images of the split (0: all)", low=0)
+    seed: int = setting(0, "seed of the head's initialisation and of the batch order")
 
 
 def average_precision(scores: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor) -> list[float | None]:
@@ -60,23 +78,25 @@ def head_features(clf, head_name: str, paths: list, batch: int) -> tuple[torch.T
     return (torch.cat(feats) if feats else torch.zeros(0)), ok, failures
 
 
-def finetune_voc_head(args) -> dict:
+def finetune_voc_head(run: EvalRun, opts: VOCHeadOptions | None = None) -> dict:
+    """Train the 20-way head on ``run.data`` (split ``opts.split``) for ``run.model``; writes
+    ``run.out/voc_head.pt`` and ``run.out/summary.json`` and returns the summary."""
     from gfi.data.voc import VOC_CLASSES, VOCDetection
+    from gfi.models.device import choose_device
     from gfi.models.presets import load_model
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    out = Path(args.out)
+    opts = VOCHeadOptions() if opts is None else opts
+    if run.threads:
+        torch.set_num_threads(run.threads)
+    out = run.out
     out.mkdir(parents=True, exist_ok=True)
     ckpt_path = out / "voc_head.pt"
-    if ckpt_path.exists() and not args.overwrite:
-        from gfi.evaluation.runner import EvalError
-
+    if ckpt_path.exists() and not run.overwrite:
         raise EvalError(f"{ckpt_path} exists; choose another --out or pass --overwrite")
-    ds = VOCDetection(args.data, args.split)
+    ds = VOCDetection(run.data, opts.split)
     n_cls = len(VOC_CLASSES)
     paths, y, w, failures = [], [], [], []
-    for i in range(len(ds))[: args.limit or None]:
+    for i in range(len(ds))[: opts.limit or None]:
         try:
             s = ds[i]
         except DataError as exc:
@@ -89,30 +109,28 @@ def finetune_voc_head(args) -> dict:
         paths.append(s.path)
         y.append(t)
         w.append(m)
-    clf, info = load_model(args.model, weights=args.weights)
-    device = torch.device("cuda" if args.device != "cpu" and torch.cuda.is_available() else "cpu")
+    clf, info = load_model(run.model, weights=run.weights, allow_pickle=run.allow_pickle, download=run.download)
+    device = choose_device(run.device)
     clf.to(device)
     head_name, old = find_head(clf.model)
     t0 = time.perf_counter()
-    feats, keep, bad = head_features(clf, head_name, paths, args.batch_size)
+    feats, keep, bad = head_features(clf, head_name, paths, opts.batch_size)
     failures += bad
     if not keep:
-        from gfi.evaluation.runner import EvalError
-
-        raise EvalError(f"no readable training image in {args.data} ({len(failures)} failed)")
+        raise EvalError(f"no readable training image in {run.data} ({len(failures)} failed)")
     y_t, w_t = torch.stack(y)[keep], torch.stack(w)[keep]
-    g = torch.Generator().manual_seed(args.seed)
+    g = torch.Generator().manual_seed(opts.seed)
     head = nn.Linear(old.in_features, n_cls, bias=old.bias is not None)
     with torch.no_grad():
         for p in head.parameters():
             p.copy_(torch.empty_like(p).uniform_(-1, 1, generator=g) / old.in_features ** 0.5)
-    opt = torch.optim.Adam(head.parameters(), lr=args.lr)
+    opt = torch.optim.Adam(head.parameters(), lr=opts.lr)
     losses = []
-    for _epoch in range(args.epochs):
+    for _epoch in range(opts.epochs):
         order = torch.randperm(len(feats), generator=g)
         total = 0.0
-        for b in range(0, len(order), args.train_batch):
-            idx = order[b:b + args.train_batch]
+        for b in range(0, len(order), opts.train_batch):
+            idx = order[b:b + opts.train_batch]
             logits = head(feats[idx])
             loss = nn.functional.binary_cross_entropy_with_logits(logits, y_t[idx], weight=w_t[idx], reduction="sum")
             loss = loss / w_t[idx].sum().clamp_min(1)
@@ -125,17 +143,37 @@ def finetune_voc_head(args) -> dict:
         ap = average_precision(torch.sigmoid(head(feats)), y_t, w_t)
     parent = clf.model.get_submodule(head_name.rpartition(".")[0]) if "." in head_name else clf.model
     setattr(parent, head_name.rpartition(".")[2], head.to(device))
-    meta = {"model": args.model, "layer": head_name, "num_classes": n_cls, "class_names": list(VOC_CLASSES),
-            "base_weights": str(info.get("weights")), "split": args.split, "epochs": args.epochs, "lr": args.lr,
-            "batch": args.train_batch, "n_images": len(keep)}
+    meta = {"model": run.model, "layer": head_name, "num_classes": n_cls, "class_names": list(VOC_CLASSES),
+            "base_weights": str(info.get("weights")), "split": opts.split, "epochs": opts.epochs, "lr": opts.lr,
+            "batch": opts.train_batch, "n_images": len(keep)}
     state = {k: v.detach().cpu() for k, v in clf.model.state_dict().items()}
-    tmp = ckpt_path.with_suffix(".tmp")
-    torch.save({"state_dict": state, HEAD_KEY: meta}, tmp)
-    tmp.replace(ckpt_path)
+    atomic_write(ckpt_path, lambda tmp: torch.save({"state_dict": state, HEAD_KEY: meta}, tmp))
     aps = [a for a in ap if a is not None]
     summary = {"checkpoint": str(ckpt_path), **meta, "loss_by_epoch": losses,
                "train_map": sum(aps) / len(aps) if aps else None, "train_ap": dict(zip(VOC_CLASSES, ap, strict=True)),
                "n_failed": len(failures), "failures": failures, "seconds": round(time.perf_counter() - t0, 2),
-               "use": f"gfi eval pointing --data VOC --model {args.model} --weights {ckpt_path} --multilabel ..."}
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+               "use": f"gfi eval pointing --data VOC --model {run.model} --weights {ckpt_path} --multilabel ..."}
+    atomic_write_text(out / "summary.json", json.dumps(summary, indent=2))
     return summary
+
+
+class VOCHead:
+    """``gfi eval voc-head``: not an :class:`~gfi.evaluation.experiment.Experiment` (no maps, no
+    per-image lines), but called the same way: ``VOC_HEAD.run(run, opts)``, ``VOC_HEAD.headline(summary)``."""
+
+    name: ClassVar[str] = "voc-head"
+    help: ClassVar[str] = "fine-tune a 20-way multi-label head on PASCAL VOC (the paper's VOC model)"
+    options_class: ClassVar[type[Settings]] = VOCHeadOptions
+
+    def options(self, overrides: dict | None = None, **more) -> VOCHeadOptions:
+        return VOCHeadOptions().with_overrides(overrides, **more)
+
+    def run(self, run: EvalRun, opts: VOCHeadOptions | None = None) -> dict:
+        return finetune_voc_head(run, opts)
+
+    def headline(self, summary: dict) -> str:
+        s = summary
+        return f"voc-head: {s['checkpoint']} train mAP={s['train_map']} n_images={s['n_images']}"
+
+
+VOC_HEAD = VOCHead()

@@ -10,11 +10,13 @@ fixed with ``--alpha``. Ties between alphas go to the smallest.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
+from gfi.evaluation.experiment import EvalError, EvalRun, Experiment
 from gfi.evaluation.metrics import PAPER_ALPHAS, localization_hits
 from gfi.evaluation.plots import line_plot
-from gfi.evaluation.runner import EvalError, Experiment
+from gfi.settings import Settings, setting
 
 
 def parse_alphas(spec: str | None) -> list[float]:
@@ -62,41 +64,47 @@ def error_curve(records: list[dict]) -> list[float] | None:
     return [1 - sum(r["hits"][a] for r in records) / len(records) for a in range(n_alpha)]
 
 
+@dataclass(frozen=True)
+class LocalizationOptions(Settings):
+    """Options of ``gfi eval localization``."""
+
+    alphas: str | None = setting(None, "threshold sweep, start:step:stop or a list (none: 0:0.5:10)")
+    alpha: float | None = setting(None, "report at this alpha instead of choosing it on a tuning part")
+    tune_split: str | None = setting(
+        None, "fraction of the images (dataset order) or a file of names on which alpha is chosen; the error is "
+              "reported on the rest (none: 0.5 when alpha is not given)")
+    iou: float = setting(0.5, "IoU for a success", low=0, high=1)
+
+
 class Localization(Experiment):
-    def __init__(self) -> None:
-        super().__init__(name="localization", help="weakly supervised localization error (Sec. 4.2)",
-                         datasets=("imagenet",))
+    name = "localization"
+    help = "weakly supervised localization error (Sec. 4.2)"
+    datasets = ("imagenet",)
+    options_class = LocalizationOptions
+    headline_keys = ("error", "alpha")
 
-    def add_arguments(self, p) -> None:
-        p.add_argument("--alphas", help="threshold sweep, start:step:stop or a list (default: 0:0.5:10)")
-        p.add_argument("--alpha", type=float, help="report at this alpha instead of choosing it on a tuning part")
-        p.add_argument("--tune-split", help="fraction of the images (dataset order) or a file of names on which "
-                                            "alpha is chosen; the error is reported on the rest (default: 0.5 "
-                                            "when --alpha is not given)")
-        p.add_argument("--iou", type=float, default=0.5, help="IoU for a success (default: %(default)s)")
+    def record_options(self, opts: LocalizationOptions) -> dict:
+        return {"alphas": parse_alphas(opts.alphas), "iou": opts.iou}
 
-    def record_options(self, args) -> dict:
-        return {"alphas": parse_alphas(args.alphas), "iou": args.iou}
-
-    def check(self, args, dataset) -> None:
-        super().check(args, dataset)
-        if args.alpha is not None and args.alpha not in parse_alphas(args.alphas):
-            raise EvalError(f"--alpha {args.alpha} is not in the sweep; add it with --alphas")
+    def check(self, run: EvalRun, opts: LocalizationOptions, dataset) -> None:
+        super().check(run, opts, dataset)
+        if opts.alpha is not None and opts.alpha not in parse_alphas(opts.alphas):
+            raise EvalError(f"--alpha {opts.alpha} is not in the sweep; add it with --alphas")
 
     def score(self, ctx, sample, image, maps, j, extra) -> dict:
         c = sample.classes[0]
-        hits = localization_hits(maps[c], sample.boxes_of(c), parse_alphas(ctx.args.alphas), ctx.args.iou)
+        hits = localization_hits(maps[c], sample.boxes_of(c), parse_alphas(ctx.opts.alphas), ctx.opts.iou)
         return {"hits": hits.int().tolist()}
 
-    def summarize(self, records, args, out) -> dict:
-        alphas = parse_alphas(args.alphas)
-        split = args.tune_split if args.tune_split is not None else (None if args.alpha is not None else "0.5")
+    def summarize(self, records, run: EvalRun, opts: LocalizationOptions) -> dict:
+        alphas = parse_alphas(opts.alphas)
+        split = opts.tune_split if opts.tune_split is not None else (None if opts.alpha is not None else "0.5")
         tune, report = split_tune(records, split) if split is not None else ([], list(records))
         if not report:
             raise EvalError("the reporting part is empty: give more images or a smaller --tune-split")
         tune_err, report_err = error_curve(tune), error_curve(report)
-        if args.alpha is not None:
-            a = alphas.index(args.alpha)
+        if opts.alpha is not None:
+            a = alphas.index(opts.alpha)
         elif tune_err is None:
             raise EvalError("the tuning part is empty: give more images or a larger --tune-split")
         else:
@@ -104,11 +112,12 @@ class Localization(Experiment):
         curves = {f"report ({len(report)})": report_err}
         if tune_err is not None:
             curves[f"tune ({len(tune)})"] = tune_err
-        plot = line_plot(out / "localization_error.png", alphas, curves, xlabel="alpha (threshold = alpha x mean)",
-                         ylabel="localization error", title=f"{args.method} on {args.model}", mark_x=alphas[a])
+        plot = line_plot(run.out / "localization_error.png", alphas, curves,
+                         xlabel="alpha (threshold = alpha x mean)", ylabel="localization error",
+                         title=f"{run.method} on {run.model}", mark_x=alphas[a])
         err = report_err[a]
         return {"error": err, "error_ci95": 1.96 * (err * (1 - err) / len(report)) ** 0.5, "alpha": alphas[a],
-                "alpha_chosen_on": "fixed" if args.alpha is not None else f"tune split {split}",
+                "alpha_chosen_on": "fixed" if opts.alpha is not None else f"tune split {split}",
                 "tune_error": tune_err[a] if tune_err else None,
                 "n_tune": len(tune), "n_report": len(report), "alphas": alphas,
                 "error_by_alpha": {"report": report_err, "tune": tune_err}, "plot": plot}

@@ -2,10 +2,24 @@
 
 A map is ``<stem>_<class>.npy``: float32 in [0, 1] at the image's original size, ``stem`` from
 :func:`gfi.data.samples.safe_stem`. A folder written by ``gfi eval`` also holds ``_maps.json``,
-the method, model and settings that made the maps; a run with other settings refuses the folder
-(maps of one method are never scored as another's). A folder without it (written by
-``gfi explain``) is used as it is. ``_seconds.<pid>.jsonl`` files record how long each map took,
-so a metric scoring cached maps still reports the method's seconds per image.
+the method, model and settings that made the maps (the explainer's provenance); a run with other
+settings refuses the folder (maps of one method are never scored as another's). A folder without
+it (written by ``gfi explain``) is used as it is. ``_seconds.<pid>.jsonl`` files record how long
+each map took, so a metric scoring cached maps still reports the method's seconds per image.
+
+Cache compatibility lives here (:func:`canonical`): ``_maps.json`` files written by earlier
+versions of gfi stay usable. Settings recorded there are read as the values that decide the maps:
+
+* keys that are no longer settings of the method (the run options ``early_stop*``, ``autocast``,
+  ``channels_last``, ``stage2_chunk`` that GFI's config held) are dropped: they never decided a
+  map;
+* a setting added since is read as :data:`ADDED` says (the value that reproduces the code before
+  it), else as its default;
+* the settings of a method other than GFI recorded as ``options`` (its constructor's overrides)
+  are read as that method's defaults with those overrides;
+* stage 2's optional blur (None: stage 1's) is resolved;
+* for maps made by stage 1 alone (``stage2`` off on both sides, e.g. ``gfi-stage1``), the
+  settings only stage 2 reads (the fields with ``stage=2`` in their metadata) do not count.
 """
 
 from __future__ import annotations
@@ -13,16 +27,30 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
 
 from gfi.data.samples import safe_stem
+from gfi.errors import SettingsError
+from gfi.persist import atomic_save_npy, atomic_write_text
+from gfi.settings import Settings, describe
 
 log = logging.getLogger("gfi")
 META = "_maps.json"
+
+#: settings added to GFI after maps were cached, with the value that reproduces the code before
+#: them (None: stage 1's blur); a setting added at its old behaviour needs no entry (its default)
+ADDED: dict[str, Any] = {"blur_kernel2": None, "blur_sigma2": None}
+#: fields an earlier GFI config held that are run options now (they never decided a map)
+RETIRED = frozenset({"early_stop", "early_stop_every", "early_stop_tol", "autocast", "channels_last",
+                     "stage2_chunk"})
+#: optional stage-2 fields whose None means the stage-1 field's value
+STAGE2_FALLBACK = {"blur_kernel2": "blur_kernel", "blur_sigma2": "blur_sigma"}
 
 
 def map_name(stem: str, cls: int | str) -> str:
@@ -30,33 +58,88 @@ def map_name(stem: str, cls: int | str) -> str:
     return f"{stem}_{cls}.npy"
 
 
-def write_npy_atomic(path: Path, array: np.ndarray) -> None:
-    tmp = path.with_name(path.stem + f".tmp{os.getpid()}.npy")
-    np.save(tmp, array)
-    tmp.replace(path)
+def stage2_fields(settings_class: type[Settings]) -> frozenset[str]:
+    """The fields only stage 2 reads (``stage=2`` in their metadata)."""
+    return frozenset(i.name for i in describe(settings_class) if i.stage == 2)
 
 
-def _same(key: str, old, new, stage1_only: bool = False) -> bool:
-    """Equal settings. GFI settings are compared as :meth:`GFIConfig.canonical` reads them: a
-    setting missing on one side (a field added to :class:`GFIConfig` after the maps were made)
-    counts as the value that reproduces the code before it (``GFIConfig.ADDED``), else as its
-    default. For stage-1 maps (``stage1_only``) stage 2's settings do not count."""
-    if key == "config" and isinstance(old, dict) and isinstance(new, dict):
-        from gfi.methods.gfi import GFIConfig
+def _method(name: Any):
+    from gfi.methods.registry import METHODS
 
-        old, new = GFIConfig.canonical(old), GFIConfig.canonical(new)
-        keys = set(old) | set(new)
-        if stage1_only:
-            keys -= GFIConfig.STAGE2_FIELDS | {"stage2"}
-        return all(old.get(k) == new.get(k) for k in keys)
-    return old == new
+    return METHODS.get(name) if isinstance(name, str) else None
 
 
-def _stage1_maps(provenance: dict) -> bool:
-    """Maps made by stage 1 alone: the ``gfi-stage1`` method (whose maps made before it recorded
-    ``stage2=False`` say ``True``), or a GFI config with ``stage2`` off."""
+def canonical(method: str | None, config: Mapping[str, Any]) -> dict[str, Any]:
+    """Recorded settings of ``method`` (any version's) as the values that decide its maps: every
+    field of its settings class, as the method runs them (see the module's docstring)."""
+    cls = _method(method)
+    if cls is None:
+        return dict(config)
+    sc = cls.settings_class
+    names = set(sc.names())
+    from gfi.methods.base import RunOptions
+
+    dropped = RETIRED | set(RunOptions.names())
+    given = {k: v for k, v in config.items() if k in names or k not in dropped}
+    given = {**{k: v for k, v in ADDED.items() if k in names}, **given}
+    if set(given) <= names:
+        try:  # as the method runs them (a method may fix a setting, e.g. gfi-stage1's stage2)
+            settings, _ = cls.resolve(sc(**given), None, {})
+            given = settings.to_dict()
+        except (SettingsError, TypeError) as exc:  # a value this version refuses: compared as recorded
+            log.debug("%s settings %s not readable here (%s); compared as recorded", method, given, exc)
+    out = {**_defaults(sc), **given}
+    for key, stage1 in STAGE2_FALLBACK.items():
+        if key in out and out[key] is None:
+            out[key] = out.get(stage1)
+    return out
+
+
+def _defaults(settings_class: type[Settings]) -> dict[str, Any]:
+    return {i.name: list(i.default) if isinstance(i.default, tuple) else i.default for i in describe(settings_class)}
+
+
+def canonical_provenance(provenance: Mapping[str, Any]) -> dict[str, Any]:
+    """A recorded provenance (``_maps.json``, or the method part of ``options.json``) with its
+    settings read by :func:`canonical`; ``options`` of a method other than GFI (before every method
+    recorded its settings) become its ``config``."""
+    out = dict(provenance)
+    if _method(out.get("method")) is None:
+        return out
+    if "config" not in out and isinstance(out.get("options"), dict):
+        out["config"] = out.pop("options")
+    if isinstance(out.get("config"), dict):
+        out["config"] = canonical(out["method"], out["config"])
+    return out
+
+
+def _stage1_maps(provenance: Mapping[str, Any]) -> bool:
+    """Maps made by stage 1 alone: the settings (as the method runs them) have ``stage2`` off."""
     config = provenance.get("config")
-    return provenance.get("method") == "gfi-stage1" or (isinstance(config, dict) and config.get("stage2") is False)
+    return isinstance(config, dict) and config.get("stage2") is False
+
+
+def differing(found: Mapping[str, Any], now: Mapping[str, Any]) -> list[str]:
+    """The provenance keys (``config.NAME`` for a setting) in which two map stores differ."""
+    old, new = canonical_provenance(found), canonical_provenance(now)
+    ignore: frozenset[str] = frozenset()
+    cls = _method(new.get("method"))
+    if cls is not None and _stage1_maps(old) and _stage1_maps(new):
+        ignore = stage2_fields(cls.settings_class) | {"stage2"}
+    diff = []
+    for k in sorted(set(old) | set(new)):
+        a, b = old.get(k), new.get(k)
+        if k == "config" and isinstance(a, dict) and isinstance(b, dict):
+            diff += [f"config.{n}" for n in sorted(set(a) | set(b)) if n not in ignore and a.get(n) != b.get(n)]
+        elif a != b:
+            diff.append(k)
+    return diff
+
+
+def _value(p: Mapping[str, Any], key: str) -> Any:
+    if key.startswith("config.") and isinstance(p.get("config"), dict):
+        return p["config"].get(key[len("config."):])
+    return p.get(key)
 
 
 class MapStore:
@@ -72,11 +155,10 @@ class MapStore:
                 found = json.loads(meta.read_text())
             except json.JSONDecodeError as exc:
                 raise ValueError(f"{meta}: malformed ({exc}); delete it to reuse the maps") from exc
-            stage1 = _stage1_maps(found) and _stage1_maps(provenance)
-            diff = sorted(k for k in set(found) | set(provenance)
-                          if not _same(k, found.get(k), provenance.get(k), stage1))
+            diff = differing(found, provenance)
             if diff:
-                shown = "; ".join(f"{k}: {found.get(k)!r} there, {provenance.get(k)!r} now" for k in diff[:4])
+                old, new = canonical_provenance(found), canonical_provenance(provenance)
+                shown = "; ".join(f"{k}: {_value(old, k)!r} there, {_value(new, k)!r} now" for k in diff[:4])
                 raise ValueError(f"the maps in {self.folder} were made with other settings ({shown}); "
                                  "give another --maps folder or the same settings")
         elif self.folder.is_dir() and any(self.folder.glob("*.npy")):
@@ -84,9 +166,7 @@ class MapStore:
                      self.folder, META)
         elif create:
             self.folder.mkdir(parents=True, exist_ok=True)
-            tmp = meta.with_name(f"{META}.tmp{os.getpid()}")
-            tmp.write_text(json.dumps(provenance, indent=2, sort_keys=True))
-            tmp.replace(meta)
+            atomic_write_text(meta, json.dumps(provenance, indent=2, sort_keys=True))
 
     def seconds(self, path: str | Path, cls: int | str) -> float | None:
         """Seconds the stored map took to compute, when recorded."""
@@ -124,7 +204,7 @@ class MapStore:
         self.folder.mkdir(parents=True, exist_ok=True)
         arr = saliency.detach().cpu().float().clamp(0, 1).numpy().astype(np.float32)
         dest = self.path(path, cls)
-        write_npy_atomic(dest, arr)
+        atomic_save_npy(dest, arr)
         if seconds is not None:
             with open(self.folder / f"_seconds.{os.getpid()}.jsonl", "a") as fh:
                 fh.write(json.dumps({"file": dest.name, "seconds": seconds}) + "\n")

@@ -3,11 +3,18 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
+if TYPE_CHECKING:
+    from gfi.evaluation.experiment import EvalRun
+    from gfi.models.classifier import Classifier
+
+log = logging.getLogger("gfi")
 HEAD_KEY = "gfi_head"
 
 
@@ -34,32 +41,32 @@ def read_head_checkpoint(path: str | Path) -> dict | None:
         return None
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception:  # not our format: the preset loader reports the file's problem
+    except Exception as exc:  # not our format: the preset loader reports the file's problem
+        log.debug("%s is not a voc-head checkpoint (%s)", path, exc)
         return None
     return obj if isinstance(obj, dict) and HEAD_KEY in obj else None
 
 
-def load_classifier(args):
-    """(Classifier, info) from ``--model``, ``--weights``, layers and ``--multilabel``."""
+def load_classifier(run: EvalRun) -> tuple[Classifier, dict]:
+    """(Classifier, info) from the run's model, weights, layers and ``multilabel``."""
     from gfi.models.presets import load_model
     from gfi.models.weights import WeightsError, file_sha256, load_into
 
-    weights = str(args.weights)
+    weights = str(run.weights)
     ckpt = read_head_checkpoint(weights) if weights not in ("default", "random") else None
     if ckpt is not None:
         meta = ckpt[HEAD_KEY]
-        if meta.get("model") != args.model:
-            raise WeightsError(f"{weights} fine-tunes {meta.get('model')}, not --model {args.model}")
-        clf, info = load_model(args.model, weights="random")
+        if meta.get("model") != run.model:
+            raise WeightsError(f"{weights} fine-tunes {meta.get('model')}, not --model {run.model}")
+        clf, info = load_model(run.model, weights="random")
         replace_head(clf.model, int(meta["num_classes"]))
         load_into(clf.model, ckpt["state_dict"], source=weights)
         clf.model.eval()
         clf.class_names = list(meta["class_names"])
         info.update(weights=weights, sha256=file_sha256(weights), head=meta)
     else:
-        clf, info = load_model(args.model, weights=weights, allow_pickle=getattr(args, "unsafe_allow_pickle", False),
-                               download=getattr(args, "download", False))
-    if args.inversion_layer or args.channel_layer:
-        clf = clf.with_layers(args.inversion_layer, args.channel_layer)
-    clf.multilabel = bool(args.multilabel)
+        clf, info = load_model(run.model, weights=weights, allow_pickle=run.allow_pickle, download=run.download)
+    if run.inversion_layer or run.channel_layer:
+        clf = clf.with_layers(run.inversion_layer, run.channel_layer)
+    clf.multilabel = bool(run.multilabel)
     return clf, info

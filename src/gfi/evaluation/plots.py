@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from gfi.persist import atomic_write
+
 
 def line_plot(path: Path, xs, curves: dict[str, list[float]], *, xlabel: str, ylabel: str, title: str,
               mark_x: float | None = None) -> str:
@@ -23,10 +25,10 @@ def line_plot(path: Path, xs, curves: dict[str, list[float]], *, xlabel: str, yl
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    tmp = path.with_name(path.stem + ".tmp.png")
-    fig.savefig(tmp)
-    plt.close(fig)
-    tmp.replace(path)
+    try:
+        atomic_write(path, lambda tmp: fig.savefig(tmp, format=path.suffix.lstrip(".") or "png"))
+    finally:
+        plt.close(fig)
     return str(path)
 
 

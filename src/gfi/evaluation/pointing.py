@@ -15,9 +15,12 @@ protocols are recorded per image, so either summary comes from the same lines.
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import dataclass
+from typing import Literal
 
+from gfi.evaluation.experiment import EvalRun, Experiment
 from gfi.evaluation.metrics import is_difficult_pointing, pointing_hit
-from gfi.evaluation.runner import Experiment
+from gfi.settings import Settings, setting
 
 TORCHRAY_TOLERANCE = 15
 
@@ -30,15 +33,22 @@ def class_mean(points: list[dict], key: str) -> tuple[float | None, dict[int, fl
     return (sum(rates.values()) / len(rates) if rates else None), rates
 
 
+@dataclass(frozen=True)
+class PointingOptions(Settings):
+    """Options of ``gfi eval pointing``."""
+
+    protocol: Literal["paper", "torchray"] = setting(
+        "paper", "headline: paper (inside a box) or torchray (within 15 px, plus the difficult subset)")
+
+
 class Pointing(Experiment):
-    def __init__(self) -> None:
-        super().__init__(name="pointing", help="pointing game accuracy (Sec. 4.3)", datasets=("imagenet", "voc"))
+    name = "pointing"
+    help = "pointing game accuracy (Sec. 4.3)"
+    datasets = ("imagenet", "voc")
+    options_class = PointingOptions
+    headline_keys = ("accuracy",)
 
-    def add_arguments(self, p) -> None:
-        p.add_argument("--protocol", choices=["paper", "torchray"], default="paper",
-                       help="headline: paper (inside a box) or torchray (within 15 px, plus the difficult subset)")
-
-    def targets(self, sample, args):
+    def targets(self, sample, opts):
         return list(sample.classes)
 
     def score(self, ctx, sample, image, maps, j, extra) -> dict:
@@ -52,7 +62,7 @@ class Pointing(Experiment):
                            "difficult": is_difficult_pointing(boxes, n_classes - 1, h, w)})
         return {"points": points}
 
-    def summarize(self, records, args, out) -> dict:
+    def summarize(self, records, run: EvalRun, opts: PointingOptions) -> dict:
         points = [p for r in records for p in r["points"]]
         paper, paper_per = class_mean(points, "hit")
         tray, tray_per = class_mean(points, "hit_tol")
@@ -61,9 +71,9 @@ class Pointing(Experiment):
         plain = sum(p["hit"] for p in points) / len(points)
         plain_tol = sum(p["hit_tol"] for p in points) / len(points)
         summary = {
-            "protocol": args.protocol,
-            "accuracy": paper if args.protocol == "paper" else tray,
-            "accuracy_per_image": plain if args.protocol == "paper" else plain_tol,
+            "protocol": opts.protocol,
+            "accuracy": paper if opts.protocol == "paper" else tray,
+            "accuracy_per_image": plain if opts.protocol == "paper" else plain_tol,
             "paper": {"accuracy": paper, "accuracy_per_image": plain, "per_class": paper_per},
             "torchray": {"tolerance_px": TORCHRAY_TOLERANCE, "accuracy": tray, "accuracy_per_image": plain_tol,
                          "accuracy_difficult": tray_hard, "n_difficult": len(hard), "per_class": tray_per},

@@ -18,17 +18,20 @@ import torch
 
 from gfi.data.samples import DataError
 from gfi.data.sod import read_mask
+from gfi.evaluation.experiment import EvalRun, Experiment
 from gfi.evaluation.metrics import PR_THRESHOLDS, f_beta, pr_counts, saliency_scores
 from gfi.evaluation.plots import line_plot, mean
-from gfi.evaluation.runner import Experiment
+from gfi.persist import atomic_write_text
 
 
 class Saliency(Experiment):
-    def __init__(self) -> None:
-        super().__init__(name="saliency", help="salient-object F-beta, MAE and PR curve (Sec. 4.4.2)",
-                         default_method="gfi-stage1", datasets=("sod",))
+    name = "saliency"
+    help = "salient-object F-beta, MAE and PR curve (Sec. 4.4.2)"
+    default_method = "gfi-stage1"
+    datasets = ("sod",)
+    headline_keys = ("f_beta", "precision", "recall", "mae")
 
-    def targets(self, sample, args):
+    def targets(self, sample, opts):
         return None
 
     def score(self, ctx, sample, image, maps, j, extra) -> dict:
@@ -43,7 +46,7 @@ class Saliency(Experiment):
         return {**s, "tp": int((pred & gt).sum()), "pred": int(pred.sum()), "gt": int(gt.sum()),
                 "pr_tp": tp.tolist(), "pr_pred": npred.tolist()}
 
-    def summarize(self, records, args, out) -> dict:
+    def summarize(self, records, run: EvalRun, opts) -> dict:
         summary = {k: mean(r[k] for r in records) for k in ("f_beta", "precision", "recall", "mae")}
         tp, pred, gt = (sum(r[k] for r in records) for k in ("tp", "pred", "gt"))
         p_set, r_set = tp / max(pred, 1), tp / max(gt, 1)
@@ -57,9 +60,9 @@ class Saliency(Experiment):
         fb = f_beta(prec, rec)
         curve = {"thresholds": list(PR_THRESHOLDS), "precision": prec.tolist(), "recall": rec.tolist(),
                  "f_beta": fb.tolist()}
-        (out / "pr_curve.json").write_text(json.dumps(curve))
-        line_plot(out / "pr_curve.png", curve["recall"], {args.method: curve["precision"]}, xlabel="recall",
-                  ylabel="precision", title=f"{args.method} on {args.model} (thresholds 0..1)")
+        atomic_write_text(run.out / "pr_curve.json", json.dumps(curve))
+        line_plot(run.out / "pr_curve.png", curve["recall"], {run.method: curve["precision"]}, xlabel="recall",
+                  ylabel="precision", title=f"{run.method} on {run.model} (thresholds 0..1)")
         i = int(fb.argmax())
         summary.update(f_beta_max=float(fb[i]), f_beta_max_threshold=PR_THRESHOLDS[i],
                        pr_curve="pr_curve.json", plot="pr_curve.png")

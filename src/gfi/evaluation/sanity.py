@@ -14,14 +14,17 @@ from __future__ import annotations
 
 import copy
 import time
+from dataclasses import dataclass
+from typing import Literal
 
 import torch
 from torch import nn
 
+from gfi.evaluation.experiment import EvalRun, Experiment
 from gfi.evaluation.metrics import spearman, ssim
 from gfi.evaluation.plots import line_plot, mean
-from gfi.evaluation.runner import EvalError, Experiment, make_explainer
 from gfi.models.classifier import Classifier
+from gfi.settings import Settings, setting
 
 
 def parameterised_modules(model: nn.Module) -> list[str]:
@@ -56,32 +59,33 @@ def cascade(clf: Classifier, levels: int, seed: int = 0) -> list[tuple[str, Clas
     return out
 
 
+@dataclass(frozen=True)
+class SanityOptions(Settings):
+    """Options of ``gfi eval sanity``."""
+
+    levels: int = setting(4, "randomise the top 1..N parameterised modules, cumulatively", low=1)
+    target: Literal["label", "top1"] = setting(
+        "label", "class: the ground truth where the data has it, or the trained model's top-1")
+    seed: int = setting(0, "seed of the re-initialisation")
+
+
 class Sanity(Experiment):
-    def __init__(self) -> None:
-        super().__init__(name="sanity", help="cascading model randomisation (Adebayo et al. 2018)", needs_model=True)
+    name = "sanity"
+    help = "cascading model randomisation (Adebayo et al. 2018)"
+    needs_model = True
+    options_class = SanityOptions
+    headline_keys = ("spearman", "ssim")
 
-    def add_arguments(self, p) -> None:
-        p.add_argument("--levels", type=int, default=4,
-                       help="randomise the top 1..N parameterised modules, cumulatively (default: %(default)s)")
-        p.add_argument("--target", choices=["label", "top1"], default="label",
-                       help="class: the ground truth where the data has it, or the trained model's top-1")
-        p.add_argument("--seed", type=int, default=0, help="seed of the re-initialisation (default: %(default)s)")
+    def record_options(self, opts: SanityOptions) -> dict:
+        return {"levels": opts.levels, "target": opts.target, "seed": opts.seed}
 
-    def record_options(self, args) -> dict:
-        return {"levels": args.levels, "target": args.target, "seed": args.seed}
-
-    def check(self, args, dataset) -> None:
-        super().check(args, dataset)
-        if args.levels < 1:
-            raise EvalError(f"--levels must be >= 1, got {args.levels}")
-
-    def targets(self, sample, args):
-        return sample.classes[:1] if args.target == "label" and sample.classes else None
+    def targets(self, sample, opts: SanityOptions):
+        return sample.classes[:1] if opts.target == "label" and sample.classes else None
 
     def batch_extras(self, ctx, samples, images, x, targets):
         if "levels" not in ctx.cache:
-            ctx.cache["levels"] = [(name, make_explainer(ctx.args, c))
-                                   for name, c in cascade(ctx.clf, ctx.args.levels, ctx.args.seed)]
+            ctx.cache["levels"] = [(name, ctx.make_explainer(c))
+                                   for name, c in cascade(ctx.clf, ctx.opts.levels, ctx.opts.seed)]
         t0 = time.perf_counter()
         sizes = [tuple(img.shape[-2:]) for img in images]
         maps = [(name, ctx.explain_now(ex, x, targets, sizes)[0]) for name, ex in ctx.cache["levels"]]
@@ -95,7 +99,7 @@ class Sanity(Experiment):
             levels.append({"layer": name, "spearman": spearman(trained, m), "ssim": ssim(trained, m)})
         return {"class": c, "levels": levels}
 
-    def summarize(self, records, args, out) -> dict:
+    def summarize(self, records, run: EvalRun, opts: SanityOptions) -> dict:
         n = len(records[0]["levels"])
         per = []
         for k in range(n):
@@ -103,8 +107,8 @@ class Sanity(Experiment):
             per.append({"level": k + 1, "layer": records[0]["levels"][k]["layer"], "spearman": mean(sp),
                         "ssim": mean(r["levels"][k]["ssim"] for r in records),
                         "n_constant": sum(1 for v in sp if v != v)})
-        line_plot(out / "sanity.png", [p["level"] for p in per],
+        line_plot(run.out / "sanity.png", [p["level"] for p in per],
                   {"Spearman": [p["spearman"] for p in per], "SSIM": [p["ssim"] for p in per]},
                   xlabel="top modules randomised", ylabel="similarity to the trained map",
-                  title=f"{args.method} on {args.model}")
+                  title=f"{run.method} on {run.model}")
         return {"spearman": per[-1]["spearman"], "ssim": per[-1]["ssim"], "levels": per, "plot": "sanity.png"}

@@ -1,0 +1,93 @@
+"""The map store: settings decide which maps a folder may serve, and folders written by earlier
+versions (other GFI fields, run options in the config, a baseline's constructor options) stay usable."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+
+import pytest
+
+from gfi.evaluation.mapstore import ADDED, META, MapStore, canonical, stage2_fields
+from gfi.methods.gfi import GFIConfig
+
+OLD_RUN_FIELDS = {"early_stop": False, "early_stop_every": 5, "early_stop_tol": 0.005, "autocast": "none",
+                  "channels_last": False, "stage2_chunk": 0}
+
+
+def test_map_store_accepts_settings_added_later_at_their_default(tmp_path):
+    now = {"method": "gfi", "config": asdict(GFIConfig())}
+    old = {"method": "gfi", "config": {k: v for k, v in now["config"].items() if k != "tv1"}}
+    (tmp_path / META).write_text(json.dumps(old))
+    MapStore(tmp_path, now)  # a field added since, at its default: the same maps
+    changed = {"method": "gfi", "config": {**now["config"], "tv1": 0.5}}
+    with pytest.raises(ValueError, match="made with other settings"):
+        MapStore(tmp_path, changed)
+
+
+def test_map_store_ignores_the_run_options_old_configs_hold(tmp_path):
+    """Before the run options left GFI's config, ``_maps.json`` held them; they never decided a map."""
+    now = {"method": "gfi", "config": asdict(GFIConfig())}
+    old = {"method": "gfi", "config": {**now["config"], **OLD_RUN_FIELDS, "early_stop": True, "stage2_chunk": 2}}
+    (tmp_path / META).write_text(json.dumps(old))
+    MapStore(tmp_path, now)
+    with pytest.raises(ValueError, match=r"config\.gamma"):  # a setting still counts
+        MapStore(tmp_path, {"method": "gfi", "config": asdict(GFIConfig(gamma=3.0))})
+
+
+def test_map_store_reads_a_baselines_old_constructor_options(tmp_path):
+    """Before every method recorded its settings, a baseline's ``_maps.json`` held only the options
+    given to its constructor (``options``): they are read as its defaults with those."""
+    (tmp_path / META).write_text(json.dumps({"method": "gradcam", "model": "m", "options": {}}))
+    MapStore(tmp_path, {"method": "gradcam", "model": "m", "config": {"layer": None}})
+    with pytest.raises(ValueError, match=r"config\.layer"):
+        MapStore(tmp_path, {"method": "gradcam", "model": "m", "config": {"layer": "features"}})
+
+
+def test_map_store_ignores_stage2_settings_for_stage1_maps(tmp_path):
+    made = asdict(GFIConfig(lr2=0.01, area2=0.5))
+    for method, reused in (("gfi-stage1", True), ("gfi", False)):
+        folder = tmp_path / method
+        folder.mkdir()
+        (folder / META).write_text(json.dumps({"method": method, "config": made}))
+        now = {"method": method, "config": asdict(GFIConfig())}  # stage 2's lr2 and area2 changed since
+        if reused:
+            MapStore(folder, now)
+        else:
+            with pytest.raises(ValueError, match="lr2"):
+                MapStore(folder, now)
+    # a gfi run with stage 2 off makes stage-1 maps too
+    folder = tmp_path / "gfi-off"
+    folder.mkdir()
+    (folder / META).write_text(json.dumps({"method": "gfi", "config": {**made, "stage2": False}}))
+    MapStore(folder, {"method": "gfi", "config": asdict(GFIConfig(stage2=False))})
+    # a stage-1 setting still counts
+    with pytest.raises(ValueError, match="made with other settings"):
+        MapStore(tmp_path / "gfi-stage1", {"method": "gfi-stage1", "config": asdict(GFIConfig(area1=0.0))})
+
+
+def test_map_store_reads_a_field_added_since_as_the_old_behaviour(tmp_path):
+    """Maps cached before stage 2 had its own blur were made with stage 1's: they are not the
+    current default's maps (stage 2 blurs with sigma 20 now), and they are those of a run that sets
+    stage 2's blur to stage 1's, explicitly or with None."""
+    before = {k: v for k, v in asdict(GFIConfig()).items() if k not in ADDED}
+    (tmp_path / META).write_text(json.dumps({"method": "gfi", "config": before}))
+    with pytest.raises(ValueError, match="blur_kernel2"):
+        MapStore(tmp_path, {"method": "gfi", "config": asdict(GFIConfig())})
+    for same in (GFIConfig(blur_kernel2=11, blur_sigma2=5.0), GFIConfig(blur_kernel2=None, blur_sigma2=None)):
+        MapStore(tmp_path, {"method": "gfi", "config": asdict(same)})
+
+
+def test_stage2_fields_come_from_the_field_metadata():
+    """The set kept by hand before (GFIConfig.STAGE2_FIELDS) less the run options that left the config."""
+    assert stage2_fields(GFIConfig) == {
+        "delta", "lam", "lr2", "iters2", "lr_decay_every", "lr_decay", "score", "area2", "tv2",
+        "blur_kernel2", "blur_sigma2", "stage2_init", "nonnegative", "fresh_optimizer"}
+
+
+def test_canonical_is_what_the_method_runs():
+    # a config recorded before the stage-2 blur fields: ADDED's None, resolved to stage 1's blur
+    assert canonical("gfi", {}) == {**asdict(GFIConfig()), "blur_kernel2": GFIConfig().blur_kernel,
+                                    "blur_sigma2": GFIConfig().blur_sigma}
+    assert canonical("gfi-stage1", asdict(GFIConfig()))["stage2"] is False  # the method runs stage 1 only
+    assert canonical("no-such-method", {"a": 1}) == {"a": 1}

@@ -28,20 +28,24 @@ import torch.nn.functional as F
 from gfi.data.imagenet import ImageNetVal
 from gfi.data.images import load_image
 from gfi.evaluation.metrics import PAPER_ALPHAS, localization_hits, pointing_hit, saliency_scores
-from gfi.evaluation.runner import parse_value
-from gfi.methods.gfi import GFIConfig
-from gfi.methods.registry import get_method
+from gfi.methods.base import RunOptions
+from gfi.methods.registry import get_method, method_class
 from gfi.models.presets import load_model
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
 def make_explainer(args, clf):
-    if args.method in ("gfi", "gfi-stage1"):
-        overrides = dict(kv.split("=", 1) for kv in args.set)
-        cfg = GFIConfig.preset(args.preset, **{k: parse_value(v) for k, v in overrides.items()})
-        return get_method(args.method, clf, config=cfg), cfg.to_dict()
-    return get_method(args.method, clf), {}
+    """The method with ``--preset`` and ``--set`` (strings parsed by each field's type) for a method
+    with presets (GFI, pixel-mask), the method's defaults otherwise; and the settings to record."""
+    cls = method_class(args.method)
+    if not cls.presets:
+        return get_method(args.method, clf), {}
+    overrides = dict(kv.split("=", 1) for kv in args.set)
+    run = {k: overrides.pop(k) for k in list(overrides) if k in RunOptions.names()}
+    config = cls.preset_config(args.preset).with_overrides(overrides)
+    explainer = get_method(args.method, clf, config, options=RunOptions().with_overrides(run))
+    return explainer, explainer.config.to_dict()
 
 
 def run(args) -> None:

@@ -61,7 +61,7 @@ def peak_and_hit(m: torch.Tensor, size, boxes) -> tuple[list[int], bool]:
 class Recorder(GuidedFeatureInversion):
     """GFI whose stage 2 keeps a copy of w after every ``every``-th step (through Adam.step)."""
 
-    def stage2(self, x, p, f_l1, w_init, targets, adam_state=None):
+    def stage2(self, x, p, f_channel, w_init, targets, adam_state=None):
         snaps, every, orig = {}, self.options.early_stop_every, torch.optim.Adam.step
         count = [0]
 
@@ -74,10 +74,10 @@ class Recorder(GuidedFeatureInversion):
 
         torch.optim.Adam.step = step
         try:
-            w, hist = super().stage2(x, p, f_l1, w_init, targets, adam_state)
+            w, hist = super().stage2(x, p, f_channel, w_init, targets, adam_state)
         finally:
             torch.optim.Adam.step = orig
-        self.snapshots, self.f_l1 = snaps, f_l1
+        self.snapshots, self.f_channel = snaps, f_channel
         return w, hist
 
 
@@ -107,7 +107,7 @@ def phase1(args, clf, ds, rec: dict) -> None:
         for n, w in sorted(gfi.snapshots.items()):
             if cfg.nonnegative:
                 w = w.clamp(min=0)
-            m, _ = channel_mask(w, gfi.f_l1, x.shape[-2:], rectify=not nonneg)
+            m, _ = channel_mask(w, gfi.f_channel, x.shape[-2:], rectify=not nonneg)
             peak, hit = peak_and_hit(m[0, 0], img.shape[-2:], s.boxes)
             ck[str(n)] = {"peak": peak, "hit": hit}
         peak, hit = peak_and_hit(e.maps[0, 0], img.shape[-2:], s.boxes)

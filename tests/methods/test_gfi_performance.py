@@ -165,5 +165,5 @@ def test_performance_options_are_cli_flags_and_help_renders(capsys):
     assert e.value.code == 0
     out = capsys.readouterr().out
     for flag in ("--early-stop ", "--early-stop-every", "--early-stop-tol", "--autocast", "--channels-last",
-                 "--stage2-chunk"):
+                 "--chunk"):  # RunOptions.chunk, formerly GFIConfig.stage2_chunk
         assert flag in out

@@ -77,8 +77,8 @@ class GFIConfig(Settings):
                                         paper=None, low=0, low_open=True, stage=2)
     noise_std: float = setting(0.2, "standard deviation of the noise background", low=0)
     inversion_error: Literal["sum", "relative"] = setting(
-        "relative", "Eq. 8's inversion error: summed over l0's features, or relative to ||f_l0(x)||^2",
-        paper="sum")
+        "relative", "Eq. 8's inversion error: summed over the inversion layer's features, or relative to "
+                    "their squared norm", paper="sum")
     l1_norm: Literal["sum", "mean"] = setting("mean", "||w||_1 summed over the channels, or their mean",
                                               paper="sum")
     l1_grad_at_zero: Literal["one", "zero"] = setting(
@@ -92,8 +92,8 @@ class GFIConfig(Settings):
     tv1: float = setting(0.0, "weight of the mask's total variation added to Eq. 8", paper=0.0, low=0)
     tv2: float = setting(0.0, "weight of the mask's total variation added to Eq. 9", paper=0.0, low=0, stage=2)
     stage2_init: Literal["stage1", "gradient"] = setting(
-        "gradient", "where stage 2 starts: stage 1's w, or Grad-CAM's channel weights at l1", paper="stage1",
-        stage=2)
+        "gradient", "where stage 2 starts: stage 1's w, or Grad-CAM's channel weights at the channel layer",
+        paper="stage1", stage=2)
     nonnegative: bool = setting(False, "clip stage 2's weights at 0 after every step (stage 1 always clips)",
                                 paper=True, stage=2)
     fresh_optimizer: bool = setting(True, "stage 2 starts a new Adam rather than continuing stage 1's moments",
@@ -155,33 +155,34 @@ class GuidedFeatureInversion(Explainer):
     # ------------------------------------------------------------------------------------------
     def _explain(self, images: Tensor, targets: TargetsLike) -> Explanation:
         cfg, opts, clf = self.config, self.options, self.classifier
-        l0, l1 = clf.inversion_layer, clf.channel_layer
+        inversion_layer, channel_layer = clf.inversion_layer, clf.channel_layer
         with frozen(clf.model), channels_last(clf.model, opts.channels_last):
             # One forward: f^{l0}(x), f^{l1}(x) and the logits. Nothing here needs a graph.
             with torch.no_grad(), self._autocast(images.device):
-                feats, logits = clf.activations(self._layout(images), [l0, l1], stop=False)
+                feats, logits = clf.activations(self._layout(images), [inversion_layer, channel_layer], stop=False)
             feats, logits = {k: v.to(images.dtype) for k, v in feats.items()}, logits.to(images.dtype)
             t, probs = self._targets_and_probs(images, targets, logits)
-            f_l0, f_l1 = feats[l0], feats[l1]
-            if f_l1.ndim != 4:
-                raise ValueError(f"channel layer {l1} gives a {f_l1.ndim}-D tensor; Eq. (6) needs (B, C, h, w)")
+            f_inversion, f_channel = feats[inversion_layer], feats[channel_layer]
+            if f_channel.ndim != 4:
+                raise ValueError(f"channel layer {channel_layer} gives a {f_channel.ndim}-D tensor; "
+                                 "Eq. (6) needs (B, C, h, w)")
             p, p2 = self.backgrounds(images)
-            w1, hist1, adam1 = self.stage1(images, p, f_l0, f_l1)
-            up = Upsampler(f_l1.shape[-2:], images.shape[-2:], device=images.device, dtype=f_l1.dtype)
+            w1, hist1, adam1 = self.stage1(images, p, f_inversion, f_channel)
+            up = Upsampler(f_channel.shape[-2:], images.shape[-2:], device=images.device, dtype=f_channel.dtype)
             with torch.no_grad():
-                m1, col1 = channel_mask(w1, f_l1, up)
+                m1, col1 = channel_mask(w1, f_channel, up)
             if cfg.stage2:
                 w_start = self.gradient_weights(images, t) if cfg.stage2_init == "gradient" else w1
                 w_start = w_start.expand(-1, t.shape[1], -1)
                 step = opts.chunk or t.shape[1]
-                parts = [self.stage2(images, p2, f_l1, w_start[:, k:k + step], t[:, k:k + step],
+                parts = [self.stage2(images, p2, f_channel, w_start[:, k:k + step], t[:, k:k + step],
                                      adam_state=None if cfg.fresh_optimizer else adam1)
                          for k in range(0, t.shape[1], step)]
                 w2, hist2 = torch.cat([w for w, _ in parts], 1), _cat_histories([h for _, h in parts])
             else:
                 w2, hist2 = w1.expand(-1, t.shape[1], -1), None
             with torch.no_grad():
-                m, col = channel_mask(w2, f_l1, up, rectify=not cfg.nonnegative)
+                m, col = channel_mask(w2, f_channel, up, rectify=not cfg.nonnegative)
                 both = KeptAndRemoved(images, p2)(m).flatten(0, 2)
                 with self._autocast(images.device):
                     z = clf(self._layout(both)).float().view(2, *t.shape, -1)
@@ -208,7 +209,7 @@ class GuidedFeatureInversion(Explainer):
         return p, make_background(images, "blur", blur_kernel=kernel2, blur_sigma=sigma2)
 
     # ------------------------------------------------------------------------------------------
-    def stage1(self, x: Tensor, p: Tensor, f_l0: Tensor, f_l1: Tensor) -> tuple[Tensor, Tensor, dict]:
+    def stage1(self, x: Tensor, p: Tensor, f_inversion: Tensor, f_channel: Tensor) -> tuple[Tensor, Tensor, dict]:
         """Alg. 1: minimise Eq. (8) over w >= 0. Returns w (B, 1, C), the losses (T, B) and Adam's
         final state (moments), which stage 2 continues when ``fresh_optimizer`` is False.
 
@@ -216,24 +217,24 @@ class GuidedFeatureInversion(Explainer):
         reads l0 is registered once for the loop.
         """
         cfg, clf = self.config, self.classifier
-        l0 = clf.inversion_layer
-        up = Upsampler(f_l1.shape[-2:], x.shape[-2:], device=x.device, dtype=f_l1.dtype)
+        inversion_layer = clf.inversion_layer
+        up = Upsampler(f_channel.shape[-2:], x.shape[-2:], device=x.device, dtype=f_channel.dtype)
         blend = KeptAndRemoved(x, p).kept
-        w = torch.full((x.shape[0], 1, f_l1.shape[1]), cfg.w_init, device=x.device, dtype=f_l1.dtype)
+        w = torch.full((x.shape[0], 1, f_channel.shape[1]), cfg.w_init, device=x.device, dtype=f_channel.dtype)
         w.requires_grad_(True)
         opt = torch.optim.Adam([w], lr=cfg.lr1)
         losses = []
-        with capture(clf.model, [l0], stop=True, clone=False) as store:
+        with capture(clf.model, [inversion_layer], stop=True, clone=False) as store:
             for _ in range(cfg.iters1):
-                m, _ = channel_mask(w, f_l1, up)
+                m, _ = channel_mask(w, f_channel, up)
                 phi = blend(m)[:, 0]
                 store.clear()
                 with self._autocast(x.device):
                     run_until(clf, self._layout(phi))
-                if l0 not in store:
-                    raise RuntimeError(f"layer {l0} was not reached by the forward pass")
-                f_phi = store[l0].to(x.dtype)
-                loss = self._stage1_loss(f_phi, f_l0, w, m)
+                if inversion_layer not in store:
+                    raise RuntimeError(f"layer {inversion_layer} was not reached by the forward pass")
+                f_phi = store[inversion_layer].to(x.dtype)
+                loss = self._stage1_loss(f_phi, f_inversion, w, m)
                 opt.zero_grad(set_to_none=True)
                 loss.sum().backward()
                 opt.step()
@@ -242,10 +243,10 @@ class GuidedFeatureInversion(Explainer):
                 losses.append(loss.detach())
         return w.detach(), _stack(losses, (0, x.shape[0]), x.device), dict(opt.state.get(w, {}))
 
-    def _stage1_loss(self, f_phi: Tensor, f_l0: Tensor, w: Tensor, m: Tensor) -> Tensor:
+    def _stage1_loss(self, f_phi: Tensor, f_inversion: Tensor, w: Tensor, m: Tensor) -> Tensor:
         """Eq. (8) per image (plus the optional area and total-variation terms)."""
         cfg = self.config
-        loss = (inversion_error(f_phi, f_l0, cfg.inversion_error == "relative")
+        loss = (inversion_error(f_phi, f_inversion, cfg.inversion_error == "relative")
                 + cfg.gamma * l1_penalty(w, cfg)[:, 0] + cfg.area1 * m.mean((-2, -1))[:, 0])
         return (loss + cfg.tv1 * total_variation(m, per_side=True)[:, 0]) if cfg.tv1 else loss
 
@@ -259,13 +260,13 @@ class GuidedFeatureInversion(Explainer):
         return torch.where(mean > 0, w * (self.config.w_init / mean.clamp_min(1e-30)),
                            torch.full_like(w, self.config.w_init))
 
-    def stage2(self, x: Tensor, p: Tensor, f_l1: Tensor, w_init: Tensor, targets: Tensor,
+    def stage2(self, x: Tensor, p: Tensor, f_channel: Tensor, w_init: Tensor, targets: Tensor,
                adam_state: dict | None = None) -> tuple[Tensor, Tensor]:
         """Alg. 2: minimise Eq. (9) from stage 1's w. Kept and removed images of all K targets go
         through the network in one batched forward of 2 * B * K images. Returns w (B, K, C) and
         the losses (T, B, K)."""
         cfg, clf = self.config, self.classifier
-        up = Upsampler(f_l1.shape[-2:], x.shape[-2:], device=x.device, dtype=f_l1.dtype)
+        up = Upsampler(f_channel.shape[-2:], x.shape[-2:], device=x.device, dtype=f_channel.dtype)
         kept_and_removed = KeptAndRemoved(x, p)
         w = w_init.detach().clone().requires_grad_(True)
         opt = torch.optim.Adam([w], lr=cfg.lr2)
@@ -277,7 +278,7 @@ class GuidedFeatureInversion(Explainer):
         opts = self.options
         every = opts.early_stop_every
         for it in range(cfg.iters2):
-            m, _ = channel_mask(w, f_l1, up, rectify=not cfg.nonnegative)
+            m, _ = channel_mask(w, f_channel, up, rectify=not cfg.nonnegative)
             both = kept_and_removed(m).flatten(0, 2)  # (2*B*K, 3, H, W)
             with self._autocast(x.device):
                 z = clf(self._layout(both)).to(x.dtype).view(2, *targets.shape, -1)

@@ -75,8 +75,8 @@ class PixelMaskSettings(Settings):
     blur_sigma: float = setting(5.0, "sigma of the blurred background", paper=5.0, low=0, low_open=True)
     noise_std: float = setting(0.2, "standard deviation of the noise background", low=0)
     inversion_error: Literal["sum", "relative"] = setting(
-        "relative", "Eq. 3's inversion error: summed over l0's features, or relative to ||f_l0(x)||^2",
-        paper="sum")
+        "relative", "Eq. 3's inversion error: summed over the inversion layer's features, or relative to "
+                    "their squared norm", paper="sum")
     score: Literal["prob", "log"] = setting(
         "log", "stage 2's class score: the probability f_c, or -log f_c(kept) - lambda log(1 - f_c(removed))",
         paper="prob")
@@ -93,15 +93,15 @@ class PixelMask(Explainer):
 
     def _explain(self, images: Tensor, targets: TargetsLike) -> Explanation:
         cfg, clf = self.config, self.classifier
-        l0 = clf.inversion_layer
+        inversion_layer = clf.inversion_layer
         size = tuple(images.shape[-2:])
         res = (cfg.resolution, cfg.resolution) if cfg.resolution else size
         full = (lambda m: m) if res == size else Upsampler(res, size, device=images.device, dtype=images.dtype)
         with frozen(clf.model):
             with torch.no_grad():
-                feats, logits = clf.activations(images, [l0], stop=False)
+                feats, logits = clf.activations(images, [inversion_layer], stop=False)
             t, probs = self._targets_and_probs(images, targets, logits)
-            f_l0 = feats[l0]
+            f_inversion = feats[inversion_layer]
             p = make_background(images, cfg.background, blur_kernel=cfg.blur_kernel, blur_sigma=cfg.blur_sigma,
                                 noise_std=cfg.noise_std, generator=torch.Generator().manual_seed(cfg.seed))
             kept_and_removed = KeptAndRemoved(images, p)
@@ -111,8 +111,9 @@ class PixelMask(Explainer):
             hist1 = []
             for _ in range(cfg.iters1):
                 big = full(m)
-                f_phi = clf.activations(kept_and_removed.kept(big)[:, 0], [l0], stop=True, clone=False)[0][l0]
-                loss = (inversion_error(f_phi, f_l0, cfg.inversion_error == "relative")
+                phi = kept_and_removed.kept(big)[:, 0]
+                f_phi = clf.activations(phi, [inversion_layer], stop=True, clone=False)[0][inversion_layer]
+                loss = (inversion_error(f_phi, f_inversion, cfg.inversion_error == "relative")
                         + cfg.alpha * big.mean((-2, -1))[:, 0])
                 opt.zero_grad(set_to_none=True)
                 loss.sum().backward()

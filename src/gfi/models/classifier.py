@@ -68,9 +68,9 @@ class Classifier(nn.Module):
         self.class_names = list(class_names) if class_names is not None else None
         self.multilabel = multilabel
         self.name = name
-        self._l0 = LayerRef.parse(inversion_layer) if inversion_layer is not None else None
-        self._l1 = LayerRef.parse(channel_layer) if channel_layer is not None else None
-        for ref in (self._l0, self._l1):
+        self._inversion_layer = LayerRef.parse(inversion_layer) if inversion_layer is not None else None
+        self._channel_layer = LayerRef.parse(channel_layer) if channel_layer is not None else None
+        for ref in (self._inversion_layer, self._channel_layer):
             if ref is not None:
                 resolve_module(model, ref)
 
@@ -78,20 +78,20 @@ class Classifier(nn.Module):
     @property
     def inversion_layer(self) -> LayerRef:
         """l0 (Eq. 8); chosen by :func:`auto_layers` when not given."""
-        if self._l0 is None:
-            self._l0, auto_l1 = auto_layers(self)
-            if self._l1 is None:
-                self._l1 = auto_l1
-        return self._l0
+        if self._inversion_layer is None:
+            self._inversion_layer, auto_channel = auto_layers(self)
+            if self._channel_layer is None:
+                self._channel_layer = auto_channel
+        return self._inversion_layer
 
     @property
     def channel_layer(self) -> LayerRef:
         """l1 (Eq. 6); chosen by :func:`auto_layers` when not given."""
-        if self._l1 is None:
-            l0, self._l1 = auto_layers(self)
-            if self._l0 is None:
-                self._l0 = l0
-        return self._l1
+        if self._channel_layer is None:
+            inversion_layer, self._channel_layer = auto_layers(self)
+            if self._inversion_layer is None:
+                self._inversion_layer = inversion_layer
+        return self._channel_layer
 
     def with_layers(self, inversion_layer=None, channel_layer=None) -> Classifier:
         """A shallow copy sharing the model, with other l0 / l1."""
@@ -100,11 +100,11 @@ class Classifier(nn.Module):
         clone._modules = dict(self._modules)
         clone._buffers = dict(self._buffers)
         if inversion_layer is not None:
-            clone._l0 = LayerRef.parse(inversion_layer)
-            resolve_module(self.model, clone._l0)
+            clone._inversion_layer = LayerRef.parse(inversion_layer)
+            resolve_module(self.model, clone._inversion_layer)
         if channel_layer is not None:
-            clone._l1 = LayerRef.parse(channel_layer)
-            resolve_module(self.model, clone._l1)
+            clone._channel_layer = LayerRef.parse(channel_layer)
+            resolve_module(self.model, clone._channel_layer)
         return clone
 
     # -- forward ------------------------------------------------------------------------------
@@ -217,5 +217,5 @@ def auto_layers(classifier: Classifier) -> tuple[LayerRef, LayerRef]:
             "so a channel mask (Eq. 6) cannot be built. Guided Feature Inversion needs a CNN; "
             "for a transformer, reshape its tokens into a map in a wrapper module."
         )
-    l0 = LayerRef(spatial[-1][0])
-    return l0, l0
+    inversion_layer = LayerRef(spatial[-1][0])
+    return inversion_layer, inversion_layer

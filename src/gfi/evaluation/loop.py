@@ -88,8 +88,10 @@ class Context:
         self.run = run
         self.opts = opts
         self.dataset = dataset
-        if config is None:
-            config, run_options = method_config(run)
+        if config is None or run_options is None:
+            resolved, options = method_config(run)
+            config = resolved if config is None else config
+            run_options = options if run_options is None else run_options
         self.config = config
         self.run_options = run_options
         self._clf = classifier
@@ -398,7 +400,8 @@ def write_summary(exp: Experiment, ctx: Context, records: list[dict], indices: l
         "n_maps_cached": sum(1 for r in ok if r.get("cached")),
         "model_info": ctx.info, "method_settings": ctx.settings, "maps": str(ctx.store.folder),
         "gfi_version": __version__, "torch": torch.__version__,
-        "options": {"command": "eval", "experiment": exp.name, **run.to_dict(), **ctx.opts.to_dict()},
+        "options": {"command": "eval", "experiment": exp.name, **run.to_dict(),
+                    "run_options": ctx.run_options.to_dict(), **ctx.opts.to_dict()},
     })
     atomic_write_text(run.out / SUMMARY, json.dumps(summary, indent=2, allow_nan=True))
     return summary

@@ -39,7 +39,7 @@ from gfi.evaluation.experiment import EvalError, EvalRun, Experiment, jsonable
 from gfi.evaluation.mapstore import MapStore, canonical_provenance
 from gfi.evaluation.records import PART_GLOB, RECORDS, RecordWriter, merge_records, part_name, read_records
 from gfi.evaluation.sharding import Shard
-from gfi.persist import atomic_write_text, resume_or_refuse
+from gfi.persist import atomic_write_text, differences, resume_or_refuse
 from gfi.settings import Settings
 
 log = logging.getLogger("gfi")
@@ -131,8 +131,10 @@ class Context:
         explainer = get_method(self.run.method, clf, self.config, options=self.run_options)
         made = explainer.provenance()["config"]
         if made != self.settings["config"]:  # the store would label these maps with other settings
-            raise RuntimeError(f"{self.run.method}: the explainer runs with settings {made}, not the "
-                               f"{self.settings['config']} its class resolves; fix its resolve()")
+            diff = ", ".join(differences(self.settings["config"], made))
+            raise RuntimeError(f"{self.run.method}: its explainer changes {diff} after {type(explainer).__name__}"
+                               ".resolve(), so maps would be stored under settings they were not made with; "
+                               "make resolve() return the settings the explainer runs")
         return explainer
 
     @property

@@ -44,8 +44,8 @@ def probe(leak: bool, with_gfi: bool = True) -> dict:
     """The loop, run in this process: RSS readings, live tensors, and what is left on the model."""
     import gc
 
-    from gfi.methods.grad_cam import GradCAM
     from gfi.methods.gfi import GFIConfig, GuidedFeatureInversion
+    from gfi.methods.grad_cam import GradCAM
     from tests import cli_tiny
 
     torch.manual_seed(0)

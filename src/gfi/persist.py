@@ -102,3 +102,111 @@ def resume_or_refuse(folder: Path, stored: dict | None, arguments: dict, *, over
     raise OutputFolderError(
         f"{folder} holds a run with other {what} (differs in: {shown}); rerun with the same {what} to "
         "resume it, choose another --out, or pass --overwrite to start afresh")
+
+
+# -- one writer per folder ------------------------------------------------------------------------
+LOCK_NAME = ".gfi.lock"
+
+
+def check_folder(folder: Path, what: str = "--out") -> Path:
+    """Check, before any work, that ``folder`` can be made and written: an existing file in the way,
+    a read-only place or a full disk is a one-line :class:`OutputFolderError`. Nothing is created
+    (a temporary file in the folder, or in its nearest existing parent, is written and removed)."""
+    import errno
+    import tempfile
+
+    folder = Path(folder)
+    probe = folder
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if probe.exists() and not probe.is_dir():
+        raise OutputFolderError(f"{what} {folder}: {probe} is an existing file, not a folder; "
+                                f"choose another {what}")
+    try:
+        with tempfile.NamedTemporaryFile(dir=probe, prefix=".gfi-write-check.", suffix=".tmp"):
+            pass
+    except PermissionError as exc:
+        raise OutputFolderError(f"{what} {folder}: no permission to write there ({exc.strerror}); "
+                                f"choose another {what}") from exc
+    except OSError as exc:
+        if exc.errno == errno.ENOSPC:
+            raise OutputFolderError(f"{what} {folder}: the disk is full; free some space or choose another "
+                                    f"{what}") from exc
+        raise OutputFolderError(f"{what} {folder}: cannot write there ({exc.strerror or exc}); "
+                                f"choose another {what}") from exc
+    return folder
+
+
+class FolderLock:
+    """One writer per folder: ``with FolderLock(folder): ...`` holds ``folder/.gfi.lock``.
+
+    The lock is an exclusive ``flock`` on that file, which holds the holder's pid, host and start
+    time. A second process is refused at once with a one-line :class:`OutputFolderError` that
+    names the holder. The kernel releases the lock when its process ends in any way (SIGKILL
+    included), so a lock file left by a dead run is stale by construction and simply taken over.
+    Readers (e.g. of a shared map store) take no lock: every file is replaced atomically."""
+
+    def __init__(self, folder: Path, what: str = "--out", *, eager: bool = True) -> None:
+        self.path = Path(folder) / LOCK_NAME
+        self.what = what
+        self.eager = eager
+        self._fd: int | None = None
+
+    @property
+    def held(self) -> bool:
+        return self._fd is not None
+
+    def acquire(self) -> FolderLock:
+        import fcntl
+        import socket
+        import time
+
+        if self._fd is not None:
+            return self
+        while True:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = _read_holder(fd)
+                os.close(fd)
+                who = f"pid {holder.get('pid', '?')} on {holder.get('host', '?')} since {holder.get('since', '?')}"
+                raise OutputFolderError(f"{self.path.parent} is being written by another gfi run ({who}); wait "
+                                        f"for it to finish or choose another {self.what}") from None
+            try:  # the file may have been released (unlinked) between our open and our lock: retry
+                same = os.stat(self.path).st_ino == os.fstat(fd).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                break
+            os.close(fd)
+        me = {"pid": os.getpid(), "host": socket.gethostname(), "since": time.strftime("%Y-%m-%d %H:%M:%S")}
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps(me).encode(), 0)
+        self._fd = fd
+        return self
+
+    def release(self) -> None:
+        """Unlock and delete the lock file (a killed holder leaves the file; the next run takes it)."""
+        if self._fd is None:
+            return
+        import fcntl
+
+        self.path.unlink(missing_ok=True)  # while locked: no other process holds this file
+        fcntl.flock(self._fd, fcntl.LOCK_UN)
+        os.close(self._fd)
+        self._fd = None
+
+    def __enter__(self) -> FolderLock:
+        """Holds the lock only once :meth:`acquire` is called (or at once when ``eager``)."""
+        return self.acquire() if self.eager else self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
+def _read_holder(fd: int) -> dict:
+    try:
+        return json.loads(os.pread(fd, 4096, 0).decode() or "{}")
+    except (OSError, ValueError):
+        return {}

@@ -8,6 +8,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from gfi.masks.priors import center_prior  # noqa: F401 - the centre baseline, re-exported for metrics users
+
 PAPER_ALPHAS = tuple(a / 2 for a in range(21))  # 0:0.5:10 (Sec. 4.2)
 
 
@@ -66,13 +68,6 @@ def saliency_scores(saliency: Tensor, gt: Tensor, beta2: float = 0.3) -> dict[st
     f = (1 + beta2) * precision * recall / denom if denom > 0 else 0.0
     mae = float((saliency.float() - gt.float()).abs().mean())
     return {"precision": precision, "recall": recall, "f_beta": f, "mae": mae}
-
-
-def center_prior(height: int, width: int, sigma_frac: float = 0.25) -> Tensor:
-    """A centred Gaussian with sigma = ``sigma_frac`` x each side, max 1 (the "Center" baseline)."""
-    ys = (torch.arange(height).float() - (height - 1) / 2) / (sigma_frac * height)
-    xs = (torch.arange(width).float() - (width - 1) / 2) / (sigma_frac * width)
-    return torch.exp(-0.5 * (ys[:, None] ** 2 + xs[None, :] ** 2))
 
 
 # -- pointing game extras ---------------------------------------------------------------------

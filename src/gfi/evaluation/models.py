@@ -49,24 +49,35 @@ def read_head_checkpoint(path: str | Path) -> dict | None:
 
 def load_classifier(run: EvalRun) -> tuple[Classifier, dict]:
     """(Classifier, info) from the run's model, weights, layers and ``multilabel``."""
-    from gfi.models.presets import load_model
+    return load_checkpointed(run.model, run.weights, allow_pickle=run.allow_pickle, download=run.download,
+                             inversion_layer=run.inversion_layer, channel_layer=run.channel_layer,
+                             multilabel=run.multilabel)
+
+
+def load_checkpointed(model: str, weights: str = "default", *, allow_pickle: bool = False, download: bool = False,
+                      inversion_layer: str | None = None, channel_layer: str | None = None,
+                      multilabel: bool = False) -> tuple[Classifier, dict]:
+    """A preset with ``weights``: its own, random, a checkpoint file, or a checkpoint of
+    ``gfi eval voc-head`` (the preset with its head replaced); then the layers and ``multilabel``.
+    The one model loader of every command."""
+    from gfi.models import presets  # looked up at call time (tests replace presets.load_model)
     from gfi.models.weights import WeightsError, file_sha256, load_into
 
-    weights = str(run.weights)
+    weights = str(weights)
     ckpt = read_head_checkpoint(weights) if weights not in ("default", "random") else None
     if ckpt is not None:
         meta = ckpt[HEAD_KEY]
-        if meta.get("model") != run.model:
-            raise WeightsError(f"{weights} fine-tunes {meta.get('model')}, not --model {run.model}")
-        clf, info = load_model(run.model, weights="random")
+        if meta.get("model") != model:
+            raise WeightsError(f"{weights} fine-tunes {meta.get('model')}, not --model {model}")
+        clf, info = presets.load_model(model, weights="random")
         replace_head(clf.model, int(meta["num_classes"]))
         load_into(clf.model, ckpt["state_dict"], source=weights)
         clf.model.eval()
         clf.class_names = list(meta["class_names"])
         info.update(weights=weights, sha256=file_sha256(weights), head=meta)
     else:
-        clf, info = load_model(run.model, weights=weights, allow_pickle=run.allow_pickle, download=run.download)
-    if run.inversion_layer or run.channel_layer:
-        clf = clf.with_layers(run.inversion_layer, run.channel_layer)
-    clf.multilabel = bool(run.multilabel)
+        clf, info = presets.load_model(model, weights=weights, allow_pickle=allow_pickle, download=download)
+    if inversion_layer or channel_layer:
+        clf = clf.with_layers(inversion_layer, channel_layer)
+    clf.multilabel = bool(multilabel)
     return clf, info

@@ -24,6 +24,7 @@ experiments behind them are in ``docs/METHOD.md``.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any, ClassVar, Literal
 
@@ -34,7 +35,6 @@ from gfi.errors import SettingsError
 from gfi.masks.backgrounds import make_background
 from gfi.masks.channel_mask import KeptAndRemoved, Upsampler, channel_mask
 from gfi.methods.base import Explainer, Explanation, RunOptions, TargetsLike, paper_values, preset_settings
-from gfi.models.classifier import Classifier
 from gfi.models.layers import capture, channels_last, frozen, layer_gradients, run_until
 from gfi.objectives import inversion_error, l1_norm, target_terms, total_variation
 from gfi.settings import Settings, setting
@@ -334,7 +334,9 @@ class GuidedFeatureInversionStage1(GuidedFeatureInversion):
     name = "gfi-stage1"
     summary = "GFI stage 1 only: class-agnostic inversion map of the salient foreground (Alg. 1)"
 
-    def __init__(self, classifier: Classifier, config: GFIConfig | str | None = None, *,
-                 options: RunOptions | None = None, **overrides: Any) -> None:
-        super().__init__(classifier, config, options=options, **overrides)
-        self.config = replace(self.config, stage2=False)
+    @classmethod
+    def resolve(cls, config: GFIConfig | str | None, options: RunOptions | None,
+                overrides: Mapping[str, Any]) -> tuple[GFIConfig, RunOptions]:
+        """GFI's settings with ``stage2`` off: known from the arguments alone, before any model."""
+        settings, run = super().resolve(config, options, overrides)
+        return replace(settings, stage2=False), run

@@ -18,7 +18,7 @@ from PIL import Image
 
 from tests import cli_tiny
 from tests.conftest import REPO
-from tests.test_cli_reliability import assert_same_summary
+from tests.cli.test_reliability import assert_same_summary
 
 N = 6
 

@@ -195,7 +195,7 @@ def test_bad_options(tmp_path, capsys, tiny_cli, argv, message):
 def test_output_names_cannot_leave_out(tmp_path):
     from pathlib import Path
 
-    from gfi.cli import _safe_stem
+    from gfi.data.samples import safe_stem as _safe_stem
     from gfi.runs import OutputFolderError, RunFolder
 
     for name in ("../../etc/passwd", "..", ".hidden", "a/../../b", "con:x*?"):
@@ -239,7 +239,10 @@ def test_rerun_resumes_refuses_other_arguments_and_overwrite_starts_afresh(tmp_p
     assert rc == 2 and "differs in: target" in err
     # an image a killed run had started: only it is explained again (its partial files replaced),
     # and the summary is the same
-    (out / "records" / "im1.json").write_text(json.dumps({"image": str(folder / "im1.png"), "status": "started"}))
+    started = json.loads((out / "records" / "im1.json").read_text())
+    files = [started["thumb_input"], *(t[k] for t in started["targets"] for k in ("overlay", "thumb"))]
+    (out / "records" / "im1.json").write_text(json.dumps({"image": str(folder / "im1.png"), "status": "started",
+                                                          "files": files}))
     rc, _, err = run([*base[:-1], "--verbose"], capsys)
     assert rc == 0 and "2 of 3 images are done, 1 to go" in err
     assert_same_summary(results(out), first)
@@ -295,7 +298,7 @@ def test_library_logs_and_never_prints(tmp_path, capsys, caplog, monkeypatch):
     import logging
 
     from gfi.data.images import load_image
-    from gfi.methods.cam import GradCAM
+    from gfi.methods.grad_cam import GradCAM
     from gfi.methods.gfi import GFIConfig, GuidedFeatureInversion
 
     monkeypatch.setattr(logging.getLogger("gfi"), "handlers", [])  # as in a program that never ran the CLI
@@ -311,13 +314,27 @@ def test_library_logs_and_never_prints(tmp_path, capsys, caplog, monkeypatch):
     assert any(r.name == "gfi.data.images" and r.levelno == logging.WARNING for r in caplog.records)
 
 
-def test_a_run_that_recorded_nothing_does_not_block_the_folder(tmp_path, capsys, tiny_cli):
+def test_a_run_that_recorded_nothing_is_refused_with_the_reason_and_resumed_with_its_arguments(
+        tmp_path, capsys, tiny_cli):
+    """Issue 14 case 1: a killed run that finished no image is no longer replaced by a run with other
+    arguments (that deleted files gfi had not written); the same arguments resume it, replacing only
+    the partial files its record names."""
     from gfi.runs import RunFolder
 
-    old = RunFolder(tmp_path / "o", {"method": "gfi"})  # killed while writing the first image's outputs
-    old.start("im0", "im0.png")
+    images = write_images(tmp_path / "in", 1)
+    argv = ["explain", str(images), "--out", str(tmp_path / "o"), *FAST]
+    rc, _, _ = run([*argv, "--cmap", "viridis"], capsys)
+    assert rc == 0
+    from gfi.runs import _output_files
+
+    written = _output_files(json.loads((tmp_path / "o" / "records" / "im0.json").read_text()))
+    stored = RunFolder(tmp_path / "o", json.loads((tmp_path / "o" / "run.json").read_text())["arguments"])
+    stored.start("im0", str(images / "im0.png"), written)  # as if killed while writing the image's outputs
     (tmp_path / "o" / "im0_2.png").write_bytes(b"partial")
-    rc, _, err = run(["explain", str(write_images(tmp_path / "in", 1)), "--out", str(tmp_path / "o"), *FAST], capsys)
+    rc, _, err = run(argv, capsys)
+    assert rc == 2 and "holds a run with other arguments (differs in: cmap)" in err
+    assert (tmp_path / "o" / "im0_2.png").read_bytes() == b"partial"
+    rc, _, err = run([*argv, "--cmap", "viridis"], capsys)
     assert rc == 0, err
     assert results(tmp_path / "o")["images"][0]["targets"][0]["overlay"] == "im0_2.png"
     assert (tmp_path / "o" / "im0_2.png").read_bytes() != b"partial"

@@ -115,15 +115,21 @@ def test_models_and_methods_lists(capsys):
     assert "gfi-stage1" in capsys.readouterr().out
 
 
-def test_every_gfi_field_gets_its_docstring_help_also_where_entries_are_shared(capsys):
-    """``lr1, lr2: ...`` documents both: the second name gets the help too; a % in it renders."""
-    import argparse
+def test_every_gfi_setting_is_one_option_with_its_help_default_and_choices(capsys):
+    """The options are made from GFIConfig's field metadata (not its docstring): each setting once,
+    one line of plain text with its default (and the paper's value and the choices where there are)."""
+    from gfi.cli import build_parser
+    from gfi.methods.gfi import GFIConfig
+    from gfi.settings import describe
 
-    from gfi.cli import _gfi_options
-
-    parser = argparse.ArgumentParser()
-    _gfi_options(parser)
-    helps = {a.dest: a.help for a in parser._actions if a.dest != "help"}
-    assert helps["lr2"] == helps["lr1"] and "Adam learning rates" in helps["lr2"]
-    assert "stage 2's p" in helps["blur_sigma2"] and "31%" in parser.format_help().replace("\n", " ").replace("  ", " ")
-    assert all(helps.values()), [k for k, v in helps.items() if not v]
+    explain = build_parser(["explain"])._subparsers._group_actions[0].choices["explain"]
+    actions = {a.option_strings[0]: a for a in explain._actions if a.option_strings}
+    text = explain.format_help().split("\n\n", 1)[1]  # after the usage lines
+    for info in describe(GFIConfig):
+        flag = "--" + info.name.replace("_", "-")
+        assert flag in actions and actions[flag].help, flag
+        assert text.count(flag + " ") == 1, flag  # each setting shown once
+        assert "default: " in actions[flag].help and "``" not in actions[flag].help and ":func:" not in text
+    assert "paper: 10" in actions["--gamma"].help and "default: 1.0" in actions["--gamma"].help
+    assert "{blur,mean,noise}" in text
+    assert "default: 0.003" in actions["--lr2"].help and actions["--lr1"].help != actions["--lr2"].help

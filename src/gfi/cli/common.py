@@ -1,0 +1,274 @@
+"""What every command shares: the model, device, logging and output arguments, and ONE way to
+set a method's settings.
+
+A method's settings are the fields of its settings dataclass (``Method.settings_class``) and of
+:class:`gfi.methods.base.RunOptions`; :func:`add_method_arguments` makes one typed option per field
+from the field's metadata (type, ``Literal`` choices, default, the paper's value, one line of
+help), and ``--set KEY=VALUE`` reaches the same fields through the same parser. ``explain``,
+``compare`` and ``eval`` all use it. Which method's fields are shown depends on ``--method`` (or
+``--methods``), read from the command line before the parser is built (:func:`methods_in_argv`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from gfi.errors import SettingsError, UsageError
+from gfi.models.device import DEVICE_CHOICES, choose_device  # noqa: F401 - the commands get the device rule here
+
+log = logging.getLogger("gfi")
+ASSETS = Path(__file__).resolve().parents[1] / "assets"
+DEMO_IMAGE = ASSETS / "dog_cat.jpg"
+DEFAULT_METHOD = "gfi"
+SET_DEST = "set"
+#: run-option fields whose flag would clash with a command's own option
+RUN_FLAG_NAMES = {"batch_size": "forward-batch"}
+_PREFIX = "setting__"
+
+
+def version() -> str:
+    from gfi import __version__
+
+    return f"gfi {__version__} (torch {torch.__version__})"
+
+
+# -- shared arguments -----------------------------------------------------------------------------
+def add_model_arguments(p: argparse.ArgumentParser, *, layers: bool = True, presets_only: bool = True,
+                        model_help: str | None = None) -> None:
+    """--model, --weights, --unsafe-allow-pickle, --download (and the layer options)."""
+    from gfi.models.presets import DEFAULT_MODEL, PRESETS
+
+    g = p.add_argument_group("model")
+    g.add_argument("--model", default=DEFAULT_MODEL, choices=list(PRESETS) if presets_only else None,
+                   help=model_help or f"model preset (`gfi models`; default: {DEFAULT_MODEL})")
+    g.add_argument("--weights", default="default",
+                   help="'default' (the preset's ImageNet weights, offline where available), 'random', or a local "
+                        "checkpoint file, loaded with torch.load(weights_only=True)")
+    g.add_argument("--unsafe-allow-pickle", action="store_true",
+                   help="DANGEROUS: load a checkpoint that is a full pickle. Unpickling runs arbitrary code from the "
+                        "file; use only for files you trust")
+    g.add_argument("--download", action="store_true", help="let torchvision download missing weights (network)")
+    if layers:
+        g.add_argument("--inversion-layer", help="l0, the layer Eq. 8 inverts: a module name (`gfi layers MODEL`), "
+                                                 "NAME:input for a module's input")
+        g.add_argument("--channel-layer", help="l1, the layer whose channels Eq. 6 combines (module name, "
+                                               "NAME:input)")
+        g.add_argument("--multilabel", action="store_true", help="multi-label model: f_c is the sigmoid of the logit")
+
+
+def add_device_arguments(p: argparse.ArgumentParser, g=None):
+    """--device and --threads (in group ``g``, else a new "speed" group); returns the group."""
+    g = g or p.add_argument_group("speed (how fast, not what the map is)")
+    g.add_argument("--device", default="auto", choices=list(DEVICE_CHOICES),
+                   help="where to run: auto = the GPU when there is one, else the CPU (default: auto)")
+    g.add_argument("--threads", type=int, default=0, help="CPU threads for torch (0: torch's default)")
+    return g
+
+
+def add_log_arguments(p: argparse.ArgumentParser, *, verbose: bool = True) -> None:
+    p.add_argument("--quiet", action="store_true", help="no progress bar, warnings only")
+    if verbose:
+        p.add_argument("--verbose", action="store_true", help="debug logging")
+
+
+def apply_threads(threads: int) -> None:
+    if threads < 0:
+        raise UsageError(f"--threads must be >= 0, got {threads}")
+    if threads:
+        torch.set_num_threads(threads)
+
+
+def load_classifier(args: argparse.Namespace, device: torch.device | None = None):
+    """The model of ``--model/--weights`` (a checkpoint of ``gfi eval voc-head`` too) with the layer
+    options applied, on ``device``."""
+    from gfi.evaluation.models import load_checkpointed
+
+    clf, info = load_checkpointed(args.model, args.weights, allow_pickle=args.unsafe_allow_pickle,
+                                  download=args.download, inversion_layer=getattr(args, "inversion_layer", None),
+                                  channel_layer=getattr(args, "channel_layer", None),
+                                  multilabel=getattr(args, "multilabel", False))
+    if device is not None:
+        clf.to(device)
+    return clf, info
+
+
+def format_prob(p: float | None) -> str:
+    """A probability with three significant digits: 0.43, 0.001, 5.1e-05 (never 0.000)."""
+    if p is None:
+        return "nan"
+    return f"{p:.3g}" if p == 0 or p >= 1e-3 else f"{p:.2g}"
+
+
+def split_list(spec: str | None) -> list[str]:
+    return [s.strip() for s in (spec or "").split(",") if s.strip()]
+
+
+# -- method settings --------------------------------------------------------------------------------
+def methods_in_argv(argv: Sequence[str], option: str = "--method",
+                    default: str | Sequence[str] = DEFAULT_METHOD) -> list[str]:
+    """The method name(s) an option names on the command line, read before parsing (the parser's
+    settings options depend on them); ``all`` is every method; unknown names are left to the parser."""
+    from gfi.methods.registry import METHODS
+
+    value = None
+    for i, a in enumerate(argv):
+        if a == option and i + 1 < len(argv):
+            value = argv[i + 1]
+        elif a.startswith(option + "="):
+            value = a.split("=", 1)[1]
+    fallback = [default] if isinstance(default, str) else list(default)
+    names = list(METHODS) if value == "all" else split_list(value) if value else fallback
+    return [n for n in names if n in METHODS] or fallback
+
+
+def _flag(info, run_option: bool) -> str:
+    name = RUN_FLAG_NAMES.get(info.name, info.name) if run_option else info.name
+    return "--" + name.replace("_", "-")
+
+
+def _shown(value) -> str:
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, tuple):
+        return ",".join(map(str, value))
+    return "none" if value is None else str(value)
+
+
+def _help(info) -> str:
+    text = info.help.rstrip(".")
+    parts = [f"default: {_shown(info.default)}"]
+    if info.has_paper and info.paper != info.default:
+        parts.append(f"paper: {_shown(info.paper)}")
+    return f"{text} ({'; '.join(parts)})".replace("%", "%%")
+
+
+def _metavar(info) -> str | None:
+    if info.choices is not None:
+        return "{" + ",".join(map(str, info.choices)) + "}"
+    if info.kind is bool:
+        return "{true,false}"
+    if info.kind is tuple:
+        return "A,B,..."
+    return {int: "N", float: "X", str: "TEXT"}.get(info.kind)
+
+
+def settings_label(cls) -> str:
+    """What a method's settings are called in messages: its settings class without the suffix
+    (``GFIConfig`` -> GFI, ``RISESettings`` -> RISE)."""
+    name = cls.settings_class.__name__
+    for suffix in ("Config", "Settings"):
+        name = name.removesuffix(suffix)
+    return name or cls.name
+
+
+def add_method_arguments(p: argparse.ArgumentParser, methods: Sequence[str], *, presets: bool = True,
+                         group=None, skip: set[str] | frozenset[str] = frozenset()) -> argparse._ArgumentGroup:
+    """``--preset``, one typed option per setting of ``methods`` and of the run options, and ``--set``.
+
+    Each setting appears once: a field that several of ``methods`` have (e.g. ``seed``) is one
+    option that sets it for each of them. The settings of the other methods are accepted too but
+    not shown, so that giving one to a method that has no such setting is an error that says so
+    (:func:`split_settings`), not argparse's "unrecognized arguments". ``--preset`` and ``--set`` go
+    in ``group`` (default: a new "method" group); returns the speed group of the run options."""
+    from gfi.methods.base import RunOptions
+    from gfi.methods.registry import METHODS, method_class
+    from gfi.settings import describe
+
+    classes = [method_class(m) for m in methods]
+    others = [c for c in METHODS.values() if c not in classes]
+    shown = sorted({pr for c in classes for pr in c.presets}, key=lambda s: (s != "default", s))
+    every = sorted({pr for c in METHODS.values() for pr in c.presets}, key=lambda s: (s != "default", s))
+    top = group or p.add_argument_group("method")
+    if presets and every:
+        top.add_argument("--preset", default=None, choices=every,
+                       help=f"settings preset of {', '.join(c.name for c in classes if c.presets)}: the tuned "
+                            "default or exactly the paper's (default: default)" if shown else argparse.SUPPRESS)
+    seen: set[str] = set(skip)  # names a command's own options already have: reached with --set
+    for cls in [*classes, *others]:
+        infos = [i for i in describe(cls.settings_class) if i.name not in seen]
+        if not infos:
+            continue
+        visible = cls in classes
+        group = p.add_argument_group(f"{cls.name} settings (docs/METHOD.md, docs/BASELINES.md)") if visible else p
+        for info in infos:
+            seen.add(info.name)
+            group.add_argument(_flag(info, False), dest=_PREFIX + info.name, default=None, metavar=_metavar(info),
+                               help=_help(info) if visible else argparse.SUPPRESS)
+    speed = p.add_argument_group("speed (how fast, not what the map is)")
+    for info in describe(RunOptions):
+        if info.name in skip:
+            continue
+        speed.add_argument(_flag(info, True), dest=_PREFIX + info.name, default=None, metavar=_metavar(info),
+                           help=_help(info))
+    top.add_argument("--set", dest=SET_DEST, action="append", default=[], metavar="KEY=VALUE",
+                   help=f"any setting of {', '.join(c.name for c in classes)} by its field name (the same as its "
+                        "option); repeatable")
+    return speed
+
+
+def given_settings(args: argparse.Namespace) -> dict[str, str]:
+    """The settings given on the command line (typed options and ``--set``), as strings by field name."""
+    out = {k[len(_PREFIX):]: v for k, v in vars(args).items() if k.startswith(_PREFIX) and v is not None}
+    for kv in getattr(args, SET_DEST, None) or []:
+        if "=" not in kv:
+            raise UsageError(f"--set {kv!r}: expected KEY=VALUE, e.g. --set iters2=40")
+        k, v = kv.split("=", 1)
+        out[k.strip().replace("-", "_")] = v.strip()
+    return out
+
+
+def split_settings(method: str, given: dict[str, Any], *, strict: bool = True) -> tuple[dict, dict]:
+    """(method settings, run options) of ``given`` for ``method``. ``strict``: a key that neither
+    has is a :class:`UsageError` naming the method's settings."""
+    from gfi.methods.base import RunOptions
+    from gfi.methods.registry import METHODS, method_class
+
+    cls = method_class(method)
+    own, run = set(cls.settings_class.names()), set(RunOptions.names())
+    unknown = [k for k in given if k not in own | run]
+    if unknown and strict:
+        flags = ", ".join("--" + k.replace("_", "-") for k in unknown)
+        owners = [c for c in METHODS.values() if set(unknown) & set(c.settings_class.names())]
+        if owners:
+            raise UsageError(f"{flags} set {settings_label(owners[0])} options, which --method {method} does not "
+                             "use; drop them or use "
+                             f"--method {' / '.join(c.name for c in owners)}")
+        raise UsageError(f"{flags}: not a setting of --method {method} (its settings: "
+                         f"{', '.join(sorted(own)) or 'none'}; run options: {', '.join(RunOptions.names())})")
+    return {k: v for k, v in given.items() if k in own}, {k: v for k, v in given.items() if k in run}
+
+
+def check_preset(method: str, preset: str | None) -> None:
+    """``--preset NAME`` is refused for a method that has no such preset."""
+    from gfi.methods.registry import METHODS, method_class
+
+    if preset in (None, "default") or preset in method_class(method).presets:
+        return
+    owners = [c for c in METHODS.values() if preset in c.presets]
+    raise UsageError(f"--preset set {settings_label(owners[0])} options, which --method {method} does not use; "
+                     "drop it or use "
+                     f"--method {' / '.join(c.name for c in owners)}")
+
+
+def make_explainer(method: str, clf, *, preset: str | None, given: dict[str, Any],
+                   base: dict[str, Any] | None = None, strict: bool = True):
+    """The explainer ``method`` on ``clf`` with ``preset``, the settings ``base`` (e.g. a method's
+    cheaper ones) and then ``given`` (the command line's) applied; a bad value is a one-line error."""
+    from gfi.methods.base import RunOptions
+    from gfi.methods.registry import get_method, method_class
+
+    cls = method_class(method)
+    check_preset(method, preset)
+    settings, run = split_settings(method, {**(base or {}), **given}, strict=strict)
+    try:
+        options = RunOptions().with_overrides(run)
+        start = get_method(method, clf, preset if cls.presets else None, options=options)
+        return get_method(method, clf, start.config.with_overrides(settings), options=options)
+    except SettingsError as exc:
+        raise UsageError(str(exc)) from exc

@@ -1,0 +1,57 @@
+"""``gfi models``, ``gfi methods``, ``gfi layers MODEL``: what there is to choose from."""
+
+from __future__ import annotations
+
+import argparse
+
+import torch
+
+
+def add_parsers(sub) -> None:
+    from gfi.models.presets import PRESETS
+
+    sub.add_parser("models", help="list model presets and whether their weights are available offline")
+    sub.add_parser("methods", help="list explanation methods")
+    ly = sub.add_parser("layers", help="list a model's layers with module types and output shapes "
+                                       "(for --inversion-layer / --channel-layer)")
+    ly.add_argument("model", choices=list(PRESETS))
+
+
+def cmd_models(_args: argparse.Namespace) -> int:
+    from gfi.models.presets import DEFAULT_MODEL, PRESETS
+
+    for name, preset in PRESETS.items():
+        path = preset.weights_available()
+        status = f"weights available offline ({path})" if path else "weights not available offline (--weights FILE)"
+        mark = " [default]" if name == DEFAULT_MODEL else ""
+        print(f"{name}{mark}: {preset.description}; l0={preset.inversion_layer} l1={preset.channel_layer}; {status}")
+    return 0
+
+
+def cmd_methods(_args: argparse.Namespace) -> int:
+    from gfi.methods.registry import METHODS
+
+    for name, cls in METHODS.items():
+        print(f"{name:22s} {cls.summary}")
+    return 0
+
+
+def cmd_layers(args: argparse.Namespace) -> int:
+    """Every module with its type and output shape; the preset's l0 and l1 are marked."""
+    from gfi.models.layers import LayerRef, trace_shapes
+    from gfi.models.presets import PRESETS, load_model
+
+    clf, _ = load_model(args.model, weights="random")
+    preset = PRESETS[args.model]
+    l0, l1 = LayerRef.parse(preset.inversion_layer), LayerRef.parse(preset.channel_layer)
+    modules = dict(clf.model.named_modules())
+    x = clf.normalize(torch.full((1, 3, *clf.input_size), 0.5))
+    print(f"{'module':40s} {'type':24s} output shape (C, H, W)")
+    for name, shape in trace_shapes(clf.model, x):
+        marks = [f"{label} ({ref})" for label, ref in (("l0", l0), ("l1", l1)) if ref.name == name]
+        kind = type(modules[name]).__name__ if name in modules else "?"
+        print(f"{name:40s} {kind:24s} {tuple(shape[1:])}" + (f"   <- {', '.join(marks)}" if marks else ""))
+    return 0
+
+
+COMMANDS = {"models": cmd_models, "methods": cmd_methods, "layers": cmd_layers}

@@ -146,8 +146,8 @@ class FolderLock:
     included), so a lock file left by a dead run is stale by construction and simply taken over.
     Readers (e.g. of a shared map store) take no lock: every file is replaced atomically."""
 
-    def __init__(self, folder: Path, what: str = "--out", *, eager: bool = True) -> None:
-        self.path = Path(folder) / LOCK_NAME
+    def __init__(self, folder: Path, what: str = "--out", *, eager: bool = True, name: str = LOCK_NAME) -> None:
+        self.path = Path(folder) / name
         self.what = what
         self.eager = eager
         self._fd: int | None = None

@@ -198,3 +198,21 @@ def test_disk_full_mid_run_says_what_is_saved_and_the_same_command_resumes(tmp_p
     assert rc == 0, err
     res = json.loads((out / "results.json").read_text())
     assert res["complete"] and len(res["images"]) == 3 and not list(out.rglob(".*.tmp*"))
+
+
+def test_eval_folder_has_one_writer(tmp_path):
+    """Case 2 for ``gfi eval``: a second run on the same --out is refused at once while the first goes on."""
+    from tests.cli.test_fault_injection import sod
+
+    data = sod(tmp_path / "sod", 6)
+    out = tmp_path / "ev"
+    argv = ["eval", "saliency", "--data", str(data), "--method", "gradcam", "--out", str(out), "--batch-size", "1",
+            "--quiet"]
+    first = start(argv, delay=0.3)
+    wait_for(lambda: (out / "options.json").exists(), first)
+    second = start(argv)
+    _, err = second.communicate(timeout=60)
+    assert second.returncode == 2 and "is being written by another gfi run" in err and err.count("\n") == 1, err
+    _, err = first.communicate(timeout=180)
+    assert first.returncode == 0, err
+    assert json.loads((out / "summary.json").read_text())["n_images"] == 6 and not (out / ".gfi.lock").exists()

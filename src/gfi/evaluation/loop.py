@@ -36,10 +36,10 @@ from gfi.batching import explain_grouped
 from gfi.data.images import ImageLoadError, load_image
 from gfi.data.samples import DataError, Sample
 from gfi.evaluation.experiment import EvalError, EvalRun, Experiment, jsonable
-from gfi.evaluation.mapstore import MapStore, canonical_provenance
+from gfi.evaluation.mapstore import META, MapStore, canonical_provenance
 from gfi.evaluation.records import PART_GLOB, RECORDS, RecordWriter, merge_records, part_name, read_records
 from gfi.evaluation.sharding import Shard
-from gfi.persist import atomic_write_text, differences, resume_or_refuse
+from gfi.persist import LOCK_NAME, FolderLock, atomic_write_text, check_folder, differences, resume_or_refuse
 from gfi.settings import Settings
 
 log = logging.getLogger("gfi")
@@ -214,9 +214,10 @@ def prepare_out(run: EvalRun, options: dict, shard: Shard) -> bool:
         if run.overwrite:
             for f in [opt_file, out / RECORDS, out / SUMMARY, *out.glob(PART_GLOB)]:
                 f.unlink(missing_ok=True)
-            if run.maps is None and (out / "maps").is_dir():
-                for f in (out / "maps").iterdir():
-                    f.unlink()
+            if run.maps is None and (out / "maps").is_dir():  # only the files the map store writes
+                for pattern in ("*.npy", META, "_seconds.*.jsonl"):
+                    for f in (out / "maps").glob(pattern):
+                        f.unlink()
     shard.barrier()
     stored = json.loads(opt_file.read_text()) if opt_file.is_file() else None
     resuming = resume_or_refuse(out, None if stored is None else canonical_provenance(stored),
@@ -291,8 +292,13 @@ def run_experiment(exp: Experiment, run: EvalRun, opts: Settings | None = None, 
         raise EvalError(f"images share an output name: {sorted(dup)[:3]}; rename them")
     exp.check(run, opts, dataset)
     device = choose_device(run.device)
+    check_folder(run.out)  # a file in the way, a read-only place, a full disk: one line, before any work
     shard = Shard(device)
+    run.out.mkdir(parents=True, exist_ok=True)
+    # one writer per folder and rank (the ranks of one torchrun job write their own part files)
+    lock = FolderLock(run.out, name=LOCK_NAME if shard.rank == 0 else f"{LOCK_NAME}.rank{shard.rank}")
     try:
+        lock.acquire()
         prepare_out(run, record_options(exp, run, opts, dataset, provenance(run, config)), shard)
         ctx = Context(run, opts, dataset, config=config, run_options=run_options, classifier=classifier,
                       info=info, device=device)
@@ -313,6 +319,7 @@ def run_experiment(exp: Experiment, run: EvalRun, opts: Settings | None = None, 
         records = merge_records(run.out)
         return write_summary(exp, ctx, records, indices, keys)
     finally:
+        lock.release()
         shard.close()
 
 

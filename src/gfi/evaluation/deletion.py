@@ -70,9 +70,6 @@ class Deletion(Experiment):
     def record_options(self, opts: DeletionOptions) -> dict:
         return {"steps": opts.steps, "deletion_background": opts.deletion_background, "target": opts.target}
 
-    def targets(self, sample, opts: DeletionOptions):
-        return sample.classes[:1] if opts.target == "label" and sample.classes else None
-
     def batch_extras(self, ctx, samples, images, x, targets):
         return {"x": x}, 0.0
 

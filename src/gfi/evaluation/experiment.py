@@ -167,7 +167,10 @@ class Experiment:
         return None
 
     def targets(self, sample: Sample, opts: Any) -> list[int] | None:
-        """Classes to map (None: the model's top-1)."""
+        """Classes to map (None: the model's top-1): the image's label, unless the experiment's
+        options have ``target="top1"``."""
+        if getattr(opts, "target", "label") == "top1":
+            return None
         return sample.classes[:1] or None
 
     def batch_extras(self, ctx: Any, samples: list[Sample], images: list[Tensor], x: Tensor | None,

@@ -79,9 +79,6 @@ class Sanity(Experiment):
     def record_options(self, opts: SanityOptions) -> dict:
         return {"levels": opts.levels, "target": opts.target, "seed": opts.seed}
 
-    def targets(self, sample, opts: SanityOptions):
-        return sample.classes[:1] if opts.target == "label" and sample.classes else None
-
     def batch_extras(self, ctx, samples, images, x, targets):
         if "levels" not in ctx.cache:
             ctx.cache["levels"] = [(name, ctx.make_explainer(c))

@@ -29,7 +29,14 @@ class OneLayer(torch.nn.Module):
         return self.fc(self.relu(self.conv(x)).flatten(1))
 
 
-def plain(model, size=(4, 4)):
+def plain(model, size=(4, 4), mean=0.0, std=1.0):
     from gfi.models.classifier import Classifier
 
-    return Classifier(model, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0), input_size=size)
+    return Classifier(model, mean=(mean,) * 3, std=(std,) * 3, input_size=size)
+
+
+def spread_pixels(seed: int = 2, size=(4, 4)):
+    """(pixels in [0, 1], the model's input 2 * pixels - 0.5 in [-0.5, 1.5]) for ``plain(net, mean=0.25,
+    std=0.5)``: pre-activations of both signs, from images in the range ``explain`` takes."""
+    x01 = torch.rand(1, 3, *size, generator=torch.Generator().manual_seed(seed))
+    return x01, x01 * 2 - 0.5

@@ -3,14 +3,14 @@
 import torch
 
 from gfi.methods.registry import get_method
-from tests.methods.helpers import OneLayer, minmax, plain
+from tests.methods.helpers import OneLayer, minmax, plain, spread_pixels
 
 
 def test_gradient_is_max_abs_of_the_hand_derived_gradient():
     """y_c = v_c . relu(W x + b): d y_c / d x = W^T (v_c * 1[active]) per pixel."""
     net = OneLayer()
-    x = torch.rand(1, 3, 4, 4, generator=torch.Generator().manual_seed(2)) * 2 - 0.5
-    e = get_method("gradient", plain(net)).explain(x, 2)
+    pixels, x = spread_pixels(2)  # the model sees x = (pixels - 0.25) / 0.5, as before
+    e = get_method("gradient", plain(net, mean=0.25, std=0.5)).explain(pixels, 2)
     with torch.no_grad():
         z = net.conv(x)[0]
         v = net.fc.weight[2].view(4, 4, 4)

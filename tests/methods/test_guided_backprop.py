@@ -5,15 +5,15 @@ import torch
 
 from gfi.errors import NotApplicable
 from gfi.methods.registry import get_method
-from tests.methods.helpers import OneLayer, minmax, plain
+from tests.methods.helpers import OneLayer, minmax, plain, spread_pixels
 
 
 @pytest.mark.parametrize("relu", [torch.nn.ReLU, torch.nn.ReLU6])
 def test_guided_backprop_matches_the_hand_derived_rule(relu):
     """y_c = v_c . relu(W x + b): guided d y_c / d x = W^T (max(v_c, 0) * 1[active]) per pixel."""
     net = OneLayer(relu)
-    x = torch.rand(1, 3, 4, 4, generator=torch.Generator().manual_seed(2)) * 2 - 0.5
-    e = get_method("guided-backprop", plain(net)).explain(x, 2)
+    pixels, x = spread_pixels(2)  # the model sees x = (pixels - 0.25) / 0.5, as before
+    e = get_method("guided-backprop", plain(net, mean=0.25, std=0.5)).explain(pixels, 2)
     with torch.no_grad():
         z = net.conv(x)[0]  # (4, 4, 4)
         hi = 6.0 if relu is torch.nn.ReLU6 else float("inf")
@@ -24,7 +24,7 @@ def test_guided_backprop_matches_the_hand_derived_rule(relu):
         expected = (sal - sal.min()) / (sal.max() - sal.min())
     torch.testing.assert_close(e.maps[0, 0], expected)
     # and it is not the plain gradient (the rule changes something on this net)
-    plain_map = get_method("gradient", plain(net)).explain(x, 2)
+    plain_map = get_method("gradient", plain(net, mean=0.25, std=0.5)).explain(pixels, 2)
     assert not torch.allclose(plain_map.maps, e.maps)
 
 

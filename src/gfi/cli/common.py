@@ -256,19 +256,27 @@ def check_preset(method: str, preset: str | None) -> None:
                      f"--method {' / '.join(c.name for c in owners)}")
 
 
-def make_explainer(method: str, clf, *, preset: str | None, given: dict[str, Any],
-                   base: dict[str, Any] | None = None, strict: bool = True):
-    """The explainer ``method`` on ``clf`` with ``preset``, the settings ``base`` (e.g. a method's
-    cheaper ones) and then ``given`` (the command line's) applied; a bad value is a one-line error."""
+def resolve_settings(method: str, *, preset: str | None, given: dict[str, Any],
+                     base: dict[str, Any] | None = None, strict: bool = True):
+    """``(settings, run options)`` of ``method`` with ``preset``, the settings ``base`` (e.g. a
+    method's cheaper ones) and then ``given`` (the command line's), checked without a model: a bad
+    value is a one-line :class:`UsageError` naming the setting."""
     from gfi.methods.base import RunOptions
-    from gfi.methods.registry import get_method, method_class
+    from gfi.methods.registry import method_class
 
     cls = method_class(method)
     check_preset(method, preset)
     settings, run = split_settings(method, {**(base or {}), **given}, strict=strict)
     try:
-        options = RunOptions().with_overrides(run)
-        start = get_method(method, clf, preset if cls.presets else None, options=options)
-        return get_method(method, clf, start.config.with_overrides(settings), options=options)
+        return cls.resolve(preset if cls.presets else None, RunOptions().with_overrides(run), settings)
     except SettingsError as exc:
         raise UsageError(str(exc)) from exc
+
+
+def make_explainer(method: str, clf, *, preset: str | None, given: dict[str, Any],
+                   base: dict[str, Any] | None = None, strict: bool = True):
+    """The explainer ``method`` on ``clf`` with the settings of :func:`resolve_settings`."""
+    from gfi.methods.registry import get_method
+
+    config, options = resolve_settings(method, preset=preset, given=given, base=base, strict=strict)
+    return get_method(method, clf, config, options=options)

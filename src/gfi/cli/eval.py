@@ -100,8 +100,7 @@ def eval_run(args: argparse.Namespace):
     if args.experiment == VOC_HEAD.name:
         return EvalRun(**shared)
     given = common.given_settings(args)
-    common.split_settings(args.method, given)  # a setting the method lacks: one line, before any work
-    common.check_preset(args.method, args.preset)
+    common.resolve_settings(args.method, preset=args.preset, given=given)  # a bad setting: one line, at once
     return EvalRun(**shared, method=args.method, dataset=args.dataset, split=args.split, multilabel=args.multilabel,
                    preset=args.preset, overrides=given, inversion_layer=args.inversion_layer,
                    channel_layer=args.channel_layer, range=args.range, limit=args.limit, maps=args.maps,

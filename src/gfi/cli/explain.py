@@ -135,8 +135,8 @@ class ExplainJob:
         from gfi.runs import RunFolder
 
         given = common.given_settings(args)
-        common.split_settings(args.method, given)  # a setting the method lacks: refused before the model loads
-        common.check_preset(args.method, getattr(args, "preset", None))
+        # a setting the method lacks, or a bad value: refused before the model loads
+        common.resolve_settings(args.method, preset=getattr(args, "preset", None), given=given)
         common.apply_threads(args.threads)
         device = common.choose_device(args.device)
         clf, info = common.load_classifier(args, device)

@@ -191,7 +191,12 @@ def as_targets(targets: TargetsLike, batch: int, device: torch.device, logits: T
     return t.contiguous()
 
 
+PIXEL_TOLERANCE = 1e-3  # resampling round-off; anything further out is the wrong scale
+
+
 def check_images(images: Tensor) -> Tensor:
+    """``images`` if they are a finite (B, 3, H, W) float batch in [0, 1]; else a one-line error
+    naming the fix (e.g. pixels in 0..255)."""
     if not isinstance(images, Tensor) or images.ndim != 4 or images.shape[1] != 3:
         shape = tuple(images.shape) if isinstance(images, Tensor) else type(images).__name__
         raise ValueError(f"images must be a (B, 3, H, W) tensor in [0, 1], got {shape}; "
@@ -200,6 +205,14 @@ def check_images(images: Tensor) -> Tensor:
         raise ValueError(f"images must be floating point in [0, 1], got {images.dtype}")
     if not torch.isfinite(images).all():
         raise ValueError("images contain NaN or inf")
+    if images.numel():
+        lo, hi = float(images.detach().min()), float(images.detach().max())
+        if lo < -PIXEL_TOLERANCE:
+            raise ValueError(f"images must be in [0, 1]; got min {lo:.4g}: pass images before normalisation "
+                             "(the Classifier applies the model's mean and std itself)")
+        if hi > 1 + PIXEL_TOLERANCE:
+            raise ValueError(f"images must be in [0, 1]; got max {hi:.4g}"
+                             + (": divide by 255" if hi > 2 else ": clamp them to [0, 1]"))
     return images
 
 
@@ -263,10 +276,31 @@ class Explainer(ABC):
         return {"method": self.name, "config": self.config.to_dict()}
 
     def explain(self, images: Tensor, targets: TargetsLike = None) -> Explanation:
-        """Maps for ``images`` (B, 3, H, W) in [0, 1] at the model's input size, per target."""
+        """Maps for ``images`` (B, 3, H, W) in [0, 1] at the model's input size, per target.
+
+        Works whatever the caller's grad mode (``torch.no_grad()``, ``torch.inference_mode()``):
+        the methods need gradients with respect to their masks or inputs, never the caller's graph,
+        so the images are detached and gradients are enabled inside. A batch of 0 images gives an
+        empty :class:`Explanation`."""
         images = check_images(images)
-        images = images.to(self.classifier.device)
-        return self._explain(images, targets)
+        with torch.inference_mode(False), torch.enable_grad():
+            images = images.detach().to(self.classifier.device)
+            if images.is_inference():
+                images = images.clone()  # an inference tensor cannot enter autograd
+            if images.shape[0] == 0:
+                return self._empty(images, targets)
+            return self._explain(images, targets)
+
+    def _empty(self, images: Tensor, targets: TargetsLike) -> Explanation:
+        k = 1
+        if isinstance(targets, Tensor) and targets.ndim == 2:
+            k = targets.shape[1]
+        elif isinstance(targets, Sequence) and not isinstance(targets, str) and targets and \
+                isinstance(targets[0], Sequence):
+            k = len(targets[0])
+        h, w = images.shape[-2:]
+        return Explanation(maps=images.new_zeros(0, k, h, w), targets=torch.zeros(0, k, dtype=torch.long,
+                           device=images.device), method=self.name, probs=images.new_zeros(0, k))
 
     __call__ = explain
 

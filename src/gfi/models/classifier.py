@@ -111,9 +111,30 @@ class Classifier(nn.Module):
     def normalize(self, x: Tensor) -> Tensor:
         return (x - self.mean.to(x.dtype)) / self.std.to(x.dtype)
 
+    @property
+    def dtype(self) -> torch.dtype:
+        """The floating-point type of the model's parameters (float32 for a model without any)."""
+        for p in self.model.parameters():
+            if p.is_floating_point():
+                return p.dtype
+        return torch.float32
+
     def forward(self, x: Tensor) -> Tensor:
-        """Logits for (B, 3, H, W) images in [0, 1]."""
-        out = self.model(self.normalize(x))
+        """Logits for (B, 3, H, W) images in [0, 1]. The normalised images are cast to the model's
+        dtype (a float16, bfloat16 or float64 model takes the methods' float32 images), and the
+        logits come back in the images' dtype."""
+        z = self.normalize(x)
+        dtype = self.dtype
+        try:
+            out = self.model(z.to(dtype) if z.dtype != dtype else z)
+        except RuntimeError as exc:
+            if dtype in (torch.float16, torch.bfloat16) and "not implemented for" in str(exc):
+                raise NotApplicable(f"the model is {str(dtype).removeprefix('torch.')}, and on {z.device.type} "
+                                    f"torch cannot run it ({str(exc).splitlines()[0]}); use model.float() or run "
+                                    "it on a GPU") from exc
+            raise
+        if isinstance(out, Tensor) and out.is_floating_point() and out.dtype != x.dtype:
+            out = out.to(x.dtype)
         if not isinstance(out, Tensor) or out.ndim != 2:
             shape = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
             raise ValueError(

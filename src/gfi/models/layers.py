@@ -136,13 +136,14 @@ def layer_gradients(classifier: ModelWithForward, images: Tensor, targets: Tenso
     """Activations A of ``layer`` and d logit_c / d A, one row per (image, target): (B*K, C, h, w) each
     (Grad-CAM's inputs; GFI's gradient start of stage 2). ``targets`` is (B, K).
 
-    Call with the model frozen: the input carries the graph, so no parameter gets a gradient."""
+    Call with the model frozen: the input carries the graph, so no parameter gets a gradient. Both
+    come back in the images' dtype (a half- or double-precision model's own are cast)."""
     x = images.repeat_interleave(targets.shape[1], 0).requires_grad_(True)
     with torch.enable_grad(), capture(classifier.model, [layer], clone=False) as store:
         logits = classifier(x)
         act = store[layer]
         grad = torch.autograd.grad(logits.gather(1, targets.reshape(-1, 1)).sum(), act)[0]
-    return act.detach(), grad
+    return act.detach().to(images.dtype), grad.to(images.dtype)
 
 
 @contextmanager

@@ -44,6 +44,33 @@ def atomic_write(path: Path, write: Callable[[Path], Any]) -> None:
             tmp.unlink()
 
 
+def atomic_create(path: Path, write: Callable[[Path], Any]) -> bool:
+    """Like :func:`atomic_write`, but the first writer wins: when ``path`` already exists (another
+    process published it meanwhile) it is left as it is. Returns whether this call created it.
+    Used where several processes may compute the same file (a shared map store)."""
+    import errno
+
+    path = Path(path)
+    tmp = temporary_name(path)
+    try:
+        write(tmp)
+        try:
+            os.link(tmp, path)  # atomic, and fails when the name exists
+            return True
+        except FileExistsError:
+            return False
+        except OSError as exc:
+            if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV):
+                raise
+            if path.exists():  # a file system without hard links: check, then rename
+                return False
+            os.replace(tmp, path)
+            return True
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
 def atomic_write_text(path: Path, text: str) -> None:
     atomic_write(path, lambda p: Path(p).write_text(text, encoding="utf-8"))
 

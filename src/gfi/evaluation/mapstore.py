@@ -37,7 +37,7 @@ from torch import Tensor
 
 from gfi.data.samples import safe_stem
 from gfi.errors import SettingsError
-from gfi.persist import atomic_save_npy, atomic_write_text
+from gfi.persist import atomic_create, atomic_write_text
 from gfi.settings import Settings, describe
 
 log = logging.getLogger("gfi")
@@ -204,7 +204,12 @@ class MapStore:
         self.folder.mkdir(parents=True, exist_ok=True)
         arr = saliency.detach().cpu().float().clamp(0, 1).numpy().astype(np.float32)
         dest = self.path(path, cls)
-        atomic_save_npy(dest, arr)
+        # one writer per map: another run sharing this store (same settings, checked by _maps.json)
+        # may have published it meanwhile; the first one stays, and is what every reader sees
+        if not atomic_create(dest, lambda p: np.save(p, arr)):
+            log.debug("%s was written by another run meanwhile; keeping it", dest)
+            loaded = self.load(path, cls, tuple(arr.shape))
+            arr = loaded.numpy() if loaded is not None else arr
         if seconds is not None:
             with open(self.folder / f"_seconds.{os.getpid()}.jsonl", "a") as fh:
                 fh.write(json.dumps({"file": dest.name, "seconds": seconds}) + "\n")

@@ -1,5 +1,6 @@
 """Presets resolve the paper's activations on randomly initialised torchvision networks."""
 
+import re
 import pytest
 import torch
 from torch import nn
@@ -154,3 +155,48 @@ def test_lite0_offline_weights_reproduce_known_predictions(lite0):
     with torch.no_grad():
         top = lite0(x).topk(3).indices[0].tolist()
     assert set(top) <= {281, 282, 283, 284, 285, 287} and top[0] in (281, 282, 285)
+
+
+@pytest.mark.parametrize("name,expected", [
+    ("horse", "not a class name of efficientnet_lite0, but a word in 3: 344: hippopotamus"),
+    ("dog", "but a word in 14: 153: Maltese dog"),
+    ("crane", "ambiguous: it names 2 classes (134: crane; 517: crane)"),
+    ("retriev", "unknown class name 'retriev'"),
+])
+def test_class_names_match_exactly_never_on_a_prefix(lite0, name, expected):
+    """--target horse explained "horse cart" and --target dog "dogsled" (issue 16): a name must be a
+    class's full name or one of its synonyms; anything else is an error that lists the candidates."""
+    with pytest.raises(ValueError, match=re.escape(expected)):
+        lite0.class_index(name)
+    assert lite0.class_index("Tabby Cat") == 281 and lite0.class_index("golden retriever") == 207
+    assert lite0.class_index("German shepherd dog") == 235 and lite0.class_index("dog sled") == 537
+    assert [i for i, _ in lite0.find_classes("retriever")] == [205, 206, 207, 208, 209]
+
+
+def test_gfi_classes_lists_indices_and_names(capsys):
+    from gfi.cli import main
+
+    assert main(["classes", "retriever"]) == 0
+    assert capsys.readouterr().out.splitlines()[2].split() == ["207", "golden", "retriever"]
+    assert main(["classes", "zzzz"]) == 2 and "no class name" in capsys.readouterr().err
+
+
+def test_download_without_a_network_is_one_line(monkeypatch, tmp_path, capsys):
+    """--download offline printed a 68-line traceback ending in URLError (issue 16)."""
+    import urllib.error
+
+    import torch
+
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
+
+    def offline(*a, **k):
+        raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
+
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", offline)
+    from gfi.cli import main
+
+    rc = main(["explain", "--model", "resnet18", "--download", "--out", str(tmp_path / "o"), "--method", "gradcam"])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.count("\n") == 1 and "Traceback" not in err
+    assert "could not fetch the weights of resnet18 from https://download.pytorch.org" in err
+    assert "resnet18-f37072fd.pth into" in err and "--weights FILE" in err

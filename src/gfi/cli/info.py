@@ -15,6 +15,9 @@ def add_parsers(sub) -> None:
     ly = sub.add_parser("layers", help="list a model's layers with module types and output shapes "
                                        "(for --inversion-layer / --channel-layer)")
     ly.add_argument("model", choices=list(PRESETS))
+    cl = sub.add_parser("classes", help="list class indices and names (those containing PATTERN), for --target")
+    cl.add_argument("pattern", nargs="?", default="", help="part of a class name, e.g. dog (default: every class)")
+    cl.add_argument("--model", default=None, choices=list(PRESETS), help="model preset (default: efficientnet_lite0)")
 
 
 def cmd_models(_args: argparse.Namespace) -> int:
@@ -54,4 +57,18 @@ def cmd_layers(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"models": cmd_models, "methods": cmd_methods, "layers": cmd_layers}
+def cmd_classes(args: argparse.Namespace) -> int:
+    """Indices and names of the model's classes that contain the pattern."""
+    from gfi.errors import UsageError
+    from gfi.models.presets import DEFAULT_MODEL, load_model
+
+    clf, _ = load_model(args.model or DEFAULT_MODEL, weights="random")
+    found = clf.find_classes(args.pattern)
+    if not found:
+        raise UsageError(f"no class name of {clf.name} contains {args.pattern!r}; `gfi classes` lists them all")
+    for i, name in found:
+        print(f"{i:5d}  {name}")
+    return 0
+
+
+COMMANDS = {"models": cmd_models, "methods": cmd_methods, "layers": cmd_layers, "classes": cmd_classes}

@@ -6,6 +6,7 @@ inside :meth:`Classifier.forward`, so blending (Eq. 2, 4) never needs to know ab
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 import torch
@@ -178,7 +179,10 @@ class Classifier(nn.Module):
         return torch.cat(out)
 
     def class_index(self, target: int | str) -> int:
-        """A class index from an index or a class name (case-insensitive; unique prefix allowed)."""
+        """A class index from an index or a class name. A name must equal a class's full name or
+        one of its comma-separated synonyms (case-insensitive): ``"tabby cat"`` is 281, ``"dog"`` is
+        no class (it is a word in many), and an ambiguous or unknown name is an error listing the
+        candidates and the way out (``gfi classes PATTERN``, or an index)."""
         n = self.num_classes
         if isinstance(target, int) or (isinstance(target, str) and target.strip().lstrip("-").isdigit()):
             idx = int(target)
@@ -187,21 +191,36 @@ class Classifier(nn.Module):
             return idx
         if self.class_names is None:
             raise ValueError(f"target {target!r} is a name, but {self.name} has no class names; give an index")
-        key = target.strip().lower()
+        key = " ".join(target.strip().lower().split())
         names = [c.lower() for c in self.class_names]
-        if key in names:
-            return names.index(key)
-        hits = [i for i, c in enumerate(names) if c.startswith(key) or key in c.split(", ")]
+        hits = [i for i, c in enumerate(names) if c == key]  # ImageNet has two classes named "crane"
         if len(hits) == 1:
             return hits[0]
+        hits = hits or [i for i, c in enumerate(names) if key in (s.strip() for s in c.split(","))]
+        if len(hits) == 1:
+            return hits[0]
+        if hits:
+            shown = "; ".join(f"{i}: {self.class_names[i]}" for i in hits[:10])
+            raise ValueError(f"class name {target!r} is ambiguous: it names {len(hits)} classes ({shown}); "
+                             "give the full name or an index")
+        words = [i for i, c in enumerate(names) if re.search(rf"\b{re.escape(key)}\b", c)]
+        if words:
+            shown = "; ".join(f"{i}: {self.class_names[i]}" for i in words[:10])
+            more = f" and {len(words) - 10} more" if len(words) > 10 else ""
+            raise ValueError(f"{target!r} is not a class name of {self.name}, but a word in {len(words)}: "
+                             f"{shown}{more}. Give one of them (a name, a synonym, or its index); "
+                             f"`gfi classes {key}` lists them all")
         import difflib
 
-        near = difflib.get_close_matches(key, names, n=5, cutoff=0.6)
-        if len(hits) > 1:
-            near = [self.class_names[i] for i in hits[:8]]
-            raise ValueError(f"class name {target!r} is ambiguous: {', '.join(near)}")
+        near = difflib.get_close_matches(key, [s.strip() for c in names for s in c.split(",")], n=5, cutoff=0.6)
         hint = f" Nearest: {', '.join(near)}." if near else ""
-        raise ValueError(f"unknown class name {target!r} for {self.name}.{hint}")
+        raise ValueError(f"unknown class name {target!r} for {self.name}.{hint} `gfi classes PATTERN` lists "
+                         "the names; an index works too")
+
+    def find_classes(self, pattern: str = "") -> list[tuple[int, str]]:
+        """(index, name) of the classes whose name contains ``pattern`` (case-insensitive; all for "")."""
+        key = pattern.strip().lower()
+        return [(i, c) for i, c in enumerate(self.class_names or []) if key in c.lower()]
 
     def class_name(self, index: int) -> str:
         if self.class_names is not None and 0 <= index < len(self.class_names):

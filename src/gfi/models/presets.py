@@ -132,6 +132,20 @@ def _default_weights_path(preset: Preset) -> Path | None:
     return None
 
 
+def _download(url: str, name: str) -> dict:
+    """torchvision's weights from ``url`` into the torch hub cache; a failure to reach the hub is a
+    one-line :class:`WeightsError` saying what was tried and how to work offline."""
+    import urllib.error
+
+    cache = Path(torch.hub.get_dir()) / "checkpoints"
+    try:
+        return torch.hub.load_state_dict_from_url(url, map_location="cpu", weights_only=True)
+    except (urllib.error.URLError, ConnectionError, TimeoutError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise WeightsError(f"--download: could not fetch the weights of {name} from {url} ({reason}); to work "
+                           f"offline, copy {Path(url).name} into {cache} or pass --weights FILE") from exc
+
+
 def load_model(
     name: str = DEFAULT_MODEL,
     *,
@@ -180,7 +194,7 @@ def load_model(
                     "with a local checkpoint, or --download to fetch them (needs network access)"
                 )
             if path is None:
-                state = torch.hub.load_state_dict_from_url(enum.url, map_location="cpu", weights_only=True)
+                state = _download(enum.url, name)
                 load_into(model, state, source=enum.url)
                 path = torchvision_cached(enum)
             else:

@@ -157,7 +157,8 @@ class ExplainJob:
         log.debug("model %s (weights %s), method %s, l0=%s, l1=%s, device %s; %d input(s); output in %s",
                   info.get("model"), info.get("weights"), args.method, clf.inversion_layer, clf.channel_layer,
                   device, len(paths), args.out)
-        return cls(args, paths, per_image, clf, info, explainer, run, device, ImageWriter(run, clf, outputs))
+        writer = ImageWriter(run, clf, outputs, explainer.name)
+        return cls(args, paths, per_image, clf, info, explainer, run, device, writer)
 
     # ------------------------------------------------------------------------------------------
     @property

@@ -46,8 +46,8 @@ def _finite(v: float, what: str, where: str) -> float | None:
 class ImageWriter:
     """Writes one image's outputs into a :class:`gfi.runs.RunFolder` and returns its record."""
 
-    def __init__(self, run, clf, settings: OutputSettings) -> None:
-        self.run, self.clf, self.settings = run, clf, settings
+    def __init__(self, run, clf, settings: OutputSettings, method: str = "gfi") -> None:
+        self.run, self.clf, self.settings, self.method = run, clf, settings, method
 
     def _save(self, stem: str, name: str, write) -> str:
         return self.run.save(name, write, key=stem)
@@ -112,7 +112,7 @@ class ImageWriter:
             t["collapsed"] = bool(e.collapsed[row, k])
             if t["collapsed"]:
                 log.warning("%s: the map collapsed (all weights zero); it is written as zeros", where)
-        title = f"{name[:40]} ({c}) p={format_prob(t['prob'])}"
+        title = f"{self.method}: {name.split(',')[0]} ({c}), p={format_prob(t['prob'])}"
         t["overlay"] = self._save(stem, f"{stem}_{c}.png", lambda p: save_explanation_figure(
             p, image, stage1, m, title, cmap=s.cmap, colorbar=s.colorbar))
         t["thumb"] = self._save(stem, f"thumbs/{stem}_{c}.jpg",

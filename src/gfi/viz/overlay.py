@@ -27,17 +27,24 @@ def overlay(image: np.ndarray, saliency: np.ndarray, cmap: str = "jet", alpha: f
     return np.clip((1 - alpha) * image + alpha * heat, 0, 1)
 
 
-def save_explanation_figure(
-    path: str | Path,
-    image: Tensor,
-    stage1: Tensor | None,
-    class_map: Tensor,
-    title: str,
-    *,
-    cmap: str = "jet",
-    colorbar: bool = False,
-) -> None:
-    """A PNG with the image, the stage-1 inversion map and the class map (all at the image's size)."""
+def short_title(text: str, width: int = 26, lines: int = 3) -> str:
+    """``text`` wrapped to ``width`` characters a line, at most ``lines`` lines (the last shortened
+    with an ellipsis): a title that fits its panel."""
+    import textwrap
+
+    out: list[str] = []
+    for part in text.split("\n"):
+        out += textwrap.wrap(part, width) or [""]
+    if len(out) > lines:
+        out = out[:lines]
+        out[-1] = out[-1][: width - 1].rstrip() + "…"
+    return "\n".join(out)
+
+
+def explanation_figure(image: Tensor, stage1: Tensor | None, class_map: Tensor, title: str, *, cmap: str = "jet",
+                       colorbar: bool = False):
+    """The figure of :func:`save_explanation_figure` (matplotlib ``Figure``, not yet saved). Titles
+    are wrapped to their panel's width, so they never run into each other."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -50,12 +57,31 @@ def save_explanation_figure(
     panels.append((title, overlay(img, class_map.cpu().numpy(), cmap), class_map))
     h, w = img.shape[:2]
     scale = max(h, w)
-    fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels) * w / scale + 0.4, 3.6 * h / scale + 0.5))
+    panel_w = 3.2 * w / scale
+    fig, axes = plt.subplots(1, len(panels), figsize=(panel_w * len(panels) + 0.4, 3.6 * h / scale + 0.7))
+    chars = max(12, int(panel_w * 72 / (9 * 0.6)))  # about 0.6 em per character at 9 pt
     for ax, (name, pic, _) in zip(np.atleast_1d(axes), panels, strict=True):
         shown = ax.imshow(pic, cmap=cmap, vmin=0, vmax=1)
-        ax.set_title(name, fontsize=9)
+        ax.set_title(short_title(name, chars), fontsize=9)
         ax.axis("off")
     if colorbar:
         fig.colorbar(shown, ax=list(np.atleast_1d(axes)), fraction=0.02, pad=0.01)
+    return fig
+
+
+def save_explanation_figure(
+    path: str | Path,
+    image: Tensor,
+    stage1: Tensor | None,
+    class_map: Tensor,
+    title: str,
+    *,
+    cmap: str = "jet",
+    colorbar: bool = False,
+) -> None:
+    """A PNG with the image, the stage-1 inversion map and the class map (all at the image's size)."""
+    import matplotlib.pyplot as plt
+
+    fig = explanation_figure(image, stage1, class_map, title, cmap=cmap, colorbar=colorbar)
     fig.savefig(path, dpi=100, bbox_inches="tight")
     plt.close(fig)

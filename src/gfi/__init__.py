@@ -17,10 +17,30 @@ from gfi.methods import (
     get_method,
 )
 from gfi.models import Classifier, load_model
+from gfi.viz.overlay import save_overlay
 
 __version__ = "0.1.0"
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())
+
+
+def explain(image, method: str = "gfi", target=None, *, model: str | Classifier = "efficientnet_lite0",
+            config=None, **settings) -> Explanation:
+    """One call: explain ``image`` (a path, or a (3, H, W) tensor in [0, 1]) with ``method`` for
+    ``target`` (None: the top-1 class; an index, a class name, or a list of them), on ``model`` (a
+    preset name or a :class:`Classifier`). The maps come back at the image's own size.
+
+    >>> e = gfi.explain("photo.jpg", target="tabby cat")          # doctest: +SKIP
+    >>> gfi.save_overlay("tabby.png", gfi.load_image("photo.jpg"), e.maps[0, 0])  # doctest: +SKIP
+    """
+    from torch import Tensor
+
+    clf = model if isinstance(model, Classifier) else load_model(model)[0]
+    img = image if isinstance(image, Tensor) else load_image(image)
+    names = target if isinstance(target, list | tuple) else [target]
+    targets = None if target is None else [[clf.class_index(t) for t in names]]
+    explainer = get_method(method, clf, config, **settings)
+    return explainer.explain(clf.prepare(img).to(clf.device), targets).resize_to(tuple(img.shape[-2:]))
 
 __all__ = [
     "Classifier",
@@ -31,7 +51,9 @@ __all__ = [
     "GuidedFeatureInversionStage1",
     "RunOptions",
     "__version__",
+    "explain",
     "get_method",
     "load_image",
     "load_model",
+    "save_overlay",
 ]

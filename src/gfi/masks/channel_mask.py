@@ -124,3 +124,13 @@ def blend(x: Tensor, p: Tensor, m: Tensor) -> Tensor:
 def blend_kept_and_removed(x: Tensor, p: Tensor, m: Tensor) -> Tensor:
     """Eq. (2) and Eq. (4) for one batched forward: (2, B, K, 3, H, W), kept first."""
     return KeptAndRemoved(x, p)(m)
+
+
+def resize_maps(saliency: Tensor, size: tuple[int, int]) -> Tensor:
+    """(..., h, w) maps resized to ``size`` = (H, W) bilinearly, float32, clamped to [0, 1]: the one
+    way a map goes from the model's input size back to an image's own size."""
+    lead = saliency.shape[:-2]
+    flat = saliency.reshape(-1, 1, *saliency.shape[-2:]).float()
+    if tuple(flat.shape[-2:]) != tuple(size):
+        flat = F.interpolate(flat, size=tuple(size), mode="bilinear", align_corners=False)
+    return flat.clamp(0, 1).view(*lead, *size)

@@ -146,6 +146,14 @@ class Explanation:
     def cpu(self) -> Explanation:
         return self.to("cpu")
 
+    def resize_to(self, size: tuple[int, int]) -> Explanation:
+        """A copy whose maps (and stage-1 map) are bilinearly resized to ``size`` = (H, W), e.g. an
+        image's own size, staying in [0, 1]: what overlays, ``.npy`` files and metrics use."""
+        from gfi.masks.channel_mask import resize_maps
+
+        return replace(self, maps=resize_maps(self.maps, size),
+                       stage1_map=None if self.stage1_map is None else resize_maps(self.stage1_map, size))
+
     def __len__(self) -> int:
         return self.maps.shape[0]
 

@@ -5,18 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import torch.nn.functional as F
 from torch import Tensor
 
 
 def to_original_size(saliency: Tensor, size: tuple[int, int]) -> Tensor:
-    """Resize (..., h, w) maps to ``size`` = (H, W) bilinearly, staying in [0, 1]. The one function
-    outputs and evaluation use to bring a map from the model's input size back to the image's."""
-    lead = saliency.shape[:-2]
-    flat = saliency.reshape(-1, 1, *saliency.shape[-2:]).float()
-    if tuple(flat.shape[-2:]) != tuple(size):
-        flat = F.interpolate(flat, size=tuple(size), mode="bilinear", align_corners=False)
-    return flat.clamp(0, 1).view(*lead, *size)
+    """Resize (..., h, w) maps to ``size`` = (H, W) bilinearly, staying in [0, 1]
+    (:func:`gfi.masks.channel_mask.resize_maps`; ``Explanation.resize_to`` does the same)."""
+    from gfi.masks.channel_mask import resize_maps
+
+    return resize_maps(saliency, size)
 
 
 def overlay(image: np.ndarray, saliency: np.ndarray, cmap: str = "jet", alpha: float = 0.5) -> np.ndarray:
@@ -85,3 +82,14 @@ def save_explanation_figure(
     fig = explanation_figure(image, stage1, class_map, title, cmap=cmap, colorbar=colorbar)
     fig.savefig(path, dpi=100, bbox_inches="tight")
     plt.close(fig)
+
+
+def save_overlay(path: str | Path, image: Tensor, saliency: Tensor, *, title: str = "", cmap: str = "jet",
+                 stage1: Tensor | None = None, colorbar: bool = False) -> Path:
+    """Save the figure ``gfi explain`` writes: the image, GFI's stage-1 map when given, and
+    ``saliency`` over the image. ``image`` is (3, H, W) in [0, 1]; the maps are resized to it."""
+    size = tuple(image.shape[-2:])
+    stage1 = None if stage1 is None else to_original_size(stage1.detach().cpu(), size)
+    save_explanation_figure(path, image.detach().cpu(), stage1, to_original_size(saliency.detach().cpu(), size),
+                            title, cmap=cmap, colorbar=colorbar)
+    return Path(path)

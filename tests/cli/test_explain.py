@@ -133,3 +133,13 @@ def test_every_gfi_setting_is_one_option_with_its_help_default_and_choices(capsy
     assert "paper: 10" in actions["--gamma"].help and "default: 1.0" in actions["--gamma"].help
     assert "{blur,mean,noise}" in text
     assert "default: 0.003" in actions["--lr2"].help and actions["--lr1"].help != actions["--lr2"].help
+
+
+def test_layers_shows_module_types_and_marks_the_presets_layers(capsys):
+    """gfi layers listed names and shapes but not types (issue 16)."""
+    assert main(["layers", "resnet18"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    row = {ln.split()[0]: ln for ln in lines[1:]}
+    assert row["layer4.1.conv2"].split()[1] == "Conv2d" and row["maxpool"].split()[1] == "MaxPool2d"
+    assert "<- l0 (layer4)" in row["layer4"] and "l1 (layer4.1.conv2:input)" in row["layer4.1.conv2"]
+    assert "(512, 7, 7)" in row["layer4"]

@@ -124,6 +124,17 @@ def test_report_in_headless_chromium(browser, report):
     page.click(f"#results thead th:nth-child({headers.index('#') + 1})")
     assert [int(v) for v in column(page, 0)] == sorted((int(v) for v in column(page, 0)), reverse=True)
 
+    # the legend explains the scores; the header counts in words; a class map opens its overlay
+    legend = page.locator("#legend").inner_text()
+    assert "p kept" in legend and "p removed" in legend and "Eq. 4" in legend and "batch" in legend
+    assert "7 images, 14 maps" in page.locator("p").first.inner_text()
+    link = page.locator("#results tbody tr").first.locator("a")
+    href = link.get_attribute("href")
+    assert href.endswith(".png") and (html.parent / href).is_file()
+    with page.expect_navigation():
+        link.click()
+    assert page.url.endswith(href) and page.url.startswith("file:")
+
     assert problems == []
     assert all(u.startswith(("file:", "data:")) for u in requests), requests  # nothing from the network
     page.close()

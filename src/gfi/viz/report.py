@@ -15,6 +15,7 @@ import io
 import logging
 from html import escape
 from pathlib import Path
+from urllib.parse import quote
 
 import numpy as np
 import torch.nn.functional as F
@@ -64,7 +65,8 @@ def _num(v, digits: int = 3) -> tuple[str, str]:
     """(sort key, text) of a number that may be missing."""
     if v is None:
         return "", "-"
-    return repr(float(v)), f"{float(v):.{digits}f}"
+    f = float(v)
+    return repr(f), (f"{f:.{digits}g}" if f == 0 or abs(f) >= 1e-3 else f"{f:.2g}")
 
 
 STYLE = """
@@ -72,6 +74,7 @@ body{font:14px system-ui,sans-serif;margin:1em;color:#222}
 table{border-collapse:collapse}th,td{border:1px solid #ccc;padding:4px 6px;vertical-align:top}
 th{background:#eee;cursor:pointer;user-select:none;position:sticky;top:0}
 th[aria-sort=ascending]::after{content:" \\25B2"}th[aria-sort=descending]::after{content:" \\25BC"}
+dl{display:grid;grid-template-columns:max-content auto;gap:2px 12px;font-size:13px}dt{font-weight:600}dd{margin:0}
 td.n{text-align:right;font-variant-numeric:tabular-nums}img{display:block;max-width:160px}
 .none{color:#999}.warn{color:#b00}ol{margin:0;padding-left:1.4em}.name{max-width:16em;overflow-wrap:anywhere}
 """
@@ -99,6 +102,16 @@ SCRIPT = """
 """
 
 
+LEGEND = ('<dl id="legend"><dt>p(target)</dt><dd>the model\'s score f<sub>c</sub> of the class on the image '
+          '(softmax probability; sigmoid for a multi-label model)</dd><dt>s/image (batch mean)</dt><dd>seconds the '
+          'method took per image; images explained in one batch share its time</dd></dl>')
+LEGEND_KEPT = LEGEND.replace("</dl>", (
+    '<dt>p kept</dt><dd>the score of the image with only the map\'s region kept and the rest blurred '
+    '(&Phi;(x, m), Eq. 2): high when the map holds the evidence</dd>'
+    '<dt>p removed</dt><dd>the score with the map\'s region blurred away (&Phi;<sub>bg</sub>, Eq. 4): low when '
+    'the map holds all of it</dd></dl>'))
+
+
 def render_report(summary: dict, root: Path, title: str = "gfi explain") -> str:
     """The page's HTML for a ``results.json`` summary whose files lie under ``root``."""
     records = summary.get("images", [])
@@ -107,7 +120,7 @@ def render_report(summary: dict, root: Path, title: str = "gfi explain") -> str:
     has_kept = any("prob_kept" in t for r in records for t in r.get("targets", []))
     head = ["#", "image", "input"] + (["stage-1 map"] if has_stage1 else []) + [
         "class map", "target class", "p(target)"] + (["p kept", "p removed"] if has_kept else []) + [
-        "top classes", "s/image"]
+        "top classes", "s/image (batch mean)"]
     nosort = {"input", "stage-1 map", "class map", "top classes"}
     rows = []
     n = 0
@@ -122,7 +135,7 @@ def render_report(summary: dict, root: Path, title: str = "gfi explain") -> str:
             if t.get("nonfinite"):
                 flags.append("non-finite scores")
             note = "".join(f'<div class="warn">{escape(f)}</div>' for f in flags)
-            top = "".join(f'<li>{escape(c["class_name"])} ({c["class"]}): {c["prob"]:.3f}</li>'
+            top = "".join(f'<li>{escape(c["class_name"])} ({c["class"]}): {_num(c["prob"])[1]}</li>'
                           for c in rec.get("top5", [])[:3])
             cells = [
                 f'<td class="n" data-v="{i}">{i + 1}</td>',
@@ -131,7 +144,10 @@ def render_report(summary: dict, root: Path, title: str = "gfi explain") -> str:
             ]
             if has_stage1:
                 cells.append(f'<td>{_img(root, rec.get("thumb_stage1"), "stage-1 map " + name)}</td>')
-            cells.append(f'<td>{_img(root, t.get("thumb"), "class map " + name)}{note}</td>')
+            thumb = _img(root, t.get("thumb"), "class map " + name)
+            if t.get("overlay"):  # the thumbnail opens the full-size overlay
+                thumb = f'<a href="{escape(quote(t["overlay"]))}" title="open the full-size overlay">{thumb}</a>'
+            cells.append(f'<td>{thumb}{note}</td>')
             cells.append(f'<td data-v="{escape(cls.lower())}">{escape(cls)}</td>')
             values = [t.get("prob")] + ([t.get("prob_kept"), t.get("prob_removed")] if has_kept else [])
             for v in [*values, rec.get("seconds_per_image")]:
@@ -147,15 +163,19 @@ def render_report(summary: dict, root: Path, title: str = "gfi explain") -> str:
         fail_html = (f'<h2>Not explained ({len(failures)})</h2><table id="failures" class="sortable"><thead><tr>'
                      f'<th scope="col">image</th><th scope="col">error</th></tr></thead><tbody>{frows}</tbody></table>')
     model = summary.get("model") or {}
+    plural = lambda k, word: f"{k} {word}" + ("" if k == 1 else "s")  # noqa: E731
     meta = (f'{escape(str(model.get("model", "")))} · method {escape(str(summary.get("method", "")))} · '
-            f'{len(records)} images, {n} maps' + ("" if summary.get("complete", True) else " · INCOMPLETE run"))
+            f'{plural(len(records), "image")}, {plural(n, "map")}'
+            + ("" if summary.get("complete", True) else " · INCOMPLETE run"))
+    legend = LEGEND_KEPT if has_kept else LEGEND
     csp = ("default-src 'none'; img-src data:; style-src 'unsafe-inline'; script-src 'unsafe-inline'")
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         f'<meta http-equiv="Content-Security-Policy" content="{csp}">'
         f'<meta name="viewport" content="width=device-width"><title>{escape(title)}</title>'
         f"<style>{STYLE}</style></head><body><h1>{escape(title)}</h1><p>{meta}. "
-        "Click a column header to sort.</p>"
+        f'Click a column header to sort; click a class map to open its full-size overlay.</p>{legend}'
+
         f'<table id="results" class="sortable"><thead><tr>{ths}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
         f"{fail_html}<script>{SCRIPT}</script></body></html>\n"
     )

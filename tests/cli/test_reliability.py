@@ -368,3 +368,33 @@ def test_huge_image_is_explained_at_max_side(tmp_path, capsys, tiny_cli):
     rec = results(out)["images"][0]
     assert rec["size"] == [8, 1000] and rec["original_size"] == [40, 5000]
     assert np.load(out / rec["targets"][0]["npy"]).shape == (8, 1000)
+
+
+def test_slow_methods_say_what_they_cost_and_show_progress_inside_an_image(tmp_path, capsys, tiny_cli):
+    """Issue 16: rise ran 17+ minutes with nothing on screen; per-image lines came only at the end."""
+    folder = write_images(tmp_path / "in", 2)
+    rc, out, err = run(["explain", str(folder), "--out", str(tmp_path / "o"), "--method", "rise", "--n-masks", "1200",
+                        "--batch-size", "1"], capsys)
+    assert rc == 0
+    assert "rise runs with n_masks=1200 per image" in err and "--n-masks 1000 is its documented cheaper setting" in err
+    assert "rise, this batch" in err and "1200/1200" in err  # the bar inside each image
+    assert out.count(" -> ") == 2
+    rc, _, err = run(["explain", str(folder), "--out", str(tmp_path / "p"), "--method", "rise", "--n-masks", "50"],
+                     capsys)
+    assert rc == 0 and "cheaper setting" not in err
+
+
+def test_the_progress_hook_counts_every_step():
+    from gfi.methods.registry import get_method
+
+    clf = cli_tiny.make()
+    seen = []
+    e = get_method("gfi", clf, iters1=3, iters2=4)
+    e.progress = lambda done, total: seen.append((done, total))
+    e.explain(torch.rand(1, 3, 32, 32), [[1, 2]])
+    assert seen == [(i, 7) for i in range(1, 8)]
+    e = get_method("gfi", clf, iters1=2, iters2=3, chunk=1)  # two chunks of stage 2
+    seen.clear()
+    e.progress = lambda done, total: seen.append((done, total))
+    e.explain(torch.rand(1, 3, 32, 32), [[1, 2]])
+    assert seen[-1] == (8, 8) and len(seen) == 8

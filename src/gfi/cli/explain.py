@@ -236,11 +236,6 @@ class ExplainJob:
         if final["failures"]:
             log.warning("%d image(s) not explained, listed under `failures` in %s", len(final["failures"]),
                         results_path)
-        if not self.args.quiet:
-            for r in self.explained:
-                for t in r["targets"]:
-                    print(f"{r['image']}: {t['class_name']} ({t['class']}) p={common.format_prob(t['prob'])} -> "
-                          f"{self.args.out / t['overlay']}")
         return 0
 
     # ------------------------------------------------------------------------------------------
@@ -252,17 +247,39 @@ class ExplainJob:
 
         last_summary = time.time()
         n_total = len(self.paths)
-        bar = tqdm(total=n_total, initial=n_done, unit="img", disable=self.args.quiet or n_total < 2,
-                   file=sys.stderr, dynamic_ncols=True)
-        with logging_redirect_tqdm(loggers=[log]):
-            for i0 in range(0, len(todo), self.args.batch_size):
-                chunk = todo[i0:i0 + self.args.batch_size]
-                self.batch(chunk)
-                bar.update(len(chunk))
-                if time.time() - last_summary > 10:  # a readable summary along the way, not only at the end
-                    self.run.write_results(self.summary(False))
-                    last_summary = time.time()
-        bar.close()
+        self.bar = tqdm(total=n_total, initial=n_done, unit="img", disable=self.args.quiet or n_total < 2,
+                        file=sys.stderr, dynamic_ncols=True)
+        inner = tqdm(total=0, unit="step", desc=f"{self.explainer.name}, this batch", leave=False, position=1,
+                     disable=self.args.quiet, file=sys.stderr, dynamic_ncols=True)
+        self.explainer.progress = _inner_progress(inner)
+        self.announce_cost()
+        try:
+            with logging_redirect_tqdm(loggers=[log]):
+                for i0 in range(0, len(todo), self.args.batch_size):
+                    self.batch(todo[i0:i0 + self.args.batch_size])
+                    if time.time() - last_summary > 10:  # a readable summary along the way, not only at the end
+                        self.run.write_results(self.summary(False))
+                        last_summary = time.time()
+        finally:
+            self.explainer.progress = None
+            inner.close()
+            self.bar.close()
+
+    def announce_cost(self) -> None:
+        """Before a slow method starts: its settings that cost the most, and its documented cheaper ones."""
+        def costs_more(now, cheap) -> bool:
+            if isinstance(now, tuple):
+                return len(now) > len(cheap) or (len(now) == len(cheap) and now > cheap)
+            return isinstance(now, int | float) and now > cheap
+
+        cheaper = {k: v for k, v in self.explainer.cheaper.items()
+                   if costs_more(getattr(self.explainer.config, k, v), v)}
+        if cheaper:
+            now = ", ".join(f"{k}={getattr(self.explainer.config, k)}" for k in cheaper)
+            flags = " ".join(f"--{k.replace('_', '-')} {','.join(map(str, v)) if isinstance(v, tuple) else v}"
+                             for k, v in cheaper.items())
+            log.info("%s runs with %s per image (its published setting; each image shows its progress); %s is its "
+                     "documented cheaper setting", self.explainer.name, now, flags)
 
     def batch(self, chunk: list[Path]) -> None:
         """Read, score and explain one batch of images; unreadable ones become failures."""
@@ -326,6 +343,17 @@ class ExplainJob:
         self.run.add(key, rec)
         self.explained.append(rec)
         log.debug("%s: explained in %.2f s, record saved", path, seconds)
+        self.done_one()
+        if not self.args.quiet:  # each image's lines as it finishes
+            from tqdm import tqdm
+
+            for t in rec["targets"]:
+                tqdm.write(f"{rec['image']}: {t['class_name']} ({t['class']}) p={common.format_prob(t['prob'])} -> "
+                           f"{self.args.out / t['overlay']}", file=sys.stdout)
+
+    def done_one(self) -> None:
+        if getattr(self, "bar", None) is not None:
+            self.bar.update(1)
 
     def specs(self, p: Path) -> list[str]:
         return self.per_image.get(p) or self.args.target or ["top1"]
@@ -333,6 +361,17 @@ class ExplainJob:
     def fail(self, path: Path, error: str) -> None:
         log.warning("skipped: %s", error)
         self.run.add(safe_stem(path), {"image": str(path), "status": "failed", "error": error})
+        self.done_one()
+
+
+def _inner_progress(bar):
+    """The explainer's progress callback: a second bar for the steps inside the current call."""
+    def update(done: int, total: int) -> None:
+        if bar.total != total or done < bar.n:
+            bar.reset(total=total)
+        bar.update(done - bar.n)
+
+    return update
 
 
 def _sigterm_as_interrupt():

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import contextlib
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from typing import Any, ClassVar, Literal, TypeVar
 
@@ -282,6 +282,22 @@ class Explainer(ABC):
     def provenance(self) -> dict[str, Any]:
         """What decides this explainer's maps: its name and settings (the map store keys on it)."""
         return {"method": self.name, "config": self.config.to_dict()}
+
+    #: ``progress(done, total)``, called by the iterative and sampling methods as they go inside one
+    #: :meth:`explain` call (iterations, mask batches, noise samples); None: silent. The CLI sets it
+    #: to draw a progress bar within an image.
+    progress: Callable[[int, int], Any] | None = None
+
+    def _progress(self, total: int) -> Callable[[int], None]:
+        """A step function for a loop of ``total`` steps: ``step(n)`` reports n more done."""
+        done = [0]
+
+        def step(n: int = 1) -> None:
+            done[0] += n
+            if self.progress is not None:
+                self.progress(min(done[0], total), total)
+
+        return step
 
     def explain(self, images: Tensor, targets: TargetsLike = None) -> Explanation:
         """Maps for ``images`` (B, 3, H, W) in [0, 1] at the model's input size, per target.

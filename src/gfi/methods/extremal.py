@@ -148,7 +148,9 @@ class ExtremalPerturbation(Explainer):
         weight = cfg.area_weight
         hist = []
         with frozen(clf.model):
+            step = self._progress(cfg.iterations)
             for it in range(cfg.iterations):
+                step()
                 m = gen(mbar)
                 x = perturb(pyr, m)
                 if cfg.jitter and it % 2 == 0:

@@ -24,7 +24,7 @@ experiments behind them are in ``docs/METHOD.md``.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any, ClassVar, Literal
 
@@ -167,6 +167,8 @@ class GuidedFeatureInversion(Explainer):
                 raise ValueError(f"channel layer {channel_layer} gives a {f_channel.ndim}-D tensor; "
                                  "Eq. (6) needs (B, C, h, w)")
             p, p2 = self.backgrounds(images)
+            n_chunks = -(-t.shape[1] // (opts.chunk or t.shape[1]))
+            self._step = self._progress(cfg.iters1 + (cfg.iters2 * n_chunks if cfg.stage2 else 0))
             w1, hist1, adam1 = self.stage1(images, p, f_inversion, f_channel)
             up = Upsampler(f_channel.shape[-2:], images.shape[-2:], device=images.device, dtype=f_channel.dtype)
             with torch.no_grad():
@@ -209,6 +211,8 @@ class GuidedFeatureInversion(Explainer):
         return p, make_background(images, "blur", blur_kernel=kernel2, blur_sigma=sigma2)
 
     # ------------------------------------------------------------------------------------------
+    _step: Callable[..., None] = staticmethod(lambda n=1: None)  # replaced per explain call
+
     def stage1(self, x: Tensor, p: Tensor, f_inversion: Tensor, f_channel: Tensor) -> tuple[Tensor, Tensor, dict]:
         """Alg. 1: minimise Eq. (8) over w >= 0. Returns w (B, 1, C), the losses (T, B) and Adam's
         final state (moments), which stage 2 continues when ``fresh_optimizer`` is False.
@@ -241,6 +245,7 @@ class GuidedFeatureInversion(Explainer):
                 with torch.no_grad():
                     w.clamp_(min=0)
                 losses.append(loss.detach())
+                self._step()
         return w.detach(), _stack(losses, (0, x.shape[0]), x.device), dict(opt.state.get(w, {}))
 
     def _stage1_loss(self, f_phi: Tensor, f_inversion: Tensor, w: Tensor, m: Tensor) -> Tensor:
@@ -294,6 +299,7 @@ class GuidedFeatureInversion(Explainer):
                 with torch.no_grad():
                     w.clamp_(min=0)
             losses.append(loss.detach())
+            self._step()
             # the loop's only synchronisation: once per window, and only with early_stop
             if (opts.early_stop and (it + 1) % every == 0 and it + 1 < cfg.iters2
                     and bool(plateaued(torch.stack(losses[-2 * every:]), every, opts.early_stop_tol))):

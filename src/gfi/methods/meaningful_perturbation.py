@@ -101,7 +101,9 @@ class MeaningfulPerturbation(Explainer):
         opt = torch.optim.Adam([m], lr=cfg.lr)
         losses = []
         with frozen(clf.model):
+            step = self._progress(cfg.iterations)
             for _ in range(cfg.iterations):
+                step()
                 dy, dx = torch.randint(0, cfg.jitter, (2,), generator=gen).tolist()
                 big = self.upsampled(m, size, up)
                 phi = KeptAndRemoved(shift(images, dy, dx), shift(p, dy, dx)).kept(big).flatten(0, 1)

@@ -109,7 +109,9 @@ class PixelMask(Explainer):
             m = torch.full((images.shape[0], 1, *res), cfg.init, device=images.device, requires_grad=True)
             opt = torch.optim.Adam([m], lr=cfg.lr)
             hist1 = []
+            step = self._progress(cfg.iters1 + cfg.iters2)
             for _ in range(cfg.iters1):
+                step()
                 big = full(m)
                 phi = kept_and_removed.kept(big)[:, 0]
                 f_phi = clf.activations(phi, [inversion_layer], stop=True, clone=False)[0][inversion_layer]
@@ -128,6 +130,7 @@ class PixelMask(Explainer):
             sched = torch.optim.lr_scheduler.StepLR(opt, step_size=cfg.lr_decay_every, gamma=cfg.lr_decay)
             hist2 = []
             for _ in range(cfg.iters2):
+                step()
                 big = full(m)
                 z = clf(kept_and_removed(big).flatten(0, 2)).view(2, *t.shape, -1)
                 gain, removed = target_terms(z, t, clf.multilabel, cfg.score)

@@ -19,6 +19,7 @@ The map is min-max normalised.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -48,7 +49,7 @@ def rise_masks(n: int, s: int, p: float, size: tuple[int, int], generator: torch
 
 
 def rise_saliency(classifier: Classifier, images: Tensor, masks: Tensor, targets: Tensor, p: float,
-                  batch_size: int = 64) -> Tensor:
+                  batch_size: int = 64, step: Callable[[int], None] | None = None) -> Tensor:
     """Eq. (6): ``1/(N p) sum_i f_c(x * M_i) M_i`` for (B, 3, H, W) images, (N, H, W) masks and (B, K)
     targets; returns (B, K, H, W), not normalised."""
     b, n = images.shape[0], masks.shape[0]
@@ -58,6 +59,8 @@ def rise_saliency(classifier: Classifier, images: Tensor, masks: Tensor, targets
     with frozen(classifier.model), torch.no_grad():  # one forward gives f_c of every class
         for start in range(0, n, per_image):
             m = masks[start:start + per_image]
+            if step is not None:
+                step(m.shape[0])
             masked = (images.unsqueeze(1) * m[None, :, None]).flatten(0, 1)  # (B * n_chunk, 3, H, W)
             scores = classifier.scores(classifier(masked).float()).view(b, m.shape[0], -1)
             f = scores.gather(2, targets.unsqueeze(1).expand(-1, m.shape[0], -1))  # (B, n_chunk, K)
@@ -99,5 +102,6 @@ class RISE(Explainer):
         if masks is None:
             masks = rise_masks(cfg.n_masks, cfg.grid, cfg.p, tuple(images.shape[-2:]),
                                torch.Generator().manual_seed(cfg.seed))
-        sal, collapsed = min_max(rise_saliency(self.classifier, images, masks, t, cfg.p, self._batch_size(64)))
+        sal, collapsed = min_max(rise_saliency(self.classifier, images, masks, t, cfg.p, self._batch_size(64),
+                                                  self._progress(masks.shape[0])))
         return Explanation(maps=sal, targets=t, method=self.name, probs=probs, collapsed=collapsed)

@@ -64,8 +64,10 @@ class SmoothGrad(Explainer):
         devices = [x.device] if x.device.type == "cuda" else []
         with frozen(clf.model), torch.random.fork_rng(devices=devices):
             torch.manual_seed(cfg.seed)
+            step = self._progress(cfg.samples)
             for start in range(0, cfg.samples, NOISE_GROUP):
                 g = min(NOISE_GROUP, cfg.samples - start)
+                step(g)
                 # Captum's draw: normal(0, a tensor of stdevs) over the row-interleaved copies
                 std = torch.tensor(cfg.noise, device=x.device).repeat((n * g, *x.shape[1:]))
                 noisy = x.repeat_interleave(g, 0) + torch.normal(0, std)

@@ -158,6 +158,16 @@ class Experiment:
         is refused). Options that only change the summary are left out."""
         return {}
 
+    def setup(self, run: EvalRun, opts: Any, classifier: Any = None,
+              info: dict | None = None) -> tuple[Any, Any, dict | None]:
+        """(dataset, classifier, info) the loop runs on: by default the folder's dataset
+        (:func:`gfi.data.datasets.open_dataset`) and the given model (None: the run's, loaded on
+        first use). An experiment whose samples are made from the folder (``grid``: 2x2 grids of
+        its images, fed at twice the model's input size) returns its own dataset and model."""
+        from gfi.data.datasets import open_dataset
+
+        return open_dataset(run.data, run.dataset, run.split), classifier, info
+
     def check(self, run: EvalRun, opts: Any, dataset: Any) -> None:
         if dataset.kind not in self.datasets:
             raise EvalError(f"{self.name} needs a dataset of kind {' or '.join(self.datasets)}; "

@@ -274,7 +274,6 @@ def run_experiment(exp: Experiment, run: EvalRun, opts: Settings | None = None, 
                    info: dict | None = None) -> dict | None:
     """Run ``exp`` over ``run.data`` into ``run.out`` for one model; returns the summary (None on
     ranks > 0, and on rank 0 of a job array without ``torch.distributed``)."""
-    from gfi.data.datasets import open_dataset
     from gfi.models.device import choose_device
 
     opts = exp.options() if opts is None else opts
@@ -285,7 +284,7 @@ def run_experiment(exp: Experiment, run: EvalRun, opts: Settings | None = None, 
     config, run_options = method_config(run)
     if run.threads:
         torch.set_num_threads(run.threads)
-    dataset = open_dataset(run.data, run.dataset, run.split)
+    dataset, classifier, info = exp.setup(run, opts, classifier, info)
     keys = dataset.keys
     dup = {k for k in keys if keys.count(k) > 1} if len(set(keys)) != len(keys) else set()
     if dup:

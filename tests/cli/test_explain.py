@@ -143,3 +143,13 @@ def test_layers_shows_module_types_and_marks_the_presets_layers(capsys):
     assert row["layer4.1.conv2"].split()[1] == "Conv2d" and row["maxpool"].split()[1] == "MaxPool2d"
     assert "<- l0 (layer4)" in row["layer4"] and "l1 (layer4.1.conv2:input)" in row["layer4.1.conv2"]
     assert "(512, 7, 7)" in row["layer4"]
+
+
+def test_overlays_of_a_baseline_name_their_method(tmp_path, capsys):
+    """Baseline overlays were <stem>_<class>.png with only the class in the title (issue 16)."""
+    out = tmp_path / "o"
+    assert main(["explain", str(ASSETS / "chelsea.png"), "--out", str(out), "--method", "gradcam", "--target", "281",
+                 "--save-npy", "--quiet"]) == 0
+    rec = json.loads((out / "results.json").read_text())["images"][0]["targets"][0]
+    assert rec["overlay"] == "chelsea_gradcam_281.png" and (out / "chelsea_gradcam_281.png").is_file()
+    assert rec["npy"] == "chelsea_281.npy"  # the map store's name, whatever the method

@@ -82,7 +82,7 @@ def test_a_users_file_in_the_way_is_refused_before_the_image_is_explained(tmp_pa
     folder = write_images(tmp_path / "in", 1)
     out = tmp_path / "o"
     out.mkdir()
-    (out / "im0_3.png").write_bytes(USER_BYTES)
+    (out / "im0_gradcam_3.png").write_bytes(USER_BYTES)
     calls = []
     from gfi.methods.registry import METHODS
 
@@ -90,9 +90,9 @@ def test_a_users_file_in_the_way_is_refused_before_the_image_is_explained(tmp_pa
     monkeypatch.setattr(METHODS["gradcam"], "explain", lambda self, *a, **k: calls.append(1) or original(self, *a, **k))
     rc, _, err = run(["explain", str(folder), "--out", str(out), "--method", "gradcam", "--target", "3", "--quiet"],
                      capsys)
-    assert rc == 2 and "im0_3.png exists; choose another --out or pass --overwrite (gfi did not write it" in err
+    assert rc == 2 and "im0_gradcam_3.png exists; choose another --out or pass --overwrite (gfi did not write it" in err
     assert calls == []  # refused before the work, not after it
-    assert (out / "im0_3.png").read_bytes() == USER_BYTES
+    assert (out / "im0_gradcam_3.png").read_bytes() == USER_BYTES
 
 
 def test_two_runs_on_one_folder_the_second_is_refused_at_once(tmp_path):

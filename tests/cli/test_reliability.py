@@ -247,7 +247,7 @@ def test_rerun_resumes_refuses_other_arguments_and_overwrite_starts_afresh(tmp_p
     assert rc == 0 and "2 of 3 images are done, 1 to go" in err
     assert_same_summary(results(out), first)
     # --overwrite: afresh (the old outputs are gone first)
-    (out / "im2_2.png").write_bytes(b"stale")
+    (out / "im2_gradcam_2.png").write_bytes(b"stale")
     rc, _, _ = run([*base, "--cmap", "viridis", "--overwrite"], capsys)
     assert rc == 0
     assert json.loads((out / "run.json").read_text())["arguments"]["cmap"] == "viridis"
@@ -330,14 +330,14 @@ def test_a_run_that_recorded_nothing_is_refused_with_the_reason_and_resumed_with
     written = _output_files(json.loads((tmp_path / "o" / "records" / "im0.json").read_text()))
     stored = RunFolder(tmp_path / "o", json.loads((tmp_path / "o" / "run.json").read_text())["arguments"])
     stored.start("im0", str(images / "im0.png"), written)  # as if killed while writing the image's outputs
-    (tmp_path / "o" / "im0_2.png").write_bytes(b"partial")
+    (tmp_path / "o" / "im0_gradcam_2.png").write_bytes(b"partial")
     rc, _, err = run(argv, capsys)
     assert rc == 2 and "holds a run with other arguments (differs in: cmap)" in err
-    assert (tmp_path / "o" / "im0_2.png").read_bytes() == b"partial"
+    assert (tmp_path / "o" / "im0_gradcam_2.png").read_bytes() == b"partial"
     rc, _, err = run([*argv, "--cmap", "viridis"], capsys)
     assert rc == 0, err
-    assert results(tmp_path / "o")["images"][0]["targets"][0]["overlay"] == "im0_2.png"
-    assert (tmp_path / "o" / "im0_2.png").read_bytes() != b"partial"
+    assert results(tmp_path / "o")["images"][0]["targets"][0]["overlay"] == "im0_gradcam_2.png"
+    assert (tmp_path / "o" / "im0_gradcam_2.png").read_bytes() != b"partial"
     # a bad option is refused before --out is touched
     rc, _, err = run(["explain", str(tmp_path / "in"), "--out", str(tmp_path / "p"), "--target", "unicornish"],
                      capsys)
@@ -348,15 +348,15 @@ def test_files_of_the_user_in_the_way_are_not_replaced(tmp_path, capsys, tiny_cl
     folder = write_images(tmp_path / "in", 2)
     out = tmp_path / "o"
     out.mkdir()
-    (out / "im0_2.png").write_bytes(b"mine")  # the name the overlay of im0 (class 2) would get
+    (out / "im0_gradcam_2.png").write_bytes(b"mine")  # the name the overlay of im0 (class 2) would get
     argv = ["explain", str(folder), "--out", str(out), *FAST]
     for _ in range(2):  # refused, and refused again when the run is resumed
         rc, _, err = run(argv, capsys)
-        assert rc == 0 and "im0_2.png exists; choose another --out or pass --overwrite" in err
+        assert rc == 0 and "im0_gradcam_2.png exists; choose another --out or pass --overwrite" in err
         res = results(out)
         assert [r["image"] for r in res["images"]] == [str(folder / "im1.png")]
         assert res["failures"][0]["image"] == str(folder / "im0.png")
-        assert (out / "im0_2.png").read_bytes() == b"mine"
+        assert (out / "im0_gradcam_2.png").read_bytes() == b"mine"
 
 
 def test_huge_image_is_explained_at_max_side(tmp_path, capsys, tiny_cli):

@@ -144,7 +144,8 @@ class ExplainJob:
                                           given=given)
         check_target_specs([*(args.target or []), *(c for v in per_image.values() for c in v)], clf)
         outputs = OutputSettings(save_npy=args.save_npy, cmap=args.cmap, colorbar=args.colorbar,
-                                 max_side=args.max_side)
+                                 max_side=args.max_side,
+                                 method_tag="" if explainer.name == common.DEFAULT_METHOD else explainer.name)
         arguments = {
             "inputs": [str(p.resolve()) for p in paths], "model": info, **explainer.provenance(),
             "run_options": explainer.options.to_dict(),
@@ -317,7 +318,8 @@ class ExplainJob:
         rows = []
         for j, t in targets.items():  # a file of the user's in the way: refused before explaining
             try:
-                self.run.check_free(planned_files(safe_stem(paths[j]), t, stage1, self.args.save_npy),
+                self.run.check_free(planned_files(safe_stem(paths[j]), t, stage1, self.args.save_npy,
+                                                  self.writer.settings.method_tag),
                                     key=safe_stem(paths[j]))
                 rows.append(j)
             except OutputFolderError as exc:
@@ -334,7 +336,8 @@ class ExplainJob:
         from gfi.persist import OutputFolderError
 
         key = safe_stem(path)
-        self.run.start(key, str(path), planned_files(key, classes, self.explainer.has_stage1, self.args.save_npy))
+        self.run.start(key, str(path), planned_files(key, classes, self.explainer.has_stage1, self.args.save_npy,
+                                         self.writer.settings.method_tag))
         try:
             rec = self.writer.write(path, image, e, row, probs, seconds)
         except OutputFolderError as exc:

@@ -24,11 +24,20 @@ class OutputSettings:
     cmap: str = "jet"
     colorbar: bool = False
     max_side: int = 4096
+    method_tag: str = ""  # in overlay names: "" for the default method (gfi), else the method's name
 
 
-def planned_files(stem: str, classes: list[int], stage1: bool, save_npy: bool) -> list[str]:
+def overlay_name(stem: str, cls: int, tag: str = "") -> str:
+    """``STEM_CLASS.png`` for the default method, ``STEM_METHOD_CLASS.png`` for another (so the
+    overlays of two methods never share a name). ``.npy`` maps keep ``STEM_CLASS.npy``, the map
+    store's name."""
+    return f"{stem}_{tag}_{cls}.png" if tag else f"{stem}_{cls}.png"
+
+
+def planned_files(stem: str, classes: list[int], stage1: bool, save_npy: bool, tag: str = "") -> list[str]:
     """Every file the outputs of one image will have, relative to the output folder."""
-    names = [f"thumbs/{stem}.jpg"] + [f"thumbs/{stem}_{c}.jpg" for c in classes] + [f"{stem}_{c}.png" for c in classes]
+    names = ([f"thumbs/{stem}.jpg"] + [f"thumbs/{stem}_{c}.jpg" for c in classes]
+             + [overlay_name(stem, c, tag) for c in classes])
     if stage1:
         names += [f"thumbs/{stem}_stage1.jpg"] + ([f"{stem}_stage1.npy"] if save_npy else [])
     if save_npy:
@@ -113,7 +122,7 @@ class ImageWriter:
             if t["collapsed"]:
                 log.warning("%s: the map collapsed (all weights zero); it is written as zeros", where)
         title = f"{self.method}: {name.split(',')[0]} ({c}), p={format_prob(t['prob'])}"
-        t["overlay"] = self._save(stem, f"{stem}_{c}.png", lambda p: save_explanation_figure(
+        t["overlay"] = self._save(stem, overlay_name(stem, c, s.method_tag), lambda p: save_explanation_figure(
             p, image, stage1, m, title, cmap=s.cmap, colorbar=s.colorbar))
         t["thumb"] = self._save(stem, f"thumbs/{stem}_{c}.jpg",
                                 lambda p: p.write_bytes(thumbnail(image, m, cmap=s.cmap)))

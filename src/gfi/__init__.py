@@ -19,7 +19,18 @@ from gfi.methods import (
 from gfi.models import Classifier, load_model
 from gfi.viz.overlay import save_overlay
 
-__version__ = "0.1.0"
+
+def _version() -> str:
+    """The installed distribution's version (pyproject.toml is the one source)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("gfi-explain")
+    except PackageNotFoundError:  # a source tree on sys.path, not installed
+        return "0+unknown"
+
+
+__version__ = _version()
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())
 

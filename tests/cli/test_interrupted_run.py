@@ -17,8 +17,8 @@ import pytest
 from PIL import Image
 
 from tests import cli_tiny
-from tests.conftest import REPO
 from tests.cli.test_reliability import assert_same_summary
+from tests.conftest import REPO
 
 N = 6
 

@@ -298,8 +298,8 @@ def test_library_logs_and_never_prints(tmp_path, capsys, caplog, monkeypatch):
     import logging
 
     from gfi.data.images import load_image
-    from gfi.methods.grad_cam import GradCAM
     from gfi.methods.gfi import GFIConfig, GuidedFeatureInversion
+    from gfi.methods.grad_cam import GradCAM
 
     monkeypatch.setattr(logging.getLogger("gfi"), "handlers", [])  # as in a program that never ran the CLI
     monkeypatch.setattr(logging.getLogger("gfi"), "propagate", True)

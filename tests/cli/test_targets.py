@@ -34,7 +34,7 @@ def test_every_csv_error_names_its_line(tmp_path, text, message):
 def test_a_csv_that_is_not_utf8_says_so(tmp_path):
     f = tmp_path / "t.csv"
     f.write_bytes("a.png,caf\xe9\n".encode("latin-1"))
-    with pytest.raises(UsageError, match="not UTF-8 text .*save the CSV as UTF-8"):
+    with pytest.raises(UsageError, match=r"not UTF-8 text .*save the CSV as UTF-8"):
         read_targets_csv(f)
 
 

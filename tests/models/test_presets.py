@@ -1,6 +1,7 @@
 """Presets resolve the paper's activations on randomly initialised torchvision networks."""
 
 import re
+
 import pytest
 import torch
 from torch import nn

@@ -194,3 +194,20 @@ def test_find_images(tmp_path):
     for name in ("b.PNG", "a.jpg", "c.txt"):
         (tmp_path / "imgs" / name).write_bytes(b"")
     assert [p.name for p in find_images([tmp_path / "imgs"])] == ["a.jpg", "b.PNG"]
+
+
+def test_symlink_loop_and_broken_link_are_named(tmp_path):
+    # issue 14, case 8: a symlink loop was reported as "no such file"
+    (tmp_path / "loop.jpg").symlink_to(tmp_path / "loop.jpg")
+    (tmp_path / "a.png").symlink_to(tmp_path / "b.png")
+    (tmp_path / "b.png").symlink_to(tmp_path / "a.png")
+    (tmp_path / "dangling.png").symlink_to(tmp_path / "gone.png")
+    for name in ("loop.jpg", "a.png"):
+        with pytest.raises(ImageLoadError, match=rf"{name}: symlink loop") as info:
+            load_image(tmp_path / name)
+        assert "no such file" not in str(info.value)
+    with pytest.raises(ImageLoadError, match=r"loop\.jpg: symlink loop.*dangling\.png: broken symlink \(it points to "
+                                             r".*gone\.png, which does not exist\).*nope\.png: no such file or folder"):
+        find_images([tmp_path / "loop.jpg", tmp_path / "dangling.png", tmp_path / "nope.png"])
+    with pytest.raises(ImageLoadError, match=r"dangling\.png: broken symlink"):
+        load_image(tmp_path / "dangling.png")

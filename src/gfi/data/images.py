@@ -8,15 +8,21 @@ names the file and the reason. Size limits (see docs/RELIABILITY.md):
 - fewer than 32 pixels on a side: loaded, with a warning (the model sees an upsampled blur);
 - more than ``max_pixels`` pixels (read from the header, before decoding): refused, so a
   decompression bomb never allocates memory;
-- a side longer than ``max_side`` (when given): reduced while decoding (JPEG ``draft``) and
-  resampled so that the long side is ``max_side``.
+- a side longer than ``max_side`` (when given): reduced while decoding, so that memory is bounded
+  by ``max_side`` and not by the file (PNG: decoded and box-reduced strip by strip; JPEG: decoded
+  at 1/2, 1/4 or 1/8 scale by ``draft``; other formats: decoded in their own mode, e.g. 1 byte a
+  pixel for ``L``/``P``, then reduced strip by strip), and box-resampled so that the long side is
+  ``max_side``.
 """
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
-from collections.abc import Iterable
+import struct
+import zlib
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -37,36 +43,231 @@ class ImageLoadError(GFIError, ValueError):
     """An input that cannot be read as an image; the message names the file and the reason."""
 
 
-def _to_array(img: Image.Image) -> np.ndarray:
-    """An (H, W, 3) float32 array in [0, 1]."""
-    if img.mode in ("I;16", "I;16B", "I;16L", "I"):
+_SIXTEEN = ("I;16", "I;16B", "I;16L")
+# EXIF orientation -> the transpose that shows the image upright (as ImageOps.exif_transpose)
+_ORIENT = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4: Image.Transpose.FLIP_TOP_BOTTOM,
+           5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,
+           8: Image.Transpose.ROTATE_90}
+_STRIP_BYTES = 8 << 20  # decoded bytes per strip of a large image
+
+
+def _to_array(img: Image.Image, *, sixteen: bool | None = None) -> np.ndarray:
+    """A (3, H, W) float32 array in [0, 1], filled channel by channel (one float array at a time).
+
+    ``sixteen``: the pixels are 16-bit levels (divided by 65535); by default read from the mode.
+    """
+    w, h = img.size
+    out = np.empty((3, h, w), np.float32)
+    if img.mode in (*_SIXTEEN, "I"):
         arr = np.asarray(img, dtype=np.float32)
-        maxval = 65535.0 if img.mode.startswith("I;16") or arr.max() > 255 else 255.0
-        arr = np.clip(arr / maxval, 0, 1)
-        return np.repeat(arr[..., None], 3, axis=-1)
+        if sixteen is None:
+            sixteen = img.mode.startswith("I;16") or arr.max() > 255
+        out[:] = np.clip(arr / (65535.0 if sixteen else 255.0), 0, 1)
+        return out
     if img.mode == "F":
         arr = np.asarray(img, dtype=np.float32)
         lo, hi = float(arr.min()), float(arr.max())
-        arr = (arr - lo) / (hi - lo) if hi > lo else np.zeros_like(arr)
-        return np.repeat(arr[..., None], 3, axis=-1)
+        out[:] = (arr - lo) / (hi - lo) if hi > lo else 0.0
+        return out
     if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
         rgba = img.convert("RGBA")
         white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         img = Image.alpha_composite(white, rgba)
-    return np.asarray(img.convert("RGB"), dtype=np.float32) / 255.0
+    rgb = np.asarray(img.convert("RGB"))
+    for c in range(3):
+        out[c] = rgb[..., c]
+    out /= 255.0
+    return out
 
 
-def _shrink(img: Image.Image, max_side: int) -> Image.Image:
-    """Resample so that the long side is ``max_side`` (area-averaging; modes Pillow cannot
-    resample, such as 16-bit, go through 32-bit integers first)."""
-    w, h = img.size
-    scale = max_side / max(w, h)
-    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+def _reducible(img: Image.Image) -> Image.Image:
+    """The image in a mode Pillow box-reduces with the meaning kept: 1 -> L, 16-bit -> I,
+    palette -> its colours (RGBA when it has a transparent index)."""
+    if img.mode == "1":
+        return img.convert("L")
     if img.mode.startswith("I;16"):
-        img = img.convert("I")
+        return img.convert("I")
     if img.mode == "P":
+        img = img.convert("RGBA" if "transparency" in img.info else "RGB")
+    if img.mode == "PA":
         img = img.convert("RGBA")
-    return img.resize(size, Image.Resampling.BOX, reducing_gap=2.0)
+    if img.mode in ("RGBA", "LA"):  # alpha-weighted averages, as Image.resize does
+        img = img.convert({"LA": "La", "RGBA": "RGBa"}[img.mode])
+    return img
+
+
+def _target_size(w: int, h: int, max_side: int) -> tuple[int, int]:
+    scale = max_side / max(w, h)
+    return max(1, round(w * scale)), max(1, round(h * scale))
+
+
+def _png_layout(path: Path, img: Image.Image) -> tuple[int, int] | None:
+    """(bytes per row, bytes per pixel for the PNG filters) of a PNG that can be decoded strip by
+    strip from the file; None for what must be decoded whole (interlaced, unusual layouts)."""
+    if img.format != "PNG" or len(img.tile) != 1 or img.tile[0][0] != "zip" or img.info.get("interlace"):
+        return None
+    with open(path, "rb") as fh:
+        head = fh.read(33)
+    if len(head) < 33 or head[12:16] != b"IHDR":
+        return None
+    width, _, depth, color, _, _, interlace = struct.unpack(">IIBBBBB", head[16:29])
+    channels = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}.get(color)
+    if channels is None or interlace or width != img.size[0]:
+        return None
+    rawmode = img.tile[0][3] if isinstance(img.tile[0][3], str) else img.tile[0][3][0]
+    try:  # the last row of each strip is packed back to the file's layout for the next strip's filters
+        Image.new(img.mode, (1, 1)).tobytes("raw", rawmode)
+    except (ValueError, OSError):
+        return None
+    bits = depth * channels
+    return (width * bits + 7) // 8, max(1, bits // 8)
+
+
+def _png_data(path: Path, offset: int) -> Iterator[bytes]:
+    """The inflated image data of a PNG, piece by piece (IDAT chunks from ``offset``, CRC checked)."""
+    inflate = zlib.decompressobj()
+    with open(path, "rb") as fh:
+        fh.seek(offset - 8)
+        while True:
+            head = fh.read(8)
+            if len(head) < 8:
+                raise OSError("image file is truncated")
+            length, kind = struct.unpack(">I4s", head)
+            if kind != b"IDAT":
+                break
+            crc = zlib.crc32(kind)
+            left = length
+            while left:
+                piece = fh.read(min(left, 1 << 20))
+                if not piece:
+                    raise OSError("image file is truncated")
+                left -= len(piece)
+                crc = zlib.crc32(piece, crc)
+                while piece:
+                    out = inflate.decompress(piece, _STRIP_BYTES)
+                    piece = inflate.unconsumed_tail
+                    if out:
+                        yield out
+            stored = fh.read(4)
+            if len(stored) < 4 or struct.unpack(">I", stored)[0] != crc & 0xFFFFFFFF:
+                raise OSError("broken PNG file (bad CRC in an IDAT chunk)")
+        rest = inflate.flush()
+        if rest:
+            yield rest
+
+
+def _png_strips(path: Path, img: Image.Image, layout: tuple[int, int], rows: int) -> Iterator[Image.Image]:
+    """The PNG's pixels in strips of ``rows`` rows (in the file's own mode), never the whole image.
+
+    Each strip is decoded by Pillow's own PNG decoder: its filtered rows are handed over behind the
+    previous strip's last row (unfiltered, filter type 0), which the filters of its first row read.
+    """
+    w, h = img.size
+    row_bytes, _ = layout
+    rawmode = img.tile[0][3] if isinstance(img.tile[0][3], str) else img.tile[0][3][0]
+    stride = row_bytes + 1
+    previous = b"\x00" * stride  # the row above the first one is black
+    buf = bytearray()
+    data = _png_data(path, img.tile[0][2])
+    y = 0
+    while y < h:
+        n = min(rows, h - y)
+        while len(buf) < n * stride:
+            piece = next(data, None)
+            if piece is None:
+                raise OSError("image file is truncated")
+            buf += piece
+        body = bytes(buf[:n * stride])
+        del buf[:n * stride]
+        strip = Image.frombytes(img.mode, (w, n + 1), zlib.compress(previous + body, 0), "zip", rawmode)
+        previous = b"\x00" + strip.crop((0, n, w, n + 1)).tobytes("raw", rawmode)
+        strip = strip.crop((0, 1, w, n + 1))
+        if img.mode == "P" and img.palette is not None:  # img.getpalette() would decode the whole image
+            strip.putpalette(img.palette)
+        if "transparency" in img.info:
+            strip.info["transparency"] = img.info["transparency"]
+        yield strip
+        y += n
+
+
+def _load_reduced(path: Path, img: Image.Image, max_side: int) -> tuple[Image.Image, bool]:
+    """The image (not yet EXIF-rotated) box-resampled so that its long side is ``max_side``, decoded
+    and reduced strip by strip: memory beyond the result is a strip, plus the file's own decoded
+    pixels for formats that cannot be read in strips (all but PNG; JPEG is first decoded at 1/2,
+    1/4 or 1/8 scale by ``draft``). Returns the image and whether its levels are 16-bit."""
+    w, h = img.size
+    layout = _png_layout(path, img)
+    if layout is None:
+        # JPEG decodes at 1/2, 1/4 or 1/8 scale directly, never below the requested size
+        k = max(w, h) / max_side
+        img.draft(img.mode if img.mode in ("RGB", "L") else None, (int(w / k), int(h / k)))
+        img.load()
+        w, h = img.size
+    sixteen = img.mode.startswith("I;16")
+    size = _target_size(w, h, max_side)
+    fx, fy = max(1, w // size[0]), max(1, h // size[1])  # integer box reduction first, exact per strip
+    rows = max(fy, _STRIP_BYTES // (4 * w) // fy * fy)  # Pillow holds up to 4 bytes a pixel
+    if layout is not None:
+        strips: Iterable[Image.Image] = _png_strips(path, img, layout, rows)
+    else:
+        strips = (img.crop((0, y, w, min(h, y + rows))) for y in range(0, h, rows))
+    reduced: Image.Image | None = None
+    for i, strip in enumerate(strips):
+        part = _reducible(strip)
+        if (fx, fy) != (1, 1):
+            part = part.reduce((fx, fy))
+        if reduced is None:
+            reduced = Image.new(part.mode, (-(-w // fx), -(-h // fy)))
+        reduced.paste(part, (0, i * (rows // fy)))
+    assert reduced is not None
+    if reduced.size != size:
+        reduced = reduced.resize(size, Image.Resampling.BOX, box=(0, 0, w / fx, h / fy))
+    if reduced.mode in ("La", "RGBa"):
+        reduced = reduced.convert({"La": "LA", "RGBa": "RGBA"}[reduced.mode])
+    return reduced, sixteen
+
+
+def _png_exif(path: Path) -> bytes | None:
+    """The eXIf chunk of a PNG, found by walking the chunk list (image data is skipped, not read)."""
+    with open(path, "rb") as fh:
+        fh.seek(8)
+        while True:
+            head = fh.read(8)
+            if len(head) < 8:
+                return None
+            length, kind = struct.unpack(">I4s", head)
+            if kind == b"eXIf":
+                return fh.read(length)
+            if kind == b"IEND":
+                return None
+            fh.seek(length + 4, os.SEEK_CUR)
+
+
+def _orientation(path: Path, img: Image.Image) -> int:
+    """The EXIF orientation (1 when none), without decoding the pixels: Pillow's PNG ``getexif()``
+    loads the whole image when the eXIf chunk comes after the image data."""
+    if img.format == "PNG" and "exif" not in img.info:
+        data = _png_exif(path)
+        if not data:
+            return 1
+        exif = Image.Exif()
+        exif.load(data if data.startswith(b"Exif\x00\x00") else b"Exif\x00\x00" + data)
+        return int(exif.get(0x0112, 1))
+    return int(img.getexif().get(0x0112, 1))
+
+
+def _missing(path: Path, what: str) -> str:
+    """Why an input that does not exist is missing: a symlink loop, a broken link, or nothing there."""
+    try:
+        os.stat(path)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return f"{path}: symlink loop (the link resolves back to itself); point it at a real file"
+        if path.is_symlink():
+            return f"{path}: broken symlink (it points to {os.readlink(path)}, which does not exist)"
+        if exc.errno not in (errno.ENOENT, errno.ENOTDIR):
+            return f"{path}: cannot access ({exc.strerror})"
+    return f"{path}: no such {what}"
 
 
 def load_image(
@@ -82,11 +283,14 @@ def load_image(
         path: the file.
         min_size: shorter sides are refused.
         max_pixels: larger images (W * H from the header) are refused before decoding.
-        max_side: when given, images with a longer side are reduced to it (aspect kept).
+        max_side: when given, images with a longer side are reduced to it (aspect kept) while
+            they are read, so that memory is bounded by ``max_side`` rather than by the file's size
+            (PNG is decoded in strips; JPEG at a DCT scale; other formats in their own mode).
+            Images within it are loaded exactly as without it.
     """
     path = Path(path)
     if not path.exists():
-        raise ImageLoadError(f"{path}: no such file")
+        raise ImageLoadError(_missing(path, "file"))
     if path.is_dir():
         raise ImageLoadError(f"{path}: is a folder, not an image")
     old = Image.MAX_IMAGE_PIXELS
@@ -99,21 +303,27 @@ def load_image(
                     f"{path}: image is {w}x{h} pixels ({w * h / 1e6:.0f} megapixels), above the limit of "
                     f"{max_pixels / 1e6:.0f} megapixels; downscale it first (this guards against decompression bombs)")
             if max_side is not None and max(w, h) > max_side:
-                # JPEG decodes at 1/2, 1/4 or 1/8 scale directly, never above the requested size
-                k = max(w, h) / max_side
-                img.draft(img.mode if img.mode in ("RGB", "L") else None, (int(w / k), int(h / k)))
-            img.load()
-            img = ImageOps.exif_transpose(img)
-            w, h = img.size
-            if min(w, h) < min_size:
-                raise ImageLoadError(
-                    f"{path}: image is {w}x{h} pixels, smaller than the minimum of {min_size} px a side")
-            if max_side is not None and max(img.size) > max_side:
-                img = _shrink(img, max_side)
-            arr = _to_array(img)
+                orientation = _orientation(path, img)
+                if orientation in (5, 6, 7, 8):
+                    w, h = h, w
+                if min(w, h) < min_size:
+                    raise ImageLoadError(
+                        f"{path}: image is {w}x{h} pixels, smaller than the minimum of {min_size} px a side")
+                reduced, sixteen = _load_reduced(path, img, max_side)
+                if orientation in _ORIENT:
+                    reduced = reduced.transpose(_ORIENT[orientation])
+                arr = _to_array(reduced, sixteen=sixteen)
+            else:
+                img.load()
+                img = ImageOps.exif_transpose(img)
+                w, h = img.size
+                if min(w, h) < min_size:
+                    raise ImageLoadError(
+                        f"{path}: image is {w}x{h} pixels, smaller than the minimum of {min_size} px a side")
+                arr = _to_array(img)
     except UnidentifiedImageError as exc:
         raise ImageLoadError(f"{path}: not an image, or a format Pillow cannot read") from exc
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+    except (OSError, SyntaxError, ValueError, zlib.error, Image.DecompressionBombError) as exc:
         if isinstance(exc, ImageLoadError):
             raise
         raise ImageLoadError(f"{path}: cannot read as an image ({type(exc).__name__}: {exc})") from exc
@@ -122,7 +332,7 @@ def load_image(
     if min(w, h) < SMALL_SIDE:
         log.warning("%s: image is only %dx%d pixels; it is upsampled to the model's input size, "
                     "so its map is coarse", path, w, h)
-    return torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1)))
+    return torch.from_numpy(arr)
 
 
 def image_size(path: str | os.PathLike) -> tuple[int, int]:
@@ -132,7 +342,7 @@ def image_size(path: str | os.PathLike) -> tuple[int, int]:
     try:
         with Image.open(path) as img:
             w, h = img.size
-            orientation = img.getexif().get(0x0112, 1)
+            orientation = _orientation(Path(path), img)
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise ImageLoadError(f"{path}: cannot read as an image ({type(exc).__name__}: {exc})") from exc
     finally:
@@ -157,7 +367,7 @@ def find_images(inputs: Iterable[str | os.PathLike]) -> list[Path]:
         elif p.exists():
             out.append(p)
         else:
-            problems.append(f"{p}: no such file or folder")
+            problems.append(_missing(p, "file or folder"))
     if problems:
         raise ImageLoadError("; ".join(problems))
     return out

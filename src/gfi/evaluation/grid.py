@@ -1,0 +1,359 @@
+"""The grid pointing game (Rao, Boehle, Schiele, CVPR 2022; Boehle et al., B-cos, CVPR 2022): is a
+method's map for one class on the object of that class, and not on the others?
+
+From an ILSVRC-layout folder, the images the model classifies correctly with probability at least
+``--min-prob`` on their own are grouped by class; each grid takes four distinct classes (``dogs``:
+four distinct dog breeds, ImageNet 151-268) and one unused image of each, seeded. A cell is the
+whole image resized to the model's input size S (as :meth:`Classifier.prepare` does, quantised to
+8 bits); the 2x2 grid, 2S x 2S, is written as a PNG to ``OUT/grids/`` and is the model's input
+as it is: the run's model is a copy of the classifier whose input size is doubled (a fully
+convolutional model with global pooling, as every preset is, takes it). All four classes of a grid
+are explained in one call (GFI: one stage 1, four stage-2 targets).
+
+Per class: ``mass``, the share of the map's (positive) mass inside that class's cell (chance 0.25),
+and ``hit``, whether its maximum is in the cell (tied maxima count by the share of them inside the
+cell, so a map with four tied central maxima scores 0.25, not 1 for the first cell). A map with no
+mass scores the cell's area share (0.25) on both and is marked ``empty``. Summary: the means over
+all (grid, class) targets with 95% intervals over grids (the four targets of a grid share an
+image, so the grid is the unit), and the same over targets for comparison.
+
+The grids chosen are kept in ``OUT/grids.json`` with what they were made from; a rerun with the
+same options reads it and does not classify the folder again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from gfi.data.samples import DataError, Sample
+from gfi.evaluation.experiment import EvalError, EvalRun, Experiment
+from gfi.settings import Settings, setting
+
+log = logging.getLogger("gfi")
+
+DOG_CLASSES = range(151, 269)  # ImageNet's dog breeds (torchvision's class order)
+GRIDS_JSON = "grids.json"
+GRID_DIR = "grids"
+CELLS = 4
+
+
+@dataclass(frozen=True)
+class GridOptions(Settings):
+    """Options of ``gfi eval grid``."""
+
+    classes: str = setting("any", "classes of the cells: any, dogs (four distinct dog breeds, ImageNet 151-268), "
+                                  "or a comma list of synsets (nXXXXXXXX) or class indices")
+    grids: int = setting(50, "grids to build (fewer when the confident images run out)", low=1)
+    min_prob: float = setting(0.6, "an image enters a grid when the model gives its label at least this "
+                                   "probability (and its top-1) on its own", low=0.0, high=1.0)
+    seed: int = setting(0, "seed of the grids' classes, images and cell order")
+    images: str = setting("", "START:STOP of the folder's sorted images to build grids from, e.g. 0:150 (the "
+                              "tuning half of the dev data) or 150:300 (the reporting half); empty: all")
+
+
+@dataclass
+class GridSample(Sample):
+    """A grid: ``classes`` in cell order (top left, top right, bottom left, bottom right), the
+    cells as ``boxes``, and the source images with the probability the model gave each alone."""
+
+    sources: list[str] = field(default_factory=list)
+    probs: list[float] = field(default_factory=list)
+
+
+def cell_boxes(height: int, width: int) -> list[tuple[int, int, int, int]]:
+    """(y0, y1, x0, x1) of the four cells of a ``height`` x ``width`` grid, in cell order."""
+    h2, w2 = height // 2, width // 2
+    return [(0, h2, 0, w2), (0, h2, w2, width), (h2, height, 0, w2), (h2, height, w2, width)]
+
+
+def cell_scores(saliency: Tensor, rtol: float = 1e-6) -> tuple[list[float], list[float], bool]:
+    """(mass share, hit) of each cell of a (H, W) map, and whether the map is empty (no positive
+    mass: both are the cells' area shares). Ties of the maximum (within ``rtol``) split the hit."""
+    m = saliency.detach().float().clamp(min=0)
+    h, w = m.shape[-2:]
+    boxes = cell_boxes(h, w)
+    area = [float((y1 - y0) * (x1 - x0)) / (h * w) for y0, y1, x0, x1 in boxes]
+    total = float(m.sum())
+    if not math.isfinite(total):
+        raise ValueError(f"the map holds non-finite values ({total})")
+    if total <= 0:
+        return area, area, True
+    top = m >= float(m.max()) * (1 - rtol)
+    n_top = float(top.sum())
+    mass = [float(m[y0:y1, x0:x1].sum()) / total for y0, y1, x0, x1 in boxes]
+    hits = [float(top[y0:y1, x0:x1].sum()) / n_top for y0, y1, x0, x1 in boxes]
+    return mass, hits, False
+
+
+def class_filter(spec: str, synsets: Sequence[str]) -> set[int] | None:
+    """The classes allowed in cells: None (``any``), the dog breeds, or a comma list."""
+    spec = spec.strip()
+    if spec in ("", "any"):
+        return None
+    if spec == "dogs":
+        return set(DOG_CLASSES) & set(range(len(synsets)))
+    index = {s: i for i, s in enumerate(synsets)}
+    out = set()
+    for part in (p.strip() for p in spec.split(",")):
+        if part.isdigit() and int(part) < len(synsets):
+            out.add(int(part))
+        elif part in index:
+            out.add(index[part])
+        else:
+            raise EvalError(f"--classes: {part!r} is neither a synset of LOC_synset_mapping.txt nor a class index "
+                            f"0..{len(synsets) - 1}; use any, dogs or a comma list")
+    if len(out) < CELLS:
+        raise EvalError(f"--classes names {len(out)} classes; a grid needs {CELLS} distinct ones")
+    return out
+
+
+def choose_grids(candidates: Sequence[dict], n: int, seed: int) -> list[list[dict]]:
+    """Up to ``n`` grids of four candidates (dicts with ``name`` and ``label``) of four distinct
+    labels, no candidate used twice; classes uniformly among those with images left, an image
+    uniformly within its class, the cell order random; deterministic for a seed."""
+    rng = random.Random(seed)
+    pools: dict[int, list[dict]] = {}
+    for c in sorted(candidates, key=lambda d: d["name"]):
+        pools.setdefault(int(c["label"]), []).append(c)
+    grids = []
+    while len(grids) < n:
+        left = sorted(k for k, v in pools.items() if v)
+        if len(left) < CELLS:
+            break
+        grids.append([pools[k].pop(rng.randrange(len(pools[k]))) for k in rng.sample(left, CELLS)])
+    return grids
+
+
+def span(text: str, n: int) -> range:
+    """``START:STOP`` of ``n`` items (Python slice semantics); empty: all."""
+    if not text.strip():
+        return range(n)
+    try:
+        start, _, stop = text.partition(":")
+        return range(n)[int(start) if start else None:int(stop) if stop else None]
+    except ValueError as exc:
+        raise EvalError(f"--images {text!r}: expected START:STOP, e.g. 0:150") from exc
+
+
+def cell_image(clf: Any, image: Tensor) -> Tensor:
+    """The image as a cell: resized to the model's input size (:meth:`Classifier.prepare`),
+    quantised to 8 bits as the grid's PNG stores it; (3, S, S) in [0, 1]."""
+    x = clf.prepare(image.unsqueeze(0))[0]
+    return (x * 255).round() / 255
+
+
+def doubled(clf: Any) -> Any:
+    """A copy of ``clf`` sharing its model, whose input size is twice its own per side (its l0/l1
+    resolved first, at its own size)."""
+    inv, ch = clf.inversion_layer, clf.channel_layer
+    big = clf.with_layers(inv, ch)
+    big.input_size = (2 * clf.input_size[0], 2 * clf.input_size[1])
+    return big
+
+
+class GridDataset:
+    """The grids of a run as the loop's dataset: one :class:`GridSample` per grid PNG."""
+
+    kind = "imagenet"
+
+    def __init__(self, folder: Path, grids: list[dict], class_names: list[str]) -> None:
+        self.folder = folder
+        self.grids = grids
+        self.class_names = class_names
+        self.paths = [folder / f"{g['key']}.png" for g in grids]
+
+    def __len__(self) -> int:
+        return len(self.grids)
+
+    @property
+    def keys(self) -> list[str]:
+        return [g["key"] for g in self.grids]
+
+    def __getitem__(self, i: int) -> GridSample:
+        g = self.grids[i]
+        path = self.paths[i]
+        if not path.is_file():
+            raise DataError(f"{path}: grid image is missing (rerun with --overwrite to rebuild the grids)")
+        return GridSample(path, torch.zeros(0, 4), torch.zeros(0, dtype=torch.long), classes=list(g["classes"]),
+                          index=i, sources=list(g["sources"]), probs=list(g["probs"]))
+
+
+def build_grids(run: EvalRun, opts: GridOptions, clf: Any, device: torch.device) -> dict:
+    """Classify the folder's images alone, choose the grids and write their PNGs; the contents of
+    ``grids.json``."""
+    from PIL import Image
+
+    from gfi.data.imagenet import ImageNetVal
+    from gfi.data.images import ImageLoadError, load_image
+    from gfi.persist import atomic_write
+
+    data = ImageNetVal(run.data)
+    allowed = class_filter(opts.classes, data.synsets)
+    size = tuple(clf.input_size)
+    candidates, cells = [], {}
+    clf.to(device)
+    for i in span(opts.images, len(data)):
+        try:
+            s = data[i]
+            img = load_image(s.path)
+        except (DataError, ImageLoadError) as exc:
+            log.warning("grid: skipped %s", exc)
+            continue
+        if allowed is not None and s.label not in allowed:
+            continue
+        cell = cell_image(clf, img)
+        with torch.no_grad():
+            p = clf.scores(clf(cell.unsqueeze(0).to(device)))[0].float().cpu()
+        top, prob = int(p.argmax()), float(p[s.label])
+        if top == s.label and prob >= opts.min_prob:
+            candidates.append({"name": s.path.name, "label": s.label, "prob": round(prob, 6)})
+            cells[s.path.name] = cell
+    chosen = choose_grids(candidates, opts.grids, opts.seed)
+    if not chosen:
+        n_cls = len({c["label"] for c in candidates})
+        raise EvalError(f"no grid can be built from {run.data}: {len(candidates)} images of {n_cls} classes are "
+                        f"classified correctly with p >= {opts.min_prob} (a grid needs {CELLS} classes); lower "
+                        "--min-prob or widen --classes / --images")
+    if len(chosen) < opts.grids:
+        log.warning("grid: %d grids of the %d asked for (the confident images of distinct classes ran out)",
+                    len(chosen), opts.grids)
+    folder = run.out / GRID_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    root = str(Path(run.data).resolve())
+    grids = []
+    for n, cellset in enumerate(chosen):
+        names = [c["name"] for c in cellset]
+        digest = hashlib.sha1("|".join([root, f"{size[0]}x{size[1]}", *names]).encode()).hexdigest()[:10]
+        key = f"grid{n:04d}_{digest}"
+        top = torch.cat([cells[names[0]], cells[names[1]]], dim=2)
+        bottom = torch.cat([cells[names[2]], cells[names[3]]], dim=2)
+        pixels = (torch.cat([top, bottom], dim=1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+        atomic_write(folder / f"{key}.png", lambda tmp, px=pixels: Image.fromarray(px).save(tmp, format="PNG"))
+        grids.append({"key": key, "sources": names, "classes": [c["label"] for c in cellset],
+                      "probs": [c["prob"] for c in cellset]})
+    return {"made_from": made_from(run, opts, size), "n_candidates": len(candidates), "grids": grids}
+
+
+def made_from(run: EvalRun, opts: GridOptions, size: tuple[int, ...]) -> dict:
+    """What decides the grids (a ``grids.json`` made from other values is rebuilt)."""
+    return {"data": str(Path(run.data).resolve()), "model": run.model, "weights": str(run.weights),
+            "cell_size": list(size), "classes": opts.classes, "grids": opts.grids, "min_prob": opts.min_prob,
+            "seed": opts.seed, "images": opts.images}
+
+
+def ci95(values: Sequence[float]) -> float | None:
+    """1.96 standard errors of the mean (None for fewer than two values)."""
+    n = len(values)
+    if n < 2:
+        return None
+    mean = sum(values) / n
+    return 1.96 * math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1) / n)
+
+
+class Grid(Experiment):
+    name = "grid"
+    help = "grid pointing game: 2x2 grids of four classes, map mass and maximum in each class's cell"
+    datasets = ("imagenet",)
+    default_method = "gfi"
+    options_class = GridOptions
+    headline_keys = ("mass_share", "pointing")
+
+    def record_options(self, opts: GridOptions) -> dict:
+        return {"grid": opts.to_dict()}
+
+    def setup(self, run: EvalRun, opts: GridOptions, classifier: Any = None,
+              info: dict | None = None) -> tuple[GridDataset, Any, dict | None]:
+        from gfi.data.imagenet import read_synsets
+        from gfi.models.device import choose_device
+        from gfi.persist import atomic_write_text, check_folder
+
+        if run.dataset not in ("auto", "imagenet"):
+            raise EvalError(f"grid builds its grids from an ImageNet folder, not --dataset {run.dataset}")
+        if not Path(run.data).is_dir():
+            raise DataError(f"{run.data}: no such folder")
+        synsets = read_synsets(Path(run.data) / "LOC_synset_mapping.txt")
+        class_filter(opts.classes, synsets)  # a bad --classes: one line before any work
+        if classifier is None:
+            from gfi.evaluation.models import load_classifier
+
+            classifier, info = load_classifier(run)
+        check_folder(run.out)
+        run.out.mkdir(parents=True, exist_ok=True)
+        stored_file = run.out / GRIDS_JSON
+        want = made_from(run, opts, tuple(classifier.input_size))
+        stored = json.loads(stored_file.read_text()) if stored_file.is_file() and not run.overwrite else None
+        if stored is None or stored.get("made_from") != want:
+            stored = build_grids(run, opts, classifier, choose_device(run.device))
+            atomic_write_text(stored_file, json.dumps(stored, indent=1))
+        return GridDataset(run.out / GRID_DIR, stored["grids"], synsets), doubled(classifier), info
+
+    def targets(self, sample: Sample, opts: GridOptions) -> list[int]:
+        return list(sample.classes)
+
+    def score(self, ctx: Any, sample: Sample, image: Tensor, maps: dict[int, Tensor], j: int, extra: Any) -> dict:
+        targets = []
+        for k, c in enumerate(sample.classes):
+            mass, hits, empty = cell_scores(maps[c])
+            targets.append({"class": c, "cell": k, "mass": round(mass[k], 6), "hit": round(hits[k], 6),
+                            "empty": empty, "mass_by_cell": [round(v, 6) for v in mass]})
+        probs = getattr(sample, "probs", [])
+        return {"sources": getattr(sample, "sources", []), "probs": probs, "targets": targets}
+
+    def summarize(self, records: list[dict], run: EvalRun, opts: GridOptions) -> dict:
+        points = [t for r in records for t in r["targets"]]
+        per_grid_mass = [sum(t["mass"] for t in r["targets"]) / len(r["targets"]) for r in records]
+        per_grid_hit = [sum(t["hit"] for t in r["targets"]) / len(r["targets"]) for r in records]
+        mass = [t["mass"] for t in points]
+        hit = [t["hit"] for t in points]
+        return {
+            "mass_share": sum(mass) / len(mass),
+            "mass_share_ci95": ci95(per_grid_mass),
+            "pointing": sum(hit) / len(hit),
+            "pointing_ci95": ci95(per_grid_hit),
+            "ci95_note": "1.96 standard errors over grids (the four targets of a grid share an image); "
+                         "*_ci95_targets: over targets",
+            "mass_share_ci95_targets": ci95(mass),
+            "pointing_ci95_targets": ci95(hit),
+            "chance": 1 / CELLS,
+            "n_grids": len(records),
+            "n_targets": len(points),
+            "n_empty": sum(1 for t in points if t["empty"]),
+            "grids_requested": opts.grids,
+            "classes": opts.classes,
+            "images": opts.images,
+            "min_prob": opts.min_prob,
+            "seed": opts.seed,
+        }
+
+
+def paired(a: Sequence[dict], b: Sequence[dict]) -> dict:
+    """Paired differences ``a - b`` of two runs' lines (same grids): mass share and pointing per
+    (grid, class), intervals over grids."""
+    def by_target(recs: Sequence[dict]) -> dict[tuple[str, int], dict]:
+        return {(r["key"], t["class"]): t for r in recs if "error" not in r for t in r["targets"]}
+
+    ta, tb = by_target(a), by_target(b)
+    common = sorted(set(ta) & set(tb))
+    out: dict[str, Any] = {"n_targets": len(common), "n_grids": len({k for k, _ in common})}
+    for key in ("mass", "hit"):
+        diffs: dict[str, list[float]] = {}
+        for g, c in common:
+            diffs.setdefault(g, []).append(ta[(g, c)][key] - tb[(g, c)][key])
+        per_grid = [sum(v) / len(v) for v in diffs.values()]
+        flat = [d for v in diffs.values() for d in v]
+        name = "mass_share" if key == "mass" else "pointing"
+        out[name] = {"a": sum(ta[k][key] for k in common) / len(common) if common else None,
+                     "b": sum(tb[k][key] for k in common) / len(common) if common else None,
+                     "difference": sum(flat) / len(flat) if flat else None, "ci95": ci95(per_grid)}
+    return out

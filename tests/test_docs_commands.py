@@ -194,13 +194,9 @@ def _raise_errors(parser: argparse.ArgumentParser) -> None:
 
 
 def _option_value(argv: list[str], option: str) -> str | None:
-    value = None
-    for i, a in enumerate(argv):
-        if a == option and i + 1 < len(argv):
-            value = argv[i + 1]
-        elif a.startswith(option + "="):
-            value = a.split("=", 1)[1]
-    return value
+    from gfi.cli.common import option_value
+
+    return option_value(argv, option)
 
 
 @functools.cache

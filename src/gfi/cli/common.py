@@ -110,18 +110,24 @@ def split_list(spec: str | None) -> list[str]:
 
 
 # -- method settings --------------------------------------------------------------------------------
-def methods_in_argv(argv: Sequence[str], option: str = "--method",
-                    default: str | Sequence[str] = DEFAULT_METHOD) -> list[str]:
-    """The method name(s) an option names on the command line, read before parsing (the parser's
-    settings options depend on them); ``all`` is every method; unknown names are left to the parser."""
-    from gfi.methods.registry import METHODS
-
+def option_value(argv: Sequence[str], option: str) -> str | None:
+    """The value of ``option`` (``--opt V`` or ``--opt=V``; the last one wins) in an unparsed command line."""
     value = None
     for i, a in enumerate(argv):
         if a == option and i + 1 < len(argv):
             value = argv[i + 1]
         elif a.startswith(option + "="):
             value = a.split("=", 1)[1]
+    return value
+
+
+def methods_in_argv(argv: Sequence[str], option: str = "--method",
+                    default: str | Sequence[str] = DEFAULT_METHOD) -> list[str]:
+    """The method name(s) an option names on the command line, read before parsing (the parser's
+    settings options depend on them); ``all`` is every method; unknown names are left to the parser."""
+    from gfi.methods.registry import METHODS
+
+    value = option_value(argv, option)
     fallback = [default] if isinstance(default, str) else list(default)
     names = list(METHODS) if value == "all" else split_list(value) if value else fallback
     return [n for n in names if n in METHODS] or fallback

@@ -32,13 +32,31 @@ def file_sha256(path: str | os.PathLike, *, length: int = 16) -> str:
     return h.hexdigest()[:length]
 
 
-def _load_failure(exc: Exception) -> str:
-    """The informative part of torch.load's error (the object it refused), without terminal codes."""
+_PICKLE_PROTOCOLS = (b"\x80\x02", b"\x80\x03", b"\x80\x04", b"\x80\x05")
+
+
+def _refusal(path: Path, exc: Exception) -> str:
+    """Why ``torch.load(weights_only=True)`` failed, for the user: ``--unsafe-allow-pickle`` is
+    suggested only for a pickle that was refused for the Python object it would build, and then that
+    object's global is named; an empty file, random bytes or a damaged archive are said to be so."""
     text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc))
     m = re.search(r"Unsupported global: GLOBAL (\S+)", text)
     if m:
-        return f"it holds a Python object ({m.group(1)}) that only unpickling can build"
-    return text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+        return (f"cannot read {path} as plain tensors (weights_only=True): it holds a Python object "
+                f"({m.group(1)}) that only unpickling can build. If you trust this file, it may be a full "
+                "pickle: --unsafe-allow-pickle loads it, which can run arbitrary code.")
+    with open(path, "rb") as fh:
+        head = fh.read(4)
+    detail = next((line.strip() for line in text.splitlines() if line.strip() and "WeightsUnpickler" not in line
+                   and "Weights only load failed" not in line), type(exc).__name__)
+    if head == b"PK\x03\x04":
+        return (f"{path} is a zip archive but not a readable PyTorch checkpoint (truncated or damaged?): "
+                f"{detail[:200]}")
+    if head[:2] in _PICKLE_PROTOCOLS:
+        return (f"{path} is a pickle that torch.load cannot read as a checkpoint ({detail[:120]}); "
+                "save the weights with torch.save(model.state_dict(), path)")
+    return (f"{path} is not a PyTorch checkpoint: it is neither a torch.save archive nor a pickle "
+            f"(it starts with the bytes {head.hex(' ')})")
 
 
 def read_state_dict(path: str | os.PathLike, *, allow_pickle: bool = False) -> dict[str, torch.Tensor]:
@@ -46,22 +64,24 @@ def read_state_dict(path: str | os.PathLike, *, allow_pickle: bool = False) -> d
     path = Path(path)
     if not path.is_file():
         raise WeightsError(f"weights file {str(path)!r} does not exist")
+    if path.stat().st_size == 0:
+        raise WeightsError(f"weights file {str(path)!r} is empty (0 bytes); it holds no weights")
     if path.suffix == ".safetensors":
         try:
+            from safetensors import SafetensorError
             from safetensors.torch import load_file
         except ImportError as exc:
             raise WeightsError("reading .safetensors needs the 'safetensors' package: pip install safetensors") from exc
-        return load_file(str(path))
+        try:
+            return load_file(str(path))
+        except SafetensorError as exc:
+            raise WeightsError(f"{path} is not a readable safetensors file: {exc}") from exc
     try:
         obj = torch.load(path, map_location="cpu", weights_only=not allow_pickle)
-    except Exception as exc:
+    except Exception as exc:  # torch.load raises many kinds (UnpicklingError, RuntimeError, EOFError, ...)
         if allow_pickle:
             raise WeightsError(f"cannot read {path}: {exc}") from exc
-        raise WeightsError(
-            f"cannot read {path} as plain tensors (weights_only=True): {_load_failure(exc)}. "
-            "If you trust this file, it may be a full pickle: --unsafe-allow-pickle loads it, "
-            "which can run arbitrary code."
-        ) from exc
+        raise WeightsError(_refusal(path, exc)) from exc
     if isinstance(obj, nn.Module):
         obj = obj.state_dict()
     if isinstance(obj, dict):

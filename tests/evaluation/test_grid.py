@@ -215,10 +215,11 @@ def test_cli_grid(tmp_path, colour_clf, capsys):
 
 @pytest.mark.shared_data
 def test_gradcam_on_dev_grids(tmp_path, lite0):
-    """A loose pin on four `any` grids of the tuning half (measured: see docs/EVALUATION.md)."""
+    """A loose pin on three `any` grids from the first 60 images (tuning half): measured 0.834 of
+    Grad-CAM's mass in the right cell and pointing 1.0 (docs/EVALUATION.md, "Grid pointing game")."""
     data = need_shared("imagenet-val-dev")
-    s = one(evaluate("grid", lite0, data=data, method="gradcam", out=tmp_path / "dev", images="0:150", grids="4",
+    s = one(evaluate("grid", lite0, data=data, method="gradcam", out=tmp_path / "dev", images="0:60", grids="3",
                      threads=2))
-    assert s["n_targets"] == 16
-    assert s["mass_share"] > 0.6
+    assert s["n_targets"] == 12 and s["n_empty"] == 0
+    assert 0.65 < s["mass_share"] <= 1.0
     assert s["pointing"] >= 0.75

@@ -46,11 +46,42 @@ def test_imagenet_csv_reader(tmp_path):
 def test_imagenet_missing_mapping_and_bad_header(tmp_path):
     root = build("imagenet_csv", tmp_path)
     (root / "LOC_val_solution.csv").write_text("id,boxes\nimg_a,x\n")
-    with pytest.raises(DataError, match=r"LOC_val_solution\.csv: expected the header"):
+    with pytest.raises(DataError, match=r"LOC_val_solution\.csv, line 1: expected the header"):
         ImageNetVal(root)
     (root / "LOC_synset_mapping.txt").unlink()
     with pytest.raises(DataError, match=r"LOC_synset_mapping\.txt: class list is missing"):
         ImageNetVal(root)
+
+
+def test_imagenet_csv_from_a_spreadsheet(tmp_path):
+    # issue 14, case 5: a UTF-8 byte-order mark, no header, CRLF line ends; every error names its line
+    root = build("imagenet_csv", tmp_path)
+    csv_path = root / "LOC_val_solution.csv"
+    rows = ["img_a,n00000002 4 2 15 11", "img_b,n00000004 0 0 9 9 n00000004 20 10 31 23"]
+    for header in (["ImageId,PredictionString"], []):
+        csv_path.write_bytes("\ufeff".encode() + "\r\n".join(header + rows).encode() + b"\r\n")
+        ds = ImageNetVal(root)
+        assert ds[0].boxes.tolist() == [[4, 2, 15, 11]] and ds[1].labels.tolist() == [3, 3]
+    bad = {
+        "img_a,n00000002 4 2 15 11,extra": r"line 2: expected 2 columns",
+        ",n00000002 4 2 15 11": r"line 2: no ImageId",
+        "img_a,n00000002 1 2 3 4": r"line 2: img_a already has a row \(line 1\)",
+        "img_x": r"line 2: expected 2 columns `ImageId,PredictionString`, got 1",
+        "img_x," + "9" * 200_000: r"line 2: field larger than field limit",  # csv.Error
+    }
+    for row, message in bad.items():
+        csv_path.write_bytes("\ufeff".encode() + "\n".join([rows[0], row]).encode() + b"\n")
+        with pytest.raises(DataError, match=r"LOC_val_solution\.csv, " + message):
+            ImageNetVal(root)
+    csv_path.write_bytes(b"ImageId,PredictionString\nimg_a,n00000002 4 2 15 11\nimg_b,caf\xe9\n")
+    with pytest.raises(DataError, match=r"LOC_val_solution\.csv, line 3: not UTF-8 text"):
+        ImageNetVal(root)
+    csv_path.write_text("ImageId,PredictionString\nimg_a,n00000002 4 2 15 11\nimg_b,n00000004 0 0 9\n")
+    with pytest.raises(DataError, match=r"LOC_val_solution\.csv, line 3: PredictionString must be groups"):
+        ImageNetVal(root)[1]
+    mapping = root / "LOC_synset_mapping.txt"
+    mapping.write_bytes("\ufeff".encode() + mapping.read_bytes())  # a BOM on the class list too
+    assert ImageNetVal(root).synsets[0] == "n00000001"
 
 
 def test_voc_reader_split_file_and_difficult(tmp_path):

@@ -15,11 +15,12 @@ are rescaled to the image (see :meth:`Sample.scaled_to`).
 from __future__ import annotations
 
 import csv
+import io
 from pathlib import Path
 
 import torch
 
-from gfi.data.samples import BoxSample, DataError, Sample, read_voc_xml
+from gfi.data.samples import BoxSample, DataError, Sample, read_text, read_voc_xml
 
 __all__ = ["BoxSample", "DataError", "ImageNetVal", "read_synsets", "read_voc_xml"]
 
@@ -32,7 +33,7 @@ def read_synsets(path: str | Path) -> list[str]:
     if not path.is_file():
         raise DataError(f"{path}: class list is missing (an ILSVRC folder needs LOC_synset_mapping.txt)")
     out = []
-    for n, line in enumerate(path.read_text().splitlines(), 1):
+    for n, line in enumerate(read_text(path).splitlines(), 1):
         if not line.strip():
             continue
         wnid = line.split()[0]
@@ -76,14 +77,38 @@ class ImageNetVal:
 
     @staticmethod
     def _read_csv(path: Path) -> dict[str, tuple[int, str]]:
-        """ImageId -> (line number, PredictionString); rows are parsed when their image is read."""
+        """ImageId -> (line number, PredictionString); rows are parsed when their image is read.
+
+        Read as UTF-8 with an optional byte-order mark; the header row ``ImageId,PredictionString``
+        is optional (a first row without a digit is taken for a header, and must be that one). Every
+        error names the file and the line.
+        """
         out: dict[str, tuple[int, str]] = {}
-        with open(path, newline="") as fh:
-            reader = csv.DictReader(fh)
-            if reader.fieldnames is None or not {"ImageId", "PredictionString"} <= set(reader.fieldnames):
-                raise DataError(f"{path}: expected the header `ImageId,PredictionString`, got {reader.fieldnames}")
-            for n, row in enumerate(reader, 2):
-                out[(row["ImageId"] or "").strip()] = (n, row["PredictionString"] or "")
+        reader = csv.reader(io.StringIO(read_text(path), newline=""))
+        first = True
+        try:
+            for row in reader:
+                n = reader.line_num
+                cells = [c.strip() for c in row]
+                if not any(cells):
+                    continue
+                if first and not any(ch.isdigit() for c in cells for ch in c):
+                    first = False
+                    if [c.lower() for c in cells] != ["imageid", "predictionstring"]:
+                        raise DataError(f"{path}, line {n}: expected the header `ImageId,PredictionString` "
+                                        f"(or no header), got {row}")
+                    continue
+                first = False
+                if len(cells) != 2:
+                    raise DataError(f"{path}, line {n}: expected 2 columns `ImageId,PredictionString`, "
+                                    f"got {len(cells)}: {','.join(row)[:60]!r}")
+                if not cells[0]:
+                    raise DataError(f"{path}, line {n}: no ImageId")
+                if cells[0] in out:
+                    raise DataError(f"{path}, line {n}: {cells[0]} already has a row (line {out[cells[0]][0]})")
+                out[cells[0]] = (n, cells[1])
+        except csv.Error as exc:
+            raise DataError(f"{path}, line {reader.line_num}: {exc}") from exc
         return out
 
     def __len__(self) -> int:

@@ -18,6 +18,19 @@ class DataError(GFIError, ValueError):
     """A dataset file that is missing or cannot be parsed; the message names the file."""
 
 
+def read_text(path: str | Path) -> str:
+    """A text file as UTF-8, a leading byte-order mark dropped (spreadsheets write one); bytes that
+    are not UTF-8 are a :class:`DataError` naming the file and the line."""
+    path = Path(path)
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[:exc.start].count(b"\n") + 1
+        raise DataError(f"{path}, line {line}: not UTF-8 text (byte 0x{data[exc.start]:02x}); "
+                        "save the file as UTF-8") from exc
+
+
 def safe_stem(path: str | Path) -> str:
     """A file-name stem that cannot leave an output folder (the name ``gfi explain`` gives outputs)."""
     stem = re.sub(r"[^\w.\-]+", "_", Path(path).stem).lstrip(".") or "image"

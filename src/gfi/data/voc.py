@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from gfi.data.samples import DataError, Sample, read_voc_xml, safe_stem
+from gfi.data.samples import DataError, Sample, read_text, read_voc_xml, safe_stem
 
 VOC_CLASSES = (
     "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow", "diningtable",
@@ -35,7 +35,7 @@ def find_voc_root(root: str | Path) -> Path:
 
 def _read_list(path: Path) -> list[tuple[str, int | None]]:
     out = []
-    for n, line in enumerate(path.read_text().splitlines(), 1):
+    for n, line in enumerate(read_text(path).splitlines(), 1):
         parts = line.split()
         if not parts:
             continue

@@ -41,19 +41,39 @@ def version() -> str:
 # -- shared arguments -----------------------------------------------------------------------------
 def add_model_arguments(p: argparse.ArgumentParser, *, layers: bool = True, presets_only: bool = True,
                         model_help: str | None = None) -> None:
-    """--model, --weights, --unsafe-allow-pickle, --download (and the layer options)."""
+    """--model, --weights, --unsafe-allow-pickle, --download (and the layer options). With
+    ``presets_only`` --model takes one preset or one model source (``timm:NAME``,
+    ``torchvision:NAME[:WEIGHTS]``), checked by syntax here and by name when the model is built."""
     from gfi.models.presets import DEFAULT_MODEL, PRESETS
+    from gfi.models.sources import SOURCE_SYNTAX, ModelSpecError, is_source, parse_spec
+
+    def model_name(value: str) -> str:
+        if value in PRESETS:
+            return value
+        if is_source(value):
+            try:
+                parse_spec(value)
+            except ModelSpecError as exc:
+                raise argparse.ArgumentTypeError(str(exc)) from None
+            return value
+        raise argparse.ArgumentTypeError(
+            f"invalid choice: {value!r} (choose from {', '.join(map(repr, PRESETS))}; or a model source: "
+            f"{SOURCE_SYNTAX}, e.g. timm:resnet18, torchvision:resnet50:IMAGENET1K_V2; `gfi models` lists them)")
 
     g = p.add_argument_group("model")
-    g.add_argument("--model", default=DEFAULT_MODEL, choices=list(PRESETS) if presets_only else None,
-                   help=model_help or f"model preset (`gfi models`; default: {DEFAULT_MODEL})")
+    g.add_argument("--model", default=DEFAULT_MODEL, type=model_name if presets_only else None,
+                   metavar="MODEL" if presets_only else None,
+                   help=model_help or f"a model preset ({', '.join(PRESETS)}) or a model source, {SOURCE_SYNTAX} "
+                                      f"(`gfi models`; default: {DEFAULT_MODEL})")
     g.add_argument("--weights", default="default",
-                   help="'default' (the preset's ImageNet weights, offline where available), 'random', or a local "
-                        "checkpoint file, loaded with torch.load(weights_only=True)")
+                   help="'default' (the preset's ImageNet weights, offline where available; a source's from the "
+                        "local timm / torch hub cache), 'random', or a local checkpoint file (a state dict), loaded "
+                        "with torch.load(weights_only=True)")
     g.add_argument("--unsafe-allow-pickle", action="store_true",
                    help="DANGEROUS: load a checkpoint that is a full pickle. Unpickling runs arbitrary code from the "
                         "file; use only for files you trust")
-    g.add_argument("--download", action="store_true", help="let torchvision download missing weights (network)")
+    g.add_argument("--download", action="store_true",
+                   help="let torchvision (or timm, from the Hugging Face hub) download missing weights (network)")
     if layers:
         g.add_argument("--inversion-layer", help="l0, the layer Eq. 8 inverts: a module name (`gfi layers MODEL`), "
                                                  "NAME:input for a module's input")

@@ -21,13 +21,24 @@ def add_parsers(sub) -> None:
 
 
 def cmd_models(_args: argparse.Namespace) -> int:
+    """The presets (with their layers and whether their weights are offline), then the model sources
+    and how to name them, with an example each."""
     from gfi.models.presets import DEFAULT_MODEL, PRESETS
+    from gfi.models.sources import EXAMPLES, SOURCES, hf_cache_dir, hub_checkpoints_dir
 
     for name, preset in PRESETS.items():
         path = preset.weights_available()
         status = f"weights available offline ({path})" if path else "weights not available offline (--weights FILE)"
         mark = " [default]" if name == DEFAULT_MODEL else ""
         print(f"{name}{mark}: {preset.description}; l0={preset.inversion_layer} l1={preset.channel_layer}; {status}")
+    print("\nmodel sources (--model SOURCE:NAME; l0 = l1 = the last module with a spatial map, unless "
+          "--inversion-layer/--channel-layer):")
+    print(f"{SOURCES['timm']}: any timm CNN ({EXAMPLES['timm']}), e.g. gfi explain photo.jpg --model "
+          f"timm:convnext_tiny --weights FILE; weights: --weights FILE (a state dict), else timm's file in the local "
+          f"Hugging Face cache ({hf_cache_dir()}) or torch hub cache ({hub_checkpoints_dir()})")
+    print(f"{SOURCES['torchvision']}: a torchvision classifier with a weights= enum member, default DEFAULT "
+          f"({EXAMPLES['torchvision']}), e.g. gfi explain photo.jpg --model torchvision:resnet50:IMAGENET1K_V2; "
+          f"weights: --weights FILE (a state dict), else the enum's file in {hub_checkpoints_dir()}")
     return 0
 
 

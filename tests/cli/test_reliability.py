@@ -398,3 +398,13 @@ def test_the_progress_hook_counts_every_step():
     e.progress = lambda done, total: seen.append((done, total))
     e.explain(torch.rand(1, 3, 32, 32), [[1, 2]])
     assert seen[-1] == (8, 8) and len(seen) == 8
+
+
+def test_small_probabilities_print_with_significant_digits():
+    """p=0.000 on the terminal, in titles and in the report, for a p of 5e-5 (issue 16)."""
+    from gfi.cli.common import format_prob
+    from gfi.viz.report import _num
+
+    assert format_prob(5.1e-05) == "5.1e-05" and format_prob(0.43) == "0.43" and format_prob(0.001) == "0.001"
+    assert format_prob(0.0) == "0" and format_prob(None) == "nan"
+    assert _num(5.1e-05)[1] == "5.1e-05" and _num(0.759)[1] == "0.759"

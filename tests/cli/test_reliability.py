@@ -378,6 +378,7 @@ def test_slow_methods_say_what_they_cost_and_show_progress_inside_an_image(tmp_p
     assert rc == 0
     assert "rise runs with n_masks=1200 per image" in err and "--n-masks 1000 is its documented cheaper setting" in err
     assert "rise, this batch" in err and "1200/1200" in err  # the bar inside each image
+    assert "rise: 1200 steps per call, about " in err and " s per image here (measured on its first steps)" in err
     assert out.count(" -> ") == 2
     rc, _, err = run(["explain", str(folder), "--out", str(tmp_path / "p"), "--method", "rise", "--n-masks", "50"],
                      capsys)

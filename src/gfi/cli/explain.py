@@ -252,7 +252,7 @@ class ExplainJob:
                         file=sys.stderr, dynamic_ncols=True)
         inner = tqdm(total=0, unit="step", desc=f"{self.explainer.name}, this batch", leave=False, position=1,
                      disable=self.args.quiet, file=sys.stderr, dynamic_ncols=True)
-        self.explainer.progress = _inner_progress(inner)
+        self.explainer.progress = _inner_progress(inner, self.say_estimate)
         self.announce_cost()
         try:
             with logging_redirect_tqdm(loggers=[log]):
@@ -265,6 +265,12 @@ class ExplainJob:
             self.explainer.progress = None
             inner.close()
             self.bar.close()
+
+    def say_estimate(self, seconds: float, steps: int) -> None:
+        """The cost of the method here, measured on the first steps of the first call."""
+        per_image = seconds / max(1, getattr(self, "group_size", 1))
+        log.info("%s: %d steps per call, about %.3g s per image here (measured on its first steps); %d image(s) "
+                 "to go", self.explainer.name, steps, per_image, self.bar.total - self.bar.n if self.bar else 0)
 
     def announce_cost(self) -> None:
         """Before a slow method starts: its settings that cost the most, and its documented cheaper ones."""
@@ -326,6 +332,7 @@ class ExplainJob:
                 self.fail(paths[j], str(exc))
         for idx in group_by_target_count([targets[j] for j in rows]):
             group = [rows[i] for i in idx]
+            self.group_size = len(group)
             t0 = time.time()
             e = self.explainer.explain(x[group], [targets[j] for j in group]).cpu()
             seconds = (time.time() - t0) / len(group)
@@ -367,12 +374,23 @@ class ExplainJob:
         self.done_one()
 
 
-def _inner_progress(bar):
-    """The explainer's progress callback: a second bar for the steps inside the current call."""
+def _inner_progress(bar, estimate=None):
+    """The explainer's progress callback: a second bar for the steps inside the current call; once
+    a twentieth of the first call's steps (at least 2) are done, ``estimate(seconds, total)`` gets
+    that call's projected seconds."""
+    state = {"t0": None, "said": estimate is None}
+
     def update(done: int, total: int) -> None:
         if bar.total != total or done < bar.n:
             bar.reset(total=total)
+            state["t0"] = None
         bar.update(done - bar.n)
+        now = time.perf_counter()
+        if state["t0"] is None:
+            state["t0"], state["d0"] = now, done
+        elif not state["said"] and done - state["d0"] >= max(1, total // 20):
+            state["said"] = True
+            estimate((now - state["t0"]) / (done - state["d0"]) * total, total)
 
     return update
 

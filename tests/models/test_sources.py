@@ -14,6 +14,7 @@ import gfi
 from gfi.cli import main
 from gfi.models import WeightsError, imagenet_class_names
 from gfi.models.sources import ModelSpecError
+from tests.cli.test_reliability import run
 
 PHOTO = Path(gfi.__file__).parent / "assets" / "chelsea.png"
 
@@ -27,16 +28,6 @@ def empty_caches(tmp_path, monkeypatch):
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(hub))
     monkeypatch.setenv("HF_HUB_CACHE", str(hf))
     return hub, hf
-
-
-def run(argv, capsys):
-    try:
-        rc = main(argv)
-    except SystemExit as exc:  # argparse's own errors
-        rc = exc.code
-    captured = capsys.readouterr()
-    assert "Traceback" not in captured.err
-    return rc, captured.out, captured.err
 
 
 def explain_with_checkpoint(spec, tmp_path, capsys):

@@ -49,3 +49,14 @@ def test_eval_and_compare_check_settings_the_same_way(tmp_path, capsys, loads):
     assert rc == 2 and "GFIConfig.gamma must be a finite number, got nan" in err
     rc, _, err = run(["compare", "--methods", "gfi", "--lam", "nan", "--out", str(tmp_path / "c.png")], capsys)
     assert rc == 2 and "GFIConfig.lam must be a finite number" in err
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--methods", "gradcam,gradient", "--gamma", "5"],
+     "--gamma set GFI options, which --methods gradcam, gradient do not use"),
+    (["--methods", "gradcam", "--set", "foo=1"], "--foo: not a setting of --method gradcam (its settings: layer"),
+])
+def test_compare_refuses_a_setting_none_of_its_methods_has(tmp_path, capsys, loads, argv, message):
+    """A setting that no listed method reads was silently ignored by gfi compare."""
+    rc, _, err = run(["compare", *argv, "--out", str(tmp_path / "c.png")], capsys)
+    assert rc == 2 and message in err and loads == [] and not (tmp_path / "c.png").exists()

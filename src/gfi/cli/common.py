@@ -259,21 +259,34 @@ def split_settings(method: str, given: dict[str, Any], *, strict: bool = True) -
     """(method settings, run options) of ``given`` for ``method``. ``strict``: a key that neither
     has is a :class:`UsageError` naming the method's settings."""
     from gfi.methods.base import RunOptions
-    from gfi.methods.registry import METHODS, method_class
+    from gfi.methods.registry import method_class
 
     cls = method_class(method)
     own, run = set(cls.settings_class.names()), set(RunOptions.names())
-    unknown = [k for k in given if k not in own | run]
-    if unknown and strict:
-        flags = ", ".join("--" + k.replace("_", "-") for k in unknown)
-        owners = [c for c in METHODS.values() if set(unknown) & set(c.settings_class.names())]
-        if owners:
-            raise UsageError(f"{flags} set {settings_label(owners[0])} options, which --method {method} does not "
-                             "use; drop them or use "
-                             f"--method {' / '.join(c.name for c in owners)}")
-        raise UsageError(f"{flags}: not a setting of --method {method} (its settings: "
-                         f"{', '.join(sorted(own)) or 'none'}; run options: {', '.join(RunOptions.names())})")
+    if strict:
+        refuse_unused([method], given)
     return {k: v for k, v in given.items() if k in own}, {k: v for k, v in given.items() if k in run}
+
+
+def refuse_unused(methods: Sequence[str], given: dict[str, Any]) -> None:
+    """A :class:`UsageError` naming the settings in ``given`` that none of ``methods`` has (nor the
+    run options): nothing the user gives is silently ignored."""
+    from gfi.methods.base import RunOptions
+    from gfi.methods.registry import METHODS, method_class
+
+    own = {n for m in methods for n in method_class(m).settings_class.names()}
+    unknown = [k for k in given if k not in own and k not in RunOptions.names()]
+    if not unknown:
+        return
+    flags = ", ".join("--" + k.replace("_", "-") for k in unknown)
+    which = f"--method {methods[0]} does" if len(methods) == 1 else f"--methods {', '.join(methods)} do"
+    owners = [c for c in METHODS.values() if set(unknown) & set(c.settings_class.names())]
+    if owners:
+        raise UsageError(f"{flags} set {settings_label(owners[0])} options, which {which} not use; drop them or "
+                         f"use --method {' / '.join(c.name for c in owners)}")
+    raise UsageError(f"{flags}: not a setting of {which.rsplit(' ', 1)[0]} ({'its' if len(methods) == 1 else 'their'} "
+                     "settings: "
+                     f"{', '.join(sorted(own)) or 'none'}; run options: {', '.join(RunOptions.names())})")
 
 
 def check_preset(method: str, preset: str | None) -> None:

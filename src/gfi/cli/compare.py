@@ -132,6 +132,7 @@ def run(args: argparse.Namespace) -> int:
 def _figure5(fig: Figure) -> None:
     """One column per architecture."""
     methods = _methods(fig.args.methods, ("gfi",))
+    common.refuse_unused(methods, fig.given)
     if len(methods) != 1:
         raise UsageError("with --models give one method (--methods NAME): one column per model")
     opts: dict = {}
@@ -148,6 +149,7 @@ def _figure5(fig: Figure) -> None:
 
 def _figure3(fig: Figure) -> None:
     """GFI's stage-1 map, then one class map per class (one stage 1 for all)."""
+    common.refuse_unused(["gfi"], fig.given)
     clf, x = fig.model(fig.args.model)
     fig.notes.append(f"model: {fig.args.model}")
     explainer, _ = fig.explainer("gfi", clf)
@@ -163,9 +165,10 @@ def _figure3(fig: Figure) -> None:
 
 def _figure2(fig: Figure) -> None:
     """One column per method; a method that cannot run on the model gets a panel saying why."""
+    names = _methods(fig.args.methods, FIGURE2_METHODS)
+    common.refuse_unused(names, fig.given)  # before the model loads
     clf, x = fig.model(fig.args.model)
     fig.notes.append(f"model: {fig.args.model}")
-    names = _methods(fig.args.methods, FIGURE2_METHODS)
     target = _target(clf, fig.args.target, x)
     cheap = []
     for name in names:

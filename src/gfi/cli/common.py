@@ -21,6 +21,7 @@ import torch
 
 from gfi.errors import SettingsError, UsageError
 from gfi.models.device import DEVICE_CHOICES, choose_device  # noqa: F401 - the commands get the device rule here
+from gfi.viz.report import format_prob  # noqa: F401 - the commands' number format
 
 log = logging.getLogger("gfi")
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
@@ -122,13 +123,6 @@ def load_classifier(args: argparse.Namespace, device: torch.device | None = None
     if device is not None:
         clf.to(device)
     return clf, info
-
-
-def format_prob(p: float | None) -> str:
-    """A probability with three significant digits: 0.43, 0.001, 5.1e-05 (never 0.000)."""
-    if p is None:
-        return "nan"
-    return f"{p:.3g}" if p == 0 or p >= 1e-3 else f"{p:.2g}"
 
 
 def split_list(spec: str | None) -> list[str]:

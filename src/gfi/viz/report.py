@@ -61,12 +61,19 @@ def _img(root: Path, name: str | None, alt: str) -> str:
     return f'<img src="data:image/jpeg;base64,{data}" alt="{escape(alt)}" decoding="async">'
 
 
-def _num(v, digits: int = 3) -> tuple[str, str]:
+def format_prob(p: float | None) -> str:
+    """A probability with three significant digits: 0.43, 0.001, 5.1e-05 (never 0.000); the one
+    rule of the terminal, the overlay titles and the report."""
+    if p is None:
+        return "nan"
+    return f"{p:.3g}" if p == 0 or abs(p) >= 1e-3 else f"{p:.2g}"
+
+
+def _num(v) -> tuple[str, str]:
     """(sort key, text) of a number that may be missing."""
     if v is None:
         return "", "-"
-    f = float(v)
-    return repr(f), (f"{f:.{digits}g}" if f == 0 or abs(f) >= 1e-3 else f"{f:.2g}")
+    return repr(float(v)), format_prob(float(v))
 
 
 STYLE = """
@@ -188,4 +195,4 @@ def write_report(path: Path, summary: dict, root: Path, title: str = "gfi explai
     atomic_write_text(Path(path), render_report(summary, root, title))
 
 
-__all__ = ["render_report", "thumbnail", "write_report"]
+__all__ = ["format_prob", "render_report", "thumbnail", "write_report"]

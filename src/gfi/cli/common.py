@@ -184,6 +184,13 @@ def _metavar(info) -> str | None:
     return {int: "N", float: "X", str: "TEXT"}.get(info.kind)
 
 
+def add_setting_option(group, info, dest: str, *, flag: str | None = None, visible: bool = True) -> None:
+    """One typed command-line option for a settings field (``info`` from :func:`gfi.settings.describe`):
+    its value arrives as a string under ``dest`` (None when not given), parsed later by the field's type."""
+    group.add_argument(flag or "--" + info.name.replace("_", "-"), dest=dest, default=None, metavar=_metavar(info),
+                       help=_help(info) if visible else argparse.SUPPRESS)
+
+
 def settings_label(cls) -> str:
     """What a method's settings are called in messages: its settings class without the suffix
     (``GFIConfig`` -> GFI, ``RISESettings`` -> RISE)."""
@@ -224,14 +231,11 @@ def add_method_arguments(p: argparse.ArgumentParser, methods: Sequence[str], *, 
         group = p.add_argument_group(f"{cls.name} settings (docs/METHOD.md, docs/BASELINES.md)") if visible else p
         for info in infos:
             seen.add(info.name)
-            group.add_argument(_flag(info, False), dest=_PREFIX + info.name, default=None, metavar=_metavar(info),
-                               help=_help(info) if visible else argparse.SUPPRESS)
+            add_setting_option(group, info, _PREFIX + info.name, flag=_flag(info, False), visible=visible)
     speed = p.add_argument_group("speed (how fast, not what the map is)")
     for info in describe(RunOptions):
-        if info.name in skip:
-            continue
-        speed.add_argument(_flag(info, True), dest=_PREFIX + info.name, default=None, metavar=_metavar(info),
-                           help=_help(info))
+        if info.name not in skip:
+            add_setting_option(speed, info, _PREFIX + info.name, flag=_flag(info, True))
     top.add_argument("--set", dest=SET_DEST, action="append", default=[], metavar="KEY=VALUE",
                    help=f"any setting of {', '.join(c.name for c in classes)} by its field name (the same as its "
                         "option); repeatable")

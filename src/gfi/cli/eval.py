@@ -43,8 +43,7 @@ def _option_flags(p: argparse.ArgumentParser, options_class, title: str) -> set[
     g = p.add_argument_group(title)
     names = set()
     for info in describe(options_class):
-        g.add_argument("--" + info.name.replace("_", "-"), dest="exp__" + info.name, default=None,
-                       metavar=common._metavar(info), help=common._help(info))
+        common.add_setting_option(g, info, "exp__" + info.name)
         names.add(info.name)
     return names
 

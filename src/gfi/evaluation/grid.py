@@ -203,22 +203,33 @@ def build_grids(run: EvalRun, opts: GridOptions, clf: Any, device: torch.device)
     size = tuple(clf.input_size)
     candidates, cells = [], {}
     clf.to(device)
+    pending: list[tuple[Any, Tensor]] = []
+
+    def classify() -> None:
+        """One forward for the pending cells (a batch of ``run.batch_size``)."""
+        with torch.no_grad():
+            scores = clf.scores(clf(torch.stack([c for _, c in pending]).to(device))).float().cpu()
+        for (s, cell), p in zip(pending, scores, strict=True):
+            prob = float(p[s.label])
+            if int(p.argmax()) == s.label and prob >= opts.min_prob:
+                candidates.append({"name": s.path.name, "label": s.label, "prob": round(prob, 6)})
+                cells[s.path.name] = cell
+        pending.clear()
+
     for i in span(opts.images, len(data)):
         try:
             s = data[i]
+            if allowed is not None and s.label not in allowed:
+                continue
             img = load_image(s.path)
         except (DataError, ImageLoadError) as exc:
             log.warning("grid: skipped %s", exc)
             continue
-        if allowed is not None and s.label not in allowed:
-            continue
-        cell = cell_image(clf, img)
-        with torch.no_grad():
-            p = clf.scores(clf(cell.unsqueeze(0).to(device)))[0].float().cpu()
-        top, prob = int(p.argmax()), float(p[s.label])
-        if top == s.label and prob >= opts.min_prob:
-            candidates.append({"name": s.path.name, "label": s.label, "prob": round(prob, 6)})
-            cells[s.path.name] = cell
+        pending.append((s, cell_image(clf, img)))
+        if len(pending) >= run.batch_size:
+            classify()
+    if pending:
+        classify()
     chosen = choose_grids(candidates, opts.grids, opts.seed)
     if not chosen:
         n_cls = len({c["label"] for c in candidates})

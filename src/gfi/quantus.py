@@ -1,0 +1,78 @@
+"""gfi's explainers as a Quantus ``explain_func``: ``metric(..., explain_func=gfi.quantus.explain)``.
+
+A thin front end over :func:`gfi.methods.registry.get_method` in the convention of
+``quantus.explain`` (``quantus/functions/explanation_func.py``): a Quantus metric called with
+``a_batch=None`` computes its explanations as
+``explain_func(model=model, inputs=x_batch, targets=y_batch, **explain_func_kwargs)`` with numpy
+batches (``quantus.metrics.base.Metric.explain_batch``), adding ``device`` to the keywords when the
+metric was given one. This module does not import Quantus.
+
+Inputs (the rule of :mod:`gfi.frontends`): when ``model`` is a :class:`gfi.Classifier`, ``x_batch``
+holds pixels in [0, 1]; any other ``nn.Module`` takes the arrays the model itself takes (e.g.
+ImageNet-normalised), and each call rescales its batch by the batch's min and max so that the model
+sees exactly those values.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from gfi.errors import UsageError
+from gfi.frontends import MethodSpec, one_target_each, pixels_and_classifier
+
+__all__ = ["explain"]
+
+
+def explain(model: nn.Module, inputs: np.ndarray | Tensor, targets: np.ndarray | Tensor | int | None, *,
+            method: str = "gfi", device: str | torch.device | None = None, **settings: Any) -> np.ndarray:
+    """Maps of ``inputs`` (N, 3, H, W) for ``targets`` (N class indices, one int, or None: top-1) as a
+    float32 numpy array (N, 1, H, W) in [0, 1], the layout Quantus expects of an explanation.
+
+    Args:
+        model: a :class:`gfi.Classifier` (inputs are pixels in [0, 1]) or the raw ``nn.Module``
+            (inputs are what it takes; see :mod:`gfi.frontends` for the exact rule). The model is
+            never moved.
+        method: any name of :data:`gfi.methods.registry.METHODS` (default ``"gfi"``).
+        device: Quantus's device keyword; it must be the model's device (or None). The inputs are
+            moved there.
+        **settings: ``config=`` (settings object or preset name) and overrides of the method's
+            settings or of :class:`gfi.RunOptions` (pass them in ``explain_func_kwargs``).
+    """
+    if not isinstance(model, nn.Module):
+        raise UsageError(f"gfi.quantus.explain: model must be a torch.nn.Module, got {type(model).__name__}")
+    config = settings.pop("config", None)
+    spec = MethodSpec(method, config, settings)
+    here = _model_device(model)
+    if device is not None and not _same_device(torch.device(device), here):
+        raise UsageError(f"gfi.quantus.explain: device {device} is not the model's device {here}; "
+                         f"move the model there (model.to({str(device)!r})) or pass device={str(here)!r}")
+    x = inputs if isinstance(inputs, Tensor) else torch.from_numpy(np.ascontiguousarray(inputs))
+    if not torch.is_floating_point(x):
+        raise UsageError(f"gfi.quantus.explain: inputs must be floating point, got {x.dtype}")
+    x = x.to(device=here, dtype=torch.float32)
+    clf, pixels = pixels_and_classifier(model, x)
+    classes = one_target_each(targets, pixels.shape[0], who="gfi.quantus.explain")
+    maps = spec.maps(clf, pixels, classes)
+    return maps.unsqueeze(1).detach().float().cpu().numpy()
+
+
+def _model_device(model: nn.Module) -> torch.device:
+    for p in model.parameters():
+        return p.device
+    for b in model.buffers():
+        return b.device
+    return torch.device("cpu")
+
+
+def _same_device(a: torch.device, b: torch.device) -> bool:
+    """``cuda`` and ``cuda:0`` are one device when the current one is 0."""
+    if a.type != b.type:
+        return False
+    if a.index is None or b.index is None:
+        current = torch.cuda.current_device() if a.type == "cuda" and torch.cuda.is_available() else 0
+        return (a.index if a.index is not None else current) == (b.index if b.index is not None else current)
+    return a.index == b.index

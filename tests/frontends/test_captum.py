@@ -1,0 +1,118 @@
+"""gfi.captum.GuidedFeatureInversion: the native maps in Captum's convention, inside NoiseTunnel and
+Captum's metrics."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from gfi.errors import NotApplicable, SettingsError, UsageError
+from gfi.methods.registry import get_method
+from gfi.models.classifier import Classifier
+from tests.frontends.test_rule import small_net
+
+pytest.importorskip("captum", reason="captum is a dependency of gfi (gfi.captum wraps captum.attr)")
+from captum.attr import NoiseTunnel
+from captum.metrics import infidelity, sensitivity_max
+
+from gfi.captum import GuidedFeatureInversion
+
+FAST = {"gfi": {"iters1": 2, "iters2": 2}, "gradcam": {}}
+
+
+@pytest.fixture(scope="module")
+def setup():
+    net = small_net()
+    clf = Classifier(net, input_size=(16, 16))  # ImageNet mean and std
+    pixels = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(3))
+    return net, clf, pixels
+
+
+@pytest.mark.parametrize("method", ["gfi", "gradcam"])
+def test_attribute_is_the_native_map_through_a_classifier(setup, method):
+    _, clf, p = setup
+    want = get_method(method, clf, **FAST[method]).explain(p, [1, 2]).maps[:, 0]
+    got = GuidedFeatureInversion(clf, method=method, **FAST[method]).attribute(p, target=[1, 2])
+    assert got.shape == p.shape and got.dtype == p.dtype
+    assert (want.flatten(1).std(1) > 0.05).all(), "the maps are flat: the comparison would prove nothing"
+    for c in range(3):  # the (N, H, W) map repeated over the channels
+        assert torch.allclose(got[:, c], want, atol=1e-6)
+
+
+def test_every_target_form_means_the_same(setup):
+    _, clf, p = setup
+    a = GuidedFeatureInversion(clf, method="gradcam")
+    native = get_method("gradcam", clf)
+    for target, classes in [(1, [1, 1]), ([1, 2], [1, 2]), (torch.tensor([2, 1]), [2, 1]), (None, None)]:
+        assert torch.allclose(a.attribute(p, target=target)[:, 0], native.explain(p, classes).maps[:, 0], atol=1e-6)
+    (one,) = a.attribute((p,), target=1)  # a 1-tuple in, a 1-tuple out (Captum's convention)
+    assert one.shape == p.shape
+
+
+@pytest.mark.parametrize(("method", "atol"), [("gradcam", 1e-5), ("gfi", 1e-4)])
+def test_normalised_inputs_of_the_raw_module_give_the_native_map_of_the_pixels(setup, method, atol):
+    """The raw module sees clf.normalize(p) itself; the rescaled pixels differ from p by a per-channel
+    affine map, which blur and blending commute with (gfi.frontends). Left: float32 rounding of the
+    round trip (relative 1e-7 of the inputs); 1e-5 covers Grad-CAM's min-max division, 1e-4 GFI's
+    Adam steps (measured: 2e-7 both)."""
+    net, clf, p = setup
+    want = get_method(method, clf, **FAST[method]).explain(p, [1, 2]).maps[:, 0]
+    got = GuidedFeatureInversion(net, method=method, **FAST[method]).attribute(clf.normalize(p), target=[1, 2])
+    assert torch.allclose(got[:, 0], want, atol=atol)
+
+
+def test_inside_noise_tunnel(setup):
+    net, clf, p = setup
+    x = clf.normalize(p)
+    nt = NoiseTunnel(GuidedFeatureInversion(net, iters1=2, iters2=2))
+    out = nt.attribute(x, nt_type="smoothgrad", nt_samples=2, target=[1, 2])
+    assert out.shape == x.shape and torch.isfinite(out).all()
+    assert out.min() >= 0 and out.max() <= 1 and torch.equal(out[:, 0], out[:, 2])
+    # with no noise, the mean of two equal maps is the map
+    still = NoiseTunnel(GuidedFeatureInversion(net, method="gradcam")).attribute(
+        x, nt_type="smoothgrad", nt_samples=2, stdevs=0.0, target=[1, 2])
+    assert torch.allclose(still, GuidedFeatureInversion(net, method="gradcam").attribute(x, target=[1, 2]),
+                          atol=1e-6)
+
+
+def test_in_captum_metrics(setup):
+    net, clf, p = setup
+    x = clf.normalize(p)
+    explainer = GuidedFeatureInversion(net, method="gradcam")
+    attributions = explainer.attribute(x, target=[1, 2])
+
+    def perturb(inputs):
+        noise = torch.randn(inputs.shape, generator=torch.Generator().manual_seed(0)) * 0.1
+        return noise, inputs - noise
+
+    inf = infidelity(net, perturb, x, attributions, target=[1, 2], n_perturb_samples=4)
+    sens = sensitivity_max(explainer.attribute, x, target=[1, 2], n_perturb_samples=3)
+    for score in (inf, sens):
+        assert score.shape == (2,) and torch.isfinite(score).all() and (score >= 0).all()
+
+
+def test_a_callable_runs_the_methods_that_need_no_layer(setup):
+    net, clf, p = setup
+    x = clf.normalize(p)
+    out = GuidedFeatureInversion(lambda z: net(z), method="gradient").attribute(x, target=1)
+    assert out.shape == x.shape and torch.isfinite(out).all()
+    with pytest.raises(NotApplicable, match="no 4-D"):
+        GuidedFeatureInversion(lambda z: net(z)).attribute(x, target=1)
+
+
+def test_errors(setup):
+    net, clf, p = setup
+    with pytest.raises(UsageError, match="unknown method"):
+        GuidedFeatureInversion(net, method="nope")
+    with pytest.raises(SettingsError, match="no setting"):
+        GuidedFeatureInversion(net, iterations=3)
+    a = GuidedFeatureInversion(net, method="gradcam")
+    with pytest.raises(UsageError, match="constant"):
+        a.attribute(torch.zeros(1, 3, 16, 16), target=0)
+    with pytest.raises(UsageError, match="3 targets for 2 inputs"):
+        a.attribute(p, target=[0, 1, 2])
+    with pytest.raises(UsageError, match="one input tensor"):
+        a.attribute((p, p), target=0)
+    # a Classifier takes pixels: normalised inputs are refused by the native explainer
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        GuidedFeatureInversion(clf, method="gradcam").attribute(clf.normalize(p), target=0)

@@ -1,0 +1,74 @@
+"""gfi.quantus.explain: the native maps as a Quantus explain_func, and inside one Quantus metric."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from gfi.errors import UsageError
+from gfi.methods.registry import get_method
+from gfi.models.classifier import Classifier
+from gfi.quantus import explain
+from tests.frontends.test_rule import small_net
+
+FAST = {"gfi": {"iters1": 2, "iters2": 2}, "gradcam": {}}
+
+
+@pytest.fixture(scope="module")
+def setup():
+    net = small_net()
+    clf = Classifier(net, input_size=(16, 16))  # ImageNet mean and std
+    pixels = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(3))
+    return net, clf, pixels
+
+
+@pytest.mark.parametrize("method", ["gfi", "gradcam"])
+def test_explain_is_the_native_map_through_a_classifier(setup, method):
+    _, clf, p = setup
+    want = get_method(method, clf, **FAST[method]).explain(p, [1, 2]).maps.numpy()
+    got = explain(clf, p.numpy(), np.array([1, 2]), method=method, **FAST[method])
+    assert got.dtype == np.float32 and got.shape == (2, 1, 16, 16)
+    assert (want.reshape(2, -1).std(1) > 0.05).all(), "the maps are flat: the comparison would prove nothing"
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-6)
+
+
+def test_normalised_inputs_of_the_raw_module_give_the_native_map_of_the_pixels(setup):
+    """Quantus passes the arrays the model takes; the map is the native one of the pixels up to the
+    float32 rounding of the normalisation round trip (see gfi.frontends; measured 2e-7)."""
+    net, clf, p = setup
+    for method, atol in (("gradcam", 1e-5), ("gfi", 1e-4)):
+        want = get_method(method, clf, **FAST[method]).explain(p, [1, 2]).maps.numpy()
+        got = explain(net, clf.normalize(p).numpy(), np.array([1, 2]), method=method, device="cpu",
+                      **FAST[method])
+        np.testing.assert_allclose(got, want, rtol=0, atol=atol)
+    paper = get_method("gfi", clf, "paper", iters1=2, iters2=2).explain(p, [1, 2]).maps.numpy()
+    got = explain(net, clf.normalize(p).numpy(), np.array([1, 2]), config="paper", iters1=2, iters2=2)
+    np.testing.assert_allclose(got, paper, rtol=0, atol=1e-4)
+
+
+def test_in_a_quantus_metric(setup):
+    quantus = pytest.importorskip("quantus", reason="quantus is a test dependency (gfi-explain[test])")
+    net, clf, p = setup
+    x = clf.normalize(p).numpy()
+    y = np.array([1, 2])
+    metric = quantus.Sparseness(disable_warnings=True, display_progressbar=False)
+    scores = metric(model=net, x_batch=x, y_batch=y, a_batch=None, explain_func=explain,
+                    explain_func_kwargs={"method": "gradcam"}, device="cpu")
+    assert len(scores) == 2
+    assert all(np.isfinite(s) and 0 <= s <= 1 for s in scores)  # a Gini index: in [0, 1)
+
+
+def test_errors(setup):
+    net, clf, p = setup
+    x = clf.normalize(p).numpy()
+    with pytest.raises(UsageError, match="constant"):
+        explain(net, np.zeros((1, 3, 16, 16), np.float32), np.array([0]), method="gradcam")
+    with pytest.raises(UsageError, match="device meta is not the model's device cpu"):
+        explain(net, x, np.array([1, 2]), method="gradcam", device="meta")
+    with pytest.raises(UsageError, match="3 targets for 2 inputs"):
+        explain(net, x, np.array([1, 2, 3]), method="gradcam")
+    with pytest.raises(UsageError, match="floating point"):
+        explain(net, x.astype(np.int64), np.array([1, 2]), method="gradcam")
+    with pytest.raises(UsageError, match=r"must be a torch\.nn\.Module"):
+        explain(lambda z: z, x, np.array([1, 2]))

@@ -91,9 +91,10 @@ class ViTLike(nn.Module):
         return self.head(tokens.mean(1))
 
 
-def test_model_without_spatial_maps_gets_clear_error():
+def test_model_without_spatial_maps_or_blocks_gets_clear_error():
+    # tokens, but no transformer blocks (no Sequential of token-to-token modules): nothing to choose
     clf = Classifier(ViTLike(), input_size=(32, 32))
-    with pytest.raises(NotAConvNetError, match="needs a CNN"):
+    with pytest.raises(NotAConvNetError, match=r"no transformer blocks.*TokenGrid\(prefix_tokens"):
         _ = clf.inversion_layer
 
 

@@ -164,8 +164,9 @@ class GuidedFeatureInversion(Explainer):
             t, probs = self._targets_and_probs(images, targets, logits)
             f_inversion, f_channel = feats[inversion_layer], feats[channel_layer]
             if f_channel.ndim != 4:
-                raise ValueError(f"channel layer {channel_layer} gives a {f_channel.ndim}-D tensor; "
-                                 "Eq. (6) needs (B, C, h, w)")
+                raise ValueError(f"channel layer {channel_layer} gives a {f_channel.ndim}-D tensor; Eq. (6) needs "
+                                 "(B, C, h, w): give the Classifier a reshape_transform (for (B, tokens, C): "
+                                 "gfi.models.tokens.TokenGrid(prefix_tokens=..., grid=(h, w)))")
             p, p2 = self.backgrounds(images)
             n_chunks = -(-t.shape[1] // (opts.chunk or t.shape[1]))
             self._step = self._progress(cfg.iters1 + (cfg.iters2 * n_chunks if cfg.stage2 else 0))
@@ -237,7 +238,7 @@ class GuidedFeatureInversion(Explainer):
                     run_until(clf, self._layout(phi))
                 if inversion_layer not in store:
                     raise RuntimeError(f"layer {inversion_layer} was not reached by the forward pass")
-                f_phi = store[inversion_layer].to(x.dtype)
+                f_phi = clf.as_map(store[inversion_layer]).to(x.dtype)
                 loss = self._stage1_loss(f_phi, f_inversion, w, m)
                 opt.zero_grad(set_to_none=True)
                 loss.sum().backward()

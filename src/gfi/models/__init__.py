@@ -1,15 +1,17 @@
-"""Classifiers, presets, layers and weights."""
+"""Classifiers, presets, model sources, layers, token reshapes and weights."""
 
 from gfi.models.classifier import Classifier, NotAConvNetError, auto_layers
 from gfi.models.layers import LayerNotFoundError, LayerRef, capture, frozen, layer_gradients
 from gfi.models.presets import DEFAULT_MODEL, PRESETS, imagenet_class_names, load_model
 from gfi.models.sources import SOURCES, load_source
+from gfi.models.tokens import TokenGrid, nhwc_to_nchw
 from gfi.models.weights import WeightsError
 
 __all__ = [
     "DEFAULT_MODEL",
     "PRESETS",
     "SOURCES",
+    "TokenGrid",
     "Classifier",
     "LayerNotFoundError",
     "LayerRef",
@@ -22,4 +24,5 @@ __all__ = [
     "layer_gradients",
     "load_model",
     "load_source",
+    "nhwc_to_nchw",
 ]

@@ -7,14 +7,15 @@ inside :meth:`Classifier.forward`, so blending (Eq. 2, 4) never needs to know ab
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from gfi.constants import IMAGENET_MEAN, IMAGENET_STD
-from gfi.errors import NotApplicable
+from gfi.errors import NotApplicable, UsageError
 from gfi.models.layers import (
     LayerRef,
     capture,
@@ -23,6 +24,7 @@ from gfi.models.layers import (
     run_until,
     trace_shapes,
 )
+from gfi.models.tokens import TokenLayout, find_token_layout
 from gfi.objectives import class_scores
 
 __all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "Classifier", "NotAConvNetError", "auto_layers"]
@@ -44,6 +46,15 @@ class Classifier(nn.Module):
         channel_layer: l1, the layer whose channels Eq. (6) combines. ``None`` = automatic.
         multilabel: scores are sigmoids of the logits (the paper's VOC model), not a softmax.
         name: a label for outputs.
+        reshape_transform: how a layer's activation becomes the (B, C, h, w) map the layer methods
+            need (pytorch-grad-cam's argument of that name): a callable (e.g.
+            :class:`gfi.models.tokens.TokenGrid` for ViT tokens), None (activations are used as
+            they are), or ``"auto"``: NCHW maps as they are, and for a token model (ViT, DeiT,
+            Swin) the transform :func:`gfi.models.tokens.find_token_layout` finds.
+
+    A model whose forward returns an object with ``.logits`` (Hugging Face's
+    ``ImageClassifierOutput``) is unwrapped; :meth:`from_transformers` also reads its labels and
+    its processor's normalisation and size.
     """
 
     def __init__(
@@ -58,6 +69,7 @@ class Classifier(nn.Module):
         channel_layer: str | LayerRef | None = None,
         multilabel: bool = False,
         name: str = "custom",
+        reshape_transform: Callable[[Tensor], Tensor] | Literal["auto"] | None = "auto",
     ) -> None:
         super().__init__()
         if not isinstance(model, nn.Module):
@@ -71,9 +83,49 @@ class Classifier(nn.Module):
         self.name = name
         self._inversion_layer = LayerRef.parse(inversion_layer) if inversion_layer is not None else None
         self._channel_layer = LayerRef.parse(channel_layer) if channel_layer is not None else None
+        if not (reshape_transform is None or reshape_transform == "auto" or callable(reshape_transform)):
+            raise UsageError(f"reshape_transform must be a callable, None or 'auto', got {reshape_transform!r}")
+        self._reshape = reshape_transform
+        self._token_layout: TokenLayout | Literal["unknown"] | None = "unknown"
         for ref in (self._inversion_layer, self._channel_layer):
             if ref is not None:
                 resolve_module(model, ref)
+
+    @classmethod
+    def from_transformers(cls, model: nn.Module, processor: Any = None, *, mean: Sequence[float] | None = None,
+                          std: Sequence[float] | None = None, input_size: tuple[int, int] | None = None,
+                          name: str | None = None, **kwargs: Any) -> Classifier:
+        """A Hugging Face ``transformers`` image classifier (``AutoModelForImageClassification``):
+        its forward's ``.logits``, the class names of ``model.config.id2label``, multi-label when
+        ``config.problem_type == "multi_label_classification"``, and from ``processor`` (its
+        ``AutoImageProcessor``) the normalisation (``image_mean``, ``image_std``) and the input size
+        (``crop_size`` when it centre-crops, else ``size``: height/width or shortest_edge). ``mean``,
+        ``std``, ``input_size`` override the processor's; without a processor they are required
+        (``input_size`` defaults to ``config.image_size``). Other keywords go to :class:`Classifier`.
+        """
+        config = getattr(model, "config", None)
+        if config is None:
+            raise UsageError(f"from_transformers: {type(model).__name__} has no .config; is it a transformers model?")
+        if processor is not None:
+            if getattr(processor, "do_normalize", True):
+                mean = mean if mean is not None else getattr(processor, "image_mean", None)
+                std = std if std is not None else getattr(processor, "image_std", None)
+            else:
+                mean, std = mean or (0.0, 0.0, 0.0), std or (1.0, 1.0, 1.0)
+            input_size = input_size or _processor_size(processor)
+        if input_size is None and getattr(config, "image_size", None):
+            size = config.image_size
+            input_size = tuple(size) if isinstance(size, list | tuple) else (int(size), int(size))
+        if mean is None or std is None or input_size is None:
+            raise UsageError("from_transformers: pass the model's image processor "
+                             "(transformers.AutoImageProcessor.from_pretrained(PATH)) or mean=, std= and input_size=")
+        labels = getattr(config, "id2label", None) or {}
+        names = [str(labels[i]) for i in sorted(labels, key=int)] if labels else None
+        multilabel = getattr(config, "problem_type", None) == "multi_label_classification"
+        return cls(model.eval(), mean=tuple(float(m) for m in mean), std=tuple(float(s) for s in std),
+                   input_size=(int(input_size[0]), int(input_size[1])), class_names=names,
+                   multilabel=kwargs.pop("multilabel", multilabel),
+                   name=name or getattr(config, "name_or_path", "") or type(model).__name__, **kwargs)
 
     # -- layers -------------------------------------------------------------------------------
     @property
@@ -108,6 +160,41 @@ class Classifier(nn.Module):
             resolve_module(self.model, clone._channel_layer)
         return clone
 
+    @property
+    def channels_last_model(self) -> bool:
+        """Whether the model's stages keep channels last (timm's ``output_fmt == "NHWC"``, e.g. Swin)."""
+        return getattr(self.model, "output_fmt", None) == "NHWC"
+
+    @property
+    def token_layout(self) -> TokenLayout | None:
+        """The layer and reshape of a token model (:func:`gfi.models.tokens.find_token_layout`; found
+        once, with one forward pass), or None for a model without transformer blocks of tokens."""
+        if self._token_layout == "unknown":
+            h, w = self.input_size
+            with frozen(self.model):
+                x = torch.full((1, 3, h, w), 0.5, device=self.device)
+                self._token_layout = find_token_layout(self.model, self.normalize(x), self.input_size)
+        return self._token_layout
+
+    @property
+    def reshape_transform(self) -> Callable[[Tensor], Tensor] | None:
+        """The transform :meth:`as_map` applies (for ``"auto"``: the token layout's, or None)."""
+        if self._reshape == "auto":
+            if not self.channels_last_model and self.token_layout is None:
+                return None
+            layout = self.token_layout
+            return layout.reshape_transform if layout is not None else None
+        return self._reshape
+
+    def as_map(self, activation: Tensor) -> Tensor:
+        """A layer's activation as the (B, C, h, w) map of Eq. (6) and Grad-CAM: the
+        ``reshape_transform`` applied (for ``"auto"``, a CNN's NCHW maps are left alone without
+        tracing the model). Linear, so gradients map the same way."""
+        if self._reshape == "auto" and activation.ndim == 4 and not self.channels_last_model:
+            return activation
+        transform = self.reshape_transform
+        return transform(activation) if transform is not None else activation
+
     # -- forward ------------------------------------------------------------------------------
     def normalize(self, x: Tensor) -> Tensor:
         return (x - self.mean.to(x.dtype)) / self.std.to(x.dtype)
@@ -134,6 +221,8 @@ class Classifier(nn.Module):
                                     f"torch cannot run it ({str(exc).splitlines()[0]}); use model.float() or run "
                                     "it on a GPU") from exc
             raise
+        if not isinstance(out, Tensor) and isinstance(getattr(out, "logits", None), Tensor):
+            out = out.logits  # Hugging Face's ImageClassifierOutput
         if isinstance(out, Tensor) and out.is_floating_point() and out.dtype != x.dtype:
             out = out.to(x.dtype)
         if not isinstance(out, Tensor) or out.ndim != 2:
@@ -151,14 +240,14 @@ class Classifier(nn.Module):
 
     def activations(self, x: Tensor, layers: Sequence[LayerRef], *, stop: bool = True,
                     clone: bool = True) -> tuple[dict[LayerRef, Tensor], Tensor | None]:
-        """Activations of ``layers`` for images ``x`` in [0, 1]; with ``stop`` the forward pass
-        ends at the last of them (the logits are then None)."""
+        """Activations of ``layers`` for images ``x`` in [0, 1], each as a map (:meth:`as_map`); with
+        ``stop`` the forward pass ends at the last of them (the logits are then None)."""
         with capture(self.model, layers, stop=stop, clone=clone) as store:
             out = run_until(self.forward, x)
         missing = [str(r) for r in layers if r not in store]
         if missing:
             raise RuntimeError(f"layers {missing} were not reached by the forward pass")
-        return store, out
+        return {ref: self.as_map(a) for ref, a in store.items()}, out
 
     # -- inputs -------------------------------------------------------------------------------
     def prepare(self, images: Tensor | Sequence[Tensor]) -> Tensor:
@@ -238,6 +327,23 @@ class Classifier(nn.Module):
         return self.mean.device
 
 
+def _processor_size(processor: Any) -> tuple[int, int] | None:
+    """(H, W) a Hugging Face image processor feeds its model: the crop when it centre-crops, else
+    its size (height/width; a shortest_edge is taken as a square)."""
+    size = getattr(processor, "crop_size", None) if getattr(processor, "do_center_crop", False) else None
+    size = size or getattr(processor, "size", None)
+    if size is None:
+        return None
+    if isinstance(size, int):
+        return size, size
+    size = dict(size)
+    if "height" in size and "width" in size:
+        return int(size["height"]), int(size["width"])
+    if "shortest_edge" in size:
+        return int(size["shortest_edge"]), int(size["shortest_edge"])
+    return None
+
+
 def auto_layers(classifier: Classifier) -> tuple[LayerRef, LayerRef]:
     """Choose l0 and l1 for a model without a preset (documented in docs/METHOD.md).
 
@@ -245,17 +351,26 @@ def auto_layers(classifier: Classifier) -> tuple[LayerRef, LayerRef]:
     module that *last* produces a 4-D map with spatial size > 1 in a forward pass (the outermost
     module when several return the same tensor). l1 is l0 (the paper's AlexNet choice), the rule
     that also holds for networks whose last stage has a single resolution.
+
+    A token model (transformer blocks of patch tokens: ViT, DeiT, Swin, also after a CNN stem)
+    is recognised first: l0 = l1 = the input of its last transformer block, reshaped into a map
+    (:func:`gfi.models.tokens.find_token_layout`), not its patch-embedding convolution or a 4-D
+    attention tensor.
     """
+    layout = classifier.token_layout
+    if layout is not None:
+        return layout.layer, layout.layer
     h, w = classifier.input_size
     with frozen(classifier.model):
         x = torch.full((1, 3, h, w), 0.5, device=classifier.device)
         order = trace_shapes(classifier.model, classifier.normalize(x))
     spatial = [(n, s) for n, s in order if len(s) == 4 and s[-1] > 1 and s[-2] > 1]
-    if not spatial:
-        raise NotAConvNetError(
-            f"{type(classifier.model).__name__} has no 4-D (B, C, h, w) feature map with h, w > 1, "
-            "so a channel mask (Eq. 6) cannot be built. Guided Feature Inversion needs a CNN; "
-            "for a transformer, reshape its tokens into a map in a wrapper module."
-        )
-    inversion_layer = LayerRef(spatial[-1][0])
-    return inversion_layer, inversion_layer
+    if spatial and not classifier.channels_last_model:
+        inversion_layer = LayerRef(spatial[-1][0])
+        return inversion_layer, inversion_layer
+    raise NotAConvNetError(
+        f"{type(classifier.model).__name__} has no 4-D (B, C, h, w) feature map with h, w > 1 and no "
+        "transformer blocks of patch tokens, so a channel mask (Eq. 6) cannot be built. Name a layer "
+        "(inversion_layer=, channel_layer=) and, if its output is not (B, C, h, w), a reshape_transform "
+        "(gfi.models.tokens.TokenGrid(prefix_tokens=..., grid=(h, w)) for (B, tokens, C))."
+    )

@@ -124,17 +124,22 @@ def run_until(forward, x: Tensor) -> Tensor | None:
 
 class ModelWithForward(Protocol):
     """What :func:`layer_gradients` needs of a classifier: the wrapped ``model`` (whose module names
-    the layers use) and a call that maps images to logits (``gfi.Classifier`` is one)."""
+    the layers use), a call that maps images to logits, and ``as_map`` that turns a layer's
+    activation into a (B, C, h, w) map (``gfi.Classifier`` is one)."""
 
     model: nn.Module
 
     def __call__(self, x: Tensor) -> Tensor: ...
 
+    def as_map(self, activation: Tensor) -> Tensor: ...
+
 
 def layer_gradients(classifier: ModelWithForward, images: Tensor, targets: Tensor,
                     layer: LayerRef) -> tuple[Tensor, Tensor]:
     """Activations A of ``layer`` and d logit_c / d A, one row per (image, target): (B*K, C, h, w) each
-    (Grad-CAM's inputs; GFI's gradient start of stage 2). ``targets`` is (B, K).
+    (Grad-CAM's inputs; GFI's gradient start of stage 2). ``targets`` is (B, K). Both pass through
+    ``classifier.as_map`` (a token model's tokens on their grid; the reshape is linear, so the
+    reshaped gradient is the gradient of the map).
 
     Call with the model frozen: the input carries the graph, so no parameter gets a gradient. Both
     come back in the images' dtype (a half- or double-precision model's own are cast)."""
@@ -143,7 +148,8 @@ def layer_gradients(classifier: ModelWithForward, images: Tensor, targets: Tenso
         logits = classifier(x)
         act = store[layer]
         grad = torch.autograd.grad(logits.gather(1, targets.reshape(-1, 1)).sum(), act)[0]
-    return act.detach().to(images.dtype), grad.to(images.dtype)
+    as_map = classifier.as_map
+    return as_map(act.detach()).to(images.dtype), as_map(grad).to(images.dtype)
 
 
 @contextmanager

@@ -157,7 +157,7 @@ def test_layers_are_automatic_and_overridable():
 
 @pytest.mark.parametrize("model,message", [
     ("resnet50", "invalid choice: 'resnet50' (choose from 'efficientnet_lite0'"),
-    ("resnet50", "or a model source: timm:NAME or torchvision:NAME[:WEIGHTS]"),
+    ("resnet50", "or a model source: timm:NAME, torchvision:NAME[:WEIGHTS] or hf:PATH"),
     ("timm:a:b", "'timm:a:b': expected timm:NAME"),
     ("torchvision:", "expected torchvision:NAME[:WEIGHTS]"),
 ])

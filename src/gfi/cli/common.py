@@ -42,7 +42,7 @@ def version() -> str:
 # -- shared arguments -----------------------------------------------------------------------------
 def model_name(value: str) -> str:
     """The ``--model`` argument type: a preset, or a model source (``timm:NAME``,
-    ``torchvision:NAME[:WEIGHTS]``) checked by its syntax (by name when the model is built)."""
+    ``torchvision:NAME[:WEIGHTS]``, ``hf:PATH``) checked by its syntax (by name when the model is built)."""
     from gfi.models.presets import PRESETS
     from gfi.models.sources import SOURCE_SYNTAX, ModelSpecError, is_source, parse_spec
 
@@ -56,7 +56,8 @@ def model_name(value: str) -> str:
         return value
     raise argparse.ArgumentTypeError(
         f"invalid choice: {value!r} (choose from {', '.join(map(repr, PRESETS))}; or a model source: "
-        f"{SOURCE_SYNTAX}, e.g. timm:resnet18, torchvision:resnet50:IMAGENET1K_V2; `gfi models` lists them)")
+        f"{SOURCE_SYNTAX}, e.g. timm:resnet18, torchvision:resnet50:IMAGENET1K_V2, hf:./my-model; `gfi models` "
+        "lists them)")
 
 
 def add_model_arguments(p: argparse.ArgumentParser, *, layers: bool = True, presets_only: bool = True,

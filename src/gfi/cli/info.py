@@ -32,14 +32,19 @@ def cmd_models(_args: argparse.Namespace) -> int:
         status = f"weights available offline ({path})" if path else "weights not available offline (--weights FILE)"
         mark = " [default]" if name == DEFAULT_MODEL else ""
         print(f"{name}{mark}: {preset.description}; l0={preset.inversion_layer} l1={preset.channel_layer}; {status}")
-    print("\nmodel sources (--model SOURCE:NAME; l0 = l1 = the last module with a spatial map, unless "
-          "--inversion-layer/--channel-layer):")
-    print(f"{SOURCES['timm']}: any timm CNN ({EXAMPLES['timm']}), e.g. gfi explain photo.jpg --model "
-          f"timm:convnext_tiny --weights FILE; weights: --weights FILE (a state dict), else timm's file in the local "
-          f"Hugging Face cache ({hf_cache_dir()}) or torch hub cache ({hub_checkpoints_dir()})")
+    print("\nmodel sources (--model SOURCE:NAME; l0 = l1 = the last module with a spatial map, or for a token "
+          "model (ViT, DeiT, Swin) the input of its last block on the patch grid; --inversion-layer/"
+          "--channel-layer override them):")
+    print(f"{SOURCES['timm']}: any timm CNN or vision transformer ({EXAMPLES['timm']}), e.g. gfi explain "
+          f"photo.jpg --model timm:convnext_tiny --weights FILE; weights: --weights FILE (a state dict), else timm's "
+          f"file in the local Hugging Face cache ({hf_cache_dir()}) or torch hub cache ({hub_checkpoints_dir()})")
     print(f"{SOURCES['torchvision']}: a torchvision classifier with a weights= enum member, default DEFAULT "
           f"({EXAMPLES['torchvision']}), e.g. gfi explain photo.jpg --model torchvision:resnet50:IMAGENET1K_V2; "
           f"weights: --weights FILE (a state dict), else the enum's file in {hub_checkpoints_dir()}")
+    print(f"{SOURCES['hf']}: a Hugging Face transformers image classifier with its image processor ({EXAMPLES['hf']}), "
+          "e.g. gfi explain photo.jpg --model hf:./my-vit; read with local_files_only (no network; --download "
+          "fetches a hub id); labels from config.id2label, mean/std/size from the processor (pip install "
+          "'gfi-explain[hf]')")
     return 0
 
 

@@ -7,6 +7,12 @@
   interpolation from ``timm.data.resolve_model_data_config``; class names from timm's ImageNet
   info (the presets' 1000 ImageNet names for a 1000-class model, the 12k/22k names where timm
   knows the subset, else none).
+* ``hf:PATH`` (e.g. ``hf:./my-vit``, or ``hf:google/vit-base-patch16-224`` once it is in the local
+  Hugging Face cache): a ``transformers`` image classifier, ``AutoModelForImageClassification`` and
+  ``AutoImageProcessor`` read with ``local_files_only=True`` (no network call), wrapped by
+  :meth:`Classifier.from_transformers` (``.logits``, ``id2label``, the processor's mean, std and
+  size). ``--weights random`` builds the architecture of the folder's config with random
+  weights; ``--weights FILE`` loads a state dict into it.
 * ``torchvision:NAME[:WEIGHTS]`` (e.g. ``torchvision:resnet50:IMAGENET1K_V2``): the architecture of
   ``torchvision.models.get_model(NAME)`` for the ``weights=`` enum member WEIGHTS (default
   ``DEFAULT``); class names from the enum's ``meta["categories"]``; mean, std and size read from
@@ -23,7 +29,9 @@ Rules:
 * **Layers.** No preset fixes them: :func:`gfi.models.classifier.auto_layers` chooses l0 = the module
   that last produces a 4-D map with spatial size > 1 in a forward pass (the outermost one when
   several return the same tensor; e.g. ``layer4`` of a ResNet, ``stages.3`` of a ConvNeXt) and
-  l1 = l0. ``--inversion-layer`` / ``--channel-layer`` (``Classifier.with_layers``) override them.
+  l1 = l0; for a token model (ViT, DeiT, Swin) the input of its last transformer block, its
+  tokens put back on their grid (:mod:`gfi.models.tokens`). ``--inversion-layer`` /
+  ``--channel-layer`` (``Classifier.with_layers``) override them.
 * **Weights.** ``weights="random"`` (or None): random initialisation (tests, timing). A path: a
   local state dict read with ``torch.load(weights_only=True)`` (or ``.safetensors``) by
   :func:`gfi.models.weights.read_state_dict` and loaded strictly. ``"default"``: the source's
@@ -58,10 +66,11 @@ __all__ = ["EXAMPLES", "SOURCES", "SOURCE_SYNTAX", "ModelSpecError", "hf_cache_d
            "load_source", "parse_spec"]
 
 #: the source prefixes and how to name a model of each (for help and error messages)
-SOURCES = {"timm": "timm:NAME", "torchvision": "torchvision:NAME[:WEIGHTS]"}
-EXAMPLES = {"timm": "timm:resnet18, timm:convnext_tiny",
-            "torchvision": "torchvision:resnet18, torchvision:resnet50:IMAGENET1K_V2"}
-SOURCE_SYNTAX = "timm:NAME or torchvision:NAME[:WEIGHTS]"
+SOURCES = {"timm": "timm:NAME", "torchvision": "torchvision:NAME[:WEIGHTS]", "hf": "hf:PATH"}
+EXAMPLES = {"timm": "timm:resnet18, timm:convnext_tiny, timm:vit_small_patch16_224",
+            "torchvision": "torchvision:resnet18, torchvision:resnet50:IMAGENET1K_V2",
+            "hf": "hf:./my-model-folder, hf:microsoft/resnet-50 (from the local cache)"}
+SOURCE_SYNTAX = "timm:NAME, torchvision:NAME[:WEIGHTS] or hf:PATH"
 
 
 class ModelSpecError(GFIError, ValueError):
@@ -78,6 +87,10 @@ def parse_spec(spec: str) -> tuple[str, str, str | None]:
     source, _, rest = spec.partition(":")
     if source not in SOURCES:
         raise ModelSpecError(f"{spec!r} is not a model source; name one as {SOURCE_SYNTAX}")
+    if source == "hf":
+        if not rest.strip():
+            raise ModelSpecError(f"{spec!r}: expected {SOURCES[source]} (e.g. {EXAMPLES[source]})")
+        return source, rest.strip(), None
     parts = rest.split(":")
     most = 1 if source == "timm" else 2
     if len(parts) > most or not all(p.strip() for p in parts):
@@ -316,12 +329,51 @@ def _load_torchvision(spec: str, name: str, member: str | None, *, weights, allo
     return clf, info
 
 
+# -- Hugging Face transformers ----------------------------------------------------------------------
+def _load_hf(spec: str, path: str, *, weights, allow_pickle: bool, download: bool) -> tuple[Classifier, dict]:
+    try:
+        import transformers
+    except ImportError as exc:
+        raise ModelSpecError(f"{spec}: needs the transformers package (pip install 'gfi-explain[hf]')") from exc
+    local = not download
+    looks_like_path = path.startswith((".", "/", "~")) or (os.sep in path and Path(path).parent.exists())
+    if looks_like_path and not Path(path).expanduser().is_dir():
+        raise ModelSpecError(f"{spec}: no such folder {path!r}; give a folder saved with model.save_pretrained(DIR) "
+                             "and processor.save_pretrained(DIR), or a hub id (ORG/NAME) in the local cache")
+    path = str(Path(path).expanduser()) if looks_like_path else path
+    transformers.utils.logging.disable_progress_bar()  # gfi shows its own progress
+    try:
+        processor = transformers.AutoImageProcessor.from_pretrained(path, local_files_only=local)
+        if weights == "default":  # the folder's (or the cached hub id's) own weights
+            model = transformers.AutoModelForImageClassification.from_pretrained(path, local_files_only=local)
+        else:  # random, or a state dict loaded below
+            config = transformers.AutoConfig.from_pretrained(path, local_files_only=local)
+            model = transformers.AutoModelForImageClassification.from_config(config)
+    except (OSError, ValueError) as exc:  # no such folder / not in the cache / not an image classifier
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        where = ("a local folder" if Path(path).exists()
+                 else f"a folder or a hub id in the local cache ({hf_cache_dir()})")
+        raise ModelSpecError(
+            f"{spec}: could not read a transformers image classifier with its image processor from {path!r} "
+            f"({first}); give {where} saved with model.save_pretrained(DIR) and processor.save_pretrained(DIR)"
+            f"{'' if download else ', or --download to fetch a hub id (network)'}") from exc
+    info = ({"weights": str(path), "sha256": None} if weights == "default" else
+            _weighted(model, weights, spec=spec, allow_pickle=allow_pickle, cached=None))
+    model.eval()
+    clf = Classifier.from_transformers(model, processor, name=spec)
+    info = {"model": spec, "source": "hf", "architecture": type(model).__name__, **info,
+            "mean": tuple(clf.mean.flatten().tolist()), "std": tuple(clf.std.flatten().tolist()),
+            "input_size": clf.input_size, "num_classes": clf.num_classes}
+    return clf, info
+
+
 def load_source(spec: str, *, weights: str | os.PathLike | None = "default", allow_pickle: bool = False,
                 download: bool = False) -> tuple[Classifier, dict]:
-    """The :class:`Classifier` of a ``timm:NAME`` or ``torchvision:NAME[:WEIGHTS]`` spec, with its weights.
+    """The :class:`Classifier` of a ``timm:NAME``, ``torchvision:NAME[:WEIGHTS]`` or ``hf:PATH`` spec, with its
+    weights.
 
     Args:
-        spec: ``timm:NAME`` or ``torchvision:NAME[:WEIGHTS]`` (see the module's docstring).
+        spec: ``timm:NAME``, ``torchvision:NAME[:WEIGHTS]`` or ``hf:PATH`` (see the module's docstring).
         weights: ``"default"`` (the pretrained file from the local timm / torch hub cache, no network),
             ``"random"`` / None (random initialisation), or a path to a local state dict.
         allow_pickle: read a checkpoint that is a full pickle (can run arbitrary code).
@@ -335,6 +387,8 @@ def load_source(spec: str, *, weights: str | os.PathLike | None = "default", all
     source, name, member = parse_spec(str(spec))
     if weights is not None and weights not in ("default", "random"):
         weights = os.fspath(weights)
+    if source == "hf":
+        return _load_hf(spec, name, weights=weights, allow_pickle=allow_pickle, download=download)
     if source == "timm":
         return _load_timm(spec, name, weights=weights, allow_pickle=allow_pickle, download=download)
     return _load_torchvision(spec, name, member, weights=weights, allow_pickle=allow_pickle, download=download)

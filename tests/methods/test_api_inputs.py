@@ -85,3 +85,25 @@ def test_every_method_works_whatever_the_callers_grad_mode(clf, x, name, mode):
         got = explainer.explain(x, [1, 2]).maps
     assert got.shape == want.shape == (2, 1, 32, 32)
     torch.testing.assert_close(got.float(), want.float(), atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("name", list(METHODS))
+def test_every_method_leaves_a_model_in_train_mode_as_it_was(name):
+    """A model left in train mode: no method updates its BatchNorm statistics, changes its mode or
+    leaves parameter gradients (the model runs frozen inside explain)."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.BatchNorm2d(4), torch.nn.ReLU(),
+                                torch.nn.Conv2d(4, 4, 3, padding=1), torch.nn.ReLU(),
+                                torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(4, 3)).train()
+    from gfi import Classifier
+
+    clf = Classifier(model, input_size=(16, 16))
+    before = copy.deepcopy(model.state_dict())
+    try:
+        get_method(name, clf, **QUICK.get(name, {})).explain(torch.rand(1, 3, 16, 16), [[1]])
+    except NotApplicable:
+        pytest.skip(f"{name} does not apply to this CNN")
+    assert model.training and all(m.training for m in model.modules())
+    assert all(p.grad is None and p.requires_grad for p in model.parameters())
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, before[key]), key  # running_mean, running_var, num_batches_tracked

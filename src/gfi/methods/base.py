@@ -28,7 +28,7 @@ from torch import Tensor
 
 from gfi.errors import SettingsError
 from gfi.models.classifier import Classifier
-from gfi.models.layers import LayerRef
+from gfi.models.layers import LayerRef, frozen
 from gfi.settings import Settings, describe, setting
 
 S = TypeVar("S", bound=Settings)
@@ -304,10 +304,12 @@ class Explainer(ABC):
 
         Works whatever the caller's grad mode (``torch.no_grad()``, ``torch.inference_mode()``):
         the methods need gradients with respect to their masks or inputs, never the caller's graph,
-        so the images are detached and gradients are enabled inside. A batch of 0 images gives an
-        empty :class:`Explanation`."""
+        so the images are detached and gradients are enabled inside. The model runs in eval mode
+        without parameter gradients (a model left in train mode keeps its BatchNorm statistics and
+        its mode; :func:`gfi.models.layers.frozen`). A batch of 0 images gives an empty
+        :class:`Explanation`."""
         images = check_images(images)
-        with torch.inference_mode(False), torch.enable_grad():
+        with torch.inference_mode(False), torch.enable_grad(), frozen(self.classifier.model):
             images = images.detach().to(self.classifier.device)
             if images.is_inference():
                 images = images.clone()  # an inference tensor cannot enter autograd

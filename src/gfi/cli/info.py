@@ -11,7 +11,10 @@ def add_parsers(sub) -> None:
     from gfi.cli.common import model_name
 
     sub.add_parser("models", help="list model presets and whether their weights are available offline")
-    sub.add_parser("methods", help="list explanation methods")
+    me = sub.add_parser("methods", help="list explanation methods")
+    me.add_argument("--table", action="store_true",
+                    help="print what each method supports (CNN, token model, multi-label, shared work across "
+                         "targets, device) as a Markdown table")
     ly = sub.add_parser("layers", help="list a model's layers with module types and output shapes "
                                        "(for --inversion-layer / --channel-layer)")
     ly.add_argument("model", type=model_name, help="a preset or a model source (`gfi models`)")
@@ -48,9 +51,12 @@ def cmd_models(_args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_methods(_args: argparse.Namespace) -> int:
-    from gfi.methods.registry import METHODS
+def cmd_methods(args: argparse.Namespace) -> int:
+    from gfi.methods.registry import METHODS, support_table
 
+    if args.table:
+        print(support_table())
+        return 0
     for name, cls in METHODS.items():
         print(f"{name:22s} {cls.summary}")
     return 0

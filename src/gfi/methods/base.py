@@ -238,6 +238,20 @@ class Explainer(ABC):
     presets: ClassVar[tuple[str, ...]] = ()
     has_stage1: ClassVar[bool] = False
     cheaper: ClassVar[dict[str, Any]] = {}
+    # What the method supports, for the generated table in docs/METHOD.md (`gfi methods --table`);
+    # tests/methods/test_support.py checks each claim by running the method.
+    #: which CNNs it runs on ("yes": any)
+    supports_cnn: ClassVar[str] = "yes"
+    #: runs on a token model (ViT, DeiT, Swin) through the Classifier's reshape_transform
+    supports_tokens: ClassVar[bool] = True
+    #: runs on a multi-label (sigmoid) classifier
+    supports_multilabel: ClassVar[bool] = True
+    #: what K targets of one image share in one call: "all" (no pass depends on the target),
+    #: "stage 1" (the class-agnostic stage runs once), "first forward" (only the class-score pass;
+    #: each target's rows are batched into the same passes)
+    shares_across_targets: ClassVar[Literal["all", "stage 1", "first forward"]] = "first forward"
+    #: its tensors stay on the model's device (CPU or GPU), with no host round trip inside
+    any_device: ClassVar[bool] = True
 
     def __init__(self, classifier: Classifier, config: Settings | str | None = None, *,
                  options: RunOptions | None = None, **overrides: Any) -> None:

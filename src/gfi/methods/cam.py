@@ -49,6 +49,9 @@ class CAMSettings(LayerSettings):
 
 class CAM(Explainer):
     name = "cam"
+    shares_across_targets = "all"
+    supports_tokens = False  # needs global-average-pooled conv maps into one linear layer
+    supports_cnn = "global average pooling into one linear layer (ResNet, EfficientNet; not VGG, AlexNet)"
     summary = "CAM (Zhou et al. 2016): fc weights x last conv features; needs global average pool + one linear layer"
     settings_class = CAMSettings
     config: CAMSettings

@@ -146,6 +146,7 @@ class GuidedFeatureInversion(Explainer):
     settings_class = GFIConfig
     presets = GFIConfig.PRESETS
     has_stage1 = True
+    shares_across_targets = "stage 1"
     config: GFIConfig
 
     @classmethod

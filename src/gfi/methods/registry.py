@@ -41,3 +41,18 @@ def get_method(name: str, classifier: Classifier, config: Settings | str | None 
                options: RunOptions | None = None, **overrides: Any) -> Explainer:
     """An explainer by name: ``METHODS[name](classifier, config, options=options, **overrides)``."""
     return method_class(name)(classifier, config, options=options, **overrides)
+
+
+def support_table() -> str:
+    """What each method supports, as a Markdown table generated from its class attributes
+    (``supports_cnn``, ``supports_tokens``, ``supports_multilabel``, ``shares_across_targets``,
+    ``any_device``); docs/METHOD.md holds its output and a test keeps the two equal
+    (``python scripts/support_table.py`` rewrites it)."""
+    def yes(flag: bool) -> str:
+        return "yes" if flag else "no"
+
+    rows = ["| method | CNN | token model (ViT, DeiT, Swin) | multi-label | K targets of one image share | "
+            "any device (CPU, GPU) |", "|---|---|---|---|---|---|"]
+    rows += [f"| `{name}` | {cls.supports_cnn} | {yes(cls.supports_tokens)} | {yes(cls.supports_multilabel)} | "
+             f"{cls.shares_across_targets} | {yes(cls.any_device)} |" for name, cls in METHODS.items()]
+    return "\n".join(rows)

@@ -87,6 +87,7 @@ class Classifier(nn.Module):
             raise UsageError(f"reshape_transform must be a callable, None or 'auto', got {reshape_transform!r}")
         self._reshape = reshape_transform
         self._token_layout: TokenLayout | Literal["unknown"] | None = "unknown"
+        self._auto_layers: tuple[LayerRef, LayerRef] | None = None  # auto_layers' answer, found once
         for ref in (self._inversion_layer, self._channel_layer):
             if ref is not None:
                 resolve_module(model, ref)
@@ -356,7 +357,15 @@ def auto_layers(classifier: Classifier) -> tuple[LayerRef, LayerRef]:
     is recognised first: l0 = l1 = the input of its last transformer block, reshaped into a map
     (:func:`gfi.models.tokens.find_token_layout`), not its patch-embedding convolution or a 4-D
     attention tensor.
+
+    Found once per model (a forward pass), then remembered by the classifier.
     """
+    if classifier._auto_layers is None:
+        classifier._auto_layers = _choose_layers(classifier)
+    return classifier._auto_layers
+
+
+def _choose_layers(classifier: Classifier) -> tuple[LayerRef, LayerRef]:
     layout = classifier.token_layout
     if layout is not None:
         return layout.layer, layout.layer

@@ -7,9 +7,12 @@ works. The one target layer is GFI's inversion layer l0 and channel layer l1 ali
 (``Classifier.with_layers(inversion_layer=name, channel_layer=name)``).
 
 Inputs (the rule of :mod:`gfi.frontends`): when ``model`` is a :class:`gfi.Classifier`, the inputs
-are pixels in [0, 1]; any other ``nn.Module`` takes the tensors it takes itself (e.g.
-ImageNet-normalised, as in pytorch-grad-cam's examples), and each call rescales its batch by the
-batch's min and max so that the model sees exactly those tensors.
+are pixels in [0, 1]. Any other ``nn.Module`` takes the tensors it takes itself (e.g.
+ImageNet-normalised, as in pytorch-grad-cam's examples): with ``mean=`` and ``std=`` (the model's
+normalisation, as in torchvision's ``Normalize``) the pixels are ``input_tensor * std + mean``, exact
+for every method and background; without them each call rescales its batch by the batch's min and
+max so that the model sees exactly those tensors (exact for GFI's blur background and the CAM
+methods only).
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import numpy as np
 from torch import Tensor, nn
 
 from gfi.errors import UsageError
-from gfi.frontends import MethodSpec, module_name, one_target_each, pixels_and_classifier
+from gfi.frontends import MethodSpec, check_normalization, module_name, one_target_each, pixels_and_classifier
 from gfi.models.classifier import Classifier
 from gfi.settings import Settings
 
@@ -52,12 +55,18 @@ class GFICAM:
             when not None (for a ``gfi.Classifier``, give it to the Classifier itself).
         method: any name of :data:`gfi.methods.registry.METHODS` (default ``"gfi"``).
         config: the method's settings object or a preset name.
+        mean, std: the model's input normalisation (one number per channel, or one for all; give
+            both or neither; refused with a ``gfi.Classifier``, which has its own): the pixels are
+            ``input_tensor * std + mean``, which must lie in [0, 1] (to 1e-3).
+        clamp: with ``mean``/``std``, clamp the pixels to [0, 1] instead of refusing inputs outside;
+            the model then sees the clamped images.
         **settings: overrides of the method's settings or of :class:`gfi.RunOptions`.
     """
 
     def __init__(self, model: nn.Module, target_layers: Sequence[nn.Module],
                  reshape_transform: Callable | None = None, *, method: str = "gfi",
-                 config: Settings | str | None = None, **settings: Any) -> None:
+                 config: Settings | str | None = None, mean: Sequence[float] | float | None = None,
+                 std: Sequence[float] | float | None = None, clamp: bool = False, **settings: Any) -> None:
         if not isinstance(model, nn.Module):
             raise UsageError(f"GFICAM: model must be a torch.nn.Module, got {type(model).__name__}")
         if isinstance(target_layers, nn.Module) or not isinstance(target_layers, Sequence) \
@@ -73,6 +82,8 @@ class GFICAM:
         inner = model.model if isinstance(model, Classifier) else model
         self.layer = module_name(inner, self.target_layers[0], who="GFICAM")
         self.spec = MethodSpec(method, config, settings)
+        self.normalization = check_normalization(model, mean, std, clamp, who="GFICAM")
+        self.clamp = clamp
 
     def __call__(self, input_tensor: Tensor, targets: Sequence[Any] | None = None, aug_smooth: bool = False,
                  eigen_smooth: bool = False) -> np.ndarray:
@@ -85,8 +96,10 @@ class GFICAM:
         if aug_smooth or eigen_smooth:
             raise UsageError("GFICAM does not support aug_smooth or eigen_smooth (pytorch-grad-cam's CAM "
                              "post-processing); call it without them")
+        mean, std = self.normalization or (None, None)
         clf, pixels = pixels_and_classifier(self.model, input_tensor, layer=self.layer,
-                                            reshape_transform=self.reshape_transform)
+                                            reshape_transform=self.reshape_transform, mean=mean, std=std,
+                                            clamp=self.clamp, who="GFICAM")
         classes = self._categories(targets, pixels.shape[0])
         maps = self.spec.maps(clf, pixels, classes)
         return maps.detach().float().cpu().numpy()

@@ -7,15 +7,19 @@ A thin front end over :func:`gfi.methods.registry.get_method` in the calling con
 ``captum.metrics.sensitivity_max`` (which calls ``attribute`` on perturbed inputs).
 
 Inputs (the rule of :mod:`gfi.frontends`): when ``forward_func`` is a :class:`gfi.Classifier`, the
-inputs are pixels in [0, 1]; any other module or callable takes the tensors the model itself takes
-(e.g. ImageNet-normalised), and each call rescales its batch by the batch's min and max so that the
-model sees exactly those tensors. Perturbing wrappers (``NoiseTunnel``, ``sensitivity_max``) therefore
-want the raw module: their noise takes pixels out of [0, 1], which a ``gfi.Classifier`` refuses.
+inputs are pixels in [0, 1]. Any other module or callable takes the tensors the model itself takes
+(e.g. ImageNet-normalised): with ``mean=`` and ``std=`` (the model's normalisation, as in
+torchvision's ``Normalize``) the pixels are ``inputs * std + mean``, exact for every method and
+background; without them each call rescales its batch by the batch's min and max so that the model
+sees exactly those tensors (exact for GFI's blur background and the CAM methods only). Perturbing
+wrappers (``NoiseTunnel``, ``sensitivity_max``) take noise out of [0, 1]: a ``gfi.Classifier``
+refuses it, ``mean``/``std`` refuse it unless ``clamp=True`` (the model then sees clamped images),
+and the min/max rule takes it as it is.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from captum.attr import Attribution
@@ -23,7 +27,13 @@ from captum.log import log_usage
 from torch import Tensor
 
 from gfi.errors import UsageError
-from gfi.frontends import MethodSpec, one_target_each, pixels_and_classifier
+from gfi.frontends import (
+    MethodSpec,
+    check_normalization,
+    one_target_each,
+    pixels_and_classifier,
+    require_module,
+)
 from gfi.settings import Settings
 
 __all__ = ["GuidedFeatureInversion"]
@@ -36,19 +46,31 @@ class GuidedFeatureInversion(Attribution):
         forward_func: a :class:`gfi.Classifier` (inputs are pixels in [0, 1]), or the raw ``nn.Module``
             (or callable) mapping the tensors it takes to (N, classes) logits (inputs are then in the
             model's own space; see :mod:`gfi.frontends` for the exact rule and when it gives the
-            native map). GFI and the CAM methods need an ``nn.Module`` to find their layers (l0, l1:
-            the classifier's, or :func:`gfi.models.classifier.auto_layers` for a raw module).
+            native map). The layer methods (gfi, gfi-stage1, gradcam, cam, pixel-mask), guided-backprop
+            and lrp need an ``nn.Module`` (l0, l1: the classifier's, or
+            :func:`gfi.models.classifier.auto_layers` for a raw module); with a plain callable they are
+            an error here, and the gradient and perturbation methods run.
         method: any name of :data:`gfi.methods.registry.METHODS` (default ``"gfi"``).
         config: the method's settings object or a preset name (``"default"``, ``"paper"``).
+        mean, std: the model's input normalisation (one number per channel, or one for all; give
+            both or neither; refused with a ``gfi.Classifier``, which has its own): the pixels are
+            ``inputs * std + mean``, which must lie in [0, 1] (to 1e-3).
+        clamp: with ``mean``/``std``, clamp the pixels to [0, 1] instead of refusing inputs outside
+            (e.g. ``NoiseTunnel``'s noise); the model then sees the clamped images.
         **settings: overrides of the method's settings or of :class:`gfi.RunOptions`
             (e.g. ``iters1=2, iters2=2``); ``options=RunOptions(...)`` works too. An unknown name is
             an error here, not at the first call.
     """
 
     def __init__(self, forward_func: Callable[[Tensor], Tensor], *, method: str = "gfi",
-                 config: Settings | str | None = None, **settings: Any) -> None:
+                 config: Settings | str | None = None, mean: Sequence[float] | float | None = None,
+                 std: Sequence[float] | float | None = None, clamp: bool = False, **settings: Any) -> None:
         super().__init__(forward_func)
         self.spec = MethodSpec(method, config, settings)
+        who = type(self).__name__
+        require_module(forward_func, self.spec.name, who=who)
+        self.normalization = check_normalization(forward_func, mean, std, clamp, who=who)
+        self.clamp = clamp
 
     @log_usage()
     def attribute(self, inputs: Tensor | tuple[Tensor], target: int | list[int] | Tensor | None = None
@@ -67,7 +89,9 @@ class GuidedFeatureInversion(Attribution):
                 raise UsageError(f"{type(self).__name__} explains one input tensor, got a tuple of {len(inputs)}; "
                                  "pass the image batch alone")
             inputs = inputs[0]
-        clf, pixels = pixels_and_classifier(self.forward_func, inputs)
+        mean, std = self.normalization or (None, None)
+        clf, pixels = pixels_and_classifier(self.forward_func, inputs, mean=mean, std=std, clamp=self.clamp,
+                                            who=type(self).__name__)
         targets = one_target_each(target, pixels.shape[0], who=f"{type(self).__name__}.attribute")
         maps = self.spec.maps(clf, pixels, targets)
         out = maps.unsqueeze(1).to(device=inputs.device, dtype=inputs.dtype).expand_as(inputs).contiguous()

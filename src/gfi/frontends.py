@@ -4,56 +4,77 @@ call of the native explainer.
 
 **The input rule.** Users of Captum, pytorch-grad-cam and Quantus pass the tensors their model takes,
 usually normalised with a mean and std, while gfi's methods take pixels in [0, 1] and apply the
-normalisation inside :class:`~gfi.models.classifier.Classifier`. So:
+normalisation inside :class:`~gfi.models.classifier.Classifier`. So, in this order:
 
-* ``model`` is a :class:`~gfi.models.classifier.Classifier`: the inputs are pixels in [0, 1] and go
-  to the native explainer unchanged (values outside [0, 1] are refused there).
-* any other ``nn.Module`` (or, for Captum, any callable): per call, with ``lo`` and ``hi`` the batch's
-  minimum and maximum (two scalars), the pixels are ``x01 = (x - lo) / (hi - lo)`` and the model is
-  wrapped as ``Classifier(model, mean=-lo / (hi - lo), std=1 / (hi - lo))`` (the same value for every
-  channel), so that ``classifier.normalize(x01) == x`` up to float32 rounding: the model sees exactly
-  the tensors the user gave. A constant batch (``hi == lo``) has no range and is refused.
+1. ``model`` is a :class:`~gfi.models.classifier.Classifier`: the inputs are pixels in [0, 1] and go
+   to the native explainer unchanged (values outside [0, 1] are refused there). It has its own mean
+   and std, so ``mean=``/``std=`` are refused with it.
+2. ``mean=`` and ``std=`` are given (per-channel sequences, as in torchvision's ``Normalize``, or one
+   number for every channel): the pixels are ``p = x * std + mean`` and the model is wrapped as
+   ``Classifier(model, mean=mean, std=std)``, so ``classifier.normalize(p) == x`` up to float32
+   rounding. This is the native explainer on the pixel image, **exact for every method and
+   background**. Pixels outside [0, 1] by more than ``PIXEL_TOLERANCE`` (1e-3; e.g. the noise of
+   Captum's ``NoiseTunnel`` or ``sensitivity_max``, or a wrong mean/std) are an error naming two ways
+   out: ``clamp=True`` clamps the pixels to [0, 1] (the model then sees ``normalize(clamp(p))``, not
+   the inputs it was given), or leaving out ``mean``/``std`` falls back to rule 3, which takes any range.
+   ``clamp`` applies to this rule only.
+3. any other ``nn.Module`` (or, for Captum, any callable): per call, with ``lo`` and ``hi`` the batch's
+   minimum and maximum (two scalars), the pixels are ``x01 = (x - lo) / (hi - lo)`` and the model is
+   wrapped as ``Classifier(model, mean=-lo / (hi - lo), std=1 / (hi - lo))`` (the same value for every
+   channel), so that ``classifier.normalize(x01) == x`` up to float32 rounding: the model sees exactly
+   the tensors the user gave. A constant batch (``hi == lo``) has no range and is refused.
 
-Why this gives the native map. The true pixels p and x01 differ by a per-channel affine map
-``x01 = a_c p + b_c`` (``a_c = 1 / (s_c (hi - lo))``, ``b_c = (-m_c / s_c - lo) / (hi - lo)`` for the
-model's unknown mean m and std s). Gaussian blur (reflect or replicate padding) and the blends of
-Eq. (2) and (4), ``m x + (1 - m) p``, are affine with weights that sum to 1, so they commute with
-that map: the blurred background, the kept and the removed images built from x01 are, after
-``normalize``, the very tensors the native method builds from p. Features, gradients with respect
-to features, and the mask maths never see pixel values. Hence GFI with ``background="blur"`` (the
-default), its stage-2 start from Grad-CAM weights, Grad-CAM and CAM give the native maps (to float
-rounding). Not exact, because they fix a pixel value rather than transform the image:
-``background="mean"`` (a constant ImageNet-mean colour in pixel space, which is not the same colour
-after a different affine map) and ``background="noise"`` (noise around pixel 0.5); baselines at
-pixel 0 (integrated gradients, RISE); and maps of gradients with respect to pixels (gradient,
-SmoothGrad, guided backprop), which are scaled per channel by ``s_c (hi - lo)``. For those, pass a
-``gfi.Classifier`` with the model's real mean and std and pixels in [0, 1].
+Why rule 3 gives the native map, and when it does not. The true pixels p and x01 differ by a
+per-channel affine map ``x01 = a_c p + b_c`` (``a_c = 1 / (s_c (hi - lo))``,
+``b_c = (-m_c / s_c - lo) / (hi - lo)`` for the model's unknown mean m and std s). Gaussian blur
+(reflect or replicate padding) and the blends of Eq. (2) and (4), ``m x + (1 - m) p``, are affine with
+weights that sum to 1, so they commute with that map: the blurred background, the kept and the
+removed images built from x01 are, after ``normalize``, the very tensors the native method builds
+from p. Features, gradients with respect to features, and the mask maths never see pixel values.
+Hence GFI with ``background="blur"`` (the default), its stage-2 start from Grad-CAM weights, Grad-CAM
+and CAM give the native maps (to float rounding). Not exact, because they fix a pixel value rather
+than transform the image: ``background="mean"`` (a constant ImageNet-mean colour in pixel space,
+which is not the same colour after a different affine map) and ``background="noise"`` (noise around
+pixel 0.5); baselines at pixel 0 (integrated gradients, RISE); and maps of gradients with respect to
+pixels (gradient, SmoothGrad, guided backprop), which are scaled per channel by ``s_c (hi - lo)``.
+For those, give the model's ``mean=`` and ``std=`` (rule 2).
 
-Noisy inputs (Captum's ``NoiseTunnel``, ``sensitivity_max``) need no clamping under this rule: the
-range is that of the noisy batch itself.
+**Layers.** The methods of :data:`NEEDS_MODULE` hook or inspect the model's layers, so they need an
+``nn.Module``. A plain callable (Captum's ``forward_func``) runs the others (the gradient and
+perturbation methods); with one of these it is refused when the front end is made
+(:func:`require_module`, a one-line error).
 """
 
 from __future__ import annotations
 
 import operator
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from gfi.errors import UsageError
-from gfi.methods.base import Explainer
-from gfi.methods.registry import method_class
+from gfi.methods.base import PIXEL_TOLERANCE, Explainer
+from gfi.methods.registry import METHODS, method_class
 from gfi.models.classifier import Classifier
 from gfi.settings import Settings
 
-__all__ = ["MethodSpec", "module_name", "one_target_each", "pixels_and_classifier"]
+__all__ = ["NEEDS_MODULE", "MethodSpec", "Normalization", "check_normalization", "module_name", "one_target_each",
+           "pixels_and_classifier", "require_module"]
+
+#: methods that hook or inspect the model's modules: the layer methods (l0/l1 or a CAM layer), the
+#: ReLU modules (guided backprop) and the per-module rules (LRP). A plain callable cannot run them.
+NEEDS_MODULE = frozenset({"gfi", "gfi-stage1", "gradcam", "cam", "pixel-mask", "guided-backprop", "lrp"})
+
+#: ``(mean, std)`` as tuples of floats (one per channel, or one for all), or None for rule 3
+Normalization = tuple[tuple[float, ...], tuple[float, ...]] | None
 
 
 class _Forward(nn.Module):
     """A callable that is not an ``nn.Module`` (Captum's ``forward_func``) as a module. It has no
-    submodules, so only methods that need no layer (gradient, integrated-gradients, ...) run on it."""
+    submodules, so only the methods outside :data:`NEEDS_MODULE` run on it (:func:`require_module`
+    refuses the others before they reach it)."""
 
     def __init__(self, func: Callable[[Tensor], Tensor]) -> None:
         super().__init__()
@@ -79,16 +100,65 @@ def module_name(model: nn.Module, layer: Any, *, who: str) -> str:
                      f"({type(model).__name__}); pass a layer of the model you gave, e.g. model.layer4[-1]")
 
 
+def require_module(model: Any, method: str, *, who: str) -> None:
+    """A one-line :class:`~gfi.errors.UsageError` when ``method`` needs an ``nn.Module`` (:data:`NEEDS_MODULE`)
+    and ``model`` is a plain callable."""
+    if method in NEEDS_MODULE and not isinstance(model, nn.Module):
+        layer = ", ".join(m for m in METHODS if m in NEEDS_MODULE)
+        other = ", ".join(m for m in METHODS if m not in NEEDS_MODULE)
+        raise UsageError(f"{who}: method {method!r} needs an nn.Module whose layers can be hooked, got a "
+                         f"{type(model).__name__}; pass the model itself (the methods {layer} need one), or use "
+                         f"a gradient or perturbation method with a callable ({other})")
+
+
+def check_normalization(model: Any, mean: Any, std: Any, clamp: bool, *, who: str) -> Normalization:
+    """``mean`` and ``std`` (rule 2 of this module's docstring) as tuples of floats, or None when both
+    are None; a one-line :class:`~gfi.errors.UsageError` for one without the other, values that are
+    not finite numbers (std > 0), a :class:`~gfi.models.classifier.Classifier` model (it has its own),
+    or ``clamp`` without them."""
+    if not isinstance(clamp, bool):
+        raise UsageError(f"{who}: clamp must be True or False, got {clamp!r}")
+    if mean is None and std is None:
+        if clamp:
+            raise UsageError(f"{who}: clamp=True applies only with mean= and std= (without them each batch is "
+                             "rescaled by its own min and max, which needs no clamping); drop clamp or give both")
+        return None
+    if isinstance(model, Classifier):
+        raise UsageError(f"{who}: model is a gfi.Classifier, which has its own mean and std; drop mean=/std= "
+                         "(its inputs are pixels in [0, 1]) or pass the raw module with them")
+    if mean is None or std is None:
+        raise UsageError(f"{who}: give both mean= and std= (torchvision Normalize's), or neither; got only "
+                         f"{'mean' if std is None else 'std'}")
+    out = []
+    for label, value in (("mean", mean), ("std", std)):
+        try:
+            values = tuple(float(v) for v in torch.as_tensor(value, dtype=torch.float64).reshape(-1).tolist())
+        except (TypeError, ValueError, RuntimeError) as exc:
+            raise UsageError(f"{who}: {label} must be one number per channel (e.g. (0.485, 0.456, 0.406)), "
+                             f"got {value!r}") from exc
+        if not values or not all(torch.isfinite(torch.tensor(values))):
+            raise UsageError(f"{who}: {label} must be finite numbers, one per channel, got {value!r}")
+        if label == "std" and min(values) <= 0:
+            raise UsageError(f"{who}: std must be positive, got {value!r}")
+        out.append(values)
+    return out[0], out[1]
+
+
 def pixels_and_classifier(model: nn.Module | Callable[[Tensor], Tensor], x: Tensor, *,
                           layer: str | None = None,
-                          reshape_transform: Callable | None = None) -> tuple[Classifier, Tensor]:
+                          reshape_transform: Callable | None = None,
+                          mean: Sequence[float] | float | None = None, std: Sequence[float] | float | None = None,
+                          clamp: bool = False, who: str = "gfi") -> tuple[Classifier, Tensor]:
     """``(classifier, pixels)`` for a batch ``x`` by the input rule of this module's docstring.
 
     ``layer``: the name of the module to use as both l0 and l1 (pytorch-grad-cam's target layer; None:
     the classifier's own, or :func:`~gfi.models.classifier.auto_layers` for a raw model).
-    ``reshape_transform`` goes to ``Classifier(..., reshape_transform=...)`` when it is not None. The
+    ``reshape_transform`` goes to ``Classifier(..., reshape_transform=...)`` when it is not None.
+    ``mean``, ``std``: the model's input normalisation (rule 2; None: rule 3); ``clamp``: clamp rule 2's
+    pixels to [0, 1] instead of refusing those outside. ``who`` names the caller in errors. The
     classifier is moved to the model's device (its normalisation buffers are made on the CPU).
     """
+    norm = check_normalization(model, mean, std, clamp, who=who)
     if not isinstance(x, Tensor):
         raise UsageError(f"inputs must be a torch.Tensor of shape (N, 3, H, W), got {type(x).__name__}")
     x = x.detach()
@@ -101,15 +171,8 @@ def pixels_and_classifier(model: nn.Module | Callable[[Tensor], Tensor], x: Tens
         raise UsageError(f"inputs must be a (N, C, H, W) batch, got shape {tuple(x.shape)}")
     if not torch.is_floating_point(x):
         raise UsageError(f"inputs must be floating point (the tensors the model takes), got {x.dtype}")
-    lo, hi = 0.0, 1.0
-    if x.numel():
-        if not torch.isfinite(x).all():
-            raise UsageError("inputs contain NaN or inf; pass finite tensors")
-        lo, hi = float(x.min()), float(x.max())
-    if not hi > lo:
-        raise UsageError(f"inputs are constant (every value is {lo:.6g}), so their pixel range cannot be inferred; "
-                         "pass a gfi.Classifier(model, mean=..., std=...) and images in [0, 1] instead")
-    span = hi - lo
+    if not torch.isfinite(x).all():
+        raise UsageError("inputs contain NaN or inf; pass finite tensors")
     channels = x.shape[1]
     kwargs: dict[str, Any] = {}
     if reshape_transform is not None:
@@ -117,10 +180,43 @@ def pixels_and_classifier(model: nn.Module | Callable[[Tensor], Tensor], x: Tens
     size = (int(x.shape[-2]), int(x.shape[-1]))
     if layer is not None:
         kwargs.update(inversion_layer=layer, channel_layer=layer)
+    if norm is not None:
+        m, s = (_per_channel(v, channels, label, who) for v, label in zip(norm, ("mean", "std"), strict=True))
+        shape = (1, channels, 1, 1)
+        pixels = x * torch.tensor(s, dtype=x.dtype, device=x.device).view(shape) \
+            + torch.tensor(m, dtype=x.dtype, device=x.device).view(shape)
+        if pixels.numel():
+            lo, hi = float(pixels.min()), float(pixels.max())
+            if clamp:
+                pixels = pixels.clamp(0.0, 1.0)
+            elif lo < -PIXEL_TOLERANCE or hi > 1 + PIXEL_TOLERANCE:
+                raise UsageError(f"{who}: inputs * std + mean are pixels in [{lo:.4g}, {hi:.4g}], outside [0, 1] "
+                                 "(noise such as NoiseTunnel's, or not this mean/std); pass clamp=True to clamp "
+                                 "them (the model then sees the clamped images, not these inputs), or leave out "
+                                 "mean= and std= to rescale each batch by its own min and max")
+    else:
+        lo, hi = (float(x.min()), float(x.max())) if x.numel() else (0.0, 1.0)
+        if not hi > lo:
+            raise UsageError(f"inputs are constant (every value is {lo:.6g}), so their pixel range cannot be "
+                             "inferred; pass the model's mean= and std=, or a gfi.Classifier(model, mean=..., "
+                             "std=...) and images in [0, 1]")
+        span = hi - lo
+        m, s = (-lo / span,) * channels, (1.0 / span,) * channels
+        pixels = (x - lo) / span
     net = model if isinstance(model, nn.Module) else _Forward(model)
-    clf = Classifier(net, mean=(-lo / span,) * channels, std=(1.0 / span,) * channels, input_size=size, **kwargs)
+    clf = Classifier(net, mean=m, std=s, input_size=size, **kwargs)
     clf = clf.to(clf.device if isinstance(model, nn.Module) else x.device)
-    return clf, (x - lo) / span
+    return clf, pixels
+
+
+def _per_channel(values: tuple[float, ...], channels: int, label: str, who: str) -> tuple[float, ...]:
+    """One value per channel: ``values`` itself, or its single value repeated."""
+    if len(values) == 1:
+        return values * channels
+    if len(values) != channels:
+        raise UsageError(f"{who}: {label} has {len(values)} values for inputs with {channels} channels; "
+                         "give one per channel (or one for all)")
+    return values
 
 
 class MethodSpec:

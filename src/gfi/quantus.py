@@ -8,13 +8,18 @@ batches (``quantus.metrics.base.Metric.explain_batch``), adding ``device`` to th
 metric was given one. This module does not import Quantus.
 
 Inputs (the rule of :mod:`gfi.frontends`): when ``model`` is a :class:`gfi.Classifier`, ``x_batch``
-holds pixels in [0, 1]; any other ``nn.Module`` takes the arrays the model itself takes (e.g.
-ImageNet-normalised), and each call rescales its batch by the batch's min and max so that the model
-sees exactly those values.
+holds pixels in [0, 1]. Any other ``nn.Module`` takes the arrays the model itself takes (e.g.
+ImageNet-normalised): with ``mean`` and ``std`` in ``explain_func_kwargs`` (the model's
+normalisation, as in torchvision's ``Normalize``) the pixels are ``x_batch * std + mean``, exact for
+every method and background; without them each call rescales its batch by the batch's min and max
+so that the model sees exactly those values (exact for GFI's blur background and the CAM methods
+only). Metrics that perturb the inputs (e.g. with noise) can take pixels out of [0, 1]; with
+``mean``/``std`` that is an error unless ``clamp=True``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -22,13 +27,15 @@ import torch
 from torch import Tensor, nn
 
 from gfi.errors import UsageError
-from gfi.frontends import MethodSpec, one_target_each, pixels_and_classifier
+from gfi.frontends import MethodSpec, check_normalization, one_target_each, pixels_and_classifier
 
 __all__ = ["explain"]
 
 
 def explain(model: nn.Module, inputs: np.ndarray | Tensor, targets: np.ndarray | Tensor | int | None, *,
-            method: str = "gfi", device: str | torch.device | None = None, **settings: Any) -> np.ndarray:
+            method: str = "gfi", device: str | torch.device | None = None,
+            mean: Sequence[float] | float | None = None, std: Sequence[float] | float | None = None,
+            clamp: bool = False, **settings: Any) -> np.ndarray:
     """Maps of ``inputs`` (N, 3, H, W) for ``targets`` (N class indices, one int, or None: top-1) as a
     float32 numpy array (N, 1, H, W) in [0, 1], the layout Quantus expects of an explanation.
 
@@ -39,6 +46,11 @@ def explain(model: nn.Module, inputs: np.ndarray | Tensor, targets: np.ndarray |
         method: any name of :data:`gfi.methods.registry.METHODS` (default ``"gfi"``).
         device: Quantus's device keyword; it must be the model's device (or None). The inputs are
             moved there.
+        mean, std: the model's input normalisation (one number per channel, or one for all; give
+            both or neither; refused with a ``gfi.Classifier``, which has its own): the pixels are
+            ``inputs * std + mean``, which must lie in [0, 1] (to 1e-3).
+        clamp: with ``mean``/``std``, clamp the pixels to [0, 1] instead of refusing inputs outside;
+            the model then sees the clamped images.
         **settings: ``config=`` (settings object or preset name) and overrides of the method's
             settings or of :class:`gfi.RunOptions` (pass them in ``explain_func_kwargs``).
     """
@@ -46,6 +58,7 @@ def explain(model: nn.Module, inputs: np.ndarray | Tensor, targets: np.ndarray |
         raise UsageError(f"gfi.quantus.explain: model must be a torch.nn.Module, got {type(model).__name__}")
     config = settings.pop("config", None)
     spec = MethodSpec(method, config, settings)
+    check_normalization(model, mean, std, clamp, who="gfi.quantus.explain")
     here = _model_device(model)
     if device is not None and not _same_device(torch.device(device), here):
         raise UsageError(f"gfi.quantus.explain: device {device} is not the model's device {here}; "
@@ -54,7 +67,7 @@ def explain(model: nn.Module, inputs: np.ndarray | Tensor, targets: np.ndarray |
     if not torch.is_floating_point(x):
         raise UsageError(f"gfi.quantus.explain: inputs must be floating point, got {x.dtype}")
     x = x.to(device=here, dtype=torch.float32)
-    clf, pixels = pixels_and_classifier(model, x)
+    clf, pixels = pixels_and_classifier(model, x, mean=mean, std=std, clamp=clamp, who="gfi.quantus.explain")
     classes = one_target_each(targets, pixels.shape[0], who="gfi.quantus.explain")
     maps = spec.maps(clf, pixels, classes)
     return maps.unsqueeze(1).detach().float().cpu().numpy()

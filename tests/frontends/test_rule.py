@@ -1,5 +1,6 @@
 """The input rule every front end shares (gfi.frontends): a gfi.Classifier takes pixels as they are;
-a raw module's batch is rescaled by its own min and max so that the model sees exactly its inputs."""
+with the model's mean= and std= the pixels are x * std + mean; otherwise a raw module's batch is
+rescaled by its own min and max so that the model sees exactly its inputs."""
 
 from __future__ import annotations
 
@@ -7,8 +8,9 @@ import pytest
 import torch
 from torch import nn
 
+from gfi.constants import IMAGENET_MEAN, IMAGENET_STD
 from gfi.errors import UsageError
-from gfi.frontends import MethodSpec, module_name, one_target_each, pixels_and_classifier
+from gfi.frontends import NEEDS_MODULE, MethodSpec, module_name, one_target_each, pixels_and_classifier, require_module
 from gfi.methods.registry import get_method
 from gfi.models.classifier import Classifier
 
@@ -120,3 +122,81 @@ def test_method_and_settings_are_checked_when_the_front_end_is_made():
         MethodSpec("gfi", None, {"itres1": 2})
     spec = MethodSpec("gfi", "paper", {"iters1": 2, "chunk": 1})
     assert spec.config.iters1 == 2 and spec.config.gamma == 10.0 and spec.options.chunk == 1
+
+
+# -- rule 2: the model's mean and std --------------------------------------------------------------
+
+def test_mean_and_std_give_the_pixels_and_the_model_sees_its_inputs():
+    net = small_net()
+    native = Classifier(net, input_size=(16, 16))
+    p = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(3))
+    x = native.normalize(p)
+    clf, pixels = pixels_and_classifier(net, x, mean=IMAGENET_MEAN, std=IMAGENET_STD)
+    assert clf.model is net and torch.equal(clf.mean, native.mean) and torch.equal(clf.std, native.std)
+    assert torch.allclose(pixels, p, rtol=0, atol=1e-6)
+    assert torch.allclose(clf.normalize(pixels), x, rtol=0, atol=1e-5)
+    # one number for every channel, and a tensor, as torchvision's Normalize takes them
+    clf, pixels = pixels_and_classifier(net, (p - 0.5) / 0.25, mean=0.5, std=torch.tensor([0.25]))
+    assert clf.mean.flatten().tolist() == [0.5] * 3 and torch.allclose(pixels, p, rtol=0, atol=1e-6)
+
+
+def test_pixels_outside_0_1_are_refused_unless_clamp_says_so():
+    net = small_net()
+    x = torch.rand(1, 3, 16, 16) * 4 - 2  # in [-2, 2]: pixels in [-0.5, 1.5] for mean=std=0.5
+    with pytest.raises(UsageError, match=r"pixels in \[-0\.\d+, 1\.\d+\], outside \[0, 1\].*clamp=True.*"
+                                         r"leave out mean= and std= to rescale each batch by its own min and max"):
+        pixels_and_classifier(net, x, mean=0.5, std=0.5, who="T")
+    clf, pixels = pixels_and_classifier(net, x, mean=0.5, std=0.5, clamp=True)
+    assert torch.equal(pixels, (x * 0.5 + 0.5).clamp(0, 1)) and clf.mean.flatten().tolist() == [0.5] * 3
+    # within the pixel tolerance (1e-3) the pixels pass as they are, as the native check lets them
+    near = torch.full((1, 3, 16, 16), 1.0005)
+    near[..., 0, 0] = 0
+    _, pixels = pixels_and_classifier(net, near, mean=0.0, std=1.0)
+    assert torch.equal(pixels, near)
+
+
+def test_mean_and_std_errors():
+    net = small_net()
+    x = torch.rand(1, 3, 16, 16)
+    cases = [
+        ({"model": Classifier(net), "mean": 0.5, "std": 0.2}, r"^T: model is a gfi\.Classifier, which has its own "
+                                                               r"mean and std; drop mean=/std="),
+        ({"mean": 0.5}, r"give both mean= and std=.*got only mean"),
+        ({"std": 0.5}, r"give both mean= and std=.*got only std"),
+        ({"clamp": True}, r"clamp=True applies only with mean= and std="),
+        ({"mean": (0.5, 0.5), "std": 0.5}, r"mean has 2 values for inputs with 3 channels"),
+        ({"mean": 0.5, "std": (0.5, 0.0, 0.5)}, r"std must be positive"),
+        ({"mean": "grey", "std": 0.5}, r"mean must be one number per channel"),
+        ({"mean": float("nan"), "std": 0.5}, r"mean must be finite"),
+        ({"mean": 0.5, "std": 0.5, "clamp": "yes"}, r"clamp must be True or False"),
+    ]
+    for kwargs, message in cases:
+        model = kwargs.pop("model", net)
+        with pytest.raises(UsageError, match=message) as info:
+            pixels_and_classifier(model, x, who="T", **kwargs)
+        assert "\n" not in str(info.value)
+
+
+def test_every_method_runs_on_a_callable_or_is_refused_at_once():
+    """NEEDS_MODULE is exactly the set of methods that cannot run on a plain callable."""
+    from gfi.methods.registry import METHODS
+
+    assert set(METHODS) > NEEDS_MODULE
+    net = small_net()
+    native = Classifier(net, input_size=(16, 16))
+    p = torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(3))
+    cheap = {"mask": {"iterations": 2}, "extremal": {"iterations": 2}, "rise": {"n_masks": 8},
+             "smoothgrad": {"samples": 2}, "integrated-gradients": {"steps": 4}}
+    for name in METHODS:
+        if name in NEEDS_MODULE:
+            with pytest.raises(UsageError, match=rf"^T: method '{name}' needs an nn\.Module whose layers can be"):
+                require_module(lambda z: net(z), name, who="T")
+            require_module(net, name, who="T")  # a module is fine
+            continue
+        require_module(lambda z: net(z), name, who="T")
+        clf, pixels = pixels_and_classifier(lambda z: net(z), native.normalize(p), mean=IMAGENET_MEAN,
+                                            std=IMAGENET_STD)
+        want = get_method(name, native, **cheap.get(name, {})).explain(p, [1]).maps
+        got = get_method(name, clf, **cheap.get(name, {})).explain(pixels, [1]).maps
+        assert torch.allclose(got, want, atol=1e-5), name
+

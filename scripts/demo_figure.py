@@ -18,6 +18,7 @@ import torch
 
 from gfi import GuidedFeatureInversion, load_image, load_model
 from gfi.viz.overlay import overlay, to_original_size
+from gfi.viz.report import format_prob
 
 
 def main(image: str, boxes_file: str, out_dir: str = "docs/figures") -> None:
@@ -49,8 +50,8 @@ def main(image: str, boxes_file: str, out_dir: str = "docs/figures") -> None:
         ax.add_patch(plt.Rectangle((b[0], b[1]), b[2] - b[0], b[3] - b[1], fill=False, color="w", lw=1, ls="--"))
         hit = b[0] <= xx <= b[2] and b[1] <= y <= b[3]
         name = clf.class_name(c).split(",")[0]
-        ax.set_title(f"{o['object']}: {name} p={float(probs[c]):.3f}", fontsize=9)
-        report.append(f"{o['object']}: class {c} ({name}), p={float(probs[c]):.3f}, maximum at ({xx}, {y}), "
+        ax.set_title(f"{o['object']}: {name} p={format_prob(float(probs[c]))}", fontsize=9)
+        report.append(f"{o['object']}: class {c} ({name}), p={format_prob(float(probs[c]))}, maximum at ({xx}, {y}), "
                       f"{'inside' if hit else 'outside'} its box")
     for ax in axes:
         ax.axis("off")

@@ -10,6 +10,7 @@ import json
 import os
 import shutil
 import subprocess
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -128,6 +129,15 @@ def test_report_in_headless_chromium(browser, report):
     legend = page.locator("#legend").inner_text()
     assert "p kept" in legend and "p removed" in legend and "Eq. 4" in legend and "batch" in legend
     assert "7 images, 14 maps" in page.locator("p").first.inner_text()
+    # s/image: a batch's images show its mean time, marked with the batch size (issue 16)
+    s_col = headers.index("s/image")
+    texts = page.eval_on_selector_all(f"#results tbody tr td:nth-child({s_col + 1})", "cs => cs.map(c => c.innerText)")
+    batches = [r["batch_images"] for r in summary["images"] for _ in r["targets"]]
+    assert max(batches) > 1
+    by_row = dict(zip(column(page, 1), texts, strict=True))  # image name -> its cell (sorted by name now)
+    for rec in summary["images"]:
+        cell = by_row[Path(rec["image"]).name]
+        assert (f"mean of a batch of {rec['batch_images']}" in cell) == (rec["batch_images"] > 1), cell
     link = page.locator("#results tbody tr").first.locator("a")
     href = link.get_attribute("href")
     assert href.endswith(".png") and (html.parent / href).is_file()

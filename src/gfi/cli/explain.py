@@ -337,16 +337,17 @@ class ExplainJob:
             e = self.explainer.explain(x[group], [targets[j] for j in group]).cpu()
             seconds = (time.time() - t0) / len(group)
             for row, j in enumerate(group):
-                self.write_image(paths[j], images[j], e, row, probs[j], seconds, targets[j])
+                self.write_image(paths[j], images[j], e, row, probs[j], seconds, targets[j], len(group))
 
-    def write_image(self, path: Path, image, e, row: int, probs, seconds: float, classes: list[int]) -> None:
+    def write_image(self, path: Path, image, e, row: int, probs, seconds: float, classes: list[int],
+                    batch_images: int = 1) -> None:
         from gfi.persist import OutputFolderError
 
         key = safe_stem(path)
         self.run.start(key, str(path), planned_files(key, classes, self.explainer.has_stage1, self.args.save_npy,
                                          self.writer.settings.method_tag))
         try:
-            rec = self.writer.write(path, image, e, row, probs, seconds)
+            rec = self.writer.write(path, image, e, row, probs, seconds, batch_images)
         except OutputFolderError as exc:
             self.fail(path, str(exc))
             return

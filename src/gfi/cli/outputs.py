@@ -61,8 +61,10 @@ class ImageWriter:
     def _save(self, stem: str, name: str, write) -> str:
         return self.run.save(name, write, key=stem)
 
-    def write(self, path: Path, image: torch.Tensor, e, row: int, probs: torch.Tensor, seconds: float) -> dict:
-        """Outputs of row ``row`` of the explanation ``e`` for ``image`` (its own size)."""
+    def write(self, path: Path, image: torch.Tensor, e, row: int, probs: torch.Tensor, seconds: float,
+              batch_images: int = 1) -> dict:
+        """Outputs of row ``row`` of the explanation ``e`` for ``image`` (its own size); ``seconds`` is
+        the batch's time per image, ``batch_images`` how many images the batch explained together."""
         import numpy as np
 
         from gfi.viz.overlay import to_original_size
@@ -71,6 +73,7 @@ class ImageWriter:
         stem, s = safe_stem(path), self.settings
         size = tuple(image.shape[-2:])
         rec = self._image_record(path, size, probs, seconds)
+        rec["batch_images"] = int(batch_images)
         rec["thumb_input"] = self._save(stem, f"thumbs/{stem}.jpg", lambda p: p.write_bytes(thumbnail(image)))
         stage1 = to_original_size(e.stage1_map[row], size) if e.stage1_map is not None else None
         if stage1 is not None:

@@ -83,7 +83,7 @@ th{background:#eee;cursor:pointer;user-select:none;position:sticky;top:0}
 th[aria-sort=ascending]::after{content:" \\25B2"}th[aria-sort=descending]::after{content:" \\25BC"}
 dl{display:grid;grid-template-columns:max-content auto;gap:2px 12px;font-size:13px}dt{font-weight:600}dd{margin:0}
 td.n{text-align:right;font-variant-numeric:tabular-nums}img{display:block;max-width:160px}
-.none{color:#999}.warn{color:#b00}ol{margin:0;padding-left:1.4em}.name{max-width:16em;overflow-wrap:anywhere}
+.none{color:#999}.warn{color:#b00}.sub{color:#666;font-size:85%}ol{margin:0;padding-left:1.4em}.name{max-width:16em;overflow-wrap:anywhere}
 """
 
 SCRIPT = """
@@ -110,8 +110,9 @@ SCRIPT = """
 
 
 LEGEND = ('<dl id="legend"><dt>p(target)</dt><dd>the model\'s score f<sub>c</sub> of the class on the image '
-          '(softmax probability; sigmoid for a multi-label model)</dd><dt>s/image (batch mean)</dt><dd>seconds the '
-          'method took per image; images explained in one batch share its time</dd></dl>')
+          '(softmax probability; sigmoid for a multi-label model)</dd><dt>s/image</dt><dd>seconds the method took '
+          'per image. Images explained together in one batch (--batch-size) cannot be timed apart: they show '
+          'the batch\'s time divided by its images, marked with the batch size</dd></dl>')
 LEGEND_KEPT = LEGEND.replace("</dl>", (
     '<dt>p kept</dt><dd>the score of the image with only the map\'s region kept and the rest blurred '
     '(&Phi;(x, m), Eq. 2): high when the map holds the evidence</dd>'
@@ -127,7 +128,7 @@ def render_report(summary: dict, root: Path, title: str = "gfi explain") -> str:
     has_kept = any("prob_kept" in t for r in records for t in r.get("targets", []))
     head = ["#", "image", "input"] + (["stage-1 map"] if has_stage1 else []) + [
         "class map", "target class", "p(target)"] + (["p kept", "p removed"] if has_kept else []) + [
-        "top classes", "s/image (batch mean)"]
+        "top classes", "s/image"]
     nosort = {"input", "stage-1 map", "class map", "top classes"}
     rows = []
     n = 0
@@ -157,9 +158,14 @@ def render_report(summary: dict, root: Path, title: str = "gfi explain") -> str:
             cells.append(f'<td>{thumb}{note}</td>')
             cells.append(f'<td data-v="{escape(cls.lower())}">{escape(cls)}</td>')
             values = [t.get("prob")] + ([t.get("prob_kept"), t.get("prob_removed")] if has_kept else [])
-            for v in [*values, rec.get("seconds_per_image")]:
+            for v in values:
                 k, text = _num(v)
                 cells.append(f'<td class="n" data-v="{k}">{text}</td>')
+            k, text = _num(rec.get("seconds_per_image"))
+            batch = int(rec.get("batch_images") or 1)
+            if batch > 1:
+                text += f'<div class="sub">mean of a batch of {batch}</div>'
+            cells.append(f'<td class="n seconds" data-v="{k}">{text}</td>')
             cells.insert(-1, f"<td><ol>{top}</ol></td>")
             rows.append("<tr>" + "".join(cells) + "</tr>")
     ths = "".join(f'<th{" class=nosort" if h in nosort else ""} scope="col">{escape(h)}</th>' for h in head)

@@ -9,8 +9,7 @@ from torch import nn
 
 from gfi.errors import UsageError
 from gfi.methods.registry import get_method
-from gfi.models.classifier import Classifier
-from tests.frontends.test_rule import small_net
+from tests.frontends.test_rule import FAST, small_net
 
 pytest.importorskip("pytorch_grad_cam", reason="grad-cam is a test dependency (gfi-explain[test]); GFICAM takes "
                                                "its ClassifierOutputTarget")
@@ -20,16 +19,6 @@ from pytorch_grad_cam.utils.model_targets import (
 )
 
 from gfi.cam import GFICAM
-
-FAST = {"gfi": {"iters1": 2, "iters2": 2}, "gradcam": {}}
-
-
-@pytest.fixture(scope="module")
-def setup():
-    net = small_net()
-    clf = Classifier(net, input_size=(16, 16))  # ImageNet mean and std
-    pixels = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(3))
-    return net, clf, pixels
 
 
 @pytest.mark.parametrize("layer", [0, 2])

@@ -8,24 +8,13 @@ import torch
 
 from gfi.errors import SettingsError, UsageError
 from gfi.methods.registry import get_method
-from gfi.models.classifier import Classifier
-from tests.frontends.test_rule import small_net
+from tests.frontends.test_rule import FAST
 
 pytest.importorskip("captum", reason="captum is a dependency of gfi (gfi.captum wraps captum.attr)")
 from captum.attr import NoiseTunnel
 from captum.metrics import infidelity, sensitivity_max
 
 from gfi.captum import GuidedFeatureInversion
-
-FAST = {"gfi": {"iters1": 2, "iters2": 2}, "gradcam": {}}
-
-
-@pytest.fixture(scope="module")
-def setup():
-    net = small_net()
-    clf = Classifier(net, input_size=(16, 16))  # ImageNet mean and std
-    pixels = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(3))
-    return net, clf, pixels
 
 
 @pytest.mark.parametrize("method", ["gfi", "gradcam"])

@@ -4,24 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 from gfi.constants import IMAGENET_MEAN, IMAGENET_STD
 from gfi.errors import UsageError
 from gfi.methods.registry import get_method
-from gfi.models.classifier import Classifier
 from gfi.quantus import explain
-from tests.frontends.test_rule import small_net
-
-FAST = {"gfi": {"iters1": 2, "iters2": 2}, "gradcam": {}}
-
-
-@pytest.fixture(scope="module")
-def setup():
-    net = small_net()
-    clf = Classifier(net, input_size=(16, 16))  # ImageNet mean and std
-    pixels = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(3))
-    return net, clf, pixels
+from tests.frontends.test_rule import FAST
 
 
 @pytest.mark.parametrize("method", ["gfi", "gradcam"])

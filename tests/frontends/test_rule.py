@@ -14,6 +14,9 @@ from gfi.frontends import NEEDS_MODULE, MethodSpec, module_name, one_target_each
 from gfi.methods.registry import get_method
 from gfi.models.classifier import Classifier
 
+#: few iterations, for the tests that compare a front end with the native explainer
+FAST = {"gfi": {"iters1": 2, "iters2": 2}, "gradcam": {}}
+
 
 def small_net() -> nn.Module:
     """conv 3x3 (3->6) -> ReLU -> conv 3x3 stride 2 (6->8) -> ReLU -> global mean -> linear (8->4)."""

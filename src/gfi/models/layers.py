@@ -195,20 +195,24 @@ def trace_shapes(model: nn.Module, x: Tensor) -> list[tuple[str, tuple[int, ...]
     Used to choose layers automatically and to list them (``gfi layers``).
     """
     order: list[tuple[str, tuple[int, ...]]] = []
-    handles = []
-    for name, module in model.named_modules():
-        if not name:
-            continue
 
-        def hook(_m, _a, out, name=name):
+    def hook(name: str):
+        def record(_m, _a, out):
             if isinstance(out, Tensor):
                 order.append((name, tuple(out.shape)))
+        return record
 
-        handles.append(module.register_forward_hook(hook))
+    run_with_forward_hooks(model, x, {module: hook(name) for name, module in model.named_modules() if name})
+    return order
+
+
+def run_with_forward_hooks(model: nn.Module, x: Tensor, hooks: dict[nn.Module, object]) -> None:
+    """One forward pass of ``x`` without a graph, with ``hooks[module]`` as each module's forward hook;
+    every hook is removed afterwards, whatever happens."""
+    handles = [module.register_forward_hook(h) for module, h in hooks.items()]
     try:
         with torch.no_grad():
             model(x)
     finally:
         for h in handles:
             h.remove()
-    return order

@@ -32,11 +32,10 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import torch
 from torch import Tensor, nn
 
 from gfi.errors import GFIError
-from gfi.models.layers import LayerRef
+from gfi.models.layers import LayerRef, run_with_forward_hooks
 
 __all__ = ["TokenGrid", "TokenLayout", "find_token_layout", "nhwc_to_nchw"]
 
@@ -112,21 +111,16 @@ def _trace_blocks(model: nn.Module, x: Tensor) -> list[tuple[str, tuple[int, ...
             last_children[f"{parent_name}.{last}" if parent_name else last] = parent[-1]
     seen: list[tuple[str, tuple[int, ...], tuple[int, ...]]] = []
     done: set[str] = set()
-    handles = []
-    for name, module in last_children.items():
-        def hook(_m, args, out, name=name):
+
+    def hook(name: str):
+        def record(_m, args, out):
             out = out[0] if isinstance(out, tuple) and out else out
             if name not in done and args and isinstance(args[0], Tensor) and isinstance(out, Tensor):
                 done.add(name)
                 seen.append((name, tuple(args[0].shape), tuple(out.shape)))
+        return record
 
-        handles.append(module.register_forward_hook(hook))
-    try:
-        with torch.no_grad():
-            model(x)
-    finally:
-        for h in handles:
-            h.remove()
+    run_with_forward_hooks(model, x, {module: hook(name) for name, module in last_children.items()})
     return seen
 
 

@@ -20,7 +20,7 @@ from tests.cli.test_reliability import assert_same_summary
 
 KILLS = 10
 TIMING = {"seconds", "metric_seconds", "cached", "seconds_per_image", "seconds_total", "metric_seconds_per_image",
-          "n_maps_cached", "options"}
+          "batch_images", "n_maps_cached", "options"}
 
 
 def images(folder, n):

@@ -410,3 +410,35 @@ def test_small_probabilities_print_with_significant_digits():
     assert format_prob(5.1e-05) == "5.1e-05" and format_prob(0.43) == "0.43" and format_prob(0.001) == "0.001"
     assert format_prob(0.0) == "0" and format_prob(None) == "nan"
     assert _num(5.1e-05)[1] == "5.1e-05" and _num(0.759)[1] == "0.759"
+
+
+def test_prefetch_reads_the_next_batch_in_a_thread_and_changes_no_output(tmp_path, capsys, tiny_cli, monkeypatch):
+    """gfi explain reads images one batch ahead in the prefetch thread (the default); with
+    --no-prefetch in the main thread; the results are the same, unreadable files included."""
+    import threading
+
+    import gfi.data.images as images
+
+    folder = write_images(tmp_path / "in", 4)
+    (folder / "bad.png").write_text("not an image")
+    readers: list[str] = []
+    real = images.load_image
+
+    def spy(path, *a, **k):
+        readers.append(threading.current_thread().name)
+        return real(path, *a, **k)
+
+    monkeypatch.setattr(images, "load_image", spy)
+    got = {}
+    for flag in ([], ["--no-prefetch"]):
+        readers.clear()
+        out = tmp_path / f"o{len(flag)}"
+        rc, _, _ = run(["explain", str(folder), "--out", str(out), "--batch-size", "2", *FAST, *flag], capsys)
+        assert rc == 0
+        got[bool(flag)] = results(out)
+        assert set(readers) == ({threading.current_thread().name} if flag else {"gfi-prefetch_0"})
+    for summary in got.values():
+        summary.pop("run", None)
+    assert len(got[False]["failures"]) == 1 and "bad.png" in got[False]["failures"][0]["image"]
+    assert_same_summary({k: v for k, v in got[False].items() if k != "out"},
+                        {k: v for k, v in got[True].items() if k != "out"})

@@ -184,3 +184,34 @@ def test_cli_errors(tmp_path, capsys):
 
     assert main(["eval", "pointing", "--data", str(tmp_path / "nope"), "--out", str(tmp_path / "o")]) == 2
     assert "no such folder" in capsys.readouterr().err
+
+
+def test_prefetch_reads_the_next_batch_in_a_thread_and_changes_no_result(tmp_path, tiny, dataset_dir, monkeypatch):
+    """With prefetch (the default) images are decoded in the background thread, one batch ahead;
+    the records are those of a run without it, unreadable files included."""
+    import threading
+
+    import gfi.evaluation.loop as loop
+
+    data = dataset_dir("imagenet")
+    broken = sorted((data / "val").glob("*.JPEG"))[1]
+    broken.write_text("not an image")
+    readers: list[str] = []
+    real = loop.load_image
+
+    def spy(path, *a, **k):
+        readers.append(threading.current_thread().name)
+        return real(path, *a, **k)
+
+    monkeypatch.setattr(loop, "load_image", spy)
+    out = {}
+    for prefetch in (True, False):
+        readers.clear()
+        evaluate("pointing", tiny, data=data, out=tmp_path / f"p{prefetch}", method="gradcam", batch_size=1,
+                 prefetch=prefetch)
+        out[prefetch] = [{k: v for k, v in r.items() if k not in ("seconds", "metric_seconds", "cached")}
+                         for r in lines(tmp_path / f"p{prefetch}")]
+        threads = set(readers)
+        assert (threads == {"gfi-prefetch_0"}) if prefetch else (threads == {threading.current_thread().name})
+    assert out[True] == out[False]
+    assert sum("not an image" in r.get("error", "") for r in out[True]) == 1

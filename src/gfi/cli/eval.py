@@ -61,6 +61,9 @@ def _experiment_parser(esub, exp, argv: Sequence[str]) -> None:
                                         skip=taken)
     common.add_device_arguments(p, speed)
     speed.add_argument("--batch-size", type=int, default=8, help="images per forward (default: 8)")
+    speed.add_argument("--no-prefetch", dest="prefetch", action="store_false",
+                       help="read each batch's images only when it is its turn (default: the next batch is decoded "
+                            "in a background thread while the current one is explained)")
     p.set_defaults(handler=run, experiment_name=exp.name)
 
 
@@ -103,7 +106,7 @@ def eval_run(args: argparse.Namespace):
     return EvalRun(**shared, method=args.method, dataset=args.dataset, split=args.split, multilabel=args.multilabel,
                    preset=args.preset, overrides=given, inversion_layer=args.inversion_layer,
                    channel_layer=args.channel_layer, range=args.range, limit=args.limit, maps=args.maps,
-                   batch_size=args.batch_size)
+                   batch_size=args.batch_size, prefetch=args.prefetch)
 
 
 def run(args: argparse.Namespace, *, classifier=None, info=None) -> int:

@@ -63,6 +63,9 @@ def add_parser(sub, argv: Sequence[str]) -> argparse.ArgumentParser:
     speed = common.add_method_arguments(ex, common.methods_in_argv(argv), group=m)
     common.add_device_arguments(ex, speed)
     speed.add_argument("--batch-size", type=int, default=4, help="images per batch (default: 4)")
+    speed.add_argument("--no-prefetch", dest="prefetch", action="store_false",
+                       help="read each batch's images only when it is its turn (default: the next batch is decoded "
+                            "in a background thread while the current one is explained)")
     ex.set_defaults(handler=run)
     return ex
 
@@ -242,9 +245,12 @@ class ExplainJob:
     # ------------------------------------------------------------------------------------------
     def loop(self, todo: list[Path], n_done: int) -> None:
         """Explain ``todo`` batch by batch; each image's record is stored as soon as it is finished,
-        and the summary is rewritten every 10 s."""
+        and the summary is rewritten every 10 s. The next batch is read while this one is explained
+        (``--no-prefetch``: in turn)."""
         from tqdm import tqdm
         from tqdm.contrib.logging import logging_redirect_tqdm
+
+        from gfi.data.prefetch import prefetched
 
         last_summary = time.time()
         n_total = len(self.paths)
@@ -256,8 +262,9 @@ class ExplainJob:
         self.announce_cost()
         try:
             with logging_redirect_tqdm(loggers=[log]):
-                for i0 in range(0, len(todo), self.args.batch_size):
-                    self.batch(todo[i0:i0 + self.args.batch_size])
+                chunks = [todo[i0:i0 + self.args.batch_size] for i0 in range(0, len(todo), self.args.batch_size)]
+                for read in prefetched(self.read, chunks, self.args.prefetch):
+                    self.batch(*read)
                     if time.time() - last_summary > 10:  # a readable summary along the way, not only at the end
                         self.run.write_results(self.summary(False))
                         last_summary = time.time()
@@ -288,17 +295,24 @@ class ExplainJob:
             log.info("%s runs with %s per image (its published setting; each image shows its progress); %s is its "
                      "documented cheaper setting", self.explainer.name, now, flags)
 
-    def batch(self, chunk: list[Path]) -> None:
-        """Read, score and explain one batch of images; unreadable ones become failures."""
+    def read(self, chunk: list[Path]) -> tuple[list, list[Path], list[tuple[Path, str]]]:
+        """The decoded images of one batch, their paths, and (path, message) for each unreadable one.
+        Runs in the prefetch thread: it touches nothing the main thread changes."""
         from gfi.data.images import ImageLoadError, load_image
 
-        images, ok = [], []
+        images, ok, failed = [], [], []
         for p in chunk:
             try:
                 images.append(load_image(p, max_side=self.args.max_side))
                 ok.append(p)
             except ImageLoadError as exc:
-                self.fail(p, str(exc))
+                failed.append((p, str(exc)))
+        return images, ok, failed
+
+    def batch(self, images: list, ok: list[Path], failed: list[tuple[Path, str]]) -> None:
+        """Score and explain one batch of read images; unreadable ones become failures."""
+        for p, message in failed:
+            self.fail(p, message)
         if not ok:
             return
         x = self.clf.prepare(images).to(self.device)

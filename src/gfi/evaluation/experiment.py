@@ -61,6 +61,8 @@ class EvalRun:
         limit: only the first ``limit`` images (after ``range``; 0: all).
         maps: the map store (None: ``out/maps``).
         batch_size: images per forward.
+        prefetch: decode and check the next batch's images in a background thread while the current
+            batch is explained (``--no-prefetch`` turns it off).
         device: ``auto``, ``cpu`` or ``cuda`` (:func:`gfi.models.device.choose_device`).
         threads: CPU threads for torch (0: torch's default).
         overwrite: discard the lines and maps of an earlier run in ``out``.
@@ -86,6 +88,7 @@ class EvalRun:
     limit: int = 0
     maps: Path | None = None
     batch_size: int = 8
+    prefetch: bool = True
     device: str = "auto"
     threads: int = 0
     overwrite: bool = False

@@ -21,6 +21,7 @@ Entry points: :func:`run_models` (``--model a,b`` runs each into ``OUT/<model>/`
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import sys
@@ -34,6 +35,7 @@ from torch import Tensor
 
 from gfi.batching import explain_grouped
 from gfi.data.images import ImageLoadError, load_image
+from gfi.data.prefetch import prefetched
 from gfi.data.samples import DataError, Sample
 from gfi.evaluation.experiment import EvalError, EvalRun, Experiment, jsonable
 from gfi.evaluation.mapstore import META, MapStore, canonical_provenance
@@ -330,24 +332,10 @@ def _loop(exp: Experiment, ctx: Context, mine: list[int], shard: Shard) -> None:
     writer = RecordWriter(run.out / part_name(shard.rank))
     bar = tqdm(total=len(mine), unit="img", disable=run.quiet or shard.rank != 0 or not mine, file=sys.stderr,
                desc=f"{exp.name} {run.method}", dynamic_ncols=True)
+    batches = [mine[b0:b0 + run.batch_size] for b0 in range(0, len(mine), run.batch_size)]
     try:
-        for b0 in range(0, len(mine), run.batch_size):
-            batch = mine[b0:b0 + run.batch_size]
-            samples, images, lines = [], [], []
-            for i in batch:
-                base = {"index": i, "key": ctx.keys[i], "image": str(ctx.dataset.paths[i])}
-                try:
-                    s = ctx.dataset[i]
-                    img = load_image(s.path)
-                    if s.size is not None:
-                        s = s.scaled_to(img.shape[-1], img.shape[-2])
-                    exp.check_sample(s, img)
-                except (DataError, ImageLoadError) as exc:
-                    log.warning("skipped: %s", exc)
-                    lines.append({**base, "error": str(exc)})
-                    continue
-                samples.append(s)
-                images.append(img)
+        read = functools.partial(_read_batch, exp, ctx)
+        for batch, (samples, images, lines) in zip(batches, prefetched(read, batches, run.prefetch), strict=True):
             if samples:
                 lines.extend(_score_batch(exp, ctx, samples, images))
             writer.write(sorted(lines, key=lambda r: r["index"]))
@@ -355,6 +343,26 @@ def _loop(exp: Experiment, ctx: Context, mine: list[int], shard: Shard) -> None:
     finally:
         bar.close()
         writer.close()
+
+
+def _read_batch(exp: Experiment, ctx: Context, batch: list[int]) -> tuple[list[Sample], list[Tensor], list[dict]]:
+    """The samples and decoded images of ``batch`` (indices), and an error line for each that cannot be read."""
+    samples, images, lines = [], [], []
+    for i in batch:
+        base = {"index": i, "key": ctx.keys[i], "image": str(ctx.dataset.paths[i])}
+        try:
+            s = ctx.dataset[i]
+            img = load_image(s.path)
+            if s.size is not None:
+                s = s.scaled_to(img.shape[-1], img.shape[-2])
+            exp.check_sample(s, img)
+        except (DataError, ImageLoadError) as exc:
+            log.warning("skipped: %s", exc)
+            lines.append({**base, "error": str(exc)})
+            continue
+        samples.append(s)
+        images.append(img)
+    return samples, images, lines
 
 
 def _score_batch(exp: Experiment, ctx: Context, samples: list[Sample], images: list[Tensor]) -> list[dict]:

@@ -5,6 +5,7 @@ import torch
 
 from gfi.objectives import (
     class_scores,
+    contrast_term,
     inversion_error,
     l1_norm,
     target_scores,
@@ -96,3 +97,14 @@ def test_target_terms_prob_and_log_by_hand():
     gain, loss = target_terms(logits, t, multilabel=True, score="log")
     assert gain.item() == pytest.approx(torch.log(torch.sigmoid(torch.tensor(2.0))).item(), rel=1e-6)
     assert loss.item() == pytest.approx(-torch.log(1 - torch.sigmoid(torch.tensor(0.5))).item(), rel=1e-6)
+
+
+def test_contrast_term_by_hand():
+    """Row k of image b: mean over the other targets j of -log(1 - f_j(kept image of k))."""
+    logits = torch.tensor([[[2.0, 0.0, -1.0], [0.0, 1.0, 0.0], [1.0, 1.0, 1.0]]])  # (B=1, K=3, n=3)
+    targets = torch.tensor([[0, 1, 2]])
+    for multilabel, f in ((False, logits.softmax(-1)[0]), (True, torch.sigmoid(logits)[0])):
+        want = torch.stack([-sum(torch.log(1 - f[k, j]) for j in range(3) if j != k) / 2 for k in range(3)])
+        torch.testing.assert_close(contrast_term(logits, targets, multilabel)[0], want)
+    assert torch.equal(contrast_term(logits[:, :1], targets[:, :1], False), torch.zeros(1, 1))
+

@@ -86,6 +86,31 @@ def target_terms(logits: Tensor, targets: Tensor, multilabel: bool,
     return z[0] - lse[0], -(others - lse[1])
 
 
+def contrast_term(kept_logits: Tensor, targets: Tensor, multilabel: bool) -> Tensor:
+    r"""Beyond the paper: how much the kept image of target c still shows the image's *other*
+    targets (contrastive targets, issue 18), to add to Eq. (9) with weight ``contrast``:
+
+    :math:`rac{1}{K-1} \sum_{c'
+e c} -\log(1 - f_{c'}(\Phi(x, m_c)))`, over the other targets c'
+    of the same image, so that the kept region of c is pushed to hold none of their evidence.
+
+    ``kept_logits`` is (B, K, n_classes) (row k: the kept image of target k), ``targets`` (B, K);
+    returns (B, K), zeros when K = 1. Computed from the logits (``log1p(-exp(log f))``, clamped
+    below 0) so that it keeps a gradient where f_{c'} is near 0.
+    """
+    b, k = targets.shape
+    if k < 2:
+        return kept_logits.new_zeros(b, k)
+    idx = targets.unsqueeze(1).expand(b, k, k)  # [b, row, j] = target j of image b
+    if multilabel:
+        log_not = F.logsigmoid(-kept_logits.gather(-1, idx))  # log(1 - sigmoid)
+    else:
+        log_f = kept_logits.log_softmax(-1).gather(-1, idx).clamp(max=-1e-7)
+        log_not = torch.log1p(-log_f.exp())
+    others = 1.0 - torch.eye(k, device=targets.device, dtype=kept_logits.dtype)
+    return -(log_not * others).sum(-1) / (k - 1)
+
+
 def total_variation(m: Tensor, beta: float = 1.0, *, per_side: bool = False) -> Tensor:
     r"""Anisotropic total variation of (..., H, W) masks, a tensor over the leading dims:
 

@@ -36,7 +36,7 @@ from gfi.masks.backgrounds import make_background
 from gfi.masks.channel_mask import KeptAndRemoved, Upsampler, channel_mask
 from gfi.methods.base import Explainer, Explanation, RunOptions, TargetsLike, paper_values, preset_settings
 from gfi.models.layers import capture, channels_last, frozen, layer_gradients, run_until
-from gfi.objectives import inversion_error, l1_norm, target_terms, total_variation
+from gfi.objectives import contrast_term, inversion_error, l1_norm, target_terms, total_variation
 from gfi.settings import Settings, setting
 
 __all__ = ["PAPER_SETTINGS", "GFIConfig", "GuidedFeatureInversion", "GuidedFeatureInversionStage1",
@@ -91,6 +91,9 @@ class GFIConfig(Settings):
     area2: float = setting(0.1, "weight of the mask's mean area added to Eq. 9", paper=0.0, low=0, stage=2)
     tv1: float = setting(0.0, "weight of the mask's total variation added to Eq. 8", paper=0.0, low=0)
     tv2: float = setting(0.0, "weight of the mask's total variation added to Eq. 9", paper=0.0, low=0, stage=2)
+    contrast: float = setting(0.0, "weight of the other targets' scores on target c's kept image, added to Eq. 9 "
+                                   "(contrastive targets: those in the same stage-2 batch, all K unless --chunk)",
+                              paper=0.0, low=0, stage=2)
     stage2_init: Literal["stage1", "gradient"] = setting(
         "gradient", "where stage 2 starts: stage 1's w, or Grad-CAM's channel weights at the channel layer",
         paper="stage1", stage=2)
@@ -293,6 +296,8 @@ class GuidedFeatureInversion(Explainer):
             loss = -gain + cfg.lam * removed + cfg.delta * l1_penalty(w, cfg) + cfg.area2 * m.mean((-2, -1))
             if cfg.tv2:
                 loss = loss + cfg.tv2 * total_variation(m, per_side=True)
+            if cfg.contrast:
+                loss = loss + cfg.contrast * contrast_term(z[0], targets, clf.multilabel)
             opt.zero_grad(set_to_none=True)
             loss.sum().backward()
             opt.step()

@@ -39,7 +39,7 @@ def test_config_is_a_settings_object_of_the_method_or_a_preset(tiny):
     with pytest.raises(SettingsError, match="GFIConfig"):
         GuidedFeatureInversion(tiny, RunOptions())
     with pytest.raises(SettingsError, match="unknown GFI preset"):
-        GuidedFeatureInversion(tiny, "fast")
+        GuidedFeatureInversion(tiny, "fastest")
     with pytest.raises(SettingsError, match="rise has no preset 'paper'"):
         get_method("rise", tiny, "paper")
     assert get_method("rise", tiny, "default").config == METHODS["rise"].settings_class()

@@ -91,7 +91,7 @@ def test_config_validation():
     with pytest.raises(ValueError, match="blur_kernel must be a positive odd"):
         GFIConfig(blur_kernel=10)
     with pytest.raises(ValueError, match="unknown GFI preset"):
-        GFIConfig.preset("fast")
+        GFIConfig.preset("fastest")
 
 
 def test_paper_preset_is_the_paper():
@@ -186,3 +186,21 @@ def test_stage2_blurs_its_background_with_its_own_kernel(tiny, tiny_images):
     assert torch.allclose(e.prob_removed[:, 0], removed, atol=1e-6)
     with pytest.raises(ValueError, match="blur_kernel2 must be a positive odd integer"):
         GFIConfig(blur_kernel2=4)
+
+
+def test_fast_preset_costs_at_most_a_third_of_the_default_passes(tiny, tiny_images):
+    """Images through the model (forwards, each with its backward inside the loops) for one target:
+    the fast preset's count is at most a third of the default's; its class maps still differ from
+    the gradient start (stage 2 runs)."""
+    counts = {}
+    rows = [0]
+    handle = tiny.model.register_forward_pre_hook(lambda _m, a: rows.__setitem__(0, rows[0] + a[0].shape[0]))
+    try:
+        for name in ("default", "fast"):
+            rows[0] = 0
+            GuidedFeatureInversion(tiny, name).explain(tiny_images[:1], [[1]])
+            counts[name] = rows[0]
+    finally:
+        handle.remove()
+    assert counts["fast"] * 3 <= counts["default"], counts
+    assert GFIConfig.fast() == GFIConfig.preset("fast") and GFIConfig.fast().iters2 < GFIConfig().iters2

@@ -104,7 +104,11 @@ class GFIConfig(Settings):
     stage2: bool = setting(True, "run stage 2; false gives the stage-1 inversion map")
     seed: int = setting(0, "seed of the noise background")
 
-    PRESETS: ClassVar[tuple[str, ...]] = ("paper", "default")
+    PRESETS: ClassVar[tuple[str, ...]] = ("paper", "default", "fast")
+    #: presets that change the default in a few fields. ``fast``: a third of the default's passes
+    #: (4 + 8 iterations: 1 + 4 + 1 + 2 x 8 + 2 = 24 image passes for one target, against 74),
+    #: chosen on the tuning half of the dev data (docs/PERFORMANCE.md, "A fast preset")
+    PRESET_CHANGES: ClassVar[dict[str, dict[str, Any]]] = {"fast": {"iters1": 4, "iters2": 8, "lr2": 3e-3}}
 
     @classmethod
     def paper(cls, **overrides: Any) -> GFIConfig:
@@ -112,8 +116,13 @@ class GFIConfig(Settings):
         return preset_settings(cls, "paper", overrides)
 
     @classmethod
+    def fast(cls, **overrides: Any) -> GFIConfig:
+        """The ``fast`` preset (a third of the default's passes; :attr:`PRESET_CHANGES`), plus ``overrides``."""
+        return preset_settings(cls, "fast", overrides)
+
+    @classmethod
     def preset(cls, name: str, **overrides: Any) -> GFIConfig:
-        """Preset ``name`` (``"paper"`` or ``"default"``) plus ``overrides``."""
+        """Preset ``name`` (``"paper"``, ``"default"`` or ``"fast"``) plus ``overrides``."""
         if name not in cls.PRESETS:
             raise SettingsError(f"unknown GFI preset {name!r}; choose one of {', '.join(cls.PRESETS)}")
         return preset_settings(cls, name, overrides)

@@ -1,0 +1,184 @@
+"""Quality per second: every method's localization error, pointing and insertion against its seconds
+per image, with the Pareto front (docs/figures/frontier.png, the table in docs/PERFORMANCE.md).
+
+    python benchmarks/frontier.py benchmarks/results/eval [--timing benchmarks/results/frontier_timing.json] \
+        [--figure docs/figures/frontier.png] [--json benchmarks/results/frontier.json]
+    python benchmarks/frontier.py --measure-timing N --names gradcam,gfi-default,... --out FILE
+
+Quality comes from `gfi eval` runs on the same images (the dev reporting half), one folder per
+metric and name: ``loc-<name>`` (localization error), ``pt-<name>`` (pointing, per image),
+``del-<name>`` (insertion AUC). Seconds per image come from ``--timing`` when it has the name: a
+measurement in ONE process that explains the same N images with every name in turn, alternating
+(``--measure-timing``), so every cost is read under the same conditions; otherwise from the run's
+own ``seconds_per_image`` (its map store's timing, taken when that run was made), marked ``*``.
+A point is on the Pareto front when no other point is both at most as slow and at least as good on
+that metric (strictly better on one of the two). Only names scored on all 150 reporting images
+take part in the front; the slow methods measured on a few of them (their runs cost minutes per
+image here) are drawn hollow, with their image count, and are not on any front.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+#: how each name of the eval folder runs, for --measure-timing (method, settings); None: not timed
+RECIPES: dict[str, tuple[str, dict]] = {
+    "gradcam": ("gradcam", {}), "cam": ("cam", {}), "center": ("center", {}), "gradient": ("gradient", {}),
+    "guided-backprop": ("guided-backprop", {}), "smoothgrad": ("smoothgrad", {"samples": 10}),
+    "integrated-gradients": ("integrated-gradients", {"steps": 20}), "gfi-default": ("gfi", {}),
+    "gfi-stage1": ("gfi-stage1", {}), "gfi-paper": ("gfi", "paper"),
+    "mask": ("mask", {"iterations": 100}), "rise": ("rise", {"n_masks": 500}),
+    "extremal": ("extremal", {"iterations": 300, "areas": (0.1,)}), "pixel-mask": ("pixel-mask", {}),
+    "gfi-fast": ("gfi", "fast"),
+}
+METRICS = [("loc", "error", "localization error (lower is better)", False),
+           ("pt", "accuracy_per_image", "pointing (higher is better)", True),
+           ("del", "insertion_auc", "insertion AUC (higher is better)", True)]
+
+
+def summaries(root: Path) -> dict[str, dict[str, dict]]:
+    """{name: {"loc"/"pt"/"del": summary}} of the runs under ``root``."""
+    out: dict[str, dict[str, dict]] = {}
+    for f in sorted(root.glob("*-*/summary.json")):
+        kind, _, name = f.parent.name.partition("-")
+        if kind in ("loc", "pt", "del"):
+            out.setdefault(name, {})[kind] = json.loads(f.read_text())
+    return out
+
+
+def pareto(points: list[tuple[float, float]], higher: bool) -> list[int]:
+    """Indices of the points (seconds, value) no other point dominates."""
+    front = []
+    for i, (s, v) in enumerate(points):
+        better = [(s2 <= s and (v2 >= v if higher else v2 <= v)) and (s2 < s or v2 != v)
+                  for j, (s2, v2) in enumerate(points) if j != i]
+        if not any(better):
+            front.append(i)
+    return front
+
+
+def table(runs: dict, timing: dict) -> tuple[list[dict], str]:
+    rows = []
+    for name, by in sorted(runs.items()):
+        if "loc" not in by:
+            continue
+        n = by["loc"].get("n_report") or by["loc"].get("n_images")
+        if name in timing:
+            seconds, source = timing[name], "timed"
+        else:
+            seconds, source = by["loc"].get("seconds_per_image"), "run"
+        row = {"name": name, "seconds_per_image": seconds, "seconds_source": source, "n_images": n}
+        for kind, key, _, _ in METRICS:
+            row[key] = by.get(kind, {}).get(key)
+        rows.append(row)
+    for kind, key, _, higher in METRICS:
+        idx = [r for r in rows if r[key] is not None and r["n_images"] == 150]  # the same images only
+        pts = [(r["seconds_per_image"], r[key]) for r in idx]
+        for i in pareto(pts, higher):
+            idx[i].setdefault("front", []).append(kind)
+    lines = ["| method | images | s/image | loc. error | pointing | insertion AUC | on the front of |",
+             "|---|---|---|---|---|---|---|"]
+    for r in sorted(rows, key=lambda r: r["seconds_per_image"] or 0):
+        mark = "" if r["seconds_source"] == "timed" else "*"
+        fmt = lambda v, pct: "-" if v is None else (f"{100 * v:.1f}%" if pct else f"{v:.3f}")  # noqa: E731
+        lines.append(f"| {r['name']} | {r['n_images']} | {r['seconds_per_image']:.2f}{mark} | "
+                     f"{fmt(r['error'], True)} | {fmt(r['accuracy_per_image'], True)} | "
+                     f"{fmt(r['insertion_auc'], False)} | {', '.join(r.get('front', [])) or '-'} |")
+    return rows, "\n".join(lines)
+
+
+def figure(rows: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.6))
+    for ax, (kind, key, label, _higher) in zip(axes, METRICS, strict=True):
+        have = [r for r in rows if r[key] is not None]
+        xs, ys = [r["seconds_per_image"] for r in have], [r[key] for r in have]
+        full = [r["n_images"] == 150 for r in have]
+        ax.scatter([x for x, f in zip(xs, full, strict=True) if f], [y for y, f in zip(ys, full, strict=True) if f],
+                   s=18, color="tab:blue", label="150 reporting images")
+        ax.scatter([x for x, f in zip(xs, full, strict=True) if not f],
+                   [y for y, f in zip(ys, full, strict=True) if not f], s=18, facecolors="none",
+                   edgecolors="tab:gray", label="a few of them (n shown)")
+        for r, x, y in zip(have, xs, ys, strict=True):
+            text = r["name"] + ("" if r["seconds_source"] == "timed" else "*")
+            text += "" if r["n_images"] == 150 else f" (n={r['n_images']})"
+            ax.annotate(text, (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
+        front = sorted((r["seconds_per_image"], r[key]) for r in have if kind in r.get("front", []))
+        if front:
+            ax.step([f[0] for f in front], [f[1] for f in front], where="post", color="tab:red", lw=1,
+                    label="Pareto front")
+        ax.legend(fontsize=7, loc="best")
+        ax.set_xscale("log")
+        ax.set_xlabel("seconds per image (log; * = the run's own timing)")
+        ax.set_title(label, fontsize=9)
+    fig.suptitle("quality against cost, ImageNet dev reporting half (150 images), efficientnet_lite0, CPU",
+                 fontsize=10)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=90)
+
+
+def measure(names: list[str], n: int, data: Path, rounds: int) -> dict[str, float]:
+    """Seconds per image of each name on the first ``n`` reporting images, alternating, one process."""
+    from gfi.data.imagenet import ImageNetVal
+    from gfi.data.images import load_image
+    from gfi.methods.registry import get_method
+    from gfi.models.presets import load_model
+
+    clf, _ = load_model("efficientnet_lite0")
+    ds = ImageNetVal(data)
+    x = clf.prepare([load_image(ds.paths[i]) for i in range(150, 150 + n)])
+    targets = [[int(c)] for c in clf(x).argmax(-1)]
+    explainers = {}
+    for name in names:
+        method, settings = RECIPES[name]
+        explainers[name] = (get_method(method, clf, settings) if isinstance(settings, str)
+                            else get_method(method, clf, **settings))
+    times: dict[str, list[float]] = {name: [] for name in names}
+    for r in range(rounds):
+        for name in (names if r % 2 == 0 else names[::-1]):
+            for i in range(n):
+                t0 = time.perf_counter()
+                explainers[name].explain(x[i:i + 1], [targets[i]])
+                times[name].append(time.perf_counter() - t0)
+            print(f"round {r + 1}: {name}: {sum(times[name][-n:]) / n:.3f} s/image", flush=True)
+    return {name: round(sum(v) / len(v), 4) for name, v in times.items()}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("root", type=Path, nargs="?", default=Path("benchmarks/results/eval"))
+    p.add_argument("--timing", type=Path, help="a JSON file of --measure-timing")
+    p.add_argument("--figure", type=Path)
+    p.add_argument("--json", type=Path)
+    p.add_argument("--measure-timing", type=int, metavar="N", help="time N images per name, write --out")
+    p.add_argument("--names", default=",".join(RECIPES))
+    p.add_argument("--rounds", type=int, default=2)
+    p.add_argument("--data", type=Path, default=Path("../shared/data/imagenet-val-dev"))
+    p.add_argument("--out", type=Path)
+    a = p.parse_args()
+    if a.measure_timing:
+        result = measure([n.strip() for n in a.names.split(",") if n.strip()], a.measure_timing, a.data, a.rounds)
+        text = json.dumps({"images": a.measure_timing, "rounds": a.rounds, "seconds_per_image": result}, indent=1)
+        print(text)
+        if a.out:
+            a.out.write_text(text + "\n")
+        return
+    timing = json.loads(a.timing.read_text())["seconds_per_image"] if a.timing else {}
+    rows, md = table(summaries(a.root), timing)
+    print(md)
+    if a.figure:
+        figure(rows, a.figure)
+    if a.json:
+        a.json.write_text(json.dumps(rows, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -143,6 +143,21 @@ def phase2(args, clf, ds, rec: dict) -> None:
         print(f"[early] {i + 1}/{args.measure} {s.path.name} {dt:.1f}s stop {n}", file=sys.stderr, flush=True)
 
 
+def stop_by_peak(checkpoints: dict, every: int, iters2: int, need: int, px: float = 15.0) -> int:
+    """The stage-2 iteration count at which a row would stop under the decision rule "the map's
+    maximum moved at most ``px`` pixels over the last ``need`` windows of ``every`` iterations"
+    (a rule an explainer can apply per row without ground truth; checkpoints from phase 1)."""
+    def peak(n: int) -> list[int]:
+        return checkpoints[str(n)]["peak"]
+
+    for n in range(every * (need + 1), iters2, every):
+        ref = peak(n)
+        if all(((peak(n - j * every)[0] - ref[0]) ** 2 + (peak(n - j * every)[1] - ref[1]) ** 2) ** 0.5 <= px
+               for j in range(1, need + 1)):
+            return n
+    return iters2
+
+
 def summarize(rec: dict) -> dict:
     imgs = rec["images"]
     every = rec.get("options", rec["config"])["early_stop_every"]  # records before issue 13: in config
@@ -160,7 +175,21 @@ def summarize(rec: dict) -> dict:
         k = max(len(imgs), 1)
         rows.append({"tol": tol, "images": len(imgs), "peak_within_15px": near / k, "same_decision": same / k,
                      "mean_stage2_iters": iters2 - saved / k})
-    summary = {"per_tol": rows, "hit_rate_full": statistics.mean(
+    by_peak = []
+    for need in (1, 2, 3):
+        near = same = saved = 0
+        for r in imgs.values():
+            n = stop_by_peak(r["checkpoints"], every, iters2, need)
+            a, b = r["checkpoints"][str(n)], r["checkpoints"][str(iters2)]
+            d = ((a["peak"][0] - b["peak"][0]) ** 2 + (a["peak"][1] - b["peak"][1]) ** 2) ** 0.5
+            near += d <= 15
+            same += a["hit"] == b["hit"]
+            saved += iters2 - n
+        k = max(len(imgs), 1)
+        by_peak.append({"stable_windows": need, "images": len(imgs), "peak_within_15px": near / k,
+                        "same_decision": same / k, "mean_stage2_iters": iters2 - saved / k,
+                        "stage2_saved": saved / k / iters2})
+    summary = {"per_tol": rows, "per_peak_rule": by_peak, "hit_rate_full": statistics.mean(
         r["checkpoints"][str(iters2)]["hit"] for r in imgs.values()) if imgs else None}
     for key, out in rec.items():
         if key.startswith("measured_tol_") and out:

@@ -167,3 +167,43 @@ def test_performance_options_are_cli_flags_and_help_renders(capsys):
     for flag in ("--early-stop ", "--early-stop-every", "--early-stop-tol", "--autocast", "--channels-last",
                  "--chunk"):  # RunOptions.chunk, formerly GFIConfig.stage2_chunk
         assert flag in out
+
+
+def test_early_stop_drops_settled_images_from_the_batch(tiny, tiny_images, monkeypatch):
+    """Image 0 settles at the first check (after 5 iterations), image 1 never: image 0 leaves the
+    batch (later forwards hold only image 1's kept and removed images), its losses are NaN from
+    there, and each image's w is that of the schedule run on it alone (image 0 at 5 iterations,
+    image 1 at all 30): leaving the batch changes no other image's iterations."""
+    monkeypatch.setattr(GuidedFeatureInversion, "_settled", lambda self, losses, peaks, active: active == 0)
+    config = GFIConfig.paper(background="mean", iters1=1, iters2=30)
+    rows = []
+    handle = tiny.model.register_forward_pre_hook(lambda _m, a: rows.append(a[0].shape[0]))
+    try:
+        e = GuidedFeatureInversion(tiny, config, early_stop=True).explain(tiny_images[:2], [[1], [2]])
+    finally:
+        handle.remove()
+    hist = e.loss_history["stage2"]
+    assert hist.shape == (30, 2, 1)
+    assert torch.isfinite(hist[:5]).all() and torch.isnan(hist[5:, 0]).all() and torch.isfinite(hist[:, 1]).all()
+    assert rows.count(4) == 5 + 1 and rows.count(2) >= 25  # 5 iterations of 2 x 2, the final scoring; 25 of 2 x 1
+    monkeypatch.undo()
+    alone0 = GuidedFeatureInversion(tiny, config, iters2=5).explain(tiny_images[:1], [[1]])
+    alone1 = GuidedFeatureInversion(tiny, config).explain(tiny_images[1:2], [[2]])
+    torch.testing.assert_close(e.weights[0], alone0.weights[0], atol=1e-5, rtol=0)
+    torch.testing.assert_close(e.weights[1], alone1.weights[0], atol=1e-5, rtol=0)
+    assert not torch.allclose(alone0.weights[0], GuidedFeatureInversion(tiny, config).explain(
+        tiny_images[:1], [[1]]).weights[0])  # 5 iterations are not 30: the check above can fail
+
+
+def test_peak_rule_stops_once_the_maximum_stays_put(tiny, tiny_images):
+    """With early_stop_px huge every maximum 'stays put': each image stops after
+    early_stop_windows + 1 checks, i.e. (windows + 1) * every iterations, and its map is that of the
+    short schedule."""
+    base = GFIConfig.paper(background="mean", iters1=2, iters2=30)
+    e = GuidedFeatureInversion(tiny, base, early_stop=True, early_stop_rule="peak", early_stop_px=1e9,
+                               early_stop_windows=2, early_stop_every=4).explain(tiny_images, [[0, 2], [1, 3]])
+    short = GuidedFeatureInversion(tiny, base, iters2=12).explain(tiny_images, [[0, 2], [1, 3]])
+    assert e.loss_history["stage2"].shape[0] == 12
+    assert torch.equal(e.maps, short.maps)
+    with pytest.raises(ValueError, match="early_stop_rule"):
+        RunOptions(early_stop_rule="box")

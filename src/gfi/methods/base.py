@@ -48,12 +48,21 @@ class RunOptions(Settings):
         0, "images per forward of the sampling methods (smoothgrad, integrated-gradients, rise; 0: the "
            "method's own)", low=0, group="speed")
     early_stop: bool = setting(
-        False, "GFI: end stage 2 once its loss stops improving (beyond the paper)", group="speed")
+        False, "GFI: end stage 2 of an image once its map has settled (beyond the paper); finished images "
+               "leave the batch", group="speed")
+    early_stop_rule: Literal["loss", "peak"] = setting(
+        "loss", "GFI: settled = the window-mean loss improves by less than early_stop_tol (loss), or the map's "
+                "maximum moved at most early_stop_px over early_stop_windows windows (peak)", group="speed")
     early_stop_every: int = setting(
         5, "GFI: iterations per window of the early-stop check", low=1, group="speed")
     early_stop_tol: float = setting(
         0.005, "GFI: relative improvement of the window-mean loss below which stage 2 stops", low=0,
         group="speed")
+    early_stop_windows: int = setting(
+        3, "GFI, peak rule: windows over which the maximum must stay put", low=1, group="speed")
+    early_stop_px: float = setting(
+        15.0, "GFI, peak rule: how far (pixels of the model's input) the maximum may move and still count as "
+              "put", low=0, group="speed")
 
 
 @dataclass(frozen=True)

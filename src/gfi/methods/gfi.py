@@ -283,9 +283,19 @@ class GuidedFeatureInversion(Explainer):
                adam_state: dict | None = None) -> tuple[Tensor, Tensor]:
         """Alg. 2: minimise Eq. (9) from stage 1's w. Kept and removed images of all K targets go
         through the network in one batched forward of 2 * B * K images. Returns w (B, K, C) and
-        the losses (T, B, K)."""
+        the losses (T, B, K).
+
+        With ``early_stop``, every ``early_stop_every`` iterations each image still running is
+        checked (:meth:`_settled`); an image whose K maps have all settled keeps its w and leaves
+        the batch, so later iterations forward only the others (its losses are NaN from there). Adam
+        is element-wise and the learning-rate schedule is shared, so every other image's iterations
+        are exactly those of the full schedule."""
         cfg, clf = self.config, self.classifier
         up = Upsampler(f_channel.shape[-2:], x.shape[-2:], device=x.device, dtype=f_channel.dtype)
+        b = x.shape[0]
+        active = torch.arange(b, device=x.device)  # the images still optimised
+        done_idx = torch.zeros(b, dtype=torch.bool, device=x.device)  # those that left the batch
+        x_all, p_all, f_all, t_all = x, p, f_channel, targets
         kept_and_removed = KeptAndRemoved(x, p)
         w = w_init.detach().clone().requires_grad_(True)
         opt = torch.optim.Adam([w], lr=cfg.lr2)
@@ -294,37 +304,75 @@ class GuidedFeatureInversion(Explainer):
             opt.state[w] = {k: (v.expand_as(w).clone() if v.ndim else v.clone()) for k, v in adam_state.items()}
         sched = torch.optim.lr_scheduler.StepLR(opt, step_size=cfg.lr_decay_every, gamma=cfg.lr_decay)
         losses = []
+        peaks: list[Tensor] = []  # per check: (B, K, 2) position of each map's maximum (peak rule)
         opts = self.options
         every = opts.early_stop_every
         for it in range(cfg.iters2):
-            m, _ = channel_mask(w, f_channel, up, rectify=not cfg.nonnegative)
+            wa = w if len(active) == b else w[active]
+            m, _ = channel_mask(wa, f_channel, up, rectify=not cfg.nonnegative)
             both = kept_and_removed(m).flatten(0, 2)  # (2*B*K, 3, H, W)
             with self._autocast(x.device):
                 z = clf(self._layout(both)).to(x.dtype).view(2, *targets.shape, -1)
             gain, removed = target_terms(z, targets, clf.multilabel, cfg.score)
-            loss = -gain + cfg.lam * removed + cfg.delta * l1_penalty(w, cfg) + cfg.area2 * m.mean((-2, -1))
+            loss = -gain + cfg.lam * removed + cfg.delta * l1_penalty(wa, cfg) + cfg.area2 * m.mean((-2, -1))
             if cfg.tv2:
                 loss = loss + cfg.tv2 * total_variation(m, per_side=True)
             if cfg.contrast:
                 loss = loss + cfg.contrast * contrast_term(z[0], targets, clf.multilabel)
             opt.zero_grad(set_to_none=True)
             loss.sum().backward()
+            if len(active) < b:
+                held = w.detach()[done_idx].clone()  # Adam moves a zero-gradient row by its moments
             opt.step()
             sched.step()
-            if cfg.nonnegative:
-                with torch.no_grad():
+            with torch.no_grad():
+                if cfg.nonnegative:
                     w.clamp_(min=0)
-            losses.append(loss.detach())
+                if len(active) < b:
+                    w[done_idx] = held
+            row = loss.detach() if len(active) == b else loss.new_full(t_all.shape, float("nan")).index_copy(
+                0, active, loss.detach())
+            losses.append(row)
             self._step()
             # the loop's only synchronisation: once per window, and only with early_stop
-            if (opts.early_stop and (it + 1) % every == 0 and it + 1 < cfg.iters2
-                    and bool(plateaued(torch.stack(losses[-2 * every:]), every, opts.early_stop_tol))):
-                break
-        return w.detach(), _stack(losses, (0, *targets.shape), x.device)
+            if opts.early_stop and (it + 1) % every == 0 and it + 1 < cfg.iters2:
+                if opts.early_stop_rule == "peak":
+                    flat = m.detach().flatten(-2).argmax(-1)
+                    peak = torch.stack((flat // m.shape[-1], flat % m.shape[-1]), -1).to(x.dtype)
+                    peaks.append(peak.new_full((*t_all.shape, 2), float("nan")).index_copy(0, active, peak))
+                settled = self._settled(losses, peaks, active)
+                if bool(settled.all()):
+                    break
+                if bool(settled.any()):
+                    active = active[~settled]
+                    done_idx = torch.ones(b, dtype=torch.bool, device=x.device).index_fill(0, active, False)
+                    kept_and_removed = KeptAndRemoved(x_all[active], p_all[active])
+                    f_channel, targets = f_all[active], t_all[active]
+        return w.detach(), _stack(losses, (0, *t_all.shape), x.device)
+
+    def _settled(self, losses: list[Tensor], peaks: list[Tensor], active: Tensor) -> Tensor:
+        """(len(active),) bool: which running images have settled, all K of their maps. ``loss`` rule:
+        :func:`plateaued` per image on its own losses (the last two windows); ``peak`` rule: every
+        map's maximum moved at most ``early_stop_px`` over the last ``early_stop_windows`` checks."""
+        opts = self.options
+        every = opts.early_stop_every
+        if opts.early_stop_rule == "loss":
+            if len(losses) < 2 * every:
+                return torch.zeros(len(active), dtype=torch.bool, device=active.device)
+            recent = torch.stack(losses[-2 * every:])[:, active]  # (2 every, B_active, K)
+            cur, prev = recent[every:].mean(0), recent[:every].mean(0)
+            return ((prev - cur) <= opts.early_stop_tol * prev.abs()).all(-1)
+        n = opts.early_stop_windows
+        if len(peaks) < n + 1:
+            return torch.zeros(len(active), dtype=torch.bool, device=active.device)
+        recent = torch.stack(peaks[-(n + 1):])[:, active]  # (n + 1, B_active, K, 2)
+        moved = (recent[:-1] - recent[-1:]).norm(dim=-1)  # each earlier check against the latest
+        return (moved <= opts.early_stop_px).all(0).all(-1)
 
 
 def plateaued(losses: Tensor, every: int, tol: float) -> Tensor:
-    r"""The early-stop test of stage 2 on the losses (T, ...) of the iterations so far.
+    r"""The loss rule of stage 2's early stop for a whole batch, on the losses (T, ...) so far (the
+    explainer applies it per image, :meth:`GuidedFeatureInversion._settled`).
 
     With :math:`\bar L_{cur}` the mean of the last ``every`` losses and :math:`\bar L_{prev}` the
     mean of the ``every`` before, true (a 0-d bool tensor, left on the device) when

@@ -162,33 +162,22 @@ def summarize(rec: dict) -> dict:
     imgs = rec["images"]
     every = rec.get("options", rec["config"])["early_stop_every"]  # records before issue 13: in config
     iters2 = rec["config"]["iters2"]
-    rows = []
-    for tol in TOLS:
+    def kept(stop) -> dict:
+        """What stopping each image at ``stop(record)`` iterations keeps of the full schedule's result."""
         near = same = saved = 0
         for r in imgs.values():
-            n = stop_iteration(r["loss"], every, tol)
+            n = stop(r)
             a, b = r["checkpoints"][str(n)], r["checkpoints"][str(iters2)]
-            d = ((a["peak"][0] - b["peak"][0]) ** 2 + (a["peak"][1] - b["peak"][1]) ** 2) ** 0.5
-            near += d <= 15
+            near += ((a["peak"][0] - b["peak"][0]) ** 2 + (a["peak"][1] - b["peak"][1]) ** 2) ** 0.5 <= 15
             same += a["hit"] == b["hit"]
             saved += iters2 - n
         k = max(len(imgs), 1)
-        rows.append({"tol": tol, "images": len(imgs), "peak_within_15px": near / k, "same_decision": same / k,
-                     "mean_stage2_iters": iters2 - saved / k})
-    by_peak = []
-    for need in (1, 2, 3):
-        near = same = saved = 0
-        for r in imgs.values():
-            n = stop_by_peak(r["checkpoints"], every, iters2, need)
-            a, b = r["checkpoints"][str(n)], r["checkpoints"][str(iters2)]
-            d = ((a["peak"][0] - b["peak"][0]) ** 2 + (a["peak"][1] - b["peak"][1]) ** 2) ** 0.5
-            near += d <= 15
-            same += a["hit"] == b["hit"]
-            saved += iters2 - n
-        k = max(len(imgs), 1)
-        by_peak.append({"stable_windows": need, "images": len(imgs), "peak_within_15px": near / k,
-                        "same_decision": same / k, "mean_stage2_iters": iters2 - saved / k,
-                        "stage2_saved": saved / k / iters2})
+        return {"images": len(imgs), "peak_within_15px": near / k, "same_decision": same / k,
+                "mean_stage2_iters": iters2 - saved / k, "stage2_saved": saved / k / iters2}
+
+    rows = [{"tol": tol, **kept(lambda r, tol=tol: stop_iteration(r["loss"], every, tol))} for tol in TOLS]
+    by_peak = [{"stable_windows": need, **kept(lambda r, need=need: stop_by_peak(r["checkpoints"], every, iters2,
+                                                                                need))} for need in (1, 2, 3)]
     summary = {"per_tol": rows, "per_peak_rule": by_peak, "hit_rate_full": statistics.mean(
         r["checkpoints"][str(iters2)]["hit"] for r in imgs.values()) if imgs else None}
     for key, out in rec.items():

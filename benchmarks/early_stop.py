@@ -2,6 +2,7 @@
 
     OMP_NUM_THREADS=1 python benchmarks/early_stop.py [--limit 150] [--tol 0.05] [--measure 150]
     python benchmarks/early_stop.py --summarize
+    python benchmarks/early_stop.py --batch 8 --rule loss --tol 0.05 --threads 2   # phase 3
 
 Phase 1 runs the full schedule (default preset) once per image and records the weights after
 every ``early_stop_every`` stage-2 iterations (10, 15, ..., 30). Early stop never changes an
@@ -15,6 +16,9 @@ share with the same localization decision, and the stage-2 iterations saved.
 Phase 2 (``--measure N``) runs the explainer with ``early_stop=True`` at ``--tol`` on the first N
 images for real: it times it against the full schedule's time from phase 1 and checks that its
 map is the phase-1 checkpoint it should be (so phase 1's reading is the real early stop).
+
+Phase 3 (``--batch N``) times the first N images as one batch, full schedule against early stop,
+alternating in one process: since settled images leave stage 2's batch, what a batch saves.
 
 Records are written after every image to ``--out`` (default
 benchmarks/results/early_stop.json); a rerun resumes where it stopped.
@@ -198,6 +202,30 @@ def summarize(rec: dict) -> dict:
     return summary
 
 
+def batch_timing(args, clf, ds) -> dict:
+    """Phase 3 (``--batch N``): the first N tuning images as ONE batch, the full schedule against
+    early stop (``--rule``, ``--tol``), alternating over ``--rounds`` in one process: the time a
+    batch saves now that settled images leave it."""
+    cfg = GFIConfig.preset(args.preset)
+    x = clf.prepare([load_image(ds[i].path) for i in range(args.batch)])
+    targets = [[ds[i].label] for i in range(args.batch)]
+    runs = {"full": GuidedFeatureInversion(clf, cfg),
+            "early": GuidedFeatureInversion(clf, cfg, options=RunOptions(early_stop=True, early_stop_rule=args.rule,
+                                                                         early_stop_tol=args.tol))}
+    times: dict[str, list[float]] = {k: [] for k in runs}
+    iters = {}
+    for r in range(args.rounds):
+        for name in (("full", "early") if r % 2 == 0 else ("early", "full")):
+            t0 = time.perf_counter()
+            e = runs[name].explain(x, targets)
+            times[name].append(time.perf_counter() - t0)
+            iters[name] = torch.isfinite(e.loss_history["stage2"][:, :, 0]).sum(0).tolist()
+    full, early = statistics.mean(times["full"]), statistics.mean(times["early"])
+    return {"images": args.batch, "rule": args.rule, "tol": args.tol, "rounds": args.rounds,
+            "seconds_full": round(full, 2), "seconds_early": round(early, 2), "time_saved": round(1 - early / full, 3),
+            "stage2_iters_per_image_early": iters["early"]}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--preset", default="default")
@@ -206,6 +234,9 @@ def main() -> None:
     ap.add_argument("--measure", type=int, default=0, help="phase 2 on the first N images")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--summarize", action="store_true")
+    ap.add_argument("--batch", type=int, default=0, help="phase 3: time the first N images as one batch")
+    ap.add_argument("--rule", default="loss", choices=("loss", "peak"))
+    ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "early_stop.json")
     args = ap.parse_args()
     if not 0 < args.limit <= 150:
@@ -224,6 +255,11 @@ def main() -> None:
     rec.setdefault("images", {})
     GuidedFeatureInversion(clf, GFIConfig.preset(args.preset, iters1=1, iters2=1)).explain(
         clf.prepare([load_image(ds[0].path)]), 0)  # warm-up, untimed
+    if args.batch:
+        rec.setdefault("batch_timing", []).append(batch_timing(args, clf, ds))
+        save(args.out, rec)
+        print(json.dumps(rec["batch_timing"][-1], indent=1))
+        return
     phase1(args, clf, ds, rec)
     if args.measure:
         phase2(args, clf, ds, rec)

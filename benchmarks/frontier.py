@@ -33,6 +33,10 @@ RECIPES: dict[str, tuple[str, dict]] = {
     "mask": ("mask", {"iterations": 100}), "rise": ("rise", {"n_masks": 500}),
     "extremal": ("extremal", {"iterations": 300, "areas": (0.1,)}), "pixel-mask": ("pixel-mask", {}),
     "gfi-fast": ("gfi", "fast"),
+    # the two earlier defaults of docs/RESULTS.md (second round, first round) and stage 1 of the first
+    "gfi-default-r2": ("gfi", {"blur_kernel2": 11, "blur_sigma2": 5.0}),
+    "gfi-default-r1": ("gfi", {"area1": 0.0, "lr2": 0.01, "area2": 0.5, "blur_kernel2": 11, "blur_sigma2": 5.0}),
+    "gfi-stage1-r1": ("gfi-stage1", {"area1": 0.0}),
 }
 METRICS = [("loc", "error", "localization error (lower is better)", False),
            ("pt", "accuracy_per_image", "pointing (higher is better)", True),

@@ -12,6 +12,7 @@ from PIL import Image
 
 from gfi.cli import build_parser, main
 from tests import cli_tiny
+from tests.spies import reader_threads
 
 FAST = ["--method", "gradcam", "--quiet"]
 
@@ -421,14 +422,7 @@ def test_prefetch_reads_the_next_batch_in_a_thread_and_changes_no_output(tmp_pat
 
     folder = write_images(tmp_path / "in", 4)
     (folder / "bad.png").write_text("not an image")
-    readers: list[str] = []
-    real = images.load_image
-
-    def spy(path, *a, **k):
-        readers.append(threading.current_thread().name)
-        return real(path, *a, **k)
-
-    monkeypatch.setattr(images, "load_image", spy)
+    readers = reader_threads(monkeypatch, images)
     got = {}
     for flag in ([], ["--no-prefetch"]):
         readers.clear()

@@ -16,6 +16,7 @@ from gfi.evaluation.registry import EXPERIMENTS
 from gfi.methods.base import RunOptions
 from gfi.settings import Settings, setting
 from tests.evaluation.helpers import evaluate, lines
+from tests.spies import reader_threads
 
 
 @dataclass(frozen=True)
@@ -196,14 +197,7 @@ def test_prefetch_reads_the_next_batch_in_a_thread_and_changes_no_result(tmp_pat
     data = dataset_dir("imagenet")
     broken = sorted((data / "val").glob("*.JPEG"))[1]
     broken.write_text("not an image")
-    readers: list[str] = []
-    real = loop.load_image
-
-    def spy(path, *a, **k):
-        readers.append(threading.current_thread().name)
-        return real(path, *a, **k)
-
-    monkeypatch.setattr(loop, "load_image", spy)
+    readers = reader_threads(monkeypatch, loop)
     out = {}
     for prefetch in (True, False):
         readers.clear()

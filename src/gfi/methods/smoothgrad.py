@@ -59,7 +59,9 @@ class SmoothGrad(Explainer):
         x = images.repeat_interleave(targets.shape[1], 0)
         rows = targets.reshape(-1)
         n = x.shape[0]
-        forward_batch = self._batch_size(n * NOISE_GROUP)
+        # at most 2 groups of noisy copies per forward unless asked (memory bounded whatever the batch:
+        # 8 rows of 448 x 448 grids at once took 16 GB and were killed)
+        forward_batch = self._batch_size(min(n, 2) * NOISE_GROUP)
         total = torch.zeros_like(x)
         devices = [x.device] if x.device.type == "cuda" else []
         with frozen(clf.model), torch.random.fork_rng(devices=devices):

@@ -37,6 +37,8 @@ RECIPES: dict[str, tuple[str, dict]] = {
     "gfi-default-r2": ("gfi", {"blur_kernel2": 11, "blur_sigma2": 5.0}),
     "gfi-default-r1": ("gfi", {"area1": 0.0, "lr2": 0.01, "area2": 0.5, "blur_kernel2": 11, "blur_sigma2": 5.0}),
     "gfi-stage1-r1": ("gfi-stage1", {"area1": 0.0}),
+    # budgets beside the fast preset (4 + 8): iters1 + iters2
+    "gfi-b4x4": ("gfi", {"iters1": 4, "iters2": 4}), "gfi-b4x16": ("gfi", {"iters1": 4, "iters2": 16}),
 }
 METRICS = [("loc", "error", "localization error (lower is better)", False),
            ("pt", "accuracy_per_image", "pointing (higher is better)", True),

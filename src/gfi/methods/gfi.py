@@ -108,7 +108,7 @@ class GFIConfig(Settings):
     #: presets that change the default in a few fields. ``fast``: a third of the default's passes
     #: (4 + 8 iterations: 1 + 4 + 1 + 2 x 8 + 2 = 24 image passes for one target, against 74),
     #: chosen on the tuning half of the dev data (docs/PERFORMANCE.md, "A fast preset")
-    PRESET_CHANGES: ClassVar[dict[str, dict[str, Any]]] = {"fast": {"iters1": 4, "iters2": 8, "lr2": 3e-3}}
+    PRESET_CHANGES: ClassVar[dict[str, dict[str, Any]]] = {"fast": {"iters1": 4, "iters2": 8}}
 
     @classmethod
     def paper(cls, **overrides: Any) -> GFIConfig:
@@ -295,6 +295,7 @@ class GuidedFeatureInversion(Explainer):
         b = x.shape[0]
         active = torch.arange(b, device=x.device)  # the images still optimised
         done_idx = torch.zeros(b, dtype=torch.bool, device=x.device)  # those that left the batch
+        held = w_init  # their w, set when they leave (Adam moves a zero-gradient row by its moments)
         x_all, p_all, f_all, t_all = x, p, f_channel, targets
         kept_and_removed = KeptAndRemoved(x, p)
         w = w_init.detach().clone().requires_grad_(True)
@@ -321,15 +322,13 @@ class GuidedFeatureInversion(Explainer):
                 loss = loss + cfg.contrast * contrast_term(z[0], targets, clf.multilabel)
             opt.zero_grad(set_to_none=True)
             loss.sum().backward()
-            if len(active) < b:
-                held = w.detach()[done_idx].clone()  # Adam moves a zero-gradient row by its moments
             opt.step()
             sched.step()
             with torch.no_grad():
                 if cfg.nonnegative:
                     w.clamp_(min=0)
                 if len(active) < b:
-                    w[done_idx] = held
+                    w[done_idx] = held[done_idx]
             row = loss.detach() if len(active) == b else loss.new_full(t_all.shape, float("nan")).index_copy(
                 0, active, loss.detach())
             losses.append(row)
@@ -346,6 +345,7 @@ class GuidedFeatureInversion(Explainer):
                 if bool(settled.any()):
                     active = active[~settled]
                     done_idx = torch.ones(b, dtype=torch.bool, device=x.device).index_fill(0, active, False)
+                    held = w.detach().clone()
                     kept_and_removed = KeptAndRemoved(x_all[active], p_all[active])
                     f_channel, targets = f_all[active], t_all[active]
         return w.detach(), _stack(losses, (0, *t_all.shape), x.device)
@@ -360,8 +360,7 @@ class GuidedFeatureInversion(Explainer):
             if len(losses) < 2 * every:
                 return torch.zeros(len(active), dtype=torch.bool, device=active.device)
             recent = torch.stack(losses[-2 * every:])[:, active]  # (2 every, B_active, K)
-            cur, prev = recent[every:].mean(0), recent[:every].mean(0)
-            return ((prev - cur) <= opts.early_stop_tol * prev.abs()).all(-1)
+            return _improved_little(recent, every, opts.early_stop_tol).all(-1)
         n = opts.early_stop_windows
         if len(peaks) < n + 1:
             return torch.zeros(len(active), dtype=torch.bool, device=active.device)
@@ -381,9 +380,14 @@ def plateaued(losses: Tensor, every: int, tol: float) -> Tensor:
     """
     if losses.shape[0] < 2 * every:
         return torch.zeros((), dtype=torch.bool, device=losses.device)
-    cur = losses[-every:].mean(0)
-    prev = losses[-2 * every:-every].mean(0)
-    return ((prev - cur) <= tol * prev.abs()).all()
+    return _improved_little(losses[-2 * every:], every, tol).all()
+
+
+def _improved_little(recent: Tensor, every: int, tol: float) -> Tensor:
+    """Per element of the last two windows ``recent`` (2 every, ...): whether the mean loss of the
+    second window improved on the first by at most ``tol`` times the first's magnitude."""
+    cur, prev = recent[every:].mean(0), recent[:every].mean(0)
+    return (prev - cur) <= tol * prev.abs()
 
 
 def _cat_histories(hs: list[Tensor]) -> Tensor:

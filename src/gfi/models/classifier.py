@@ -181,8 +181,6 @@ class Classifier(nn.Module):
     def reshape_transform(self) -> Callable[[Tensor], Tensor] | None:
         """The transform :meth:`as_map` applies (for ``"auto"``: the token layout's, or None)."""
         if self._reshape == "auto":
-            if not self.channels_last_model and self.token_layout is None:
-                return None
             layout = self.token_layout
             return layout.reshape_transform if layout is not None else None
         return self._reshape

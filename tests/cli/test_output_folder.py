@@ -44,8 +44,16 @@ def wait_for(predicate, proc: subprocess.Popen, timeout: float = 120) -> None:
 
 
 def started_records(out) -> list[dict]:
+    """The ``started`` records in OUT/records, read while a run may be deleting old ones
+    (--overwrite) or writing new ones: a file that vanishes between the listing and the read is
+    skipped (records are written by atomic rename, so a file that is there is whole)."""
     folder = out / "records"
-    recs = [json.loads(p.read_text()) for p in folder.glob("[!.]*.json")] if folder.is_dir() else []
+    recs = []
+    for p in folder.glob("[!.]*.json") if folder.is_dir() else []:
+        try:
+            recs.append(json.loads(p.read_text()))
+        except FileNotFoundError:
+            continue
     return [r for r in recs if r.get("status") == "started"]
 
 

@@ -29,6 +29,12 @@ iteration, plus a few passes outside the loops (GFI: one forward of x, one of th
 ``--iter-scale s`` multiplies every iteration count (GFI's 10 + 70 and MP's 300) by s, which keeps
 their ratio; the ratios then shift only by those few fixed passes (their share grows as 1/s).
 
+``--run-options eager,compile,channels_last,compile+channels_last,bf16`` times GFI instead under
+each combination of run options (``+`` joins them; ``eager`` = none), per model and batch, in one
+process: a first call per combination (its time, which holds the compilation, is reported as
+``first_call_s``), then ``--repeats`` rounds in which the combinations take turns; the ratio of each
+to eager is the figure (``benchmarks/results/run_options_<device>.json``).
+
 Writes ``--json`` (default benchmarks/results/bench_<device>.json) and ``--md`` (the same
 name with .md): per model ``floor_ratio``, ``speedup_vs_mask`` and ``speedup_vs_naive`` at batch
 size 1, and a row per batch size.
@@ -149,6 +155,71 @@ def time_model(name: str, args) -> dict:
         print(f"  {name} B={batch}: " + ", ".join(f"{k} {v:.3f} s/img" for k, v in med.items())
               + f"; floor ratio {row['floor_ratio']:.3f}", flush=True)
     return rows
+
+
+def run_options(spec: str) -> dict:
+    """``"compile+channels_last"`` -> RunOptions fields; ``"eager"`` -> none."""
+    fields = {"compile": ("compile", True), "channels_last": ("channels_last", True), "bf16": ("autocast", "bf16")}
+    out = {}
+    for part in spec.split("+"):
+        if part == "eager":
+            continue
+        if part not in fields:
+            raise SystemExit(f"--run-options: unknown {part!r}; use eager, {', '.join(fields)} joined by +")
+        out.update([fields[part]])
+    return out
+
+
+def time_run_options(name: str, args) -> list[dict]:
+    """GFI under each combination of ``args.run_options``, alternating in one process (ratios to eager)."""
+    clf = load(name, args.device)
+    iters = iteration_counts(args)
+    cfg = GFIConfig.preset(args.preset, iters1=iters["iters1"], iters2=iters["iters2"])
+    rows = []
+    for batch in args.batches:
+        x = torch.rand(batch, 3, *clf.input_size, generator=torch.Generator().manual_seed(0)).to(args.device)
+        targets = list(range(batch))
+        run = {spec: GuidedFeatureInversion(clf, cfg, **run_options(spec)) for spec in args.run_options}
+        first, maps = {}, {}
+        for spec, e in run.items():
+            sync(args.device)
+            t0 = time.perf_counter()
+            maps[spec] = e.explain(x, targets).maps.float()
+            sync(args.device)
+            first[spec] = time.perf_counter() - t0
+        times: dict[str, list[float]] = {k: [] for k in run}
+        for _ in range(args.repeats):
+            for spec, e in run.items():
+                sync(args.device)
+                t0 = time.perf_counter()
+                e.explain(x, targets)
+                sync(args.device)
+                times[spec].append((time.perf_counter() - t0) / batch)
+        med = {k: statistics.median(v) for k, v in times.items()}
+        base = med.get("eager", next(iter(med.values())))
+        ref = maps.get("eager", next(iter(maps.values())))
+        row = {"batch": batch, "iterations": iters, "repeats": args.repeats, "seconds_per_image": med,
+               "ratio_to_eager": {k: base / v for k, v in med.items()}, "first_call_s": first,
+               "max_map_difference": {k: float((m - ref).abs().max()) for k, m in maps.items()},
+               "fastest": min(med, key=med.get), "all_seconds_per_image": times}
+        rows.append(row)
+        print(f"  {name} B={batch}: " + ", ".join(f"{k} {v:.3f} s/img ({base / v:.2f}x)" for k, v in med.items())
+              + "; first calls " + ", ".join(f"{k} {v:.0f} s" for k, v in first.items()), flush=True)
+    return rows
+
+
+def run_options_markdown(result: dict) -> str:
+    lines = [f"GFI ({result['preset']} preset, iterations x {result['iter_scale']}) under run options, "
+             f"{result['machine'].get('device', '')}; median of {result['repeats']} alternating rounds; "
+             "ratio = eager's time / the option's (above 1: faster)", "",
+             "| model | batch | " + " | ".join(result["run_options"]) + " | fastest |",
+             "| --- | --- | " + " | ".join("---" for _ in result["run_options"]) + " | --- |"]
+    for name, rows in result["models"].items():
+        for r in rows:
+            cells = [f"{r['seconds_per_image'][k]:.3f} s ({r['ratio_to_eager'][k]:.2f}x)"
+                     for k in result["run_options"]]
+            lines.append(f"| {name} | {r['batch']} | " + " | ".join(cells) + f" | {r['fastest']} |")
+    return "\n".join(lines) + "\n"
 
 
 def summary(rows: list[dict]) -> dict:
@@ -294,6 +365,8 @@ def main() -> None:
     ap.add_argument("--no-naive", action="store_true")
     ap.add_argument("--no-memory", action="store_true")
     ap.add_argument("--share", type=int, default=0, help="only measure K classes in one call vs K calls")
+    ap.add_argument("--run-options", default=None,
+                    help="only time GFI under these run-option combinations, e.g. eager,compile,channels_last")
     ap.add_argument("--update", action="store_true",
                     help="merge into an existing --json: replace only the rows (model, batch) measured now")
     ap.add_argument("--json", type=Path, default=None)
@@ -307,6 +380,21 @@ def main() -> None:
         child(args.child, args)
         return
     kind = "gpu" if args.device.startswith("cuda") else "cpu"
+    if args.run_options:
+        args.run_options = [o for o in args.run_options.split(",") if o]
+        args.json = args.json or HERE / "results" / f"run_options_{kind}.json"
+        result = {"preset": args.preset, "iter_scale": args.iter_scale, "repeats": args.repeats,
+                  "run_options": args.run_options, "command": " ".join(sys.argv), "machine": machine(args),
+                  "started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()), "models": {}}
+        for n in [n for n in args.models.split(",") if n]:
+            result["models"][n] = time_run_options(n, args)
+            args.json.parent.mkdir(parents=True, exist_ok=True)
+            args.json.write_text(json.dumps(result, indent=1))
+        result["machine"]["load_average_end"] = os.getloadavg()
+        args.json.write_text(json.dumps(result, indent=1))
+        (args.md or args.json.with_suffix(".md")).write_text(run_options_markdown(result))
+        print(run_options_markdown(result))
+        return
     stem = f"share_{kind}" if args.share else f"bench_{kind}"
     args.json = args.json or HERE / "results" / f"{stem}.json"
     args.md = args.md or args.json.with_suffix(".md")

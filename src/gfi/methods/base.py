@@ -47,6 +47,10 @@ class RunOptions(Settings):
     batch_size: int = setting(
         0, "images per forward of the sampling methods (smoothgrad, integrated-gradients, rise; 0: the "
            "method's own)", low=0, group="speed")
+    compile: bool = setting(
+        False, "torch.compile the network for its hook-free full forwards (GFI's stage 2, the perturbation "
+               "methods' batches), compiled once per network and reused; warns and runs eagerly where it cannot "
+               "compile", group="speed")
     early_stop: bool = setting(
         False, "GFI: end stage 2 of an image once its map has settled (beyond the paper); finished images "
                "leave the batch", group="speed")
@@ -337,7 +341,8 @@ class Explainer(ABC):
         its mode; :func:`gfi.models.layers.frozen`). A batch of 0 images gives an empty
         :class:`Explanation`."""
         images = check_images(images)
-        with torch.inference_mode(False), torch.enable_grad(), frozen(self.classifier.model):
+        with torch.inference_mode(False), torch.enable_grad(), frozen(self.classifier.model), \
+                self.classifier.compiling(self.options.compile):
             images = images.detach().to(self.classifier.device)
             if images.is_inference():
                 images = images.clone()  # an inference tensor cannot enter autograd

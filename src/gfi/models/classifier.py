@@ -7,7 +7,8 @@ inside :meth:`Classifier.forward`, so blending (Eq. 2, 4) never needs to know ab
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any, Literal
 
 import torch
@@ -16,6 +17,7 @@ from torch import Tensor, nn
 
 from gfi.constants import IMAGENET_MEAN, IMAGENET_STD
 from gfi.errors import NotApplicable, UsageError
+from gfi.models.compiled import run_compiled
 from gfi.models.layers import (
     LayerRef,
     capture,
@@ -88,6 +90,7 @@ class Classifier(nn.Module):
         self._reshape = reshape_transform
         self._token_layout: TokenLayout | Literal["unknown"] | None = "unknown"
         self._auto_layers: tuple[LayerRef, LayerRef] | None = None  # auto_layers' answer, found once
+        self._compile = False  # the compile run option, set for one explain call (:meth:`compiling`)
         for ref in (self._inversion_layer, self._channel_layer):
             if ref is not None:
                 resolve_module(model, ref)
@@ -206,6 +209,17 @@ class Classifier(nn.Module):
                 return p.dtype
         return torch.float32
 
+    @contextmanager
+    def compiling(self, enabled: bool = True) -> Iterator[Classifier]:
+        """Within the block, full forwards with no hook on the network run its ``torch.compile``d
+        form (:mod:`gfi.models.compiled`: compiled once per network, reused across calls; passes with
+        hooks stay eager; a network that cannot compile warns once and runs eagerly)."""
+        before, self._compile = self._compile, enabled
+        try:
+            yield self
+        finally:
+            self._compile = before
+
     def forward(self, x: Tensor) -> Tensor:
         """Logits for (B, 3, H, W) images in [0, 1]. The normalised images are cast to the model's
         dtype (a float16, bfloat16 or float64 model takes the methods' float32 images), and the
@@ -213,7 +227,8 @@ class Classifier(nn.Module):
         z = self.normalize(x)
         dtype = self.dtype
         try:
-            out = self.model(z.to(dtype) if z.dtype != dtype else z)
+            z = z.to(dtype) if z.dtype != dtype else z
+            out = run_compiled(self.model, z) if self._compile else self.model(z)
         except RuntimeError as exc:
             if dtype in (torch.float16, torch.bfloat16) and "not implemented for" in str(exc):
                 raise NotApplicable(f"the model is {str(dtype).removeprefix('torch.')}, and on {z.device.type} "

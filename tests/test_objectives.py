@@ -1,5 +1,7 @@
 """The objectives of gfi.objectives by hand: inversion error, L1, f_c, Eq. (9)'s terms, total variation."""
 
+import math
+
 import pytest
 import torch
 
@@ -8,6 +10,7 @@ from gfi.objectives import (
     contrast_term,
     inversion_error,
     l1_norm,
+    others_removed_term,
     target_scores,
     target_terms,
     total_variation,
@@ -108,3 +111,15 @@ def test_contrast_term_by_hand():
         torch.testing.assert_close(contrast_term(logits, targets, multilabel)[0], want)
     assert torch.equal(contrast_term(logits[:, :1], targets[:, :1], False), torch.zeros(1, 1))
 
+
+
+def test_others_removed_term_by_hand():
+    """Row k of image b: mean over the other targets j of -log f_j(removed image of k)."""
+    logits = torch.tensor([[[2.0, 0.0, -1.0], [0.0, 1.0, 0.0], [1.0, 1.0, 1.0]]])  # (B=1, K=3, n=3)
+    targets = torch.tensor([[0, 1, 2]])
+    for multilabel, f in ((False, logits.softmax(-1)[0]), (True, torch.sigmoid(logits)[0])):
+        want = torch.stack([-sum(torch.log(f[k, j]) for j in range(3) if j != k) / 2 for k in range(3)])
+        torch.testing.assert_close(others_removed_term(logits, targets, multilabel)[0], want)
+    # e.g. row 2 (uniform logits, softmax): -log(1/3) for both others
+    assert others_removed_term(logits, targets, False)[0, 2].item() == pytest.approx(math.log(3.0))
+    assert torch.equal(others_removed_term(logits[:, :1], targets[:, :1], False), torch.zeros(1, 1))

@@ -9,6 +9,8 @@ r"""The objectives the mask methods minimise, in one place (Du et al. KDD 2018; 
   is :func:`class_scores`.
 * :func:`target_terms`: Eq. (9)'s class terms of the kept and the removed image, in the probability
   or the log form.
+* :func:`contrast_term`, :func:`others_removed_term`: beyond the paper, the image's other targets'
+  scores on target c's kept and removed images (several targets explained together).
 * :func:`total_variation`: the anisotropic total variation of a mask: GFI's perimeter-scaled TV
   (``per_side=True``, beyond the paper) and Meaningful Perturbation's beta-TV (Fong & Vedaldi 2017,
   Eq. 4).
@@ -109,6 +111,28 @@ e c} -\log(1 - f_{c'}(\Phi(x, m_c)))`, over the other targets c'
         log_not = torch.log1p(-log_f.exp())
     others = 1.0 - torch.eye(k, device=targets.device, dtype=kept_logits.dtype)
     return -(log_not * others).sum(-1) / (k - 1)
+
+
+def others_removed_term(removed_logits: Tensor, targets: Tensor, multilabel: bool) -> Tensor:
+    r"""Beyond the paper: how much removing target c's region costs the image's *other* targets
+    (issue 18), to add to Eq. (9) with weight ``keep_others``:
+
+    :math:`\frac{1}{K-1} \sum_{c' \ne c} -\log f_{c'}(\Phi_{bg}(x, m_c))`, over the other targets c'
+    of the same image. Where m_c spills onto another target's object, removing it lowers that
+    target's score, so the term pushes m_c off the other objects (Eq. 9's own removed term pushes
+    m_c onto everything that looks like c, which in a picture of several dogs is the other dogs).
+
+    ``removed_logits`` is (B, K, n_classes) (row k: the removed image of target k), ``targets``
+    (B, K); returns (B, K), zeros when K = 1 (a single target is explained exactly as Eq. 9).
+    """
+    b, k = targets.shape
+    if k < 2:
+        return removed_logits.new_zeros(b, k)
+    idx = targets.unsqueeze(1).expand(b, k, k)  # [b, row, j] = target j of image b
+    log_f = F.logsigmoid(removed_logits.gather(-1, idx)) if multilabel else \
+        removed_logits.log_softmax(-1).gather(-1, idx)
+    others = 1.0 - torch.eye(k, device=targets.device, dtype=removed_logits.dtype)
+    return -(log_f * others).sum(-1) / (k - 1)
 
 
 def total_variation(m: Tensor, beta: float = 1.0, *, per_side: bool = False) -> Tensor:

@@ -82,7 +82,8 @@ def test_stage2_fields_come_from_the_field_metadata():
     """The set kept by hand before (GFIConfig.STAGE2_FIELDS) less the run options that left the config."""
     assert stage2_fields(GFIConfig) == {
         "delta", "lam", "lr2", "iters2", "lr_decay_every", "lr_decay", "score", "area2", "tv2",
-        "blur_kernel2", "blur_sigma2", "stage2_init", "nonnegative", "fresh_optimizer", "contrast"}
+        "blur_kernel2", "blur_sigma2", "stage2_init", "nonnegative", "fresh_optimizer", "contrast",
+        "keep_others", "stage2_step"}
 
 
 def test_canonical_is_what_the_method_runs():

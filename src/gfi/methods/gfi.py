@@ -36,7 +36,7 @@ from gfi.masks.backgrounds import make_background
 from gfi.masks.channel_mask import KeptAndRemoved, Upsampler, channel_mask
 from gfi.methods.base import Explainer, Explanation, RunOptions, TargetsLike, paper_values, preset_settings
 from gfi.models.layers import capture, channels_last, frozen, layer_gradients, run_until
-from gfi.objectives import contrast_term, inversion_error, l1_norm, target_terms, total_variation
+from gfi.objectives import contrast_term, inversion_error, l1_norm, others_removed_term, target_terms, total_variation
 from gfi.settings import Settings, setting
 
 __all__ = ["PAPER_SETTINGS", "GFIConfig", "GuidedFeatureInversion", "GuidedFeatureInversionStage1",
@@ -94,11 +94,20 @@ class GFIConfig(Settings):
     contrast: float = setting(0.0, "weight of the other targets' scores on target c's kept image, added to Eq. 9 "
                                    "(contrastive targets: those in the same stage-2 batch, all K unless --chunk)",
                               paper=0.0, low=0, stage=2)
+    keep_others: float = setting(0.0, "weight of the other targets' scores on target c's removed image, added to "
+                                      "Eq. 9 as -log f_c'(Phi_bg(x, m_c)) (removing c must not remove the others; "
+                                      "targets of the same stage-2 batch, all K unless --chunk)",
+                                 paper=0.0, low=0, stage=2)
     stage2_init: Literal["stage1", "gradient"] = setting(
         "gradient", "where stage 2 starts: stage 1's w, or Grad-CAM's channel weights at the channel layer",
         paper="stage1", stage=2)
     nonnegative: bool = setting(False, "clip stage 2's weights at 0 after every step (stage 1 always clips)",
                                 paper=True, stage=2)
+    stage2_step: Literal["absolute", "relative"] = setting(
+        "absolute", "stage 2's Adam steps: on w itself (absolute, as the paper), or on theta with "
+                    "w = w_start + |w_start| * theta (relative: each weight moves in units of its own start, so "
+                    "a channel the start weighs near 0 stays near 0; needs fresh_optimizer)",
+        paper="absolute", stage=2)
     fresh_optimizer: bool = setting(True, "stage 2 starts a new Adam rather than continuing stage 1's moments",
                                     paper=True, stage=2)
     stage2: bool = setting(True, "run stage 2; false gives the stage-1 inversion map")
@@ -298,7 +307,14 @@ class GuidedFeatureInversion(Explainer):
         held = w_init  # their w, set when they leave (Adam moves a zero-gradient row by its moments)
         x_all, p_all, f_all, t_all = x, p, f_channel, targets
         kept_and_removed = KeptAndRemoved(x, p)
-        w = w_init.detach().clone().requires_grad_(True)
+        relative = cfg.stage2_step == "relative"
+        if relative and adam_state:
+            raise SettingsError("stage2_step='relative' optimises theta, not w, so it cannot continue stage 1's "
+                                "Adam moments: use fresh_optimizer=True (the default) or stage2_step='absolute'")
+        w_start = w_init.detach()
+        scale = w_start.abs() if relative else None
+        # the optimised leaf: w itself, or theta with w = w_start + |w_start| * theta
+        w = (torch.zeros_like(w_start) if relative else w_start.clone()).requires_grad_(True)
         opt = torch.optim.Adam([w], lr=cfg.lr2)
         if adam_state:
             # continue stage 1's moments (each target row starts from its image's stage-1 state)
@@ -310,6 +326,8 @@ class GuidedFeatureInversion(Explainer):
         every = opts.early_stop_every
         for it in range(cfg.iters2):
             wa = w if len(active) == b else w[active]
+            if relative:
+                wa = (w_start + scale * w) if len(active) == b else (w_start[active] + scale[active] * wa)
             m, _ = channel_mask(wa, f_channel, up, rectify=not cfg.nonnegative)
             both = kept_and_removed(m).flatten(0, 2)  # (2*B*K, 3, H, W)
             with self._autocast(x.device):
@@ -320,12 +338,16 @@ class GuidedFeatureInversion(Explainer):
                 loss = loss + cfg.tv2 * total_variation(m, per_side=True)
             if cfg.contrast:
                 loss = loss + cfg.contrast * contrast_term(z[0], targets, clf.multilabel)
+            if cfg.keep_others:
+                loss = loss + cfg.keep_others * others_removed_term(z[1], targets, clf.multilabel)
             opt.zero_grad(set_to_none=True)
             loss.sum().backward()
             opt.step()
             sched.step()
             with torch.no_grad():
-                if cfg.nonnegative:
+                if cfg.nonnegative and relative:  # w_start + s theta >= 0  <=>  theta >= -w_start / s
+                    w.copy_(torch.maximum(w, torch.where(scale > 0, -w_start / scale.clamp_min(1e-30), w)))
+                elif cfg.nonnegative:
                     w.clamp_(min=0)
                 if len(active) < b:
                     w[done_idx] = held[done_idx]
@@ -348,6 +370,7 @@ class GuidedFeatureInversion(Explainer):
                     held = w.detach().clone()
                     kept_and_removed = KeptAndRemoved(x_all[active], p_all[active])
                     f_channel, targets = f_all[active], t_all[active]
+        w = (w_start + scale * w) if relative else w
         return w.detach(), _stack(losses, (0, *t_all.shape), x.device)
 
     def _settled(self, losses: list[Tensor], peaks: list[Tensor], active: Tensor) -> Tensor:

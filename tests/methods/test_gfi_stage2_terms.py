@@ -1,0 +1,64 @@
+"""Stage 2's options beyond the paper: the other targets' removed-image term, relative steps."""
+
+import pytest
+import torch
+
+from gfi.errors import SettingsError
+from gfi.masks import channel_mask
+from gfi.masks.channel_mask import KeptAndRemoved
+from gfi.methods.gfi import GuidedFeatureInversion
+from gfi.objectives import others_removed_term
+
+
+def test_keep_others_adds_the_other_targets_removed_scores_to_eq9(tiny, tiny_images):
+    """At the first stage-2 iteration (same w in both runs) the losses differ by exactly
+    keep_others * mean_{j != k} -log f_j(removed image of target k), computed here by hand."""
+    cfg = dict(iters1=2, iters2=1, stage2_init="stage1")
+    targets = [[0, 3], [1, 2]]
+    plain = GuidedFeatureInversion(tiny, **cfg).explain(tiny_images, targets)
+    e = GuidedFeatureInversion(tiny, **cfg, keep_others=2.5)
+    other = e.explain(tiny_images, targets)
+    assert torch.equal(plain.stage1_weights, other.stage1_weights)
+    with torch.no_grad():
+        feats, _ = tiny.activations(tiny_images, [tiny.channel_layer])
+        w = plain.stage1_weights[:, None].expand(-1, 2, -1)
+        m, _ = channel_mask(w, feats[tiny.channel_layer], (4, 4), rectify=True)
+        removed = KeptAndRemoved(tiny_images, e.backgrounds(tiny_images)[1])(m)[1]  # (B, K, 3, H, W)
+        z = tiny(removed.flatten(0, 1)).view(2, 2, -1)
+        f = z.softmax(-1)
+        t = torch.tensor(targets)
+        by_hand = torch.stack([torch.stack([-torch.log(f[b, k, t[b, 1 - k]]) for k in range(2)]) for b in range(2)])
+    torch.testing.assert_close(others_removed_term(z, t, False), by_hand)
+    torch.testing.assert_close(other.loss_history["stage2"][0] - plain.loss_history["stage2"][0], 2.5 * by_hand,
+                               rtol=1e-4, atol=1e-5)
+
+
+def test_keep_others_leaves_a_single_target_exactly_as_eq9(tiny, tiny_images):
+    plain = GuidedFeatureInversion(tiny, iters1=2, iters2=3).explain(tiny_images, 1)
+    other = GuidedFeatureInversion(tiny, iters1=2, iters2=3, keep_others=5.0).explain(tiny_images, 1)
+    assert torch.equal(plain.maps, other.maps)
+    two = GuidedFeatureInversion(tiny, iters1=2, iters2=3, keep_others=5.0).explain(tiny_images, [[1, 2], [1, 2]])
+    plain_two = GuidedFeatureInversion(tiny, iters1=2, iters2=3).explain(tiny_images, [[1, 2], [1, 2]])
+    assert not torch.equal(two.weights, plain_two.weights)
+
+
+@pytest.mark.parametrize("step", ["absolute", "relative"])
+def test_first_stage2_step_moves_each_weight_by_lr_or_by_lr_times_its_start(tiny, tiny_images, step):
+    """Adam's first step is lr * sign(gradient) (up to its epsilon): on w itself (absolute), or on
+    theta with w = w_start + |w_start| theta (relative), which moves w_i by lr * |w_start_i|."""
+    lr = 0.05
+    e = GuidedFeatureInversion(tiny, iters1=1, iters2=1, lr2=lr, stage2_step=step)
+    out = e.explain(tiny_images, [[0], [4]])
+    w_start = e.gradient_weights(tiny_images, out.targets)
+    moved = (out.weights - w_start).abs()
+    want = torch.full_like(w_start, lr) if step == "absolute" else lr * w_start.abs()
+    torch.testing.assert_close(moved, want, rtol=1e-4, atol=1e-6)
+
+
+def test_relative_steps_keep_the_sign_of_a_nonnegative_start_and_refuse_continued_moments(tiny, tiny_images):
+    e = GuidedFeatureInversion(tiny, iters1=2, iters2=20, lr2=0.5, stage2_step="relative", nonnegative=True)
+    out = e.explain(tiny_images, [[0, 2], [4, 1]])
+    assert (out.weights >= 0).all()
+    with pytest.raises(SettingsError, match="fresh_optimizer=True"):
+        GuidedFeatureInversion(tiny, iters1=1, iters2=1, stage2_step="relative",
+                               fresh_optimizer=False).explain(tiny_images, 0)

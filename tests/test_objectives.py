@@ -10,6 +10,8 @@ from gfi.objectives import (
     contrast_term,
     inversion_error,
     l1_norm,
+    mask_overlap,
+    other_targets,
     others_removed_term,
     target_scores,
     target_terms,
@@ -108,8 +110,8 @@ def test_contrast_term_by_hand():
     targets = torch.tensor([[0, 1, 2]])
     for multilabel, f in ((False, logits.softmax(-1)[0]), (True, torch.sigmoid(logits)[0])):
         want = torch.stack([-sum(torch.log(1 - f[k, j]) for j in range(3) if j != k) / 2 for k in range(3)])
-        torch.testing.assert_close(contrast_term(logits, targets, multilabel)[0], want)
-    assert torch.equal(contrast_term(logits[:, :1], targets[:, :1], False), torch.zeros(1, 1))
+        torch.testing.assert_close(contrast_term(logits, other_targets(targets), multilabel)[0], want)
+    assert torch.equal(contrast_term(logits[:, :1], other_targets(targets[:, :1]), False), torch.zeros(1, 1))
 
 
 
@@ -119,7 +121,22 @@ def test_others_removed_term_by_hand():
     targets = torch.tensor([[0, 1, 2]])
     for multilabel, f in ((False, logits.softmax(-1)[0]), (True, torch.sigmoid(logits)[0])):
         want = torch.stack([-sum(torch.log(f[k, j]) for j in range(3) if j != k) / 2 for k in range(3)])
-        torch.testing.assert_close(others_removed_term(logits, targets, multilabel)[0], want)
+        torch.testing.assert_close(others_removed_term(logits, other_targets(targets), multilabel)[0], want)
     # e.g. row 2 (uniform logits, softmax): -log(1/3) for both others
-    assert others_removed_term(logits, targets, False)[0, 2].item() == pytest.approx(math.log(3.0))
-    assert torch.equal(others_removed_term(logits[:, :1], targets[:, :1], False), torch.zeros(1, 1))
+    assert others_removed_term(logits, other_targets(targets), False)[0, 2].item() == pytest.approx(math.log(3.0))
+    assert torch.equal(others_removed_term(logits[:, :1], other_targets(targets[:, :1]), False), torch.zeros(1, 1))
+
+
+def test_other_targets_lists_each_rows_others_in_order():
+    t = torch.tensor([[4, 7, 9], [1, 2, 3]])
+    assert other_targets(t).tolist() == [[[7, 9], [4, 9], [4, 7]], [[2, 3], [1, 3], [1, 2]]]
+    assert other_targets(t[:, :1]).shape == (2, 1, 0)
+
+
+def test_mask_overlap_by_hand():
+    """Row k: mean over the other masks j of mean(m_k * m_j)."""
+    m = torch.tensor([[[[1.0, 0.0], [0.0, 0.0]], [[1.0, 1.0], [0.0, 0.0]], [[0.0, 0.0], [0.0, 1.0]]]])  # (1, 3, 2, 2)
+    # k=0 shares pixel (0,0) with mask 1 (1/4), nothing with mask 2 -> (1/4 + 0) / 2
+    # k=1: with 0 -> 1/4, with 2 -> 0; k=2: nothing
+    torch.testing.assert_close(mask_overlap(m), torch.tensor([[0.125, 0.125, 0.0]]))
+    assert torch.equal(mask_overlap(m[:, :1]), torch.zeros(1, 1))

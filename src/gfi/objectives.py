@@ -88,32 +88,38 @@ def target_terms(logits: Tensor, targets: Tensor, multilabel: bool,
     return z[0] - lse[0], -(others - lse[1])
 
 
-def contrast_term(kept_logits: Tensor, targets: Tensor, multilabel: bool) -> Tensor:
+def other_targets(targets: Tensor) -> Tensor:
+    """(B, K, K - 1): for each row k of ``targets`` (B, K), the image's other K - 1 targets, in order."""
+    b, k = targets.shape
+    if k < 2:
+        return targets.new_zeros(b, k, 0)
+    idx = torch.tensor([[j for j in range(k) if j != i] for i in range(k)], device=targets.device)
+    return targets[:, idx]
+
+
+def contrast_term(kept_logits: Tensor, others: Tensor, multilabel: bool) -> Tensor:
     r"""Beyond the paper: how much the kept image of target c still shows the image's *other*
     targets (contrastive targets, issue 18), to add to Eq. (9) with weight ``contrast``:
 
-    :math:`rac{1}{K-1} \sum_{c'
-e c} -\log(1 - f_{c'}(\Phi(x, m_c)))`, over the other targets c'
+    :math:`\frac{1}{K-1} \sum_{c' \ne c} -\log(1 - f_{c'}(\Phi(x, m_c)))`, over the other targets c'
     of the same image, so that the kept region of c is pushed to hold none of their evidence.
 
-    ``kept_logits`` is (B, K, n_classes) (row k: the kept image of target k), ``targets`` (B, K);
-    returns (B, K), zeros when K = 1. Computed from the logits (``log1p(-exp(log f))``, clamped
+    ``kept_logits`` is (B, k, n_classes) (row k: the kept image of one target), ``others`` (B, k, K - 1)
+    the image's other targets for each row (:func:`other_targets`; a chunk of rows sees all K);
+    returns (B, k), zeros when K = 1. Computed from the logits (``log1p(-exp(log f))``, clamped
     below 0) so that it keeps a gradient where f_{c'} is near 0.
     """
-    b, k = targets.shape
-    if k < 2:
-        return kept_logits.new_zeros(b, k)
-    idx = targets.unsqueeze(1).expand(b, k, k)  # [b, row, j] = target j of image b
+    if others.shape[-1] == 0:
+        return kept_logits.new_zeros(kept_logits.shape[:-1])
     if multilabel:
-        log_not = F.logsigmoid(-kept_logits.gather(-1, idx))  # log(1 - sigmoid)
+        log_not = F.logsigmoid(-kept_logits.gather(-1, others))  # log(1 - sigmoid)
     else:
-        log_f = kept_logits.log_softmax(-1).gather(-1, idx).clamp(max=-1e-7)
+        log_f = kept_logits.log_softmax(-1).gather(-1, others).clamp(max=-1e-7)
         log_not = torch.log1p(-log_f.exp())
-    others = 1.0 - torch.eye(k, device=targets.device, dtype=kept_logits.dtype)
-    return -(log_not * others).sum(-1) / (k - 1)
+    return -log_not.mean(-1)
 
 
-def others_removed_term(removed_logits: Tensor, targets: Tensor, multilabel: bool) -> Tensor:
+def others_removed_term(removed_logits: Tensor, others: Tensor, multilabel: bool) -> Tensor:
     r"""Beyond the paper: how much removing target c's region costs the image's *other* targets
     (issue 18), to add to Eq. (9) with weight ``keep_others``:
 
@@ -122,17 +128,25 @@ def others_removed_term(removed_logits: Tensor, targets: Tensor, multilabel: boo
     target's score, so the term pushes m_c off the other objects (Eq. 9's own removed term pushes
     m_c onto everything that looks like c, which in a picture of several dogs is the other dogs).
 
-    ``removed_logits`` is (B, K, n_classes) (row k: the removed image of target k), ``targets``
-    (B, K); returns (B, K), zeros when K = 1 (a single target is explained exactly as Eq. 9).
+    ``removed_logits`` is (B, k, n_classes) (row k: the removed image of one target), ``others``
+    (B, k, K - 1) as for :func:`contrast_term`; returns (B, k), zeros when K = 1 (a single target is
+    explained exactly as Eq. 9).
     """
-    b, k = targets.shape
+    if others.shape[-1] == 0:
+        return removed_logits.new_zeros(removed_logits.shape[:-1])
+    log_f = F.logsigmoid(removed_logits.gather(-1, others)) if multilabel else \
+        removed_logits.log_softmax(-1).gather(-1, others)
+    return -log_f.mean(-1)
+
+
+def mask_overlap(m: Tensor) -> Tensor:
+    r"""Beyond the paper (issue 18): for the K masks of one image, (B, K, H, W), how much mask k shares
+    its pixels with the other targets' masks, :math:`\frac{1}{K-1} \sum_{j \ne k} \mathrm{mean}(m_k \odot m_j)`;
+    (B, K), zeros when K = 1. One pass: :math:`m_k \odot (\sum_j m_j - m_k)`."""
+    b, k = m.shape[:2]
     if k < 2:
-        return removed_logits.new_zeros(b, k)
-    idx = targets.unsqueeze(1).expand(b, k, k)  # [b, row, j] = target j of image b
-    log_f = F.logsigmoid(removed_logits.gather(-1, idx)) if multilabel else \
-        removed_logits.log_softmax(-1).gather(-1, idx)
-    others = 1.0 - torch.eye(k, device=targets.device, dtype=removed_logits.dtype)
-    return -(log_f * others).sum(-1) / (k - 1)
+        return m.new_zeros(b, k)
+    return (m * (m.sum(1, keepdim=True) - m)).mean((-2, -1)) / (k - 1)
 
 
 def total_variation(m: Tensor, beta: float = 1.0, *, per_side: bool = False) -> Tensor:

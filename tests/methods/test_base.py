@@ -57,7 +57,7 @@ def test_provenance_is_the_name_and_the_settings(tiny):
 
 def test_run_options_are_speed_settings_with_help():
     infos = describe(RunOptions)
-    assert [i.name for i in infos] == ["autocast", "channels_last", "chunk", "batch_size", "early_stop",
+    assert [i.name for i in infos] == ["autocast", "channels_last", "chunk", "batch_size", "compile", "early_stop",
                                        "early_stop_rule", "early_stop_every", "early_stop_tol", "early_stop_windows",
                                        "early_stop_px"]
     assert all(i.group == "speed" and i.help and "\n" not in i.help for i in infos)

@@ -7,16 +7,16 @@ from gfi.errors import SettingsError
 from gfi.masks import channel_mask
 from gfi.masks.channel_mask import KeptAndRemoved
 from gfi.methods.gfi import GuidedFeatureInversion
-from gfi.objectives import others_removed_term
+from gfi.objectives import other_targets, others_removed_term
 
 
 def test_keep_others_adds_the_other_targets_removed_scores_to_eq9(tiny, tiny_images):
     """At the first stage-2 iteration (same w in both runs) the losses differ by exactly
     keep_others * mean_{j != k} -log f_j(removed image of target k), computed here by hand."""
-    cfg = dict(iters1=2, iters2=1, stage2_init="stage1")
+    cfg = dict(iters1=2, iters2=1, stage2_init="stage1", keep_others=0.0)
     targets = [[0, 3], [1, 2]]
     plain = GuidedFeatureInversion(tiny, **cfg).explain(tiny_images, targets)
-    e = GuidedFeatureInversion(tiny, **cfg, keep_others=2.5)
+    e = GuidedFeatureInversion(tiny, **{**cfg, "keep_others": 2.5})
     other = e.explain(tiny_images, targets)
     assert torch.equal(plain.stage1_weights, other.stage1_weights)
     with torch.no_grad():
@@ -28,17 +28,18 @@ def test_keep_others_adds_the_other_targets_removed_scores_to_eq9(tiny, tiny_ima
         f = z.softmax(-1)
         t = torch.tensor(targets)
         by_hand = torch.stack([torch.stack([-torch.log(f[b, k, t[b, 1 - k]]) for k in range(2)]) for b in range(2)])
-    torch.testing.assert_close(others_removed_term(z, t, False), by_hand)
+    torch.testing.assert_close(others_removed_term(z, other_targets(t), False), by_hand)
     torch.testing.assert_close(other.loss_history["stage2"][0] - plain.loss_history["stage2"][0], 2.5 * by_hand,
                                rtol=1e-4, atol=1e-5)
 
 
 def test_keep_others_leaves_a_single_target_exactly_as_eq9(tiny, tiny_images):
-    plain = GuidedFeatureInversion(tiny, iters1=2, iters2=3).explain(tiny_images, 1)
+    plain = GuidedFeatureInversion(tiny, iters1=2, iters2=3, keep_others=0.0).explain(tiny_images, 1)
     other = GuidedFeatureInversion(tiny, iters1=2, iters2=3, keep_others=5.0).explain(tiny_images, 1)
     assert torch.equal(plain.maps, other.maps)
     two = GuidedFeatureInversion(tiny, iters1=2, iters2=3, keep_others=5.0).explain(tiny_images, [[1, 2], [1, 2]])
-    plain_two = GuidedFeatureInversion(tiny, iters1=2, iters2=3).explain(tiny_images, [[1, 2], [1, 2]])
+    plain_two = GuidedFeatureInversion(tiny, iters1=2, iters2=3, keep_others=0.0).explain(tiny_images,
+                                                                                        [[1, 2], [1, 2]])
     assert not torch.equal(two.weights, plain_two.weights)
 
 
@@ -62,3 +63,28 @@ def test_relative_steps_keep_the_sign_of_a_nonnegative_start_and_refuse_continue
     with pytest.raises(SettingsError, match="fresh_optimizer=True"):
         GuidedFeatureInversion(tiny, iters1=1, iters2=1, stage2_step="relative",
                                fresh_optimizer=False).explain(tiny_images, 0)
+
+
+def test_exclusion_adds_the_masks_overlap_to_eq9_and_refuses_chunks(tiny, tiny_images):
+    """At the first stage-2 iteration the losses differ by exclusion * mask_overlap(m) of the
+    starting masks, computed here by hand; one target is explained exactly as without it."""
+    from gfi.objectives import mask_overlap
+
+    cfg = dict(iters1=2, iters2=1, stage2_init="stage1", keep_others=0.0, exclusion=0.0)
+    targets = [[0, 3, 1], [1, 2, 4]]
+    plain = GuidedFeatureInversion(tiny, **cfg).explain(tiny_images, targets)
+    other = GuidedFeatureInversion(tiny, **{**cfg, "exclusion": 3.0}).explain(tiny_images, targets)
+    with torch.no_grad():
+        feats, _ = tiny.activations(tiny_images, [tiny.channel_layer])
+        m, _ = channel_mask(plain.stage1_weights[:, None].expand(-1, 3, -1), feats[tiny.channel_layer], (4, 4),
+                            rectify=True)
+        by_hand = torch.stack([torch.stack([sum((m[b, k] * m[b, j]).mean() for j in range(3) if j != k) / 2
+                                            for k in range(3)]) for b in range(2)])
+    torch.testing.assert_close(other.loss_history["stage2"][0] - plain.loss_history["stage2"][0], 3.0 * by_hand,
+                               rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(mask_overlap(m), by_hand)
+    one = GuidedFeatureInversion(tiny, iters1=2, iters2=3, exclusion=50.0).explain(tiny_images, 1)
+    none = GuidedFeatureInversion(tiny, iters1=2, iters2=3, exclusion=0.0).explain(tiny_images, 1)
+    assert torch.equal(one.maps, none.maps)
+    with pytest.raises(SettingsError, match="drop chunk"):
+        GuidedFeatureInversion(tiny, iters1=1, iters2=1, exclusion=1.0, chunk=2).explain(tiny_images, targets)

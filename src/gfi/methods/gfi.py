@@ -36,7 +36,16 @@ from gfi.masks.backgrounds import make_background
 from gfi.masks.channel_mask import KeptAndRemoved, Upsampler, channel_mask
 from gfi.methods.base import Explainer, Explanation, RunOptions, TargetsLike, paper_values, preset_settings
 from gfi.models.layers import capture, channels_last, frozen, layer_gradients, run_until
-from gfi.objectives import contrast_term, inversion_error, l1_norm, others_removed_term, target_terms, total_variation
+from gfi.objectives import (
+    contrast_term,
+    inversion_error,
+    l1_norm,
+    mask_overlap,
+    other_targets,
+    others_removed_term,
+    target_terms,
+    total_variation,
+)
 from gfi.settings import Settings, setting
 
 __all__ = ["PAPER_SETTINGS", "GFIConfig", "GuidedFeatureInversion", "GuidedFeatureInversionStage1",
@@ -92,12 +101,16 @@ class GFIConfig(Settings):
     tv1: float = setting(0.0, "weight of the mask's total variation added to Eq. 8", paper=0.0, low=0)
     tv2: float = setting(0.0, "weight of the mask's total variation added to Eq. 9", paper=0.0, low=0, stage=2)
     contrast: float = setting(0.0, "weight of the other targets' scores on target c's kept image, added to Eq. 9 "
-                                   "(contrastive targets: those in the same stage-2 batch, all K unless --chunk)",
+                                   "(contrastive targets: all K of the image, whatever the chunk)",
                               paper=0.0, low=0, stage=2)
     keep_others: float = setting(0.0, "weight of the other targets' scores on target c's removed image, added to "
                                       "Eq. 9 as -log f_c'(Phi_bg(x, m_c)) (removing c must not remove the others; "
-                                      "targets of the same stage-2 batch, all K unless --chunk)",
+                                      "all K targets of the image; none for one target)",
                                  paper=0.0, low=0, stage=2)
+    exclusion: float = setting(100.0, "weight of the overlap of target c's mask with the image's other targets' masks, "
+                                    "added to Eq. 9 as mean(m_c * m_c') over the others (several objects do not share "
+                                    "pixels; none for one target; needs all K targets in one batch, no --chunk)",
+                               paper=0.0, low=0, stage=2)
     stage2_init: Literal["stage1", "gradient"] = setting(
         "gradient", "where stage 2 starts: stage 1's w, or Grad-CAM's channel weights at the channel layer",
         paper="stage1", stage=2)
@@ -197,11 +210,17 @@ class GuidedFeatureInversion(Explainer):
             with torch.no_grad():
                 m1, col1 = channel_mask(w1, f_channel, up)
             if cfg.stage2:
+                if cfg.exclusion and opts.chunk and opts.chunk < t.shape[1]:
+                    raise SettingsError(f"exclusion={cfg.exclusion} compares each target's mask with all {t.shape[1]} "
+                                        f"targets' masks, which chunk={opts.chunk} splits into separate batches; drop "
+                                        "chunk (fewer images per batch saves memory too) or set exclusion=0")
                 w_start = self.gradient_weights(images, t) if cfg.stage2_init == "gradient" else w1
                 w_start = w_start.expand(-1, t.shape[1], -1)
                 step = opts.chunk or t.shape[1]
+                others = other_targets(t)  # each row's other targets: all K, whatever the chunk
                 parts = [self.stage2(images, p2, f_channel, w_start[:, k:k + step], t[:, k:k + step],
-                                     adam_state=None if cfg.fresh_optimizer else adam1)
+                                     adam_state=None if cfg.fresh_optimizer else adam1,
+                                     others=others[:, k:k + step])
                          for k in range(0, t.shape[1], step)]
                 w2, hist2 = torch.cat([w for w, _ in parts], 1), _cat_histories([h for _, h in parts])
             else:
@@ -289,7 +308,7 @@ class GuidedFeatureInversion(Explainer):
                            torch.full_like(w, self.config.w_init))
 
     def stage2(self, x: Tensor, p: Tensor, f_channel: Tensor, w_init: Tensor, targets: Tensor,
-               adam_state: dict | None = None) -> tuple[Tensor, Tensor]:
+               adam_state: dict | None = None, others: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """Alg. 2: minimise Eq. (9) from stage 1's w. Kept and removed images of all K targets go
         through the network in one batched forward of 2 * B * K images. Returns w (B, K, C) and
         the losses (T, B, K).
@@ -298,14 +317,18 @@ class GuidedFeatureInversion(Explainer):
         checked (:meth:`_settled`); an image whose K maps have all settled keeps its w and leaves
         the batch, so later iterations forward only the others (its losses are NaN from there). Adam
         is element-wise and the learning-rate schedule is shared, so every other image's iterations
-        are exactly those of the full schedule."""
+        are exactly those of the full schedule.
+
+        ``others`` (B, K, K') are each row's other targets for the ``contrast`` and ``keep_others``
+        terms (default: the other rows of ``targets``; a chunk is given all of the image's)."""
         cfg, clf = self.config, self.classifier
         up = Upsampler(f_channel.shape[-2:], x.shape[-2:], device=x.device, dtype=f_channel.dtype)
         b = x.shape[0]
         active = torch.arange(b, device=x.device)  # the images still optimised
         done_idx = torch.zeros(b, dtype=torch.bool, device=x.device)  # those that left the batch
         held = w_init  # their w, set when they leave (Adam moves a zero-gradient row by its moments)
-        x_all, p_all, f_all, t_all = x, p, f_channel, targets
+        others = other_targets(targets) if others is None else others
+        x_all, p_all, f_all, t_all, o_all = x, p, f_channel, targets, others
         kept_and_removed = KeptAndRemoved(x, p)
         relative = cfg.stage2_step == "relative"
         if relative and adam_state:
@@ -337,9 +360,11 @@ class GuidedFeatureInversion(Explainer):
             if cfg.tv2:
                 loss = loss + cfg.tv2 * total_variation(m, per_side=True)
             if cfg.contrast:
-                loss = loss + cfg.contrast * contrast_term(z[0], targets, clf.multilabel)
+                loss = loss + cfg.contrast * contrast_term(z[0], others, clf.multilabel)
             if cfg.keep_others:
-                loss = loss + cfg.keep_others * others_removed_term(z[1], targets, clf.multilabel)
+                loss = loss + cfg.keep_others * others_removed_term(z[1], others, clf.multilabel)
+            if cfg.exclusion:
+                loss = loss + cfg.exclusion * mask_overlap(m)
             opt.zero_grad(set_to_none=True)
             loss.sum().backward()
             opt.step()
@@ -369,7 +394,7 @@ class GuidedFeatureInversion(Explainer):
                     done_idx = torch.ones(b, dtype=torch.bool, device=x.device).index_fill(0, active, False)
                     held = w.detach().clone()
                     kept_and_removed = KeptAndRemoved(x_all[active], p_all[active])
-                    f_channel, targets = f_all[active], t_all[active]
+                    f_channel, targets, others = f_all[active], t_all[active], o_all[active]
         w = (w_start + scale * w) if relative else w
         return w.detach(), _stack(losses, (0, *t_all.shape), x.device)
 

@@ -40,6 +40,15 @@ RECIPES: dict[str, tuple[str, dict]] = {
     # budgets beside the fast preset (4 + 8): iters1 + iters2
     "gfi-b4x4": ("gfi", {"iters1": 4, "iters2": 4}), "gfi-b4x16": ("gfi", {"iters1": 4, "iters2": 16}),
 }
+#: the budget grid of GFI, iters1 x iters2 (the default's other settings): gfi-b<iters1>x<iters2>
+BUDGET_ITERS1, BUDGET_ITERS2 = (0, 4, 10), (4, 8, 16, 30, 70)
+RECIPES.update({f"gfi-b{i1}x{i2}": ("gfi", {"iters1": i1, "iters2": i2})
+                for i1 in BUDGET_ITERS1 for i2 in BUDGET_ITERS2})
+#: iters2 of the names whose maps are the default's but for the iteration counts. Stage 2 starts from
+#: Grad-CAM's weights with a fresh optimiser, so iters1 changes the stage-1 map and nothing of the
+#: class maps (tests/methods/test_gfi_mechanics.py::test_iters1_changes_only_the_stage1_map_...):
+#: every budget with the same iters2 has the same quality, and one quality run per iters2 serves all.
+SAME_CLASS_MAPS_AS_ITERS2 = {"gfi-default": 30, "gfi-fast": 8, "gfi-b4x4": 4, "gfi-b4x16": 16}
 METRICS = [("loc", "error", "localization error (lower is better)", False),
            ("pt", "accuracy_per_image", "pointing (higher is better)", True),
            ("del", "insertion_auc", "insertion AUC (higher is better)", True)]
@@ -53,6 +62,42 @@ def summaries(root: Path) -> dict[str, dict[str, dict]]:
         if kind in ("loc", "pt", "del"):
             out.setdefault(name, {})[kind] = json.loads(f.read_text())
     return out
+
+
+def borrow_budget_quality(runs: dict[str, dict[str, dict]], timing: dict[str, float]) -> dict[str, str]:
+    """Give every budget name gfi-b<i1>x<i2> that has no runs of its own the runs of a name with the
+    same iters2 (its class maps are identical, see SAME_CLASS_MAPS_AS_ITERS2); returns {name: source}."""
+    by_iters2: dict[int, str] = {}
+    for name in runs:
+        i2 = SAME_CLASS_MAPS_AS_ITERS2.get(name)
+        if i2 is None and name.startswith("gfi-b") and "x" in name:
+            i2 = int(name.rsplit("x", 1)[1])
+        if i2 is not None and "loc" in runs[name]:
+            by_iters2.setdefault(i2, name)
+    borrowed = {}
+    for i1 in (0,):  # the figure's budget line: iters1 = 0 (the cheapest budget of each iters2)
+        for i2, source in sorted(by_iters2.items()):
+            name = f"gfi-b{i1}x{i2}"
+            if name not in runs and name in timing:  # its seconds must be its own
+                runs[name] = runs[source]
+                borrowed[name] = source
+    return borrowed
+
+
+def budget_table(runs: dict[str, dict[str, dict]], timing: dict[str, float], borrowed: dict[str, str]) -> str:
+    """The iters1 x iters2 grid: seconds per image of each budget (timed), quality per iters2."""
+    head = " | ".join(f"s/image, iters1 = {i1}" for i1 in BUDGET_ITERS1)
+    lines = [f"| iters2 | {head} | quality from | loc. error | pointing | insertion AUC |",
+             "|---" * (5 + len(BUDGET_ITERS1)) + "|"]
+    for i2 in BUDGET_ITERS2:
+        secs = " | ".join(f"{timing[n]:.2f}" if (n := f"gfi-b{i1}x{i2}") in timing else "-"
+                          for i1 in BUDGET_ITERS1)
+        q = runs.get(f"gfi-b0x{i2}", {})
+        src = borrowed.get(f"gfi-b0x{i2}", f"gfi-b0x{i2}" if q else "-")
+        vals = [q.get(k, {}).get(key) for k, key, _, _ in METRICS]
+        fmt = ["-" if v is None else (f"{100 * v:.1f}%" if j < 2 else f"{v:.3f}") for j, v in enumerate(vals)]
+        lines.append(f"| {i2} | {secs} | {src} | {' | '.join(fmt)} |")
+    return "\n".join(lines)
 
 
 def pareto(points: list[tuple[float, float]], higher: bool) -> list[int]:
@@ -178,8 +223,17 @@ def main() -> None:
             a.out.write_text(text + "\n")
         return
     timing = json.loads(a.timing.read_text())["seconds_per_image"] if a.timing else {}
-    rows, md = table(summaries(a.root), timing)
+    runs = summaries(a.root)
+    borrowed = borrow_budget_quality(runs, timing)
+    rows, md = table(runs, timing)
+    for r in rows:
+        if r["name"] in borrowed:
+            r["quality_from"] = borrowed[r["name"]]
     print(md)
+    if borrowed:
+        print("\nquality borrowed (same iters2, identical class maps): "
+              + ", ".join(f"{k} <- {v}" for k, v in borrowed.items()))
+    print("\n" + budget_table(runs, timing, borrowed))
     if a.figure:
         figure(rows, a.figure)
     if a.json:

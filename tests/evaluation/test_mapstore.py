@@ -84,7 +84,7 @@ def test_stage2_fields_come_from_the_field_metadata():
     assert stage2_fields(GFIConfig) == {
         "delta", "lam", "lr2", "iters2", "lr_decay_every", "lr_decay", "score", "area2", "tv2",
         "blur_kernel2", "blur_sigma2", "stage2_init", "nonnegative", "fresh_optimizer", "contrast",
-        "keep_others", "stage2_step", "exclusion"}
+        "keep_others", "stage2_step", "exclusion", "contrast_init"}
 
 
 def test_canonical_is_what_the_method_runs():

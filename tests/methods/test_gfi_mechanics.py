@@ -126,6 +126,7 @@ def test_stage2_fields_do_not_change_the_stage1_map(tiny, tiny_images):
     changed = {"delta": 3.0, "lam": 2.0, "lr2": 0.2, "iters2": 2, "lr_decay_every": 1, "lr_decay": 0.9,
                "score": "prob", "area2": 2.0, "tv2": 1.0, "blur_kernel2": 3, "blur_sigma2": 1.0,
                "stage2_init": "stage1", "nonnegative": True, "contrast": 1.0, "keep_others": 1.0, "exclusion": 1.0,
+               "contrast_init": 1.0,
                "stage2_step": "relative", "fresh_optimizer": False, "early_stop": True, "early_stop_every": 1,
                "early_stop_tol": 0.5, "chunk": 1}
     stage2_fields = {i.name for i in describe(GFIConfig) if i.stage == 2}
@@ -204,3 +205,18 @@ def test_fast_preset_costs_at_most_a_third_of_the_default_passes(tiny, tiny_imag
         handle.remove()
     assert counts["fast"] * 3 <= counts["default"], counts
     assert GFIConfig.fast() == GFIConfig.preset("fast") and GFIConfig.fast().iters2 < GFIConfig().iters2
+
+
+def test_iters1_changes_only_the_stage1_map_under_the_gradient_start(tiny, tiny_images):
+    """With stage 2 starting from Grad-CAM's weights and a fresh optimiser (the default), stage 1's
+    iterations change the stage-1 map and nothing of the class maps: the budget frontier's class-map
+    quality depends on iters2 alone (docs/PERFORMANCE.md). Continuing stage 1's optimiser breaks that."""
+    base = dict(iters2=3, lr1=0.05)
+    none = GuidedFeatureInversion(tiny, iters1=0, **base).explain(tiny_images, [[1, 3], [0, 2]])
+    some = GuidedFeatureInversion(tiny, iters1=5, **base).explain(tiny_images, [[1, 3], [0, 2]])
+    assert torch.equal(none.maps, some.maps) and torch.equal(none.weights, some.weights)
+    assert not torch.equal(none.stage1_map, some.stage1_map)
+    cont = dict(base, stage2_init="stage1")
+    a = GuidedFeatureInversion(tiny, iters1=0, **cont).explain(tiny_images, [[1, 3], [0, 2]])
+    b = GuidedFeatureInversion(tiny, iters1=5, **cont).explain(tiny_images, [[1, 3], [0, 2]])
+    assert not torch.equal(a.maps, b.maps)

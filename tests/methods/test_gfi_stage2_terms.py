@@ -88,3 +88,33 @@ def test_exclusion_adds_the_masks_overlap_to_eq9_and_refuses_chunks(tiny, tiny_i
     assert torch.equal(one.maps, none.maps)
     with pytest.raises(SettingsError, match="drop chunk"):
         GuidedFeatureInversion(tiny, iters1=1, iters2=1, exclusion=1.0, chunk=2).explain(tiny_images, targets)
+
+
+def test_contrast_init_starts_from_the_gradient_of_the_logit_difference(tiny, tiny_images):
+    """Stage 2's start with contrast_init = beta: Grad-CAM's pooled gradients of y_c - beta * mean of
+    the other targets' logits, rescaled to mean |w| = w_init; computed here by autograd on the
+    difference itself. One target starts exactly as Grad-CAM's weights."""
+    from gfi.models.layers import capture
+
+    beta, t = 0.7, torch.tensor([[0, 3, 1], [2, 1, 4]])
+    e = GuidedFeatureInversion(tiny, contrast_init=beta)
+    got = e.gradient_weights(tiny_images, t)
+    want = []
+    for b in range(2):
+        rows = []
+        for k in range(3):
+            x = tiny_images[b:b + 1].clone().requires_grad_(True)
+            with torch.enable_grad(), capture(tiny.model, [tiny.channel_layer], clone=False) as store:
+                y = tiny(x)[0]
+                others = [int(j) for j in t[b] if j != t[b, k]]
+                obj = y[t[b, k]] - beta * y[others].mean()
+                g = torch.autograd.grad(obj, store[tiny.channel_layer])[0]
+            w = g.mean((2, 3))[0]
+            rows.append(w * (0.1 / w.abs().mean()))
+        want.append(torch.stack(rows))
+    torch.testing.assert_close(got, torch.stack(want), rtol=1e-4, atol=1e-6)
+    plain = GuidedFeatureInversion(tiny).gradient_weights(tiny_images, t)
+    assert not torch.allclose(got, plain)
+    one = torch.tensor([[0], [2]])
+    assert torch.equal(e.gradient_weights(tiny_images, one), GuidedFeatureInversion(tiny).gradient_weights(
+        tiny_images, one))

@@ -111,6 +111,10 @@ class GFIConfig(Settings):
                                     "added to Eq. 9 as mean(m_c * m_c') over the others (several objects do not share "
                                     "pixels; none for one target; needs all K targets in one batch, no --chunk)",
                                paper=0.0, low=0, stage=2)
+    contrast_init: float = setting(0.0, "with stage2_init=gradient and several targets: start target c from Grad-CAM's "
+                                        "weights of the logit difference y_c - beta * mean of the other targets' "
+                                        "logits, beta this value (1: contrastive Grad-CAM; none for one target)",
+                                   paper=0.0, low=0, stage=2)
     stage2_init: Literal["stage1", "gradient"] = setting(
         "gradient", "where stage 2 starts: stage 1's w, or Grad-CAM's channel weights at the channel layer",
         paper="stage1", stage=2)
@@ -298,9 +302,16 @@ class GuidedFeatureInversion(Explainer):
         return (loss + cfg.tv1 * total_variation(m, per_side=True)[:, 0]) if cfg.tv1 else loss
 
     def gradient_weights(self, x: Tensor, targets: Tensor) -> Tensor:
-        """Grad-CAM's channel weights at l1, clipped at 0 and rescaled to mean ``w_init``: (B, K, C)."""
+        """Grad-CAM's channel weights at l1, clipped at 0 (``nonnegative``) and rescaled to mean |w| =
+        ``w_init``: (B, K, C). With ``contrast_init`` = beta and K > 1 targets, target c's are those of
+        the logit difference :math:`y_c - \\beta \\frac{1}{K-1} \\sum_{j \\ne c} y_j` (beyond the paper,
+        issue 18: channels the other targets share count less)."""
         _, grad = layer_gradients(self.classifier, x, targets, self.classifier.channel_layer)
         w = grad.mean((2, 3)).view(*targets.shape, -1)
+        k = targets.shape[1]
+        if self.config.contrast_init and k > 1:
+            # the gradient is linear in the logit: d(y_c - beta mean_j y_j)/dA pooled = w_c - beta mean_j w_j
+            w = w - self.config.contrast_init * (w.sum(1, keepdim=True) - w) / (k - 1)
         if self.config.nonnegative:
             w = w.clamp(min=0)
         mean = w.abs().mean(-1, keepdim=True)

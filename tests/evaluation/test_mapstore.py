@@ -74,8 +74,8 @@ def test_map_store_reads_a_field_added_since_as_the_old_behaviour(tmp_path):
     (tmp_path / META).write_text(json.dumps({"method": "gfi", "config": before}))
     with pytest.raises(ValueError, match="blur_kernel2"):
         MapStore(tmp_path, {"method": "gfi", "config": asdict(GFIConfig())})
-    for same in (GFIConfig(blur_kernel2=11, blur_sigma2=5.0, exclusion=0.0),
-                 GFIConfig(blur_kernel2=None, blur_sigma2=None, exclusion=0.0)):
+    for same in (GFIConfig(blur_kernel2=11, blur_sigma2=5.0, exclusion=0.0, contrast_init=0.0),
+                 GFIConfig(blur_kernel2=None, blur_sigma2=None, exclusion=0.0, contrast_init=0.0)):
         MapStore(tmp_path, {"method": "gfi", "config": asdict(same)})
 
 
@@ -89,9 +89,10 @@ def test_stage2_fields_come_from_the_field_metadata():
 
 def test_canonical_is_what_the_method_runs():
     # a config recorded before the stage-2 blur fields: ADDED's None, resolved to stage 1's blur;
-    # and before exclusion: 0
+    # and before exclusion and contrast_init: 0
     assert canonical("gfi", {}) == {**asdict(GFIConfig()), "blur_kernel2": GFIConfig().blur_kernel,
-                                    "blur_sigma2": GFIConfig().blur_sigma, "exclusion": 0.0}
+                                    "blur_sigma2": GFIConfig().blur_sigma, "exclusion": 0.0,
+                                    "contrast_init": 0.0}
     assert canonical("gfi-stage1", asdict(GFIConfig()))["stage2"] is False  # the method runs stage 1 only
     assert canonical("no-such-method", {"a": 1}) == {"a": 1}
 
@@ -99,9 +100,20 @@ def test_canonical_is_what_the_method_runs():
 def test_maps_cached_before_exclusion_are_those_of_exclusion_zero(tmp_path):
     """The masks' overlap term (issue 18) is on by default; maps cached before it existed were made
     without it, so they are not the default's, and they are those of exclusion=0."""
-    added = ("keep_others", "stage2_step", "exclusion")
-    before = {k: v for k, v in asdict(GFIConfig(exclusion=0.0)).items() if k not in added}
+    added = ("keep_others", "stage2_step", "exclusion", "contrast_init")
+    before = {k: v for k, v in asdict(GFIConfig(exclusion=0.0, contrast_init=0.0)).items() if k not in added}
     (tmp_path / META).write_text(json.dumps({"method": "gfi", "config": before}))
     with pytest.raises(ValueError, match="exclusion"):
         MapStore(tmp_path, {"method": "gfi", "config": asdict(GFIConfig())})
-    MapStore(tmp_path, {"method": "gfi", "config": asdict(GFIConfig(exclusion=0.0))})
+    MapStore(tmp_path, {"method": "gfi", "config": asdict(GFIConfig(exclusion=0.0, contrast_init=0.0))})
+
+
+def test_maps_cached_before_contrast_init_are_those_of_contrast_init_zero(tmp_path):
+    """The contrastive start (issue 18, fifth round) is on by default; maps cached by the fourth
+    round's default (exclusion 100, no contrast_init field) are refused against the default and
+    read by a run that sets contrast_init=0 with the fourth round's exclusion."""
+    before = {k: v for k, v in asdict(GFIConfig(exclusion=100.0)).items() if k != "contrast_init"}
+    (tmp_path / META).write_text(json.dumps({"method": "gfi", "config": before}))
+    with pytest.raises(ValueError, match=r"contrast_init: 0\.0 there, 1\.0 now"):
+        MapStore(tmp_path, {"method": "gfi", "config": asdict(GFIConfig(exclusion=100.0))})
+    MapStore(tmp_path, {"method": "gfi", "config": asdict(GFIConfig(exclusion=100.0, contrast_init=0.0))})

@@ -107,11 +107,12 @@ class GFIConfig(Settings):
                                       "Eq. 9 as -log f_c'(Phi_bg(x, m_c)) (removing c must not remove the others; "
                                       "all K targets of the image; none for one target)",
                                  paper=0.0, low=0, stage=2)
-    exclusion: float = setting(100.0, "weight of the overlap of target c's mask with the image's other targets' masks, "
-                                    "added to Eq. 9 as mean(m_c * m_c') over the others (several objects do not share "
-                                    "pixels; none for one target; needs all K targets in one batch, no --chunk)",
+    exclusion: float = setting(1000.0, "weight of the overlap of target c's mask with the image's other "
+                                       "targets' masks, added to Eq. 9 as mean(m_c * m_c') over the others "
+                                       "(several objects do not share pixels; none for one target; needs all K "
+                                       "targets in one batch, no --chunk)",
                                paper=0.0, low=0, stage=2)
-    contrast_init: float = setting(0.0, "with stage2_init=gradient and several targets: start target c from Grad-CAM's "
+    contrast_init: float = setting(1.0, "with stage2_init=gradient and several targets: start target c from Grad-CAM's "
                                         "weights of the logit difference y_c - beta * mean of the other targets' "
                                         "logits, beta this value (1: contrastive Grad-CAM; none for one target)",
                                    paper=0.0, low=0, stage=2)

@@ -114,6 +114,6 @@ def test_maps_cached_before_contrast_init_are_those_of_contrast_init_zero(tmp_pa
     read by a run that sets contrast_init=0 with the fourth round's exclusion."""
     before = {k: v for k, v in asdict(GFIConfig(exclusion=100.0)).items() if k != "contrast_init"}
     (tmp_path / META).write_text(json.dumps({"method": "gfi", "config": before}))
-    with pytest.raises(ValueError, match=r"contrast_init: 0\.0 there, 1\.0 now"):
+    with pytest.raises(ValueError, match=r"contrast_init: 0\.0 there, 0\.5 now"):
         MapStore(tmp_path, {"method": "gfi", "config": asdict(GFIConfig(exclusion=100.0))})
     MapStore(tmp_path, {"method": "gfi", "config": asdict(GFIConfig(exclusion=100.0, contrast_init=0.0))})

@@ -112,7 +112,7 @@ class GFIConfig(Settings):
                                        "(several objects do not share pixels; none for one target; needs all K "
                                        "targets in one batch, no --chunk)",
                                paper=0.0, low=0, stage=2)
-    contrast_init: float = setting(1.0, "with stage2_init=gradient and several targets: start target c from Grad-CAM's "
+    contrast_init: float = setting(0.5, "with stage2_init=gradient and several targets: start target c from Grad-CAM's "
                                         "weights of the logit difference y_c - beta * mean of the other targets' "
                                         "logits, beta this value (1: contrastive Grad-CAM; none for one target)",
                                    paper=0.0, low=0, stage=2)

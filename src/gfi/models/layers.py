@@ -6,11 +6,19 @@ their own, e.g. the ReLU output inside torchvision's ResNet ``BasicBlock`` (its 
 called twice, so its output hook would see two different tensors). Hooks are registered for one
 call and always removed (context managers); activations are cloned so in-place ops downstream
 (torchvision's ``ReLU(inplace=True)``) cannot change them.
+
+Threads: a model's mode, its parameters' ``requires_grad`` flags and its hooks are shared by every
+thread that uses it, so the sections that change them (:func:`frozen`, :func:`capture`,
+:func:`run_with_forward_hooks`) hold the model's re-entrant lock (:func:`model_lock`): two
+explainers on one model in two threads take turns, and the model is left exactly as it was. A hook
+of :func:`capture` records only the forward passes of the thread that registered it.
 """
 
 from __future__ import annotations
 
 import difflib
+import threading
+import weakref
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -62,6 +70,26 @@ def resolve_module(model: nn.Module, ref: LayerRef) -> nn.Module:
     )
 
 
+_LOCKS: weakref.WeakKeyDictionary[nn.Module, threading.RLock] = weakref.WeakKeyDictionary()
+_LOCKS_GUARD = threading.Lock()
+
+
+def model_lock(model: nn.Module) -> threading.RLock:
+    """The re-entrant lock of ``model`` (one per module object, made on first use, dropped with it).
+
+    gfi holds it while it changes what other threads would see of the model: its mode and
+    parameter flags (:func:`frozen`, so every :meth:`~gfi.methods.base.Explainer.explain`) and its
+    hooks (:func:`capture`, :func:`run_with_forward_hooks`). Concurrent calls on one model therefore
+    run one after the other; to run them in parallel give each thread its own copy
+    (``copy.deepcopy(model)``). Hold it yourself (``with model_lock(model):``) to keep gfi off the
+    model while you change it in another thread, e.g. to train it."""
+    with _LOCKS_GUARD:
+        lock = _LOCKS.get(model)
+        if lock is None:
+            lock = _LOCKS[model] = threading.RLock()
+        return lock
+
+
 class StopForward(Exception):
     """Raised inside a hook to end a forward pass once the wanted activations are read."""
 
@@ -78,15 +106,17 @@ def capture(
 
     With ``stop=True`` the forward pass raises :class:`StopForward` as soon as every layer has
     been seen (the block's caller runs it through :func:`run_until`). Only the first call of a
-    module per forward pass is recorded.
+    module per forward pass is recorded, and only in the calling thread (a forward pass of the
+    model in another thread passes the hooks untouched); the block holds :func:`model_lock`.
     """
     store: dict[LayerRef, Tensor] = {}
     wanted = list(dict.fromkeys(layers))
     handles = []
+    owner = threading.get_ident()
 
     def make_hook(ref: LayerRef):
         def record(value) -> None:
-            if ref in store:
+            if ref in store or threading.get_ident() != owner:
                 return
             if isinstance(value, tuple):
                 value = value[0]
@@ -100,7 +130,7 @@ def capture(
             return lambda _m, args: record(args[0] if args else None)
         return lambda _m, _args, out: record(out)
 
-    try:
+    with model_lock(model), _removing(handles):
         for ref in wanted:
             module = resolve_module(model, ref)
             hook = make_hook(ref)
@@ -109,6 +139,13 @@ def capture(
             else:
                 handles.append(module.register_forward_hook(hook))
         yield store
+
+
+@contextmanager
+def _removing(handles: list) -> Iterator[None]:
+    """Remove every hook handle in ``handles`` (filled inside the block) on exit, whatever happens."""
+    try:
+        yield
     finally:
         for h in handles:
             h.remove()
@@ -155,19 +192,24 @@ def layer_gradients(classifier: ModelWithForward, images: Tensor, targets: Tenso
 @contextmanager
 def frozen(model: nn.Module) -> Iterator[nn.Module]:
     """Eval mode and no parameter gradients inside the block; every module's mode and every
-    parameter's ``requires_grad`` flag is restored afterwards, whatever happens."""
-    modes = [(m, m.training) for m in model.modules()]
-    flags = [(p, p.requires_grad) for p in model.parameters()]
-    try:
-        model.eval()
-        for p, _ in flags:
-            p.requires_grad_(False)
-        yield model
-    finally:
-        for m, mode in modes:
-            m.training = mode
-        for p, flag in flags:
-            p.requires_grad_(flag)
+    parameter's ``requires_grad`` flag is restored afterwards, whatever happens.
+
+    The block holds the model's lock (:func:`model_lock`): a second thread entering ``frozen`` on
+    the same model waits until the first has left and restored it, so it never records the first
+    one's frozen state as the model's own. Nested blocks in one thread are fine."""
+    with model_lock(model):
+        modes = [(m, m.training) for m in model.modules()]
+        flags = [(p, p.requires_grad) for p in model.parameters()]
+        try:
+            model.eval()
+            for p, _ in flags:
+                p.requires_grad_(False)
+            yield model
+        finally:
+            for m, mode in modes:
+                m.training = mode
+            for p, flag in flags:
+                p.requires_grad_(flag)
 
 
 @contextmanager
@@ -208,11 +250,14 @@ def trace_shapes(model: nn.Module, x: Tensor) -> list[tuple[str, tuple[int, ...]
 
 def run_with_forward_hooks(model: nn.Module, x: Tensor, hooks: dict[nn.Module, object]) -> None:
     """One forward pass of ``x`` without a graph, with ``hooks[module]`` as each module's forward hook;
-    every hook is removed afterwards, whatever happens."""
-    handles = [module.register_forward_hook(h) for module, h in hooks.items()]
-    try:
-        with torch.no_grad():
-            model(x)
-    finally:
-        for h in handles:
-            h.remove()
+    every hook is removed afterwards, whatever happens. Holds :func:`model_lock` throughout; the
+    hooks see only this thread's forward pass."""
+    owner = threading.get_ident()
+
+    def mine(hook):
+        return lambda m, args, out: hook(m, args, out) if threading.get_ident() == owner else None
+
+    handles: list = []
+    with model_lock(model), _removing(handles), torch.no_grad():
+        handles.extend(module.register_forward_hook(mine(h)) for module, h in hooks.items())
+        model(x)

@@ -7,6 +7,9 @@
   ``gfi compare`` draws a panel saying why instead of failing.
 * :class:`SettingsError`: a method or run setting is out of range, not finite, or unknown.
 * :class:`UsageError`: a problem with the command line's options or files.
+* :class:`TargetError`: targets that are not B (or B x K) class indices of the model (a string, a
+  flat list of another length than the batch, more targets than the model has classes), or more
+  targets than memory can hold; never reinterpreted.
 
 Each specific error also derives from the built-in class it replaced (``ValueError`` mostly), so
 ``except ValueError`` in older callers keeps working.
@@ -31,3 +34,7 @@ class SettingsError(GFIError, ValueError):
 
 class UsageError(GFIError, ValueError):
     """A problem with the user's options or input files (the CLI's one-line error, exit code 2)."""
+
+
+class TargetError(GFIError, ValueError):
+    """Targets that cannot be read as class indices of the model for this batch; the message says how."""

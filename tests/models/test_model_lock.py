@@ -82,7 +82,7 @@ def _two_threads(clf, x, inside, go, first: str, second: str):
         try:
             settings = {"iters1": 4, "iters2": 4} if method == "gfi" else {}
             out[method] = get_method(method, clf, **settings).explain(x, 1).maps
-        except Exception as exc:  # noqa: BLE001 - the test reports what each thread raised
+        except Exception as exc:  # the test reports what each thread raised
             out[method] = exc
 
     def later() -> None:
@@ -144,14 +144,14 @@ def test_frozen_in_a_second_thread_waits_for_the_first():
 
 def test_hooks_record_only_their_own_thread():
     """A plain forward of the model in another thread passes gfi's hooks untouched (no StopForward)."""
-    net, clf, x, inside, _ = _setup()
+    net, _, x, _, _ = _setup()
     net.eval()
     result: dict[str, object] = {}
 
     def other() -> None:
         try:
             result["logits"] = net(x)
-        except BaseException as exc:  # noqa: BLE001 - StopForward is what main raised here
+        except BaseException as exc:  # StopForward is what main raised here
             result["logits"] = exc
 
     with capture(net, [LayerRef("bn2")], stop=True) as store:

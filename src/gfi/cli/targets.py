@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import re
 from collections import defaultdict
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import torch
@@ -78,26 +79,70 @@ def match_csv_to_inputs(per_image: dict[str, list[str]], paths: list[Path]) -> d
     return dict(out)
 
 
+def _topk(spec: str) -> int | None:
+    m = _TOPK.fullmatch(spec.strip().lower())
+    return int(m.group(1)) if m else None
+
+
+def _too_many(spec: str, k: int, n: int) -> UsageError:
+    return UsageError(f"--target {spec}: asks for the top {k} classes, but the model has {n}; the most is "
+                      f"top{n} (or give the classes you mean)")
+
+
 def check_target_specs(specs: list[str], clf) -> None:
-    """Class names and indices are checked before anything is written (topK needs the scores)."""
+    """Class names and indices are checked before anything is written (topK needs the scores);
+    a topK beyond the model's number of classes is refused, naming the most there is."""
+    n = clf.num_classes
     for spec in specs:
-        m = _TOPK.fullmatch(spec.strip().lower())
-        if m and int(m.group(1)) < 1:
+        k = _topk(spec)
+        if k is not None and k < 1:
             raise UsageError(f"--target {spec}: K must be >= 1")
-        if not m:
+        if k is not None and n is not None and k > n:
+            raise _too_many(spec, k, n)
+        if k is None:
             try:
                 clf.class_index(spec)
             except ValueError as exc:
                 raise UsageError(str(exc)) from exc
 
 
+def target_count(specs: Sequence[str], num_classes: int | None) -> int:
+    """The most classes ``specs`` can name for one image (topK counts K; each name or index 1; never
+    more than the model's classes)."""
+    k = sum(_topk(s) or 1 for s in specs)
+    return min(k, num_classes) if num_classes is not None else k
+
+
+def check_target_memory(clf, per_image: Iterable[Sequence[str]], *, batch: int, max_side: int,
+                        available: int | None = None) -> None:
+    """Refuse, before anything is written, more targets per image than memory holds: each target
+    costs its image-target rows in the model (``batch`` images explained together; see
+    :func:`gfi.models.memory.target_cap`) and its map at the image's own size (up to ``max_side``
+    pixels a side, float32). ``per_image``: the target specs of each image. The message names the
+    cap and the options that lift it."""
+    from gfi.models.memory import target_cap
+
+    k = max((target_count(s, clf.num_classes) for s in per_image), default=1)
+    if k <= 1:
+        return
+    cap = target_cap(clf, batch, tuple(clf.input_size), extra_per_target=4 * max_side * max_side,
+                     available=available)
+    if cap is not None and k > cap.most:
+        fix = (f"ask for at most {cap.most} (e.g. --target top{cap.most})" if cap.most else "no target fits")
+        raise UsageError(cap.refusal(k, f"{batch} image(s) a batch at up to {max_side} px a side",
+                                     f"{fix}, or lower --batch-size or --max-side"))
+
+
 def resolve_targets(specs: list[str], clf, probs: torch.Tensor) -> list[int]:
-    """Class indices of ``specs`` for one image (``probs``: its scores), each class once."""
+    """Class indices of ``specs`` for one image (``probs``: its scores), each class once; a topK
+    beyond the number of scores is refused (a model without class names is checked here)."""
     out: list[int] = []
     for spec in specs:
-        m = _TOPK.fullmatch(spec.strip().lower())
-        if m:
-            out.extend(int(i) for i in probs.topk(min(int(m.group(1)), probs.numel())).indices)
+        k = _topk(spec)
+        if k is not None:
+            if k > probs.numel():
+                raise _too_many(spec, k, probs.numel())
+            out.extend(int(i) for i in probs.topk(k).indices)
         else:
             try:
                 out.append(clf.class_index(spec))

@@ -18,6 +18,7 @@ float noise.
 from __future__ import annotations
 
 import contextlib
+import numbers
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
@@ -26,7 +27,7 @@ from typing import Any, ClassVar, Literal, TypeVar
 import torch
 from torch import Tensor
 
-from gfi.errors import SettingsError
+from gfi.errors import SettingsError, TargetError
 from gfi.models.classifier import Classifier
 from gfi.models.layers import LayerRef, frozen
 from gfi.settings import Settings, describe, setting
@@ -177,45 +178,90 @@ class Explanation:
         return self.maps.shape[0]
 
 
+def _class_index(value: Any, where: str) -> int:
+    """``value`` as one class index: an int (a numpy or 0-d integer tensor too); a string, a bool or a
+    float is refused, never converted. ``where`` names it in the message (``targets=...``, ``target
+    ... of image 2``)."""
+    if isinstance(value, str | bytes):
+        digits = value.strip() if isinstance(value, str) and value.strip().isdigit() else None
+        raise TargetError(f"{where} is a string, which gfi does not read as a class: give an int class index "
+                          f"({f'{digits}, not {value!r}' if digits else 'e.g. 243'}), or look a class name up with "
+                          "classifier.class_index(name) (`gfi classes PATTERN` lists the names)")
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral | Tensor):
+        raise TargetError(f"{where} is a {type(value).__name__}, not a class index; give ints")
+    if isinstance(value, Tensor) and (value.ndim != 0 or value.is_floating_point() or value.is_complex()
+                                      or value.dtype == torch.bool):
+        raise TargetError(f"{where} is a {value.dtype} tensor of shape {tuple(value.shape)}, not one integer "
+                          "class index")
+    return int(value)
+
+
 def as_targets(targets: TargetsLike, batch: int, device: torch.device, logits: Tensor | None = None,
                num_classes: int | None = None) -> Tensor:
-    """Normalise targets to a (B, K) long tensor.
+    """Normalise targets to a (B, K) long tensor; anything else is a one-line :class:`TargetError`.
 
     ``None`` = each image's top-1 class (needs ``logits``); an int = that class for every image;
-    a flat sequence of B ints = one class per image; a sequence of B sequences of K ints = K
-    classes per image (stage 1 of GFI runs once per image for all K).
+    a flat sequence (or 1-D tensor) of exactly B ints = one class per image; a sequence of B
+    sequences of K ints, or a (B, K) tensor = K classes per image (stage 1 of GFI runs once per
+    image for all K). Nothing is reinterpreted: a flat sequence of another length than B, a string
+    (``"243"`` is not class 243, and never the classes 2, 4, 3), a bool or a float is refused, and so
+    is K above the model's ``num_classes``.
     """
     if targets is None:
         if logits is None:
             raise ValueError("targets=None means top-1, which needs the model's logits")
         t = logits.argmax(-1, keepdim=True)
     elif isinstance(targets, Tensor):
+        if targets.is_floating_point() or targets.is_complex() or targets.dtype == torch.bool:
+            raise TargetError(f"targets must be integer class indices, got a {targets.dtype} tensor; "
+                              "use targets.long() if its values are class indices")
         t = targets.to(device=device, dtype=torch.long)
         if t.ndim == 0:
             t = t.expand(batch).unsqueeze(1)
         elif t.ndim == 1:
-            t = t.unsqueeze(1) if t.shape[0] == batch else t.unsqueeze(0).expand(batch, -1)
-    elif isinstance(targets, int):
-        t = torch.full((batch, 1), targets, dtype=torch.long, device=device)
+            _flat_fits(t.shape[0], batch, "a 1-D tensor")
+            t = t.unsqueeze(1)
+    elif hasattr(targets, "__array__") and not isinstance(targets, numbers.Integral):  # a numpy array
+        return as_targets(torch.as_tensor(targets), batch, device, logits, num_classes)
+    elif not isinstance(targets, Sequence) or isinstance(targets, str | bytes):
+        t = torch.full((batch, 1), _class_index(targets, f"targets={targets!r}"), dtype=torch.long, device=device)
     else:
         seq = list(targets)
-        if seq and all(isinstance(s, Sequence) and not isinstance(s, str) for s in seq):
+        nested = [isinstance(s, Sequence | Tensor) and not isinstance(s, str | bytes) and
+                  not (isinstance(s, Tensor) and s.ndim == 0) for s in seq]
+        if seq and all(nested):
             lens = {len(s) for s in seq}
             if len(lens) != 1:
-                raise ValueError(f"every image needs the same number of targets, got counts {sorted(lens)}; "
-                                 "explain images with different counts in separate calls")
-            t = torch.tensor(seq, dtype=torch.long, device=device)
+                raise TargetError(f"every image needs the same number of targets, got counts {sorted(lens)}; "
+                                  "explain images with different counts in separate calls")
+            rows = [[_class_index(c, f"target {c!r} of image {i}") for c in s] for i, s in enumerate(seq)]
+            t = torch.tensor(rows, dtype=torch.long, device=device).reshape(len(seq), -1)
+        elif any(nested):
+            raise TargetError("targets mix single classes and lists of classes; give one class per image "
+                              "(a flat list of B ints) or K classes per image (B lists of K ints)")
         else:
-            t = torch.tensor([int(s) for s in seq], dtype=torch.long, device=device)
-            t = t.unsqueeze(1) if t.shape[0] == batch else t.unsqueeze(0).expand(batch, -1)
+            _flat_fits(len(seq), batch, "a flat list")
+            flat = [_class_index(c, f"target {c!r} of image {i}") for i, c in enumerate(seq)]
+            t = torch.tensor(flat, dtype=torch.long, device=device).reshape(-1, 1)
     if t.ndim != 2 or t.shape[0] != batch or t.shape[1] == 0:
-        raise ValueError(f"targets of shape {tuple(t.shape)} do not fit a batch of {batch} images; "
-                         "give (B,) or (B, K) class indices")
+        raise TargetError(f"targets of shape {tuple(t.shape)} do not fit a batch of {batch} images; "
+                          "give (B,) or (B, K) class indices")
+    if num_classes is not None and t.shape[1] > num_classes:
+        raise TargetError(f"{t.shape[1]} targets per image, but the model has only {num_classes} classes: at most "
+                          f"{num_classes} distinct targets per image")
     if num_classes is not None and ((t < 0) | (t >= num_classes)).any():
         bad = t[(t < 0) | (t >= num_classes)].unique().tolist()
-        raise ValueError(f"target class(es) {bad} out of range: the model has {num_classes} classes "
-                         f"(0..{num_classes - 1})")
+        raise TargetError(f"target class(es) {bad} out of range: the model has {num_classes} classes "
+                          f"(0..{num_classes - 1})")
     return t.contiguous()
+
+
+def _flat_fits(n: int, batch: int, what: str) -> None:
+    """A flat sequence of targets gives one class per image: it must have ``batch`` entries."""
+    if n != batch:
+        raise TargetError(f"targets: {what} gives one class per image, so it needs {batch} entries for {batch} "
+                          f"image(s), got {n}; for the same classes on every image give a list per image "
+                          f"({'[[c1, c2, ...]] * ' + str(batch)}) or a ({batch}, K) tensor")
 
 
 PIXEL_TOLERANCE = 1e-3  # resampling round-off; anything further out is the wrong scale
@@ -340,7 +386,16 @@ class Explainer(ABC):
         so the images are detached and gradients are enabled inside. The model runs in eval mode
         without parameter gradients (a model left in train mode keeps its BatchNorm statistics and
         its mode; :func:`gfi.models.layers.frozen`). A batch of 0 images gives an empty
-        :class:`Explanation`."""
+        :class:`Explanation`.
+
+        Thread-safe: the call holds the model's lock (:func:`gfi.models.layers.model_lock`), so
+        calls on one model from several threads run one after the other and the model is left as
+        it was; give each thread its own copy of the model to run them in parallel.
+
+        Targets are checked before any work (:func:`as_targets`: a string, a flat list of another
+        length than B, or more targets than the model has classes is a one-line
+        :class:`~gfi.errors.TargetError`), and so is their number against free memory
+        (:func:`gfi.models.memory.target_cap`)."""
         images = check_images(images)
         with torch.inference_mode(False), torch.enable_grad(), frozen(self.classifier.model), \
                 self.classifier.compiling(self.options.compile):
@@ -349,7 +404,25 @@ class Explainer(ABC):
                 images = images.clone()  # an inference tensor cannot enter autograd
             if images.shape[0] == 0:
                 return self._empty(images, targets)
+            if targets is not None:
+                self._check_targets(images, targets)
             return self._explain(images, targets)
+
+    def _check_targets(self, images: Tensor, targets: TargetsLike) -> None:
+        """Refuse, before any work, targets that are not class indices of the model for this batch
+        (:func:`as_targets`) and a number per image beyond what memory holds
+        (:func:`gfi.models.memory.target_cap`; checked when B x K exceeds ``CHECKED_ROWS``)."""
+        from gfi.models.memory import CHECKED_ROWS, target_cap
+
+        b = images.shape[0]
+        k = as_targets(targets, b, images.device, num_classes=self.classifier.num_classes).shape[1]
+        if b * k <= CHECKED_ROWS:
+            return
+        cap = target_cap(self.classifier, b, tuple(images.shape[-2:]))
+        if cap is not None and k > cap.most:
+            h, w = images.shape[-2:]
+            raise TargetError(cap.refusal(k, f"{b} image(s) of {h}x{w}",
+                                          "explain fewer targets per call (or fewer images per call)"))
 
     def _empty(self, images: Tensor, targets: TargetsLike) -> Explanation:
         k = 1

@@ -1,4 +1,5 @@
-"""Plots of ``gfi eval`` summaries (matplotlib, Agg backend, PNG)."""
+"""Plots of ``gfi eval`` summaries (matplotlib figures on their own Agg canvas, PNG; the global
+backend is left alone)."""
 
 from __future__ import annotations
 
@@ -9,12 +10,10 @@ from gfi.persist import atomic_write
 
 def line_plot(path: Path, xs, curves: dict[str, list[float]], *, xlabel: str, ylabel: str, title: str,
               mark_x: float | None = None) -> str:
-    import matplotlib
+    from gfi.viz.overlay import new_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5, 3.6), dpi=120)
+    fig = new_figure(figsize=(5, 3.6), dpi=120)
+    ax = fig.subplots()
     for label, ys in curves.items():
         ax.plot(xs, ys, marker="o", markersize=3, label=label)
     if mark_x is not None:
@@ -25,10 +24,7 @@ def line_plot(path: Path, xs, curves: dict[str, list[float]], *, xlabel: str, yl
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    try:
-        atomic_write(path, lambda tmp: fig.savefig(tmp, format=path.suffix.lstrip(".") or "png"))
-    finally:
-        plt.close(fig)
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format=path.suffix.lstrip(".") or "png"))
     return str(path)
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from torch import Tensor
 
-from gfi.viz.overlay import overlay, to_original_size
+from gfi.viz.overlay import new_figure, overlay, to_original_size
 
 
 @dataclass
@@ -42,11 +42,8 @@ def display_image(image: Tensor, max_side: int = 320) -> Tensor:
 
 def draw_row(path: str | Path, image: Tensor, panels: list[Panel], *, cmap: str = "jet", colorbar: bool = False,
              note: str = "", input_title: str = "input", max_side: int = 320) -> Path:
-    """Write the figure: the input and one column per panel. Returns the path."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    """Write the figure: the input and one column per panel. Returns the path. Drawn without pyplot
+    (:func:`gfi.viz.overlay.new_figure`): the global matplotlib backend is left alone."""
     from PIL import Image
 
     img_t = display_image(image.cpu(), max_side)
@@ -57,8 +54,8 @@ def draw_row(path: str | Path, image: Tensor, panels: list[Panel], *, cmap: str 
     fig_w, fig_h = col_w * n * 1.02, col_w * h / w + title_h + note_h
     grid = dict(left=0.005, right=0.94 if colorbar else 0.995, bottom=note_h / fig_h, top=1 - title_h / fig_h,
                 wspace=0.02)
-    fig, axes = plt.subplots(1, n, figsize=(fig_w, fig_h), squeeze=False, gridspec_kw=grid)
-    axes = axes[0]
+    fig = new_figure(figsize=(fig_w, fig_h))
+    axes = fig.subplots(1, n, squeeze=False, gridspec_kw=grid)[0]
     axes[0].imshow(img)
     axes[0].set_title(input_title, fontsize=8)
     shown = None
@@ -78,7 +75,6 @@ def draw_row(path: str | Path, image: Tensor, panels: list[Panel], *, cmap: str 
         fig.text(0.005, 0.03 / fig_h, note, fontsize=6, ha="left", va="bottom")
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100)
-    plt.close(fig)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     buf.seek(0)

@@ -1,4 +1,9 @@
-"""Overlays in the style users know from pytorch-grad-cam: a colour map blended on the image."""
+"""Overlays in the style users know from pytorch-grad-cam: a colour map blended on the image.
+
+Figures are drawn with matplotlib's object-oriented API (a ``Figure`` on its own Agg canvas):
+pyplot and the global backend are never touched, so saving an overlay from a notebook leaves its
+inline or interactive backend as it was.
+"""
 
 from __future__ import annotations
 
@@ -16,11 +21,35 @@ def to_original_size(saliency: Tensor, size: tuple[int, int]) -> Tensor:
     return resize_maps(saliency, size)
 
 
-def overlay(image: np.ndarray, saliency: np.ndarray, cmap: str = "jet", alpha: float = 0.5) -> np.ndarray:
-    """Blend ``cmap(saliency)`` onto an (H, W, 3) image in [0, 1]."""
+def colormap(name: str):
+    """The matplotlib colour map ``name``; an unknown name is a one-line :class:`SettingsError`."""
     from matplotlib import colormaps
 
-    heat = colormaps[cmap](np.clip(saliency, 0, 1))[..., :3]
+    from gfi.errors import SettingsError
+
+    if name not in colormaps:
+        import difflib
+
+        near = difflib.get_close_matches(name, list(colormaps), n=3)
+        raise SettingsError(f"unknown colour map {name!r}" + (f" (nearest: {', '.join(near)})" if near else "")
+                            + "; use a matplotlib colour map name, e.g. jet, viridis or cividis (colour-blind safe)")
+    return colormaps[name]
+
+
+def new_figure(**kwargs):
+    """A matplotlib ``Figure`` on its own Agg canvas: drawn and saved without pyplot, so the
+    global backend and pyplot's figure list are left alone."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(**kwargs)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def overlay(image: np.ndarray, saliency: np.ndarray, cmap: str = "jet", alpha: float = 0.5) -> np.ndarray:
+    """Blend ``cmap(saliency)`` onto an (H, W, 3) image in [0, 1]."""
+    heat = colormap(cmap)(np.clip(saliency, 0, 1))[..., :3]
     return np.clip((1 - alpha) * image + alpha * heat, 0, 1)
 
 
@@ -40,13 +69,9 @@ def short_title(text: str, width: int = 26, lines: int = 3) -> str:
 
 def explanation_figure(image: Tensor, stage1: Tensor | None, class_map: Tensor, title: str, *, cmap: str = "jet",
                        colorbar: bool = False):
-    """The figure of :func:`save_explanation_figure` (matplotlib ``Figure``, not yet saved). Titles
-    are wrapped to their panel's width, so they never run into each other."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    """The figure of :func:`save_explanation_figure` (a matplotlib ``Figure`` on its own canvas, not
+    yet saved; :func:`new_figure`). Titles are wrapped to their panel's width, so they never run into
+    each other."""
     img = image.permute(1, 2, 0).cpu().numpy()
     panels = [("input", img, None)]
     if stage1 is not None:
@@ -55,7 +80,8 @@ def explanation_figure(image: Tensor, stage1: Tensor | None, class_map: Tensor, 
     h, w = img.shape[:2]
     scale = max(h, w)
     panel_w = 3.2 * w / scale
-    fig, axes = plt.subplots(1, len(panels), figsize=(panel_w * len(panels) + 0.4, 3.6 * h / scale + 0.7))
+    fig = new_figure(figsize=(panel_w * len(panels) + 0.4, 3.6 * h / scale + 0.7))
+    axes = fig.subplots(1, len(panels))
     chars = max(12, int(panel_w * 72 / (9 * 0.6)))  # about 0.6 em per character at 9 pt
     for ax, (name, pic, _) in zip(np.atleast_1d(axes), panels, strict=True):
         shown = ax.imshow(pic, cmap=cmap, vmin=0, vmax=1)
@@ -77,11 +103,8 @@ def save_explanation_figure(
     colorbar: bool = False,
 ) -> None:
     """A PNG with the image, the stage-1 inversion map and the class map (all at the image's size)."""
-    import matplotlib.pyplot as plt
-
     fig = explanation_figure(image, stage1, class_map, title, cmap=cmap, colorbar=colorbar)
-    fig.savefig(path, dpi=100, bbox_inches="tight")
-    plt.close(fig)
+    fig.savefig(path, dpi=100, bbox_inches="tight", format="png")
 
 
 def save_overlay(path: str | Path, image: Tensor, saliency: Tensor, *, title: str = "", cmap: str = "jet",

@@ -7,6 +7,7 @@
   ``gfi compare`` draws a panel saying why instead of failing.
 * :class:`SettingsError`: a method or run setting is out of range, not finite, or unknown.
 * :class:`UsageError`: a problem with the command line's options or files.
+* :class:`InputError`: images that are not what a method takes (shape, dtype, values out of [0, 1]).
 * :class:`TargetError`: targets that are not B (or B x K) class indices of the model (a string, a
   flat list of another length than the batch, more targets than the model has classes), or more
   targets than memory can hold; never reinterpreted.
@@ -38,3 +39,7 @@ class UsageError(GFIError, ValueError):
 
 class TargetError(GFIError, ValueError):
     """Targets that cannot be read as class indices of the model for this batch; the message says how."""
+
+
+class InputError(GFIError, ValueError):
+    """Images a method cannot take (not a (B, 3, H, W) float tensor in [0, 1]); the message says how to fix them."""

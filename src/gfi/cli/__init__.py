@@ -2,8 +2,14 @@
 
 One module per command over :mod:`gfi.cli.common` (the shared arguments and the one way to set a
 method's settings). Argument parsing and orchestration only: the maths lives in :mod:`gfi.methods`,
-the metrics in :mod:`gfi.evaluation`. Every :class:`gfi.errors.GFIError` (and a library
-``ValueError`` about an option's value) ends as one line on stderr and exit code 2.
+the metrics in :mod:`gfi.evaluation`.
+
+Errors: every :class:`gfi.errors.GFIError` (gfi's own errors about the user's input, options,
+files or environment) ends as one line on stderr and exit code 2, as do argparse's own; any other
+exception, a ``ValueError`` from a bug included, shows its traceback (exit code 1), so that a bug
+is never reported as the user's mistake. Every message that reaches the terminal (errors, log
+lines, argparse's) has its control characters and undecodable bytes escaped
+(:func:`gfi.data.names.printable`): a file name cannot move the cursor or clear the screen.
 """
 
 from __future__ import annotations
@@ -16,6 +22,25 @@ from collections.abc import Sequence
 log = logging.getLogger("gfi")
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse's parser whose error messages (they quote the user's arguments) are printable; the
+    sub-commands' parsers are of the same class (argparse makes them with the parent's)."""
+
+    def error(self, message: str):
+        from gfi.data.names import printable
+
+        super().error(printable(message, newlines=True))
+
+
+class _Printable(logging.Formatter):
+    """gfi's log lines with control characters and undecodable bytes escaped."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        from gfi.data.names import printable
+
+        return printable(super().format(record), newlines=True)
+
+
 def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     """The parser; ``argv`` (the command line, when known) decides which method's settings the
     method-settings options are made for (``--method``/``--methods``, default gfi)."""
@@ -23,7 +48,7 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     from gfi.cli import eval as eval_cmd
 
     argv = list(argv or [])
-    parser = argparse.ArgumentParser(prog="gfi", description="Explain CNN predictions with Guided Feature Inversion.")
+    parser = _Parser(prog="gfi", description="Explain CNN predictions with Guided Feature Inversion.")
     parser.add_argument("--version", action="version", version=common.version())
     sub = parser.add_subparsers(dest="command", required=True)
     explain.add_parser(sub, argv)
@@ -40,7 +65,7 @@ def _logging(args: argparse.Namespace) -> None:
     elif not getattr(args, "quiet", False):
         level = logging.INFO
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("gfi: %(message)s"))
+    handler.setFormatter(_Printable("gfi: %(message)s"))
     log.handlers[:] = [handler]
     log.setLevel(level)
     log.propagate = False
@@ -48,6 +73,7 @@ def _logging(args: argparse.Namespace) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     from gfi.cli import info
+    from gfi.data.names import printable
     from gfi.errors import GFIError
 
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -56,11 +82,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     handler = getattr(args, "handler", None) or info.COMMANDS[args.command]
     try:
         return handler(args)
-    except GFIError as exc:
-        print(f"gfi: error: {exc}", file=sys.stderr)
-        return 2
-    except ValueError as exc:  # a library check on an option's value (ranges, names) outside gfi's errors
-        print(f"gfi: error: {exc}", file=sys.stderr)
+    except GFIError as exc:  # gfi's own, about the user's input: one line (anything else is a bug: its traceback)
+        print(f"gfi: error: {printable(exc)}", file=sys.stderr)
         return 2
 
 

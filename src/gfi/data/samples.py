@@ -77,7 +77,7 @@ class Sample:
     def label(self) -> int:
         """The first image-level class (ImageNet's single ground-truth class)."""
         if not self.classes:
-            raise ValueError(f"{self.path} has no class label")
+            raise DataError(f"{self.path} has no class label")
         return self.classes[0]
 
     def boxes_of(self, cls: int) -> Tensor:

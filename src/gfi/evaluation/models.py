@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
+from gfi.errors import NotApplicable
+
 if TYPE_CHECKING:
     from gfi.evaluation.experiment import EvalRun
     from gfi.models.classifier import Classifier
@@ -22,7 +24,7 @@ def find_head(model: nn.Module) -> tuple[str, nn.Linear]:
     """The model's last ``nn.Linear`` (in module order): the classifier layer the paper replaces."""
     linears = [(n, m) for n, m in model.named_modules() if isinstance(m, nn.Linear)]
     if not linears:
-        raise ValueError(f"{type(model).__name__} has no nn.Linear layer to replace")
+        raise NotApplicable(f"{type(model).__name__} has no nn.Linear layer to replace")
     return linears[-1]
 
 

@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from gfi.constants import IMAGENET_MEAN
+from gfi.errors import SettingsError
 
 BackgroundKind = Literal["blur", "mean", "noise"]
 BACKGROUNDS: tuple[str, ...] = ("blur", "mean", "noise")
@@ -31,9 +32,9 @@ BACKGROUNDS: tuple[str, ...] = ("blur", "mean", "noise")
 def gaussian_kernel1d(kernel_size: int, sigma: float, *, device=None, dtype=torch.float32) -> Tensor:
     """Normalised 1-D Gaussian ``g[i] ∝ exp(-(i - r)^2 / (2 sigma^2))``, ``r = (kernel_size - 1) / 2``."""
     if kernel_size < 1 or kernel_size % 2 == 0:
-        raise ValueError(f"blur kernel size must be a positive odd integer, got {kernel_size}")
+        raise SettingsError(f"blur kernel size must be a positive odd integer, got {kernel_size}")
     if not sigma > 0:
-        raise ValueError(f"blur sigma must be > 0, got {sigma}")
+        raise SettingsError(f"blur sigma must be > 0, got {sigma}")
     r = (kernel_size - 1) / 2
     i = torch.arange(kernel_size, device=device, dtype=dtype) - r
     g = torch.exp(-(i**2) / (2 * sigma**2))
@@ -74,11 +75,11 @@ def make_background(
         return gaussian_blur(x, blur_kernel, blur_sigma)
     if kind == "mean":
         if x.shape[1] != 3:
-            raise ValueError("the 'mean' background is an RGB colour; the input has "
-                             f"{x.shape[1]} channels. Use background='blur' or 'noise'.")
+            raise SettingsError("the 'mean' background is an RGB colour; the input has "
+                                f"{x.shape[1]} channels. Use background='blur' or 'noise'.")
         mean = torch.tensor(IMAGENET_MEAN, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
         return mean.expand_as(x).clone()
     if kind == "noise":
         noise = torch.randn(x.shape, generator=generator, device="cpu", dtype=torch.float32)
         return (0.5 + noise_std * noise).clamp_(0, 1).to(device=x.device, dtype=x.dtype)
-    raise ValueError(f"unknown background {kind!r}; choose one of {', '.join(BACKGROUNDS)}")
+    raise SettingsError(f"unknown background {kind!r}; choose one of {', '.join(BACKGROUNDS)}")

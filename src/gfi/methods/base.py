@@ -27,7 +27,7 @@ from typing import Any, ClassVar, Literal, TypeVar
 import torch
 from torch import Tensor
 
-from gfi.errors import SettingsError, TargetError
+from gfi.errors import InputError, SettingsError, TargetError
 from gfi.models.classifier import Classifier
 from gfi.models.layers import LayerRef, frozen
 from gfi.settings import Settings, describe, setting
@@ -272,19 +272,19 @@ def check_images(images: Tensor) -> Tensor:
     naming the fix (e.g. pixels in 0..255)."""
     if not isinstance(images, Tensor) or images.ndim != 4 or images.shape[1] != 3:
         shape = tuple(images.shape) if isinstance(images, Tensor) else type(images).__name__
-        raise ValueError(f"images must be a (B, 3, H, W) tensor in [0, 1], got {shape}; "
+        raise InputError(f"images must be a (B, 3, H, W) tensor in [0, 1], got {shape}; "
                          "use Classifier.prepare() or gfi.data.load_image()")
     if not torch.is_floating_point(images):
-        raise ValueError(f"images must be floating point in [0, 1], got {images.dtype}")
+        raise InputError(f"images must be floating point in [0, 1], got {images.dtype}")
     if not torch.isfinite(images).all():
-        raise ValueError("images contain NaN or inf")
+        raise InputError("images contain NaN or inf")
     if images.numel():
         lo, hi = float(images.detach().min()), float(images.detach().max())
         if lo < -PIXEL_TOLERANCE:
-            raise ValueError(f"images must be in [0, 1]; got min {lo:.4g}: pass images before normalisation "
+            raise InputError(f"images must be in [0, 1]; got min {lo:.4g}: pass images before normalisation "
                              "(the Classifier applies the model's mean and std itself)")
         if hi > 1 + PIXEL_TOLERANCE:
-            raise ValueError(f"images must be in [0, 1]; got max {hi:.4g}"
+            raise InputError(f"images must be in [0, 1]; got max {hi:.4g}"
                              + (": divide by 255" if hi > 2 else ": clamp them to [0, 1]"))
     return images
 

@@ -31,11 +31,11 @@ from typing import Any, ClassVar, Literal
 import torch
 from torch import Tensor
 
-from gfi.errors import SettingsError
+from gfi.errors import NotApplicable, SettingsError
 from gfi.masks.backgrounds import make_background
 from gfi.masks.channel_mask import KeptAndRemoved, Upsampler, channel_mask
 from gfi.methods.base import Explainer, Explanation, RunOptions, TargetsLike, paper_values, preset_settings
-from gfi.models.layers import capture, channels_last, frozen, layer_gradients, run_until
+from gfi.models.layers import LayerNotFoundError, capture, channels_last, frozen, layer_gradients, run_until
 from gfi.objectives import (
     contrast_term,
     inversion_error,
@@ -204,9 +204,9 @@ class GuidedFeatureInversion(Explainer):
             t, probs = self._targets_and_probs(images, targets, logits)
             f_inversion, f_channel = feats[inversion_layer], feats[channel_layer]
             if f_channel.ndim != 4:
-                raise ValueError(f"channel layer {channel_layer} gives a {f_channel.ndim}-D tensor; Eq. (6) needs "
-                                 "(B, C, h, w): give the Classifier a reshape_transform (for (B, tokens, C): "
-                                 "gfi.models.tokens.TokenGrid(prefix_tokens=..., grid=(h, w)))")
+                raise NotApplicable(f"channel layer {channel_layer} gives a {f_channel.ndim}-D tensor; Eq. (6) needs "
+                                    "(B, C, h, w): give the Classifier a reshape_transform (for (B, tokens, C): "
+                                    "gfi.models.tokens.TokenGrid(prefix_tokens=..., grid=(h, w)))")
             p, p2 = self.backgrounds(images)
             n_chunks = -(-t.shape[1] // (opts.chunk or t.shape[1]))
             self._step = self._progress(cfg.iters1 + (cfg.iters2 * n_chunks if cfg.stage2 else 0))
@@ -283,7 +283,8 @@ class GuidedFeatureInversion(Explainer):
                 with self._autocast(x.device):
                     run_until(clf, self._layout(phi))
                 if inversion_layer not in store:
-                    raise RuntimeError(f"layer {inversion_layer} was not reached by the forward pass")
+                    raise LayerNotFoundError(f"layer {inversion_layer} was not reached by the forward pass; choose a "
+                                             "layer that the model's forward runs (`gfi layers MODEL`)")
                 f_phi = clf.as_map(store[inversion_layer]).to(x.dtype)
                 loss = self._stage1_loss(f_phi, f_inversion, w, m)
                 opt.zero_grad(set_to_none=True)

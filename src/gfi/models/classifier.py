@@ -16,9 +16,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from gfi.constants import IMAGENET_MEAN, IMAGENET_STD
-from gfi.errors import NotApplicable, UsageError
+from gfi.errors import InputError, NotApplicable, TargetError, UsageError
 from gfi.models.compiled import run_compiled
 from gfi.models.layers import (
+    LayerNotFoundError,
     LayerRef,
     capture,
     frozen,
@@ -241,7 +242,7 @@ class Classifier(nn.Module):
             out = out.to(x.dtype)
         if not isinstance(out, Tensor) or out.ndim != 2:
             shape = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
-            raise ValueError(
+            raise NotApplicable(
                 f"the model must return a 2-D (batch, classes) score tensor; it returned {shape}. "
                 "Wrap it so that forward() returns the logits."
             )
@@ -260,7 +261,8 @@ class Classifier(nn.Module):
             out = run_until(self.forward, x)
         missing = [str(r) for r in layers if r not in store]
         if missing:
-            raise RuntimeError(f"layers {missing} were not reached by the forward pass")
+            raise LayerNotFoundError(f"layers {missing} were not reached by the forward pass; choose layers that "
+                                     "the model's forward runs (`gfi layers MODEL`)")
         return {ref: self.as_map(a) for ref, a in store.items()}, out
 
     # -- inputs -------------------------------------------------------------------------------
@@ -270,7 +272,7 @@ class Classifier(nn.Module):
             images = [images]
         if isinstance(images, Tensor):
             if images.ndim != 4:
-                raise ValueError(f"expected images of shape (B, 3, H, W), got {tuple(images.shape)}")
+                raise InputError(f"expected images of shape (B, 3, H, W), got {tuple(images.shape)}")
             batch = images
             if tuple(batch.shape[-2:]) != self.input_size:
                 batch = F.interpolate(batch, size=self.input_size, mode="bilinear",
@@ -278,7 +280,7 @@ class Classifier(nn.Module):
             return batch.clamp(0, 1)
         out = [self.prepare(img.unsqueeze(0)) for img in images]
         if not out:
-            raise ValueError("no images given")
+            raise InputError("no images given")
         return torch.cat(out)
 
     def class_index(self, target: int | str) -> int:
@@ -290,10 +292,10 @@ class Classifier(nn.Module):
         if isinstance(target, int) or (isinstance(target, str) and target.strip().lstrip("-").isdigit()):
             idx = int(target)
             if n is not None and not 0 <= idx < n:
-                raise ValueError(f"target class {idx} is out of range: {self.name} has {n} classes (0..{n - 1})")
+                raise TargetError(f"target class {idx} is out of range: {self.name} has {n} classes (0..{n - 1})")
             return idx
         if self.class_names is None:
-            raise ValueError(f"target {target!r} is a name, but {self.name} has no class names; give an index")
+            raise TargetError(f"target {target!r} is a name, but {self.name} has no class names; give an index")
         key = " ".join(target.strip().lower().split())
         names = [c.lower() for c in self.class_names]
         hits = [i for i, c in enumerate(names) if c == key]  # ImageNet has two classes named "crane"
@@ -304,21 +306,21 @@ class Classifier(nn.Module):
             return hits[0]
         if hits:
             shown = "; ".join(f"{i}: {self.class_names[i]}" for i in hits[:10])
-            raise ValueError(f"class name {target!r} is ambiguous: it names {len(hits)} classes ({shown}); "
-                             "give the full name or an index")
+            raise TargetError(f"class name {target!r} is ambiguous: it names {len(hits)} classes ({shown}); "
+                              "give the full name or an index")
         words = [i for i, c in enumerate(names) if re.search(rf"\b{re.escape(key)}\b", c)]
         if words:
             shown = "; ".join(f"{i}: {self.class_names[i]}" for i in words[:10])
             more = f" and {len(words) - 10} more" if len(words) > 10 else ""
-            raise ValueError(f"{target!r} is not a class name of {self.name}, but a word in {len(words)}: "
-                             f"{shown}{more}. Give one of them (a name, a synonym, or its index); "
-                             f"`gfi classes {key}` lists them all")
+            raise TargetError(f"{target!r} is not a class name of {self.name}, but a word in {len(words)}: "
+                              f"{shown}{more}. Give one of them (a name, a synonym, or its index); "
+                              f"`gfi classes {key}` lists them all")
         import difflib
 
         near = difflib.get_close_matches(key, [s.strip() for c in names for s in c.split(",")], n=5, cutoff=0.6)
         hint = f" Nearest: {', '.join(near)}." if near else ""
-        raise ValueError(f"unknown class name {target!r} for {self.name}.{hint} `gfi classes PATTERN` lists "
-                         "the names; an index works too")
+        raise TargetError(f"unknown class name {target!r} for {self.name}.{hint} `gfi classes PATTERN` lists "
+                          "the names; an index works too")
 
     def find_classes(self, pattern: str = "") -> list[tuple[int, str]]:
         """(index, name) of the classes whose name contains ``pattern`` (case-insensitive; all for "")."""

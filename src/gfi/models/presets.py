@@ -173,7 +173,9 @@ def load_model(
     if is_source(name):
         return load_source(name, weights=weights, allow_pickle=allow_pickle, download=download)
     if name not in PRESETS:
-        raise ValueError(f"unknown model {name!r}; valid models: {', '.join(PRESETS)}, or a model source "
+        from gfi.models.sources import ModelSpecError
+
+        raise ModelSpecError(f"unknown model {name!r}; valid models: {', '.join(PRESETS)}, or a model source "
                          "(timm:NAME, torchvision:NAME[:WEIGHTS])")
     preset = PRESETS[name]
     model = preset.build()

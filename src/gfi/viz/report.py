@@ -5,7 +5,9 @@ over the image, the target's class and score, and the model's top classes. Image
 thumbnails embedded as ``data:`` URLs; the page loads nothing from anywhere (its
 Content-Security-Policy forbids it), so it works offline and can be mailed as one file. Click a
 column header to sort by it (again to reverse). Every name that comes from the user (file names,
-class names, error messages) is HTML-escaped.
+class names, error messages) is HTML-escaped, after :func:`gfi.data.names.printable` has escaped
+its control characters and the bytes of a file name that are not UTF-8 (``bad\xff.png``), so the
+page is always valid UTF-8.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from __future__ import annotations
 import base64
 import io
 import logging
-from html import escape
+from html import escape as _html
 from pathlib import Path
 from urllib.parse import quote
 
@@ -24,6 +26,13 @@ from torch import Tensor
 log = logging.getLogger(__name__)
 
 THUMB_SIDE = 160
+
+
+def escape(text: object) -> str:
+    """``text`` shown in HTML: printable (:func:`gfi.data.names.printable`), then HTML-escaped."""
+    from gfi.data.names import printable
+
+    return _html(printable(text))
 
 
 def thumbnail(image: Tensor, saliency: Tensor | None = None, *, cmap: str = "jet", side: int = THUMB_SIDE,

@@ -9,7 +9,11 @@ Layouts found under ``root`` (first match wins):
   else one XML per image in ``bbox_val/``, ``ILSVRC/Annotations/CLS-LOC/val/`` or next to the images.
 
 When an XML gives an image size different from the image's own (pre-resized images), the boxes
-are rescaled to the image (see :meth:`Sample.scaled_to`).
+are rescaled to the image (see :meth:`Sample.scaled_to`). A CSV gives no size: its samples carry
+the image's own (read from the file's header), so that the same check of the boxes against the
+image applies. A box with a coordinate that is not a finite number, or inverted, is a
+:class:`DataError` naming the file and line; one reaching outside the image is clipped with a
+warning (:func:`gfi.data.samples.fit_boxes`).
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from gfi.data.samples import BoxSample, DataError, Sample, read_text, read_voc_xml
+from gfi.data.samples import BoxSample, DataError, Sample, check_box, read_text, read_voc_xml
 
 __all__ = ["BoxSample", "DataError", "ImageNetVal", "read_synsets", "read_voc_xml"]
 
@@ -131,9 +135,14 @@ class ImageNetVal:
                                 f"`synset xmin ymin xmax ymax`, got {text[:60]!r}")
             try:
                 objs = [(parts[i], [float(v) for v in parts[i + 1:i + 5]], False) for i in range(0, len(parts), 5)]
+                for _, box, _ in objs:
+                    check_box(box)
             except ValueError as exc:
                 raise DataError(f"{self.csv_path}, line {n}: {exc}") from exc
-            return objs, None, self.csv_path
+            from gfi.data.images import image_size
+
+            h, w = image_size(path)
+            return objs, (w, h), self.csv_path
         xml = self.xml_dir / f"{path.stem}.xml"
         objs, size = read_voc_xml(xml)
         return objs, size, xml
@@ -146,4 +155,4 @@ class ImageNetVal:
             raise DataError(f"{source}: class {unknown[0]!r} of {path.name} is not in LOC_synset_mapping.txt")
         labels = torch.tensor([self.index[n] for n, _, _ in objs])
         return Sample(path, torch.tensor([b for _, b, _ in objs]), labels,
-                      torch.tensor([d for _, _, d in objs]), [int(labels[0])], size, index=i)
+                      torch.tensor([d for _, _, d in objs]), [int(labels[0])], size, index=i, source=source)

@@ -1,8 +1,18 @@
 """What every dataset reader returns: a :class:`Sample` per image, and :class:`DataError` for a
-missing or malformed file (the message names the file; one bad image does not stop a run)."""
+missing or malformed file (the message names the file; one bad image does not stop a run).
+
+Boxes are checked where they are read and again against the image they are scored on
+(:meth:`Sample.scaled_to`): a coordinate that is not a finite number, or a box whose max is below
+its min, is a :class:`DataError` naming the file (the image is skipped, never scored with it); a
+box reaching beyond the image by more than one pixel (1-based VOC boxes end at the width itself) is
+clipped to the image with a warning naming the file, and a box wholly outside it is a
+:class:`DataError`.
+"""
 
 from __future__ import annotations
 
+import logging
+import math
 import re
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
@@ -12,6 +22,8 @@ import torch
 from torch import Tensor
 
 from gfi.errors import GFIError
+
+log = logging.getLogger(__name__)
 
 
 class DataError(GFIError, ValueError):
@@ -51,6 +63,7 @@ class Sample:
         size: (W, H) from the annotation, when it gives one.
         mask_path: the ground-truth mask of a salient-object set.
         index: position in the dataset's sorted order.
+        source: the annotation file the boxes come from (named in warnings and errors).
     """
 
     path: Path
@@ -61,6 +74,7 @@ class Sample:
     size: tuple[int, int] | None = None
     mask_path: Path | None = None
     index: int = 0
+    source: Path | None = None
 
     def __post_init__(self) -> None:
         if self.difficult is None:
@@ -85,16 +99,54 @@ class Sample:
         return self.boxes[self.labels == cls]
 
     def scaled_to(self, width: int, height: int) -> Sample:
-        """Boxes rescaled from the annotation's size to an image of ``width`` x ``height``."""
-        if self.size is None or tuple(self.size) == (width, height):
+        """Boxes rescaled from the annotation's size to an image of ``width`` x ``height``, then fitted
+        to it (:func:`fit_boxes`: clipped with a warning, or a :class:`DataError` when one lies wholly
+        outside)."""
+        boxes = self.boxes
+        if self.size is not None and tuple(self.size) != (width, height):
+            sx, sy = width / self.size[0], height / self.size[1]
+            boxes = boxes * torch.tensor([sx, sy, sx, sy])
+        boxes = fit_boxes(boxes, width, height, f"{self.source or self.path} ({self.path.name})")
+        if boxes is self.boxes and self.size is not None and tuple(self.size) == (width, height):
             return self
-        sx, sy = width / self.size[0], height / self.size[1]
-        scale = torch.tensor([sx, sy, sx, sy])
-        return Sample(self.path, self.boxes * scale, self.labels, self.difficult, self.classes, (width, height),
-                      self.mask_path, self.index)
+        return Sample(self.path, boxes, self.labels, self.difficult, self.classes, (width, height),
+                      self.mask_path, self.index, self.source)
 
 
 BoxSample = Sample  # the older name
+
+
+def check_box(box: list[float]) -> None:
+    """A ``ValueError`` for a box ``[xmin, ymin, xmax, ymax]`` with a coordinate that is not a finite
+    number or a max below its min (its reader turns it into a :class:`DataError` naming the file)."""
+    if not all(math.isfinite(v) for v in box):
+        raise ValueError(f"box {box} has a coordinate that is not a finite number")
+    if box[2] < box[0] or box[3] < box[1]:
+        raise ValueError(f"box {box} has xmax < xmin or ymax < ymin")
+
+
+def fit_boxes(boxes: Tensor, width: int, height: int, where: str) -> Tensor:
+    """``boxes`` (N, 4) on a ``width`` x ``height`` image: unchanged when every edge lies in [0, width]
+    x [0, height] (inclusive pixels, one past the last allowed for 1-based annotations); a box that
+    reaches further is clipped to the image's pixels, with one warning naming ``where``; a box wholly
+    outside the image is a :class:`DataError` (it could only count as a miss)."""
+    b = boxes.reshape(-1, 4).float()
+    if not len(b):
+        return boxes
+    outside = (b[:, 0] > width) | (b[:, 1] > height) | (b[:, 2] < 0) | (b[:, 3] < 0)
+    if outside.any():
+        box = [round(float(v), 2) for v in b[outside][0]]
+        raise DataError(f"{where}: box {box} lies outside the {width}x{height} image; fix the annotation")
+    over = (b[:, :2] < 0).any(1) | (b[:, 2] > width) | (b[:, 3] > height)
+    if not over.any():
+        return boxes
+    limit = torch.tensor([width - 1, height - 1], dtype=b.dtype).repeat(2)
+    fitted = torch.minimum(b.clamp(min=0), limit)
+    shown = "; ".join(f"{[round(float(v), 2) for v in b[i]]} -> {[round(float(v), 2) for v in fitted[i]]}"
+                      for i in torch.nonzero(over).flatten().tolist()[:3])
+    log.warning("%s: %d box(es) reach outside the %dx%d image and are clipped to it: %s", where, int(over.sum()),
+                width, height, shown)
+    return fitted.to(boxes.dtype)
 
 
 def read_voc_xml(path: str | Path) -> tuple[list[tuple[str, list[float], bool]], tuple[int, int] | None]:
@@ -118,8 +170,7 @@ def read_voc_xml(path: str | Path) -> tuple[list[tuple[str, list[float], bool]],
             if bb is None:
                 continue
             box = [float(bb.findtext(k)) for k in ("xmin", "ymin", "xmax", "ymax")]
-            if box[2] < box[0] or box[3] < box[1]:
-                raise ValueError(f"box {box} has xmax < xmin or ymax < ymin")
+            check_box(box)
             objs.append((obj.findtext("name").strip(), box, (obj.findtext("difficult") or "0").strip() == "1"))
     except (TypeError, ValueError, AttributeError) as exc:
         raise DataError(f"{path}: malformed annotation ({type(exc).__name__}: {exc})") from exc

@@ -104,4 +104,4 @@ class VOCDetection:
         if not classes:
             raise DataError(f"{xml}: every object is marked difficult, so the image has no target class")
         return Sample(self.paths[i], torch.tensor([b for _, b, _ in objs]), labels, difficult, classes, size,
-                      index=i)
+                      index=i, source=xml)

@@ -106,8 +106,16 @@ def add_log_arguments(p: argparse.ArgumentParser, *, verbose: bool = True) -> No
 
 
 def apply_threads(threads: int) -> None:
+    """``--threads``: 0 leaves torch's default; more than the cores this process may use is refused
+    (it never helps, and tens of thousands make OpenMP fail to create threads and crash)."""
+    from gfi.models.device import available_cpus
+
     if threads < 0:
         raise UsageError(f"--threads must be >= 0, got {threads}")
+    cpus = available_cpus()
+    if threads > cpus:
+        raise UsageError(f"--threads {threads}: gfi may use {cpus} CPU core(s) here; give at most {cpus} "
+                         "(or 0 for torch's default)")
     if threads:
         torch.set_num_threads(threads)
 

@@ -37,6 +37,11 @@ def unique_inputs(paths: list[Path]) -> list[Path]:
 def read_targets_csv(path: Path) -> dict[str, list[str]]:
     """``image,class`` lines (UTF-8, a spreadsheet's byte-order mark allowed, an optional header
     row ``image,class``, ``#`` comments); every error names the line."""
+    from gfi.data.images import not_regular
+
+    special = not_regular(path)
+    if special:
+        raise UsageError(f"--targets {path}: is {special}, not a regular file; give a CSV file")
     if not path.is_file():
         raise UsageError(f"--targets {path}: no such file")
     out: dict[str, list[str]] = defaultdict(list)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import stat
 import struct
 import zlib
 from collections.abc import Iterable, Iterator
@@ -256,6 +257,21 @@ def _orientation(path: Path, img: Image.Image) -> int:
     return int(img.getexif().get(0x0112, 1))
 
 
+_SPECIAL = ((stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISCHR, "a character device"),
+            (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
+
+
+def not_regular(path: str | os.PathLike) -> str | None:
+    """What ``path`` is when it exists but is neither a regular file nor a folder (``"a FIFO (named
+    pipe)"``, a device, a socket; links followed), else None. Such a file is refused before it is
+    opened: reading a FIFO or a device can block forever."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return None
+    return next((name for test, name in _SPECIAL if test(mode)), None)
+
+
 def _missing(path: Path, what: str) -> str:
     """Why an input that does not exist is missing: a symlink loop, a broken link, or nothing there."""
     try:
@@ -293,6 +309,9 @@ def load_image(
         raise ImageLoadError(_missing(path, "file"))
     if path.is_dir():
         raise ImageLoadError(f"{path}: is a folder, not an image")
+    special = not_regular(path)
+    if special:
+        raise ImageLoadError(f"{path}: is {special}, not a regular file; gfi reads image files only")
     old = Image.MAX_IMAGE_PIXELS
     Image.MAX_IMAGE_PIXELS = None  # the size is checked below, from the header, with a clearer message
     try:
@@ -353,7 +372,9 @@ def image_size(path: str | os.PathLike) -> tuple[int, int]:
 def find_images(inputs: Iterable[str | os.PathLike]) -> list[Path]:
     """Expand files and folders (non-recursive, sorted) into image paths; errors name the input.
 
-    Every missing input and every folder without images is named in one error.
+    Every missing input, every input that is not a regular file (a FIFO, a device, a socket: refused
+    before it is opened, reading one can block) and every folder without images is named in one
+    error. In a folder only regular files are taken.
     """
     out: list[Path] = []
     problems: list[str] = []
@@ -364,6 +385,8 @@ def find_images(inputs: Iterable[str | os.PathLike]) -> list[Path]:
             if not found:
                 problems.append(f"{p}: folder has no images (looked for {', '.join(IMAGE_SUFFIXES)})")
             out.extend(found)
+        elif not_regular(p):
+            problems.append(f"{p}: is {not_regular(p)}, not a regular file; gfi reads image files only")
         elif p.exists():
             out.append(p)
         else:

@@ -106,6 +106,11 @@ class EvalRun:
         for name, low in (("batch_size", 1), ("limit", 0), ("threads", 0)):
             if getattr(self, name) < low:
                 raise EvalError(f"--{name.replace('_', '-')} must be >= {low}, got {getattr(self, name)}")
+        from gfi.models.device import available_cpus
+
+        if self.threads > available_cpus():
+            raise EvalError(f"--threads {self.threads}: gfi may use {available_cpus()} CPU core(s) here; give at most "
+                            f"{available_cpus()} (or 0 for torch's default)")
 
     def replace(self, **changes: Any) -> EvalRun:
         return dataclasses.replace(self, **changes)

@@ -7,7 +7,6 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import torch
 from torch import nn
 
 from gfi.errors import NotApplicable
@@ -41,8 +40,10 @@ def read_head_checkpoint(path: str | Path) -> dict | None:
     path = Path(path)
     if not path.is_file() or path.suffix == ".safetensors":
         return None
+    from gfi.models.weights import torch_load
+
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        obj = torch_load(path)
     except Exception as exc:  # not our format: the preset loader reports the file's problem
         log.debug("%s is not a voc-head checkpoint (%s)", path, exc)
         return None

@@ -14,6 +14,15 @@ from gfi.errors import UsageError
 DEVICE_CHOICES = ("auto", "cpu", "cuda")
 
 
+def available_cpus() -> int:
+    """The CPU cores this process may run on (its affinity where the OS reports it): the most
+    ``--threads`` accepts."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not Linux
+        return os.cpu_count() or 1
+
+
 def choose_device(choice: str = "auto") -> torch.device:
     """``auto``: ``cuda:LOCAL_RANK`` when CUDA is available (LOCAL_RANK 0 outside torchrun), else the CPU;
     ``cuda`` without CUDA is a :class:`UsageError` naming the fix."""

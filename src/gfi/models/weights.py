@@ -11,6 +11,7 @@ import hashlib
 import importlib
 import os
 import re
+import warnings
 from collections import OrderedDict
 from pathlib import Path
 
@@ -59,9 +60,22 @@ def _refusal(path: Path, exc: Exception) -> str:
             f"(it starts with the bytes {head.hex(' ')})")
 
 
+def torch_load(path: str | os.PathLike, *, weights_only: bool = True):
+    """``torch.load`` onto the CPU without torch's warning about a pickle protocol other than 2 (a
+    refused file then shows gfi's one line only; the filter is scoped to this call)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Detected pickle protocol", category=UserWarning)
+        return torch.load(path, map_location="cpu", weights_only=weights_only)
+
+
 def read_state_dict(path: str | os.PathLike, *, allow_pickle: bool = False) -> dict[str, torch.Tensor]:
     """A state dict from a local file (``.pth``/``.pt``/``.bin``, or ``.safetensors``)."""
+    from gfi.data.images import not_regular
+
     path = Path(path)
+    special = not_regular(path)
+    if special:
+        raise WeightsError(f"weights file {str(path)!r} is {special}, not a regular file; give a checkpoint file")
     if not path.is_file():
         raise WeightsError(f"weights file {str(path)!r} does not exist")
     if path.stat().st_size == 0:
@@ -77,7 +91,7 @@ def read_state_dict(path: str | os.PathLike, *, allow_pickle: bool = False) -> d
         except SafetensorError as exc:
             raise WeightsError(f"{path} is not a readable safetensors file: {exc}") from exc
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=not allow_pickle)
+        obj = torch_load(path, weights_only=not allow_pickle)
     except Exception as exc:  # torch.load raises many kinds (UnpicklingError, RuntimeError, EOFError, ...)
         if allow_pickle:
             raise WeightsError(f"cannot read {path}: {exc}") from exc

@@ -125,7 +125,9 @@ def run(args: argparse.Namespace) -> int:
         _figure2(fig)
     out = draw_row(args.out, fig.image, fig.panels, cmap=args.cmap, colorbar=args.colorbar,
                    note="  |  ".join(fig.notes))
-    print(out)
+    from gfi.data.names import printable
+
+    print(printable(out))
     return 0
 
 

@@ -121,7 +121,8 @@ def capture(
             if isinstance(value, tuple):
                 value = value[0]
             if not isinstance(value, Tensor):
-                raise TypeError(f"layer {ref} produced {type(value).__name__}, not a tensor")
+                raise LayerNotFoundError(f"layer {ref} produced {type(value).__name__}, not a tensor; choose a layer "
+                                         "whose output (or input, NAME:input) is one tensor (`gfi layers MODEL`)")
             store[ref] = value.clone() if clone else value
             if stop and len(store) == len(wanted):
                 raise StopForward

@@ -1,7 +1,7 @@
 """Classifiers, presets, model sources, layers, token reshapes and weights."""
 
 from gfi.models.classifier import Classifier, NotAConvNetError, auto_layers
-from gfi.models.layers import LayerNotFoundError, LayerRef, capture, frozen, layer_gradients
+from gfi.models.layers import LayerNotFoundError, LayerRef, capture, frozen, layer_gradients, model_lock
 from gfi.models.presets import DEFAULT_MODEL, PRESETS, imagenet_class_names, load_model
 from gfi.models.sources import SOURCES, load_source
 from gfi.models.tokens import TokenGrid, nhwc_to_nchw
@@ -24,5 +24,6 @@ __all__ = [
     "layer_gradients",
     "load_model",
     "load_source",
+    "model_lock",
     "nhwc_to_nchw",
 ]

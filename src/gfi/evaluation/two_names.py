@@ -137,7 +137,6 @@ class TwoNames(Experiment):
         if "explainers" not in ctx.cache:
             ctx.cache["explainers"] = {mode: get_method(ctx.run.method, ctx.clf, cfg, options=ctx.run_options)
                                        for mode, cfg in mode_configs(ctx.run, ctx.opts.modes).items()}
-            ctx.cache["alone"] = ctx.make_explainer(ctx.clf)
         xs = x[rows]
         with torch.no_grad():
             probs = ctx.clf.scores(ctx.clf(xs).float())
@@ -146,7 +145,7 @@ class TwoNames(Experiment):
         top2 = [int(c) for c in second]
         sizes = [tuple(images[j].shape[-2:]) for j in rows]
         t0 = time.perf_counter()
-        alone2, _ = ctx.explain_now(ctx.cache["alone"], xs, [[c] for c in top2], sizes)
+        alone2, _ = ctx.explain_now(ctx.explainer, xs, [[c] for c in top2], sizes)  # the run's own settings
         joint = {mode: ctx.explain_now(e, xs, [[a, b] for a, b in zip(top1, top2, strict=True)], sizes)[0]
                  for mode, e in ctx.cache["explainers"].items()}
         seconds = time.perf_counter() - t0

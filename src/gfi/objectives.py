@@ -10,7 +10,10 @@ r"""The objectives the mask methods minimise, in one place (Du et al. KDD 2018; 
 * :func:`target_terms`: Eq. (9)'s class terms of the kept and the removed image, in the probability
   or the log form.
 * :func:`contrast_term`, :func:`others_removed_term`: beyond the paper, the image's other targets'
-  scores on target c's kept and removed images (several targets explained together).
+  scores on target c's kept and removed images (several targets explained against each other: GFI's
+  ``joint="contrastive"`` or ``"separate"``).
+* :func:`mask_overlap`: beyond the paper, the overlap of the masks of several targets of one image
+  (targets that are different objects: GFI's ``joint="separate"``).
 * :func:`total_variation`: the anisotropic total variation of a mask: GFI's perimeter-scaled TV
   (``per_side=True``, beyond the paper) and Meaningful Perturbation's beta-TV (Fong & Vedaldi 2017,
   Eq. 4).
@@ -99,7 +102,8 @@ def other_targets(targets: Tensor) -> Tensor:
 
 def contrast_term(kept_logits: Tensor, others: Tensor, multilabel: bool) -> Tensor:
     r"""Beyond the paper: how much the kept image of target c still shows the image's *other*
-    targets (contrastive targets, issue 18), to add to Eq. (9) with weight ``contrast``:
+    targets (contrastive targets: GFI's ``joint`` contrastive or separate), to add to Eq. (9) with
+    weight ``contrast``:
 
     :math:`\frac{1}{K-1} \sum_{c' \ne c} -\log(1 - f_{c'}(\Phi(x, m_c)))`, over the other targets c'
     of the same image, so that the kept region of c is pushed to hold none of their evidence.
@@ -121,7 +125,7 @@ def contrast_term(kept_logits: Tensor, others: Tensor, multilabel: bool) -> Tens
 
 def others_removed_term(removed_logits: Tensor, others: Tensor, multilabel: bool) -> Tensor:
     r"""Beyond the paper: how much removing target c's region costs the image's *other* targets
-    (issue 18), to add to Eq. (9) with weight ``keep_others``:
+    (GFI's ``joint`` contrastive or separate), to add to Eq. (9) with weight ``keep_others``:
 
     :math:`\frac{1}{K-1} \sum_{c' \ne c} -\log f_{c'}(\Phi_{bg}(x, m_c))`, over the other targets c'
     of the same image. Where m_c spills onto another target's object, removing it lowers that
@@ -140,9 +144,11 @@ def others_removed_term(removed_logits: Tensor, others: Tensor, multilabel: bool
 
 
 def mask_overlap(m: Tensor) -> Tensor:
-    r"""Beyond the paper (issue 18): for the K masks of one image, (B, K, H, W), how much mask k shares
-    its pixels with the other targets' masks, :math:`\frac{1}{K-1} \sum_{j \ne k} \mathrm{mean}(m_k \odot m_j)`;
-    (B, K), zeros when K = 1. One pass: :math:`m_k \odot (\sum_j m_j - m_k)`."""
+    r"""Beyond the paper: for the K masks of one image, (B, K, H, W), how much mask k shares its
+    pixels with the other targets' masks, :math:`\frac{1}{K-1} \sum_{j \ne k} \mathrm{mean}(m_k \odot m_j)`;
+    (B, K), zeros when K = 1. One pass: :math:`m_k \odot (\sum_j m_j - m_k)`. Added to Eq. (9) with
+    weight ``exclusion`` by GFI's ``joint="separate"``: it assumes the targets are different objects,
+    which do not share pixels (two names of one object do)."""
     b, k = m.shape[:2]
     if k < 2:
         return m.new_zeros(b, k)

@@ -74,8 +74,9 @@ def test_map_store_reads_a_field_added_since_as_the_old_behaviour(tmp_path):
     (tmp_path / META).write_text(json.dumps({"method": "gfi", "config": before}))
     with pytest.raises(ValueError, match="blur_kernel2"):
         MapStore(tmp_path, {"method": "gfi", "config": asdict(GFIConfig())})
-    for same in (GFIConfig(blur_kernel2=11, blur_sigma2=5.0, exclusion=0.0, contrast_init=0.0),
-                 GFIConfig(blur_kernel2=None, blur_sigma2=None, exclusion=0.0, contrast_init=0.0)):
+    for same in (GFIConfig(blur_kernel2=11, blur_sigma2=5.0, exclusion=0.0, contrast_init=0.0, joint="separate"),
+                 GFIConfig(blur_kernel2=None, blur_sigma2=None, exclusion=0.0, contrast_init=0.0,
+                           joint="separate")):
         MapStore(tmp_path, {"method": "gfi", "config": asdict(same)})
 
 
@@ -84,15 +85,15 @@ def test_stage2_fields_come_from_the_field_metadata():
     assert stage2_fields(GFIConfig) == {
         "delta", "lam", "lr2", "iters2", "lr_decay_every", "lr_decay", "score", "area2", "tv2",
         "blur_kernel2", "blur_sigma2", "stage2_init", "nonnegative", "fresh_optimizer", "contrast",
-        "keep_others", "stage2_step", "exclusion", "contrast_init"}
+        "keep_others", "stage2_step", "exclusion", "contrast_init", "joint"}
 
 
 def test_canonical_is_what_the_method_runs():
     # a config recorded before the stage-2 blur fields: ADDED's None, resolved to stage 1's blur;
-    # and before exclusion and contrast_init: 0
+    # before exclusion and contrast_init: 0; before joint: separate (those terms on)
     assert canonical("gfi", {}) == {**asdict(GFIConfig()), "blur_kernel2": GFIConfig().blur_kernel,
                                     "blur_sigma2": GFIConfig().blur_sigma, "exclusion": 0.0,
-                                    "contrast_init": 0.0}
+                                    "contrast_init": 0.0, "joint": "separate"}
     assert canonical("gfi-stage1", asdict(GFIConfig()))["stage2"] is False  # the method runs stage 1 only
     assert canonical("no-such-method", {"a": 1}) == {"a": 1}
 
@@ -100,20 +101,23 @@ def test_canonical_is_what_the_method_runs():
 def test_maps_cached_before_exclusion_are_those_of_exclusion_zero(tmp_path):
     """The masks' overlap term (issue 18) is on by default; maps cached before it existed were made
     without it, so they are not the default's, and they are those of exclusion=0."""
-    added = ("keep_others", "stage2_step", "exclusion", "contrast_init")
+    added = ("keep_others", "stage2_step", "exclusion", "contrast_init", "joint")
     before = {k: v for k, v in asdict(GFIConfig(exclusion=0.0, contrast_init=0.0)).items() if k not in added}
     (tmp_path / META).write_text(json.dumps({"method": "gfi", "config": before}))
     with pytest.raises(ValueError, match="exclusion"):
         MapStore(tmp_path, {"method": "gfi", "config": asdict(GFIConfig())})
-    MapStore(tmp_path, {"method": "gfi", "config": asdict(GFIConfig(exclusion=0.0, contrast_init=0.0))})
+    MapStore(tmp_path, {"method": "gfi", "config": asdict(GFIConfig(exclusion=0.0, contrast_init=0.0,
+                                                                     joint="separate"))})
 
 
 def test_maps_cached_before_contrast_init_are_those_of_contrast_init_zero(tmp_path):
     """The contrastive start (issue 18, fifth round) is on by default; maps cached by the fourth
     round's default (exclusion 100, no contrast_init field) are refused against the default and
     read by a run that sets contrast_init=0 with the fourth round's exclusion."""
-    before = {k: v for k, v in asdict(GFIConfig(exclusion=100.0)).items() if k != "contrast_init"}
+    before = {k: v for k, v in asdict(GFIConfig(exclusion=100.0, joint="separate")).items()
+              if k not in ("contrast_init", "joint")}
     (tmp_path / META).write_text(json.dumps({"method": "gfi", "config": before}))
     with pytest.raises(ValueError, match=r"contrast_init: 0\.0 there, 0\.5 now"):
-        MapStore(tmp_path, {"method": "gfi", "config": asdict(GFIConfig(exclusion=100.0))})
-    MapStore(tmp_path, {"method": "gfi", "config": asdict(GFIConfig(exclusion=100.0, contrast_init=0.0))})
+        MapStore(tmp_path, {"method": "gfi", "config": asdict(GFIConfig(exclusion=100.0, joint="separate"))})
+    MapStore(tmp_path, {"method": "gfi", "config": asdict(GFIConfig(exclusion=100.0, contrast_init=0.0,
+                                                                     joint="separate"))})

@@ -17,15 +17,19 @@ def test_batch_equals_separate_runs(tiny, tiny_images):
         assert torch.allclose(both.weights[b], one.weights[0], atol=1e-6)
 
 
-def test_stage1_runs_once_per_image_for_k_targets(tiny, tiny_images):
+@pytest.mark.parametrize("joint", ["independent", "separate"])
+def test_stage1_runs_once_per_image_for_k_targets(tiny, tiny_images, joint):
     batches = []
     handle = tiny.model.pool.register_forward_hook(lambda m, a, o: batches.append(o.shape[0]))
     try:
-        e = GuidedFeatureInversion(tiny, "paper", **FAST).explain(tiny_images, [[0, 1, 2], [3, 4, 0]])
+        e = GuidedFeatureInversion(tiny, "paper", joint=joint, **FAST).explain(tiny_images, [[0, 1, 2], [3, 4, 0]])
     finally:
         handle.remove()
-    # 1 forward for f(x) at B=2, iters1 stage-1 forwards at B=2, iters2 + 1 at 2*B*K = 12
-    assert batches == [2] + [2] * 3 + [12] * 5
+    # 1 forward for f(x) at B=2, iters1 stage-1 forwards at B=2, then iters2 + 1 stage-2 forwards:
+    # independent targets one at a time, as each alone (2*B = 4, K times); the other modes all K
+    # targets in one batch (2*B*K = 12)
+    stage2 = [4] * 5 * 3 if joint == "independent" else [12] * 5
+    assert batches == [2] + [2] * 3 + stage2
     assert e.maps.shape == (2, 3, 4, 4)
     assert e.stage1_weights.shape == (2, 4) and e.weights.shape == (2, 3, 4)
 
@@ -126,16 +130,17 @@ def test_stage2_fields_do_not_change_the_stage1_map(tiny, tiny_images):
     changed = {"delta": 3.0, "lam": 2.0, "lr2": 0.2, "iters2": 2, "lr_decay_every": 1, "lr_decay": 0.9,
                "score": "prob", "area2": 2.0, "tv2": 1.0, "blur_kernel2": 3, "blur_sigma2": 1.0,
                "stage2_init": "stage1", "nonnegative": True, "contrast": 1.0, "keep_others": 1.0, "exclusion": 1.0,
-               "contrast_init": 1.0,
+               "contrast_init": 1.0, "joint": "independent",
                "stage2_step": "relative", "fresh_optimizer": False, "early_stop": True, "early_stop_every": 1,
                "early_stop_tol": 0.5, "chunk": 1}
     stage2_fields = {i.name for i in describe(GFIConfig) if i.stage == 2}
     run_options = {"early_stop", "early_stop_every", "early_stop_tol", "chunk"}
     assert run_options <= set(RunOptions.names())
     assert set(changed) == stage2_fields | run_options  # a new stage-2 field must be added here too
-    base = GuidedFeatureInversion(tiny, stage2=False, **FAST).explain(tiny_images, 1)
+    fast = {**FAST, "joint": "separate"}  # the mode that reads every multi-target weight
+    base = GuidedFeatureInversion(tiny, stage2=False, **fast).explain(tiny_images, 1)
     for key, value in changed.items():
-        other = GuidedFeatureInversion(tiny, stage2=False, **{**FAST, key: value}).explain(tiny_images, 1)
+        other = GuidedFeatureInversion(tiny, stage2=False, **{**fast, key: value}).explain(tiny_images, 1)
         assert torch.equal(base.maps, other.maps), key
     # and a stage-1 field does change it
     other = GuidedFeatureInversion(tiny, stage2=False, **{**FAST, "area1": 0.0}).explain(tiny_images, 1)

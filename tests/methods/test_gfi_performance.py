@@ -139,7 +139,8 @@ def test_bf16_on_a_cuda_device_without_bf16_is_refused(tiny, tiny_images, monkey
 def test_stage2_in_chunks_of_targets_gives_the_same_maps(tiny, tiny_images):
     # with both score terms that read the other targets (a chunk's rows still see all K of the
     # image); the masks' overlap term needs all K masks at once, so it refuses chunks (tested there)
-    cfg = GFIConfig(background="mean", iters1=3, iters2=6, keep_others=5.0, contrast=1.0, exclusion=0.0)
+    cfg = GFIConfig(background="mean", iters1=3, iters2=6, keep_others=5.0, contrast=1.0, exclusion=0.0,
+                    joint="separate")
     targets = [[0, 2, 3], [1, 3, 4]]
     whole = GuidedFeatureInversion(tiny, cfg).explain(tiny_images, targets)
     chunked = GuidedFeatureInversion(tiny, cfg, chunk=2).explain(tiny_images, targets)

@@ -13,7 +13,7 @@ from gfi.objectives import other_targets, others_removed_term
 def test_keep_others_adds_the_other_targets_removed_scores_to_eq9(tiny, tiny_images):
     """At the first stage-2 iteration (same w in both runs) the losses differ by exactly
     keep_others * mean_{j != k} -log f_j(removed image of target k), computed here by hand."""
-    cfg = dict(iters1=2, iters2=1, stage2_init="stage1", keep_others=0.0)
+    cfg = dict(iters1=2, iters2=1, stage2_init="stage1", keep_others=0.0, joint="contrastive")
     targets = [[0, 3], [1, 2]]
     plain = GuidedFeatureInversion(tiny, **cfg).explain(tiny_images, targets)
     e = GuidedFeatureInversion(tiny, **{**cfg, "keep_others": 2.5})
@@ -34,12 +34,12 @@ def test_keep_others_adds_the_other_targets_removed_scores_to_eq9(tiny, tiny_ima
 
 
 def test_keep_others_leaves_a_single_target_exactly_as_eq9(tiny, tiny_images):
-    plain = GuidedFeatureInversion(tiny, iters1=2, iters2=3, keep_others=0.0).explain(tiny_images, 1)
-    other = GuidedFeatureInversion(tiny, iters1=2, iters2=3, keep_others=5.0).explain(tiny_images, 1)
+    cfg = dict(iters1=2, iters2=3, joint="contrastive")
+    plain = GuidedFeatureInversion(tiny, **cfg, keep_others=0.0).explain(tiny_images, 1)
+    other = GuidedFeatureInversion(tiny, **cfg, keep_others=5.0).explain(tiny_images, 1)
     assert torch.equal(plain.maps, other.maps)
-    two = GuidedFeatureInversion(tiny, iters1=2, iters2=3, keep_others=5.0).explain(tiny_images, [[1, 2], [1, 2]])
-    plain_two = GuidedFeatureInversion(tiny, iters1=2, iters2=3, keep_others=0.0).explain(tiny_images,
-                                                                                        [[1, 2], [1, 2]])
+    two = GuidedFeatureInversion(tiny, **cfg, keep_others=5.0).explain(tiny_images, [[1, 2], [1, 2]])
+    plain_two = GuidedFeatureInversion(tiny, **cfg, keep_others=0.0).explain(tiny_images, [[1, 2], [1, 2]])
     assert not torch.equal(two.weights, plain_two.weights)
 
 
@@ -70,7 +70,7 @@ def test_exclusion_adds_the_masks_overlap_to_eq9_and_refuses_chunks(tiny, tiny_i
     starting masks, computed here by hand; one target is explained exactly as without it."""
     from gfi.objectives import mask_overlap
 
-    cfg = dict(iters1=2, iters2=1, stage2_init="stage1", keep_others=0.0, exclusion=0.0)
+    cfg = dict(iters1=2, iters2=1, stage2_init="stage1", keep_others=0.0, exclusion=0.0, joint="separate")
     targets = [[0, 3, 1], [1, 2, 4]]
     plain = GuidedFeatureInversion(tiny, **cfg).explain(tiny_images, targets)
     other = GuidedFeatureInversion(tiny, **{**cfg, "exclusion": 3.0}).explain(tiny_images, targets)
@@ -83,11 +83,12 @@ def test_exclusion_adds_the_masks_overlap_to_eq9_and_refuses_chunks(tiny, tiny_i
     torch.testing.assert_close(other.loss_history["stage2"][0] - plain.loss_history["stage2"][0], 3.0 * by_hand,
                                rtol=1e-4, atol=1e-6)
     torch.testing.assert_close(mask_overlap(m), by_hand)
-    one = GuidedFeatureInversion(tiny, iters1=2, iters2=3, exclusion=50.0).explain(tiny_images, 1)
-    none = GuidedFeatureInversion(tiny, iters1=2, iters2=3, exclusion=0.0).explain(tiny_images, 1)
+    one = GuidedFeatureInversion(tiny, iters1=2, iters2=3, exclusion=50.0, joint="separate").explain(tiny_images, 1)
+    none = GuidedFeatureInversion(tiny, iters1=2, iters2=3, exclusion=0.0, joint="separate").explain(tiny_images, 1)
     assert torch.equal(one.maps, none.maps)
     with pytest.raises(SettingsError, match="drop chunk"):
-        GuidedFeatureInversion(tiny, iters1=1, iters2=1, exclusion=1.0, chunk=2).explain(tiny_images, targets)
+        GuidedFeatureInversion(tiny, iters1=1, iters2=1, exclusion=1.0, joint="separate",
+                               chunk=2).explain(tiny_images, targets)
 
 
 def test_contrast_init_starts_from_the_gradient_of_the_logit_difference(tiny, tiny_images):
@@ -97,7 +98,7 @@ def test_contrast_init_starts_from_the_gradient_of_the_logit_difference(tiny, ti
     from gfi.models.layers import capture
 
     beta, t = 0.7, torch.tensor([[0, 3, 1], [2, 1, 4]])
-    e = GuidedFeatureInversion(tiny, contrast_init=beta)
+    e = GuidedFeatureInversion(tiny, contrast_init=beta, joint="contrastive")
     got = e.gradient_weights(tiny_images, t)
     want = []
     for b in range(2):

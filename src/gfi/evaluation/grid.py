@@ -8,7 +8,11 @@ whole image resized to the model's input size S (as :meth:`Classifier.prepare` d
 8 bits); the 2x2 grid, 2S x 2S, is written as a PNG to ``OUT/grids/`` and is the model's input
 as it is: the run's model is a copy of the classifier whose input size is doubled (a fully
 convolutional model with global pooling, as every preset is, takes it). All four classes of a grid
-are explained in one call (GFI: one stage 1, four stage-2 targets).
+are explained in one call (GFI: one stage 1, four stage-2 targets). What four targets explained
+together mean is GFI's ``joint`` setting, recorded in the summary: ``independent`` by default (each
+map as if its class were explained alone: the same information every other method has),
+``--joint separate`` (the four classes are different objects: the masks' overlap term and the
+contrastive start, the setting of the tables made before ``joint`` existed) or ``--joint contrastive``.
 
 Per class: ``mass``, the share of the map's (positive) mass inside that class's cell (chance 0.25),
 and ``hit``, whether its maximum is in the cell (tied maxima count by the share of them inside the
@@ -300,6 +304,10 @@ class Grid(Experiment):
     def record_options(self, opts: GridOptions) -> dict:
         return {"grid": opts.to_dict()}
 
+    def headline(self, summary: dict) -> str:
+        joint = summary.get("joint")
+        return super().headline(summary) + (f" joint={joint}" if joint else "")
+
     def setup(self, run: EvalRun, opts: GridOptions, classifier: Any = None,
               info: dict | None = None) -> tuple[GridDataset, Any, dict | None]:
         from gfi.data.imagenet import read_synsets
@@ -345,6 +353,7 @@ class Grid(Experiment):
         mass = [t["mass"] for t in points]
         hit = [t["hit"] for t in points]
         return {
+            "joint": joint_mode(run),
             "mass_share": sum(mass) / len(mass),
             "mass_share_ci95": ci95(per_grid_mass),
             "pointing": sum(hit) / len(hit),
@@ -365,6 +374,15 @@ class Grid(Experiment):
             "reuse": opts.reuse,
             "n_source_images": len({name for r in records for name in r.get("sources", [])}),
         }
+
+
+def joint_mode(run: EvalRun) -> str | None:
+    """What several targets of one image meant to the run's method (GFI's ``joint``; None for a
+    method without the setting, whose maps do not depend on the other targets)."""
+    from gfi.evaluation.loop import method_config
+
+    config, _ = method_config(run)
+    return getattr(config, "joint", None)
 
 
 def paired(a: Sequence[dict], b: Sequence[dict]) -> dict:

@@ -47,7 +47,7 @@ META = "_maps.json"
 #: them (None: stage 1's blur); a setting added at its old behaviour needs no entry (its default)
 ADDED: dict[str, Any] = {"blur_kernel2": None, "blur_sigma2": None, "keep_others": 0.0,
                          "stage2_step": "absolute", "exclusion": 0.0,
-                         "contrast_init": 0.0}
+                         "contrast_init": 0.0, "joint": "separate"}
 #: fields an earlier GFI config held that are run options now (they never decided a map)
 RETIRED = frozenset({"early_stop", "early_stop_every", "early_stop_tol", "autocast", "channels_last",
                      "stage2_chunk"})

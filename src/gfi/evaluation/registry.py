@@ -11,9 +11,10 @@ from gfi.evaluation.localization import Localization
 from gfi.evaluation.pointing import Pointing
 from gfi.evaluation.saliency import Saliency
 from gfi.evaluation.sanity import Sanity
+from gfi.evaluation.two_names import TwoNames
 
 EXPERIMENTS: dict[str, Experiment] = {
-    e.name: e for e in (Localization(), Pointing(), Saliency(), Adversarial(), Deletion(), Sanity(), Grid())
+    e.name: e for e in (Localization(), Pointing(), Saliency(), Adversarial(), Deletion(), Sanity(), Grid(), TwoNames())
 }
 
 __all__ = ["EXPERIMENTS", "VOC_HEAD", "VOCHead"]

@@ -44,8 +44,8 @@ class RunOptions(Settings):
     channels_last: bool = setting(
         False, "run the network on channels-last (NHWC) images and weights", group="speed")
     chunk: int = setting(
-        0, "GFI: stage-2 targets per image computed at a time (0: all in one batch; needs exclusion=0, whose "
-           "term compares all K masks)", low=0, group="speed")
+        0, "GFI with joint=contrastive: stage-2 targets per image computed at a time (0: all in one batch; "
+           "joint=independent computes one at a time, joint=separate needs all at once)", low=0, group="speed")
     batch_size: int = setting(
         0, "images per forward of the sampling methods (smoothgrad, integrated-gradients, rise; 0: the "
            "method's own)", low=0, group="speed")

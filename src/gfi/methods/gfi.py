@@ -18,6 +18,12 @@ Batching: w is a (B, K, C) tensor, one row per image and target. Every loss is a
 per-row terms and Adam is element-wise, so a batch gives the same result as B * K separate runs.
 Stage 1 does not depend on the class and runs once per image (K = 1); stage 2 starts K copies.
 
+Several targets of one image (``joint``, beyond the paper): ``independent`` (the default) explains
+each as if alone, Eq. 9 as it is, one stage-2 pass per target, so that each map is bit for bit
+its map alone; ``contrastive`` adds the terms that use the other targets' scores (the contrastive
+start ``contrast_init``, ``contrast``, ``keep_others``); ``separate`` adds to those the overlap of
+the targets' masks (``exclusion``). docs/METHOD.md, "Several targets of one image".
+
 The readings of what the paper leaves open are :class:`GFIConfig` fields; their values and the
 experiments behind them are in ``docs/METHOD.md``.
 """
@@ -25,7 +31,7 @@ experiments behind them are in ``docs/METHOD.md``.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from typing import Any, ClassVar, Literal
 
 import torch
@@ -100,21 +106,26 @@ class GFIConfig(Settings):
     area2: float = setting(0.1, "weight of the mask's mean area added to Eq. 9", paper=0.0, low=0, stage=2)
     tv1: float = setting(0.0, "weight of the mask's total variation added to Eq. 8", paper=0.0, low=0)
     tv2: float = setting(0.0, "weight of the mask's total variation added to Eq. 9", paper=0.0, low=0, stage=2)
-    contrast: float = setting(0.0, "weight of the other targets' scores on target c's kept image, added to Eq. 9 "
-                                   "(contrastive targets: all K of the image, whatever the chunk)",
+    joint: Literal["independent", "contrastive", "separate"] = setting(
+        "independent", "what several targets of one image explained together mean: independent (each target's "
+                       "map is its map alone), contrastive (why c rather than the other targets: contrast_init, "
+                       "contrast, keep_others), separate (the targets are different objects: those and the "
+                       "mask-overlap term exclusion)", paper="independent", stage=2)
+    contrast: float = setting(0.0, "joint=contrastive or separate: weight of the other targets' scores on target "
+                                   "c's kept image, added to Eq. 9 (all K targets of the image, whatever the chunk)",
                               paper=0.0, low=0, stage=2)
-    keep_others: float = setting(0.0, "weight of the other targets' scores on target c's removed image, added to "
-                                      "Eq. 9 as -log f_c'(Phi_bg(x, m_c)) (removing c must not remove the others; "
-                                      "all K targets of the image; none for one target)",
+    keep_others: float = setting(0.0, "joint=contrastive or separate: weight of the other targets' scores on "
+                                      "target c's removed image, added to Eq. 9 as -log f_c'(Phi_bg(x, m_c)) "
+                                      "(removing c must not remove the others; all K targets of the image)",
                                  paper=0.0, low=0, stage=2)
-    exclusion: float = setting(1000.0, "weight of the overlap of target c's mask with the image's other "
-                                       "targets' masks, added to Eq. 9 as mean(m_c * m_c') over the others "
-                                       "(several objects do not share pixels; none for one target; needs all K "
-                                       "targets in one batch, no --chunk)",
+    exclusion: float = setting(1000.0, "joint=separate: weight of the overlap of target c's mask with the image's "
+                                       "other targets' masks, added to Eq. 9 as mean(m_c * m_c') over the others "
+                                       "(different objects do not share pixels; needs all K targets in one batch, "
+                                       "no --chunk)",
                                paper=0.0, low=0, stage=2)
-    contrast_init: float = setting(0.5, "with stage2_init=gradient and several targets: start target c from Grad-CAM's "
-                                        "weights of the logit difference y_c - beta * mean of the other targets' "
-                                        "logits, beta this value (1: contrastive Grad-CAM; none for one target)",
+    contrast_init: float = setting(0.5, "joint=contrastive or separate, with stage2_init=gradient: start target c "
+                                        "from Grad-CAM's weights of the logit difference y_c - beta * mean of the "
+                                        "other targets' logits, beta this value (1: contrastive Grad-CAM)",
                                    paper=0.0, low=0, stage=2)
     stage2_init: Literal["stage1", "gradient"] = setting(
         "gradient", "where stage 2 starts: stage 1's w, or Grad-CAM's channel weights at the channel layer",
@@ -136,6 +147,30 @@ class GFIConfig(Settings):
     #: (4 + 8 iterations: 1 + 4 + 1 + 2 x 8 + 2 = 24 image passes for one target, against 74),
     #: chosen on the tuning half of the dev data (docs/PERFORMANCE.md, "A fast preset")
     PRESET_CHANGES: ClassVar[dict[str, dict[str, Any]]] = {"fast": {"iters1": 4, "iters2": 8}}
+
+    #: the terms each ``joint`` mode adds to Eq. 9 (their weights); a mode leaves the others out
+    JOINT_TERMS: ClassVar[dict[str, tuple[str, ...]]] = {
+        "independent": (),
+        "contrastive": ("contrast_init", "contrast", "keep_others"),
+        "separate": ("contrast_init", "contrast", "keep_others", "exclusion"),
+    }
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        read = self.JOINT_TERMS[self.joint]
+        for name in self.JOINT_TERMS["separate"]:
+            value = getattr(self, name)
+            if name not in read and value != 0 and value != _DEFAULTS[name]:
+                modes = [m for m, terms in self.JOINT_TERMS.items() if name in terms]
+                raise SettingsError(
+                    f"{name}={value:g} is read only with {' or '.join(f'joint={m}' for m in modes)} "
+                    f"({_JOINT_MEANS[modes[0]]}); joint={self.joint} ignores it: choose joint={modes[0]} "
+                    f"(--joint {modes[0]}), or leave {name} out")
+
+    def joint_weight(self, name: str) -> float:
+        """The weight of the multi-target term ``name`` as stage 2 uses it: its value where ``joint``
+        reads it (:attr:`JOINT_TERMS`), else 0."""
+        return float(getattr(self, name)) if name in self.JOINT_TERMS[self.joint] else 0.0
 
     @classmethod
     def paper(cls, **overrides: Any) -> GFIConfig:
@@ -159,6 +194,13 @@ class GFIConfig(Settings):
         """(kernel, sigma) of stage 2's blur: ``blur_kernel2``/``blur_sigma2``, or stage 1's where None."""
         return (self.blur_kernel if self.blur_kernel2 is None else self.blur_kernel2,
                 self.blur_sigma if self.blur_sigma2 is None else self.blur_sigma2)
+
+
+#: the defaults of the multi-target weights (a mode that ignores a weight accepts it at its default or 0)
+_DEFAULTS: dict[str, float] = {f.name: f.default for f in fields(GFIConfig)
+                               if f.name in GFIConfig.JOINT_TERMS["separate"]}
+_JOINT_MEANS = {"contrastive": "each target explained against the others",
+                "separate": "the targets are different objects"}
 
 
 #: The paper's settings (Sec. 4.1.1, Alg. 1 and 2): the ``paper=`` values of GFIConfig's fields.
@@ -208,34 +250,46 @@ class GuidedFeatureInversion(Explainer):
                                     "(B, C, h, w): give the Classifier a reshape_transform (for (B, tokens, C): "
                                     "gfi.models.tokens.TokenGrid(prefix_tokens=..., grid=(h, w)))")
             p, p2 = self.backgrounds(images)
-            n_chunks = -(-t.shape[1] // (opts.chunk or t.shape[1]))
+            # independent targets: one stage-2 pass per target, each exactly the passes of that target
+            # alone (batched passes of several targets may round differently); else chunks of the run option
+            step = 1 if cfg.joint == "independent" else (opts.chunk or t.shape[1])
+            n_chunks = -(-t.shape[1] // step)
             self._step = self._progress(cfg.iters1 + (cfg.iters2 * n_chunks if cfg.stage2 else 0))
             w1, hist1, adam1 = self.stage1(images, p, f_inversion, f_channel)
             up = Upsampler(f_channel.shape[-2:], images.shape[-2:], device=images.device, dtype=f_channel.dtype)
             with torch.no_grad():
                 m1, col1 = channel_mask(w1, f_channel, up)
-            if cfg.stage2:
-                if cfg.exclusion and opts.chunk and opts.chunk < t.shape[1]:
-                    raise SettingsError(f"exclusion={cfg.exclusion} compares each target's mask with all {t.shape[1]} "
-                                        f"targets' masks, which chunk={opts.chunk} splits into separate batches; drop "
-                                        "chunk (fewer images per batch saves memory too) or set exclusion=0")
-                w_start = self.gradient_weights(images, t) if cfg.stage2_init == "gradient" else w1
-                w_start = w_start.expand(-1, t.shape[1], -1)
-                step = opts.chunk or t.shape[1]
-                others = other_targets(t)  # each row's other targets: all K, whatever the chunk
-                parts = [self.stage2(images, p2, f_channel, w_start[:, k:k + step], t[:, k:k + step],
-                                     adam_state=None if cfg.fresh_optimizer else adam1,
-                                     others=others[:, k:k + step])
-                         for k in range(0, t.shape[1], step)]
-                w2, hist2 = torch.cat([w for w, _ in parts], 1), _cat_histories([h for _, h in parts])
-            else:
-                w2, hist2 = w1.expand(-1, t.shape[1], -1), None
-            with torch.no_grad():
-                m, col = channel_mask(w2, f_channel, up, rectify=not cfg.nonnegative)
-                both = KeptAndRemoved(images, p2)(m).flatten(0, 2)
-                with self._autocast(images.device):
-                    z = clf(self._layout(both)).float().view(2, *t.shape, -1)
-                s = clf.scores(z).gather(-1, t.unsqueeze(0).unsqueeze(-1).expand(2, *t.shape, 1)).squeeze(-1)
+            exclusion = cfg.joint_weight("exclusion")
+            if cfg.stage2 and exclusion and step < t.shape[1]:
+                raise SettingsError(f"exclusion={cfg.exclusion:g} (joint=separate) compares each target's mask with "
+                                    f"all {t.shape[1]} targets' masks, which chunk={opts.chunk} splits into separate "
+                                    "batches; drop chunk (fewer images per batch saves memory too) or set exclusion=0")
+            # the contrastive start needs every target's gradient at once; an independent target needs only its own
+            whole = self.gradient_weights(images, t) if cfg.stage2 and cfg.stage2_init == "gradient" and \
+                cfg.joint != "independent" else None
+            others = other_targets(t)  # each row's other targets: all K, whatever the chunk
+            parts = []
+            for k in range(0, t.shape[1], step):
+                tk = t[:, k:k + step]
+                if not cfg.stage2:
+                    wk, hk = w1.expand(-1, tk.shape[1], -1), None
+                else:
+                    start = (whole[:, k:k + step] if whole is not None else self.gradient_weights(images, tk)) \
+                        if cfg.stage2_init == "gradient" else w1.expand(-1, tk.shape[1], -1)
+                    wk, hk = self.stage2(images, p2, f_channel, start, tk,
+                                         adam_state=None if cfg.fresh_optimizer else adam1,
+                                         others=others[:, k:k + step])
+                with torch.no_grad():
+                    mk, colk = channel_mask(wk, f_channel, up, rectify=not cfg.nonnegative)
+                    both = KeptAndRemoved(images, p2)(mk).flatten(0, 2)
+                    with self._autocast(images.device):
+                        z = clf(self._layout(both)).float().view(2, *tk.shape, -1)
+                    sk = clf.scores(z).gather(-1, tk.unsqueeze(0).unsqueeze(-1).expand(2, *tk.shape, 1)).squeeze(-1)
+                parts.append((wk, hk, mk, colk, sk))
+            w2 = torch.cat([q[0] for q in parts], 1)
+            hist2 = _cat_histories([q[1] for q in parts]) if cfg.stage2 else None
+            m, col = torch.cat([q[2] for q in parts], 1), torch.cat([q[3] for q in parts], 1)
+            s = torch.cat([q[4] for q in parts], 2)  # (2, B, K): kept, removed
         history = {"stage1": hist1}
         if hist2 is not None:
             history["stage2"] = hist2
@@ -305,15 +359,17 @@ class GuidedFeatureInversion(Explainer):
 
     def gradient_weights(self, x: Tensor, targets: Tensor) -> Tensor:
         """Grad-CAM's channel weights at l1, clipped at 0 (``nonnegative``) and rescaled to mean |w| =
-        ``w_init``: (B, K, C). With ``contrast_init`` = beta and K > 1 targets, target c's are those of
-        the logit difference :math:`y_c - \\beta \\frac{1}{K-1} \\sum_{j \\ne c} y_j` (beyond the paper,
-        issue 18: channels the other targets share count less)."""
+        ``w_init``: (B, K, C). With ``joint`` contrastive or separate, ``contrast_init`` = beta and K > 1
+        targets, target c's are those of the logit difference
+        :math:`y_c - \\beta \\frac{1}{K-1} \\sum_{j \\ne c} y_j` (beyond the paper: channels the other
+        targets share count less)."""
         _, grad = layer_gradients(self.classifier, x, targets, self.classifier.channel_layer)
         w = grad.mean((2, 3)).view(*targets.shape, -1)
         k = targets.shape[1]
-        if self.config.contrast_init and k > 1:
+        beta = self.config.joint_weight("contrast_init")
+        if beta and k > 1:
             # the gradient is linear in the logit: d(y_c - beta mean_j y_j)/dA pooled = w_c - beta mean_j w_j
-            w = w - self.config.contrast_init * (w.sum(1, keepdim=True) - w) / (k - 1)
+            w = w - beta * (w.sum(1, keepdim=True) - w) / (k - 1)
         if self.config.nonnegative:
             w = w.clamp(min=0)
         mean = w.abs().mean(-1, keepdim=True)
@@ -356,6 +412,8 @@ class GuidedFeatureInversion(Explainer):
             # continue stage 1's moments (each target row starts from its image's stage-1 state)
             opt.state[w] = {k: (v.expand_as(w).clone() if v.ndim else v.clone()) for k, v in adam_state.items()}
         sched = torch.optim.lr_scheduler.StepLR(opt, step_size=cfg.lr_decay_every, gamma=cfg.lr_decay)
+        # the multi-target terms that cfg.joint adds to Eq. 9 (0: left out)
+        contrast, keep_others, exclusion = (cfg.joint_weight(n) for n in ("contrast", "keep_others", "exclusion"))
         losses = []
         peaks: list[Tensor] = []  # per check: (B, K, 2) position of each map's maximum (peak rule)
         opts = self.options
@@ -372,12 +430,12 @@ class GuidedFeatureInversion(Explainer):
             loss = -gain + cfg.lam * removed + cfg.delta * l1_penalty(wa, cfg) + cfg.area2 * m.mean((-2, -1))
             if cfg.tv2:
                 loss = loss + cfg.tv2 * total_variation(m, per_side=True)
-            if cfg.contrast:
-                loss = loss + cfg.contrast * contrast_term(z[0], others, clf.multilabel)
-            if cfg.keep_others:
-                loss = loss + cfg.keep_others * others_removed_term(z[1], others, clf.multilabel)
-            if cfg.exclusion:
-                loss = loss + cfg.exclusion * mask_overlap(m)
+            if contrast:
+                loss = loss + contrast * contrast_term(z[0], others, clf.multilabel)
+            if keep_others:
+                loss = loss + keep_others * others_removed_term(z[1], others, clf.multilabel)
+            if exclusion:
+                loss = loss + exclusion * mask_overlap(m)
             opt.zero_grad(set_to_none=True)
             loss.sum().backward()
             opt.step()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import torch
@@ -27,7 +28,8 @@ from gfi.models.layers import (
     run_until,
     trace_shapes,
 )
-from gfi.models.tokens import TokenLayout, find_token_layout
+from gfi.models.metadata import feature_hint
+from gfi.models.tokens import TokenLayout, find_token_layout, nhwc_to_nchw
 from gfi.objectives import class_scores
 
 __all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "Classifier", "NotAConvNetError", "auto_layers"]
@@ -89,8 +91,7 @@ class Classifier(nn.Module):
         if not (reshape_transform is None or reshape_transform == "auto" or callable(reshape_transform)):
             raise UsageError(f"reshape_transform must be a callable, None or 'auto', got {reshape_transform!r}")
         self._reshape = reshape_transform
-        self._token_layout: TokenLayout | Literal["unknown"] | None = "unknown"
-        self._auto_layers: tuple[LayerRef, LayerRef] | None = None  # auto_layers' answer, found once
+        self._found: _Found | None = None  # the automatic layer and token layout, found once (_find_layers)
         self._compile = False  # the compile run option, set for one explain call (:meth:`compiling`)
         for ref in (self._inversion_layer, self._channel_layer):
             if ref is not None:
@@ -167,19 +168,38 @@ class Classifier(nn.Module):
 
     @property
     def channels_last_model(self) -> bool:
-        """Whether the model's stages keep channels last (timm's ``output_fmt == "NHWC"``, e.g. Swin)."""
-        return getattr(self.model, "output_fmt", None) == "NHWC"
+        """Whether the model's stages keep channels last: timm's ``output_fmt == "NHWC"`` (its Swin), or
+        automatic layers found in channels-last blocks (torchvision's Swin)."""
+        if getattr(self.model, "output_fmt", None) == "NHWC":
+            return True
+        found = self._found
+        return found is not None and found.layout is not None and found.layout.reshape_transform is nhwc_to_nchw
 
     @property
     def token_layout(self) -> TokenLayout | None:
-        """The layer and reshape of a token model (:func:`gfi.models.tokens.find_token_layout`; found
-        once, with one forward pass), or None for a model without transformer blocks of tokens."""
-        if self._token_layout == "unknown":
-            h, w = self.input_size
-            with frozen(self.model):
-                x = torch.full((1, 3, h, w), 0.5, device=self.device)
-                self._token_layout = find_token_layout(self.model, self.normalize(x), self.input_size)
-        return self._token_layout
+        """The layer and reshape of a token model (found once, with :func:`auto_layers`), or None for a
+        model whose automatic layer is a spatial map (or that has none)."""
+        return self._layers_found().layout
+
+    @property
+    def auto_layers_source(self) -> str:
+        """Where :func:`auto_layers` found l0 and l1: ``"timm"``, ``"torchvision"`` or ``"transformers"``
+        (the library's own metadata, :mod:`gfi.models.metadata`), ``"generic"`` (the generic rule), or
+        ``"none"`` (no layer found)."""
+        return self._layers_found().source
+
+    def probe_input(self) -> Tensor:
+        """The grey image (batch 1, ``input_size``) the layer rules trace, normalised and cast to the
+        model's dtype as :meth:`forward` casts the methods' images."""
+        h, w = self.input_size
+        return self.normalize(torch.full((1, 3, h, w), 0.5, device=self.device)).to(self.dtype)
+
+    def _layers_found(self) -> _Found:
+        if self._found is None:
+            with frozen(self.model), _runnable(self.dtype, self.device):
+                self._found = _find_layers(self.model, self.probe_input(), self.input_size,
+                                           channels_last=getattr(self.model, "output_fmt", None) == "NHWC")
+        return self._found
 
     @property
     def reshape_transform(self) -> Callable[[Tensor], Tensor] | None:
@@ -227,15 +247,9 @@ class Classifier(nn.Module):
         logits come back in the images' dtype."""
         z = self.normalize(x)
         dtype = self.dtype
-        try:
+        with _runnable(dtype, z.device):
             z = z.to(dtype) if z.dtype != dtype else z
             out = run_compiled(self.model, z) if self._compile else self.model(z)
-        except RuntimeError as exc:
-            if dtype in (torch.float16, torch.bfloat16) and "not implemented for" in str(exc):
-                raise NotApplicable(f"the model is {str(dtype).removeprefix('torch.')}, and on {z.device.type} "
-                                    f"torch cannot run it ({str(exc).splitlines()[0]}); use model.float() or run "
-                                    "it on a GPU") from exc
-            raise
         if not isinstance(out, Tensor) and isinstance(getattr(out, "logits", None), Tensor):
             out = out.logits  # Hugging Face's ImageClassifierOutput
         if isinstance(out, Tensor) and out.is_floating_point() and out.dtype != x.dtype:
@@ -343,6 +357,19 @@ class Classifier(nn.Module):
         return self.mean.device
 
 
+@contextmanager
+def _runnable(dtype: torch.dtype, device: torch.device) -> Iterator[None]:
+    """A half-precision model that torch cannot run on this device is :class:`NotApplicable`, one line."""
+    try:
+        yield
+    except RuntimeError as exc:
+        if dtype in (torch.float16, torch.bfloat16) and "not implemented for" in str(exc):
+            raise NotApplicable(f"the model is {str(dtype).removeprefix('torch.')}, and on {device.type} "
+                                f"torch cannot run it ({str(exc).splitlines()[0]}); use model.float() or run "
+                                "it on a GPU") from exc
+        raise
+
+
 def _processor_size(processor: Any) -> tuple[int, int] | None:
     """(H, W) a Hugging Face image processor feeds its model: the crop when it centre-crops, else
     its size (height/width; a shortest_edge is taken as a square)."""
@@ -363,38 +390,57 @@ def _processor_size(processor: Any) -> tuple[int, int] | None:
 def auto_layers(classifier: Classifier) -> tuple[LayerRef, LayerRef]:
     """Choose l0 and l1 for a model without a preset (documented in docs/METHOD.md).
 
-    l0 is the paper's "last pooling layer before the first fully connected layer", read as: the
-    module that *last* produces a 4-D map with spatial size > 1 in a forward pass (the outermost
-    module when several return the same tensor). l1 is l0 (the paper's AlexNet choice), the rule
-    that also holds for networks whose last stage has a single resolution.
+    l0 is the paper's "last pooling layer before the first fully connected layer": the map the
+    head pools. For a timm, torchvision or Hugging Face model, the library's own metadata says where
+    that is (:mod:`gfi.models.metadata`: timm's ``forward_features`` and ``feature_info``,
+    torchvision's graph node names, the base model's ``last_hidden_state`` and the config). Otherwise,
+    and when the metadata leads to no map, the generic rule: the module that *last* produces a 4-D
+    map of the input's batch with spatial size > 1 in a forward pass (the outermost module when several
+    return the same tensor). l1 is l0 (the paper's AlexNet choice), the rule that also holds for
+    networks whose last stage has a single resolution.
 
     A token model (transformer blocks of patch tokens: ViT, DeiT, Swin, also after a CNN stem)
-    is recognised first: l0 = l1 = the input of its last transformer block, reshaped into a map
+    gets l0 = l1 = the input of its last transformer block, reshaped into a map
     (:func:`gfi.models.tokens.find_token_layout`), not its patch-embedding convolution or a 4-D
-    attention tensor.
+    attention tensor; a library's metadata says in which module to look for that block.
 
-    Found once per model (a forward pass), then remembered by the classifier.
+    Found once per model (a few forward passes of a grey image), then remembered by the classifier.
     """
-    if classifier._auto_layers is None:
-        classifier._auto_layers = _choose_layers(classifier)
-    return classifier._auto_layers
+    found = classifier._layers_found()
+    if found.layer is None:
+        raise NotAConvNetError(
+            f"{type(classifier.model).__name__} has no 4-D (B, C, h, w) feature map with h, w > 1 and no "
+            "transformer blocks of patch tokens, so a channel mask (Eq. 6) cannot be built. Name a layer "
+            "(inversion_layer=, channel_layer=) and, if its output is not (B, C, h, w), a reshape_transform "
+            "(gfi.models.tokens.TokenGrid(prefix_tokens=..., grid=(h, w)) for (B, tokens, C)).")
+    return found.layer, found.layer
 
 
-def _choose_layers(classifier: Classifier) -> tuple[LayerRef, LayerRef]:
-    layout = classifier.token_layout
+@dataclass(frozen=True)
+class _Found:
+    """The automatic layer (None: none found), the token layout read at it (None: a spatial map), and
+    where the choice came from (:attr:`Classifier.auto_layers_source`)."""
+
+    layer: LayerRef | None
+    layout: TokenLayout | None
+    source: str
+
+
+def _find_layers(model: nn.Module, x: Tensor, input_size: tuple[int, int], *, channels_last: bool) -> _Found:
+    """The rule of :func:`auto_layers` for the probe ``x`` (normalised, batch 1, the model's dtype)."""
+    hint = feature_hint(model, x)
+    if hint is not None:
+        if hint.layout == "nchw":
+            return _Found(LayerRef(hint.module), None, hint.source)
+        layout = find_token_layout(model, x, input_size, within=hint.module or None, nhwc=hint.layout == "nhwc",
+                                   prefix_tokens=hint.prefix_tokens)
+        if layout is not None:
+            return _Found(layout.layer, layout, hint.source)
+    layout = find_token_layout(model, x, input_size)
     if layout is not None:
-        return layout.layer, layout.layer
-    h, w = classifier.input_size
-    with frozen(classifier.model):
-        x = torch.full((1, 3, h, w), 0.5, device=classifier.device)
-        order = trace_shapes(classifier.model, classifier.normalize(x))
-    spatial = [(n, s) for n, s in order if len(s) == 4 and s[-1] > 1 and s[-2] > 1]
-    if spatial and not classifier.channels_last_model:
-        inversion_layer = LayerRef(spatial[-1][0])
-        return inversion_layer, inversion_layer
-    raise NotAConvNetError(
-        f"{type(classifier.model).__name__} has no 4-D (B, C, h, w) feature map with h, w > 1 and no "
-        "transformer blocks of patch tokens, so a channel mask (Eq. 6) cannot be built. Name a layer "
-        "(inversion_layer=, channel_layer=) and, if its output is not (B, C, h, w), a reshape_transform "
-        "(gfi.models.tokens.TokenGrid(prefix_tokens=..., grid=(h, w)) for (B, tokens, C))."
-    )
+        return _Found(layout.layer, layout, "generic")
+    order = trace_shapes(model, x)
+    spatial = [n for n, s in order if len(s) == 4 and s[0] == x.shape[0] and s[-1] > 1 and s[-2] > 1]
+    if spatial and not channels_last:
+        return _Found(LayerRef(spatial[-1]), None, "generic")
+    return _Found(None, None, "none")

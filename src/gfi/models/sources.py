@@ -26,12 +26,15 @@ Rules:
   torchvision's ``crop_size`` (224 for ``resnet50:IMAGENET1K_V2``; its ``resize_size`` 232 is
   recorded, not applied). The model's interpolation is recorded too; gfi resizes bilinearly with
   antialiasing, as for the presets.
-* **Layers.** No preset fixes them: :func:`gfi.models.classifier.auto_layers` chooses l0 = the module
-  that last produces a 4-D map with spatial size > 1 in a forward pass (the outermost one when
-  several return the same tensor; e.g. ``layer4`` of a ResNet, ``stages.3`` of a ConvNeXt) and
-  l1 = l0; for a token model (ViT, DeiT, Swin) the input of its last transformer block, its
-  tokens put back on their grid (:mod:`gfi.models.tokens`). ``--inversion-layer`` /
-  ``--channel-layer`` (``Classifier.with_layers``) override them.
+* **Layers.** No preset fixes them: :func:`gfi.models.classifier.auto_layers` chooses l0 = l1 = the
+  map the model's head pools, where the library's own metadata says it is
+  (:mod:`gfi.models.metadata`: timm's ``forward_features`` and ``feature_info``, torchvision's graph
+  node names, the Hugging Face base model's ``last_hidden_state``; e.g. ``layer4`` of a ResNet,
+  ``stages.3`` of a ConvNeXt, ``bn2`` of an EfficientNet, ``final_conv`` of a MobileViT), else by the
+  generic rule (the module that last produces a 4-D map with spatial size > 1); for a token model
+  (ViT, DeiT, Swin) the input of its last transformer block, its tokens put back on their grid
+  (:mod:`gfi.models.tokens`; ``encoder.layers.encoder_layer_11:input`` of torchvision's ``vit_b_16``).
+  ``--inversion-layer`` / ``--channel-layer`` (``Classifier.with_layers``) override them.
 * **Weights.** ``weights="random"`` (or None): random initialisation (tests, timing). A path: a
   local state dict read with ``torch.load(weights_only=True)`` (or ``.safetensors``) by
   :func:`gfi.models.weights.read_state_dict` and loaded strictly. ``"default"``: the source's

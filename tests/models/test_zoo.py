@@ -42,8 +42,7 @@ DIFFUSE = {
 }
 
 #: Layers that ``gfi layers`` does not list (so cannot mark), and why.
-UNLISTED = {"hf:Swin": "gfi.models.layers.trace_shapes skips modules that return a tuple, as Hugging Face's "
-                       "Swin blocks do"}
+UNLISTED: dict[str, str] = {}  # case id -> why `gfi layers` cannot list its l0
 
 
 def _mass_ratio(m: torch.Tensor, box: tuple[int, int, int, int], cell: float) -> float:

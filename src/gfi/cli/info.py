@@ -74,7 +74,7 @@ def cmd_layers(args: argparse.Namespace) -> int:
     else:
         l0, l1 = clf.inversion_layer, clf.channel_layer
     modules = dict(clf.model.named_modules())
-    x = clf.normalize(torch.full((1, 3, *clf.input_size), 0.5))
+    x = clf.probe_input()
     print(f"{'module':40s} {'type':24s} output shape (C, H, W)")
     for name, shape in trace_shapes(clf.model, x):
         marks = [f"{label} ({ref})" for label, ref in (("l0", l0), ("l1", l1)) if ref.name == name]

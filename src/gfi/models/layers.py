@@ -235,12 +235,15 @@ def channels_last(model: nn.Module, enabled: bool = True) -> Iterator[nn.Module]
 def trace_shapes(model: nn.Module, x: Tensor) -> list[tuple[str, tuple[int, ...]]]:
     """(name, output shape) of every module in the order its forward *finishes*, for one input.
 
-    Used to choose layers automatically and to list them (``gfi layers``).
+    Used to choose layers automatically and to list them (``gfi layers``). A module that returns a
+    tuple (a Hugging Face block) is listed with its first tensor, the one :func:`capture` reads.
     """
     order: list[tuple[str, tuple[int, ...]]] = []
 
     def hook(name: str):
         def record(_m, _a, out):
+            if isinstance(out, tuple) and out:
+                out = out[0]
             if isinstance(out, Tensor):
                 order.append((name, tuple(out.shape)))
         return record

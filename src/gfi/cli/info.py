@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import argparse
 
-import torch
-
 
 def add_parsers(sub) -> None:
     from gfi.cli.common import model_name

@@ -367,14 +367,14 @@ class Manifest:
         """Create the manifest (its header in one step) when there is none, and register this run."""
         if self._fd is not None:
             return
+        header = (json.dumps(_HEADER) + "\n").encode()
+        for orphan in self.root.glob(f"{TMP_PREFIX}*.{self.path.name}"):  # a kill before a new manifest's link
+            if digest(orphan) == (len(header), hashlib.sha256(header).hexdigest()):  # exactly a new manifest
+                _discard(orphan)
         if not os.path.lexists(self.path):
-            header = (json.dumps(_HEADER) + "\n").encode()
-            try:
-                self.root.mkdir(parents=True, exist_ok=True)
-                if not _plain_write(self.path, lambda p: Path(p).write_bytes(header), create=True):
-                    log.debug("%s was made by another process meanwhile", self.path)
-            except WriteError:
-                raise
+            self.root.mkdir(parents=True, exist_ok=True)
+            if not _plain_write(self.path, lambda p: Path(p).write_bytes(header), create=True):
+                log.debug("%s was made by another process meanwhile", self.path)
         self.refresh()
         try:
             fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | _NOFOLLOW | _BINARY | _CLOEXEC)
@@ -491,10 +491,7 @@ class Manifest:
             if self._fd is not None:
                 os.close(self._fd)
                 self._fd = None
-            try:
-                _plain_write(self.path, lambda p: Path(p).write_bytes(header), create=False)
-            except WriteError:
-                raise
+            _plain_write(self.path, lambda p: Path(p).write_bytes(header), create=False)
             self.files, self.growing, self.runs, self._offset = {}, set(), {}, 0
             self.refresh()
         return gone
@@ -600,8 +597,8 @@ def check_folder(folder: Path, what: str = "--out") -> Path:
     if probe.exists() and not probe.is_dir():
         raise OutputFolderError(f"{what} {folder}: {probe} is an existing file, not a folder; "
                                 f"choose another {what}")
-    try:
-        with tempfile.NamedTemporaryFile(dir=probe, prefix=f"{TMP_PREFIX}{run_id()}.write-check.", suffix=".tmp"):
+    try:  # a file with no name where the system allows it (O_TMPFILE): a kill leaves nothing
+        with tempfile.TemporaryFile(dir=probe, prefix=f"{TMP_PREFIX}{run_id()}.write-check.", suffix=".tmp"):
             pass
     except PermissionError as exc:
         raise OutputFolderError(f"{what} {folder}: no permission to write there ({exc.strerror}); "
@@ -625,9 +622,9 @@ class FolderLock:
     lock file left by a dead run is stale by construction and simply taken over.
 
     The lock's path is never followed: a link, a folder, a special file, a file with other hard links
-    or a file that is not a gfi lock (other content) there is refused with one line naming it and the
-    fix; it is never opened for writing. Readers (e.g. of a shared map store) take no lock: every
-    file is replaced atomically."""
+    or a file that is not a gfi lock (other content, or none: the lock file gfi makes is never empty)
+    there is refused with one line naming it and the fix; it is never written to. Readers (e.g. of
+    a shared map store) take no lock: every file is replaced atomically."""
 
     def __init__(self, folder: Path, what: str = "--out", *, eager: bool = True, name: str = LOCK_NAME) -> None:
         self.path = Path(folder) / name
@@ -643,12 +640,26 @@ class FolderLock:
         return OutputFolderError(f"{self.path} {what}; gfi keeps its lock there and never follows or replaces "
                                  "what it did not make: move it away and run again")
 
-    def _open(self) -> int:
-        """The lock file, created if missing, never through a link; refused unless a plain file."""
+    def _create(self) -> None:
+        """Make the lock file with a holder already in it (a temporary linked to its name, which fails
+        when the name exists): the lock file gfi makes is never empty."""
+        for orphan in self.path.parent.glob(f"{TMP_PREFIX}*.{self.path.name}"):  # a kill between write and link
+            if orphan.is_file() and not orphan.is_symlink() and _holder(orphan.read_bytes()) is not None:
+                _discard(orphan)
+        try:
+            _plain_write(self.path, lambda p: Path(p).write_bytes(_holder_bytes()), create=True)
+        except WriteError as exc:
+            raise OutputFolderError(f"cannot make the lock file {self.path} ({exc}); choose another "
+                                    f"{self.what}") from None
+
+    def _open(self) -> int | None:
+        """The lock file, never through a link; refused unless a plain file. None: it is gone."""
         if not _NOFOLLOW and os.path.islink(self.path):
             raise self._refuse("is a link")
         try:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | _NOFOLLOW | _NONBLOCK | _BINARY | _CLOEXEC, 0o644)
+            fd = os.open(self.path, os.O_RDWR | _NOFOLLOW | _NONBLOCK | _BINARY | _CLOEXEC)
+        except FileNotFoundError:
+            return None
         except OSError as exc:
             if os.path.islink(self.path):
                 raise self._refuse("is a link") from None
@@ -665,15 +676,16 @@ class FolderLock:
         return fd
 
     def acquire(self) -> FolderLock:
-        import socket
-        import time
-
         from filelock import lock_descriptor, unlock_descriptor
 
         if self._fd is not None:
             return self
         while True:
+            if not os.path.lexists(self.path):
+                self._create()
             fd = self._open()
+            if fd is None:  # released (unlinked) meanwhile
+                continue
             try:
                 got = lock_descriptor(fd, blocking=False)
             except OSError as exc:
@@ -695,16 +707,13 @@ class FolderLock:
                 break
             unlock_descriptor(fd)
             os.close(fd)
-        content = _read_fd(fd, 0)
-        if content.strip() and _holder(content) is None:  # not a lock gfi left: the user's file
+        if _holder(_read_fd(fd, 0)) is None:  # not a lock file gfi made: the user's file
             unlock_descriptor(fd)
             os.close(fd)
             raise self._refuse("holds other data (it is not a gfi lock file)")
-        me = {"pid": os.getpid(), "host": socket.gethostname(), "since": time.strftime("%Y-%m-%d %H:%M:%S")}
-        try:  # byte 0 stays a newline: Windows locks that byte, and readers skip it
-            os.ftruncate(fd, 0)
+        try:  # one write of a holder at least as long as any before: the file is never half-written
             os.lseek(fd, 0, os.SEEK_SET)
-            os.write(fd, b"\n" + json.dumps(me).encode())
+            os.write(fd, _holder_bytes())
         except OSError as exc:
             unlock_descriptor(fd)
             os.close(fd)
@@ -753,6 +762,17 @@ def _read_fd(fd: int, start: int) -> bytes:
         return os.read(fd, 4096)
     except OSError:
         return b""
+
+
+def _holder_bytes() -> bytes:
+    """This process as a lock's holder: a newline (byte 0, which Windows keeps locked), its pid,
+    host and start time as JSON, padded with spaces to 512 bytes (so rewriting a stale lock's
+    holder is one write of a file of the same length)."""
+    import socket
+    import time
+
+    me = {"pid": os.getpid(), "host": socket.gethostname(), "since": time.strftime("%Y-%m-%d %H:%M:%S")}
+    return (b"\n" + json.dumps(me).encode()).ljust(512)
 
 
 def _holder(content: bytes) -> dict | None:

@@ -55,8 +55,8 @@ def legacy_folder(out: Path, manifest: Manifest, run_files: tuple[str, ...]) -> 
     found = [n for n in run_files if os.path.lexists(out / n)]
     if found and not manifest.exists:
         raise OutputFolderError(f"{out / found[0]} exists, but {out} has no list of the files gfi wrote there (an "
-                                "earlier gfi version, or not gfi), so gfi cannot tell its files from yours; choose "
-                                "another --out")
+                                "earlier gfi version, or not gfi), so gfi cannot tell its files from yours; move them "
+                                "away or choose another --out")
 
 
 class RunFolder:

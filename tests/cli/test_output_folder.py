@@ -172,7 +172,7 @@ def test_output_folder_failures_are_one_line_and_come_before_the_model(tmp_path,
         def refuse(*a, **k):
             raise exc
 
-        monkeypatch.setattr(tempfile, "NamedTemporaryFile", refuse)
+        monkeypatch.setattr(tempfile, "TemporaryFile", refuse)
     rc, _, err = run(["explain", str(write_images(tmp_path / "in", 1)), "--out", str(out), "--method", "gradcam"],
                      capsys)
     expected = {"file": "is an existing file, not a folder", "readonly": "no permission to write there",

@@ -233,7 +233,8 @@ class Manifest:
     """The files gfi wrote under ``root``: ``root/<name>``, a JSON-lines file.
 
     Its first line is a header; then ``{"run": ID, ...}`` when a process starts writing (before its
-    first temporary exists), ``{"file": REL, "size": N, "sha256": H, ...}`` after a file is written
+    first temporary exists), ``{"dir": REL}`` before its first temporary in a folder,
+    ``{"file": REL, "size": N, "sha256": H, ...}`` after a file is written
     under its temporary name and before it is renamed to ``REL``, ``{"file": REL, "growing": true}``
     before a file that is appended to (its name holds the run's id) is created. Lines are appended
     with one ``write`` each, so readers (other processes sharing a map store) see whole lines. The
@@ -254,6 +255,7 @@ class Manifest:
         self.files: dict[str, list[dict]] = {}
         self.growing: set[str] = set()
         self.runs: dict[str, dict] = {}
+        self.dirs: set[str] = {"."}  # the folders where gfi made temporaries
         self._offset = 0
         self._fd: int | None = None
         self.refresh()
@@ -299,6 +301,8 @@ class Manifest:
                 log.debug("%s: skipped an unreadable line", self.path)
             elif isinstance(entry.get("run"), str):
                 self.runs[entry["run"]] = entry
+            elif isinstance(entry.get("dir"), str):
+                self.dirs.add(entry["dir"])
             elif isinstance(entry.get("file"), str):
                 if entry.get("growing") is True:
                     self.growing.add(entry["file"])
@@ -408,6 +412,8 @@ class Manifest:
         self._append_raw((json.dumps(entry) + "\n").encode())
         if "run" in entry:
             self.runs[entry["run"]] = entry
+        elif "dir" in entry:
+            self.dirs.add(entry["dir"])
         elif entry.get("growing"):
             self.growing.add(entry["file"])
         else:
@@ -423,6 +429,9 @@ class Manifest:
             return False
         self._open()
         tmp = temporary_name(path)
+        folder = Path(rel).parent.as_posix()
+        if folder not in self.dirs:  # where this run's temporaries can be, said before the first is made
+            self._append({"dir": folder})
         try:
             try:
                 path.parent.mkdir(parents=True, exist_ok=True)
@@ -492,16 +501,13 @@ class Manifest:
                 os.close(self._fd)
                 self._fd = None
             _plain_write(self.path, lambda p: Path(p).write_bytes(header), create=False)
-            self.files, self.growing, self.runs, self._offset = {}, set(), {}, 0
+            self.files, self.growing, self.runs, self.dirs, self._offset = {}, set(), {}, {"."}, 0
             self.refresh()
         return gone
 
     def folders(self) -> list[Path]:
-        """The root and every folder the manifest names a file in (where temporaries can be)."""
-        out = {self.root}
-        for rel in (*self.files, *self.growing):
-            out.add((self.root / rel).parent)
-        return sorted(out)
+        """The folders where gfi made temporaries (each is named before the first one is made)."""
+        return sorted({(self.root / d) for d in self.dirs} | {(self.root / rel).parent for rel in self.files})
 
     def remove_temporaries(self, *, every_other_run: bool = True) -> list[Path]:
         """Delete the temporaries that runs listed here left (a kill): every other run's (under the

@@ -215,6 +215,9 @@ class MapStore:
         """Before any work: decide how the folder serves the maps of ``keys``. A map file there that
         gfi did not store under ``_maps.json`` is refused with the fix, except in a folder without
         ``_maps.json`` given with ``--maps`` (``given``), whose maps are then read as they are."""
+        if os.path.lexists(self.folder) and not self.folder.is_dir():
+            raise OutputFolderError(f"{self.folder} exists and is not a folder; move it away or give another --maps "
+                                    "folder")
         self.manifest.remove_temporaries(every_other_run=False)  # of runs on this host that were killed
         if self.mode == "legacy":
             return

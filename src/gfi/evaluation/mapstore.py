@@ -203,7 +203,7 @@ class MapStore:
     def _check(self, found: dict) -> None:
         """Refuse a folder whose maps were made with other settings; else serve its maps."""
         listed = found.pop(LISTED, None)
-        diff = differing(found, self.provenance)
+        diff = sorted(differing(found, self.provenance), key=lambda k: k.startswith("config."))  # method first
         if diff:
             old, new = canonical_provenance(found), canonical_provenance(self.provenance)
             shown = "; ".join(f"{k}: {_value(old, k)!r} there, {_value(new, k)!r} now" for k in diff[:4])

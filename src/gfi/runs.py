@@ -104,6 +104,12 @@ class RunFolder:
             self.close()
             raise
 
+    def __enter__(self) -> RunFolder:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
     def close(self) -> None:
         """Stop routing writes under the folder through its manifest (the run is over)."""
         if self._active is not None:

@@ -119,7 +119,7 @@ def _publish(tmp: Path, path: Path, *, replace: bool) -> bool:
         os.replace(tmp, path)
         return True
     try:
-        os.link(tmp, path, follow_symlinks=False)
+        os.link(tmp, path)
         return True
     except FileExistsError:
         return False
@@ -543,8 +543,9 @@ class Manifest:
     @classmethod
     def covering(cls, path: Path) -> Manifest | None:
         p = Path(os.path.abspath(path))
+        real = p.parent.resolve() / p.name
         for m in reversed(cls._active):
-            if m.root in p.parents:
+            if m.root in p.parents or m.root.resolve() in real.parents:
                 return m
         return None
 

@@ -32,7 +32,8 @@ def _data_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--limit", type=int, default=0, help="only the first N images (after --range; 0: all)")
     g.add_argument("--out", type=Path, required=True, help="output folder (resumes a run with the same options)")
     g.add_argument("--maps", type=Path, help="folder of cached maps to read and fill (default: OUT/maps)")
-    g.add_argument("--overwrite", action="store_true", help="discard the lines and maps of an earlier run in OUT")
+    g.add_argument("--overwrite", action="store_true", help="discard the lines and maps of an earlier run in OUT "
+                                                            "(the files gfi wrote there; no other file)")
     common.add_log_arguments(g, verbose=False)
 
 

@@ -52,9 +52,9 @@ def add_parser(sub, argv: Sequence[str]) -> argparse.ArgumentParser:
     o.add_argument("--save-npy", action="store_true",
                    help="also save maps as float32 .npy in [0,1] at the image's size")
     o.add_argument("--overwrite", action="store_true",
-                   help="start afresh in --out: delete the files the previous run there wrote (as its records list) "
-                        "and replace existing files; without it the same arguments resume the run and other "
-                        "arguments are refused")
+                   help="start afresh in --out: delete the files gfi wrote there (as its list of them proves; a file "
+                        "gfi did not write is never replaced or deleted); without it the same arguments resume the "
+                        "run and other arguments are refused")
     o.add_argument("--cmap", default="jet", help="matplotlib colour map, e.g. cividis (colour-blind safe)")
     o.add_argument("--colorbar", action="store_true", help="draw a colour bar on overlays")
     common.add_log_arguments(o)

@@ -34,6 +34,7 @@ import functools
 import json
 import logging
 import os
+import secrets
 import sys
 import time
 from collections.abc import Callable
@@ -437,8 +438,6 @@ def _loop(exp: Experiment, ctx: Context, mine: list[int], done: set[str], shard:
     todo = sum(1 for c in chunks for i in c if ctx.keys[i] not in done)
     if not chunks:
         return
-    import secrets
-
     # a new part file for every run (its name holds the process's id, listed in the manifest)
     writer = RecordWriter(run.out / part_name(shard.rank, f"{run_id()}.{secrets.token_hex(3)}"), ctx.manifest)
     bar = tqdm(total=todo, unit="img", disable=run.quiet or shard.rank != 0, file=sys.stderr,

@@ -98,7 +98,8 @@ def test_a_users_file_in_the_way_is_refused_before_the_image_is_explained(tmp_pa
     monkeypatch.setattr(METHODS["gradcam"], "explain", lambda self, *a, **k: calls.append(1) or original(self, *a, **k))
     rc, _, err = run(["explain", str(folder), "--out", str(out), "--method", "gradcam", "--target", "3", "--quiet"],
                      capsys)
-    assert rc == 2 and "im0_gradcam_3.png exists; choose another --out or pass --overwrite (gfi did not write it" in err
+    assert rc == 2 and "im0_gradcam_3.png exists and gfi did not write it; move it away or choose another --out" in err
+    assert "--overwrite" not in err  # it would not replace the file either
     assert calls == []  # refused before the work, not after it
     assert (out / "im0_gradcam_3.png").read_bytes() == USER_BYTES
 
@@ -171,7 +172,7 @@ def test_output_folder_failures_are_one_line_and_come_before_the_model(tmp_path,
         def refuse(*a, **k):
             raise exc
 
-        monkeypatch.setattr(tempfile, "NamedTemporaryFile", refuse)
+        monkeypatch.setattr(tempfile, "TemporaryFile", refuse)
     rc, _, err = run(["explain", str(write_images(tmp_path / "in", 1)), "--out", str(out), "--method", "gradcam"],
                      capsys)
     expected = {"file": "is an existing file, not a folder", "readonly": "no permission to write there",
@@ -183,25 +184,25 @@ def test_output_folder_failures_are_one_line_and_come_before_the_model(tmp_path,
 
 def test_disk_full_mid_run_says_what_is_saved_and_the_same_command_resumes(tmp_path, capsys, monkeypatch):
     cli_tiny.patch(monkeypatch)
-    import gfi.runs
+    import gfi.persist
 
     folder = write_images(tmp_path / "in", 3)
     out = tmp_path / "o"
     argv = ["explain", str(folder), "--out", str(out), "--method", "gradcam", "--quiet", "--batch-size", "1"]
-    real = gfi.runs.atomic_write
+    real = gfi.persist._publish
     calls = {"n": 0}
 
-    def write(path, fn):
+    def publish(tmp, path, **kw):
         calls["n"] += 1
-        if calls["n"] > 3:  # the first image's three files, then the disk is full
+        if calls["n"] > 6:  # run.json, the first image's records and files, then the disk is full
             raise OSError(errno.ENOSPC, "No space left on device")
-        return real(path, fn)
+        return real(tmp, path, **kw)
 
-    monkeypatch.setattr(gfi.runs, "atomic_write", write)
+    monkeypatch.setattr(gfi.persist, "_publish", publish)
     rc, _, err = run(argv, capsys)
     assert rc == 2 and err.count("\n") == 1 and "is full:" in err and "run the same command again" in err
     assert "of 3 images are done and saved" in err
-    monkeypatch.setattr(gfi.runs, "atomic_write", real)
+    monkeypatch.setattr(gfi.persist, "_publish", real)
     rc, _, err = run(argv, capsys)
     assert rc == 0, err
     res = json.loads((out / "results.json").read_text())

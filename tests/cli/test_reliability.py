@@ -240,20 +240,27 @@ def test_rerun_resumes_refuses_other_arguments_and_overwrite_starts_afresh(tmp_p
     assert rc == 2 and "differs in: target" in err
     # an image a killed run had started: only it is explained again (its partial files replaced),
     # and the summary is the same
+    from gfi.persist import Manifest
+
     started = json.loads((out / "records" / "im1.json").read_text())
     files = [started["thumb_input"], *(t[k] for t in started["targets"] for k in ("overlay", "thumb"))]
-    (out / "records" / "im1.json").write_text(json.dumps({"image": str(folder / "im1.png"), "status": "started",
-                                                          "files": files}))
+    Manifest(out).write_text(out / "records" / "im1.json", json.dumps(  # as a killed run leaves it
+        {"image": str(folder / "im1.png"), "status": "started", "files": files}))
     rc, _, err = run([*base[:-1], "--verbose"], capsys)
     assert rc == 0 and "2 of 3 images are done, 1 to go" in err
     assert_same_summary(results(out), first)
-    # --overwrite: afresh (the old outputs are gone first)
-    (out / "im2_gradcam_2.png").write_bytes(b"stale")
+    # --overwrite: afresh (gfi's old outputs are gone first); a file the user put at an output
+    # name is refused all the same, and kept
+    overlay = out / results(out)["images"][2]["targets"][0]["overlay"]
+    overlay.write_bytes(b"mine")
+    rc, _, err = run([*base, "--cmap", "viridis", "--overwrite"], capsys)
+    assert rc == 0 and f"skipped: {overlay} exists and gfi did not write it" in err
+    assert overlay.read_bytes() == b"mine"
+    overlay.unlink()
     rc, _, _ = run([*base, "--cmap", "viridis", "--overwrite"], capsys)
     assert rc == 0
     assert json.loads((out / "run.json").read_text())["arguments"]["cmap"] == "viridis"
-    overlay = out / results(out)["images"][2]["targets"][0]["overlay"]
-    assert Image.open(overlay).size[0] > 100  # rewritten, not the stale bytes
+    assert Image.open(overlay).size[0] > 100 and len(results(out)["images"]) == 3
 
 
 def test_existing_results_without_run_file_are_not_overwritten(tmp_path, capsys, tiny_cli):
@@ -261,7 +268,7 @@ def test_existing_results_without_run_file_are_not_overwritten(tmp_path, capsys,
     out.mkdir()
     (out / "results.json").write_text("{}")
     rc, _, err = run(["explain", str(write_images(tmp_path / "in", 1)), "--out", str(out), *FAST], capsys)
-    assert rc == 2 and "results.json exists; choose another --out or pass --overwrite" in err
+    assert rc == 2 and "results.json exists and gfi did not write it; move it away or choose another --out" in err
     assert (out / "results.json").read_text() == "{}"
 
 
@@ -327,12 +334,12 @@ def test_a_run_that_recorded_nothing_is_refused_with_the_reason_and_resumed_with
     argv = ["explain", str(images), "--out", str(tmp_path / "o"), *FAST]
     rc, _, _ = run([*argv, "--cmap", "viridis"], capsys)
     assert rc == 0
-    from gfi.runs import _output_files
-
-    written = _output_files(json.loads((tmp_path / "o" / "records" / "im0.json").read_text()))
+    rec = json.loads((tmp_path / "o" / "records" / "im0.json").read_text())
+    written = [rec["thumb_input"], *(t[k] for t in rec["targets"] for k in ("overlay", "thumb"))]
     stored = RunFolder(tmp_path / "o", json.loads((tmp_path / "o" / "run.json").read_text())["arguments"])
     stored.start("im0", str(images / "im0.png"), written)  # as if killed while writing the image's outputs
-    (tmp_path / "o" / "im0_gradcam_2.png").write_bytes(b"partial")
+    stored.save("im0_gradcam_2.png", lambda p: p.write_bytes(b"partial"))  # one of them written again
+    stored.close()
     rc, _, err = run(argv, capsys)
     assert rc == 2 and "holds a run with other arguments (differs in: cmap)" in err
     assert (tmp_path / "o" / "im0_gradcam_2.png").read_bytes() == b"partial"
@@ -354,7 +361,7 @@ def test_files_of_the_user_in_the_way_are_not_replaced(tmp_path, capsys, tiny_cl
     argv = ["explain", str(folder), "--out", str(out), *FAST]
     for _ in range(2):  # refused, and refused again when the run is resumed
         rc, _, err = run(argv, capsys)
-        assert rc == 0 and "im0_gradcam_2.png exists; choose another --out or pass --overwrite" in err
+        assert rc == 0 and "im0_gradcam_2.png exists and gfi did not write it; move it away or choose" in err
         res = results(out)
         assert [r["image"] for r in res["images"]] == [str(folder / "im1.png")]
         assert res["failures"][0]["image"] == str(folder / "im0.png")

@@ -117,7 +117,9 @@ def test_a_run_of_an_earlier_version_resumes(tmp_path, tiny, dataset_dir):
     old = json.loads(opt_file.read_text())
     old.pop("config")
     old["options"] = {}  # a baseline before every method recorded its settings: the options given
-    opt_file.write_text(json.dumps(old))
+    from gfi.persist import Manifest
+
+    Manifest(out).write_text(opt_file, json.dumps(old))  # as gfi wrote it then (listed in the manifest)
     assert evaluate("pointing", tiny, **settings)
     assert json.loads(opt_file.read_text()) == old  # resumed, not rewritten
 

@@ -32,7 +32,8 @@ def _data_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--limit", type=int, default=0, help="only the first N images (after --range; 0: all)")
     g.add_argument("--out", type=Path, required=True, help="output folder (resumes a run with the same options)")
     g.add_argument("--maps", type=Path, help="folder of cached maps to read and fill (default: OUT/maps)")
-    g.add_argument("--overwrite", action="store_true", help="discard the lines and maps of an earlier run in OUT")
+    g.add_argument("--overwrite", action="store_true", help="discard the lines and maps of an earlier run in OUT "
+                                                            "(the files gfi wrote there; no other file)")
     common.add_log_arguments(g, verbose=False)
 
 
@@ -109,12 +110,30 @@ def eval_run(args: argparse.Namespace):
                    batch_size=args.batch_size, prefetch=args.prefetch)
 
 
+def _voc_head(run, opts) -> dict:
+    """``gfi eval voc-head`` under the folder's lock, every write through its manifest: a file of
+    the user's at ``voc_head.pt`` or ``summary.json`` is refused before any work, never replaced."""
+    from gfi.evaluation.registry import VOC_HEAD
+    from gfi.persist import FolderLock, Manifest, check_folder
+
+    check_folder(run.out)
+    run.out.mkdir(parents=True, exist_ok=True)
+    with FolderLock(run.out):
+        manifest = Manifest(run.out)
+        manifest.check_free([run.out / "voc_head.pt", run.out / "summary.json"])
+        try:
+            with manifest.active():
+                return VOC_HEAD.run(run, opts)
+        finally:
+            manifest.close()
+
+
 def run(args: argparse.Namespace, *, classifier=None, info=None) -> int:
     """Entry point of ``gfi eval``; ``classifier`` lets scripts pass their own model."""
     from gfi.evaluation import EXPERIMENTS, VOC_HEAD, run_models
 
     if args.experiment == VOC_HEAD.name:
-        s = VOC_HEAD.run(eval_run(args), VOC_HEAD.options(_experiment_options(args)))
+        s = _voc_head(eval_run(args), VOC_HEAD.options(_experiment_options(args)))
         print(VOC_HEAD.headline(s))
         return 0
     exp = EXPERIMENTS[args.experiment]

@@ -4,8 +4,8 @@ and ``report.html``; an interrupted run resumes with the same command (:mod:`gfi
 from __future__ import annotations
 
 import argparse
-import errno
 import logging
+import re
 import signal
 import sys
 import time
@@ -26,6 +26,7 @@ from gfi.cli.targets import (
 )
 from gfi.data.samples import safe_stem
 from gfi.errors import UsageError
+from gfi.persist import WriteError
 
 log = logging.getLogger("gfi")
 
@@ -51,9 +52,9 @@ def add_parser(sub, argv: Sequence[str]) -> argparse.ArgumentParser:
     o.add_argument("--save-npy", action="store_true",
                    help="also save maps as float32 .npy in [0,1] at the image's size")
     o.add_argument("--overwrite", action="store_true",
-                   help="start afresh in --out: delete the files the previous run there wrote (as its records list) "
-                        "and replace existing files; without it the same arguments resume the run and other "
-                        "arguments are refused")
+                   help="start afresh in --out: delete the files gfi wrote there (as its list of them proves; a file "
+                        "gfi did not write is never replaced or deleted); without it the same arguments resume the "
+                        "run and other arguments are refused")
     o.add_argument("--cmap", default="jet", help="matplotlib colour map, e.g. cividis (colour-blind safe)")
     o.add_argument("--colorbar", action="store_true", help="draw a colour bar on overlays")
     common.add_log_arguments(o)
@@ -84,7 +85,10 @@ def run(args: argparse.Namespace) -> int:
         except KeyboardInterrupt:  # model loading; nothing is written before the job exists
             print("gfi: interrupted before any image was explained", file=sys.stderr)
             return 130
-        return job.execute()
+        try:
+            return job.execute()
+        finally:
+            job.run.close()
 
 
 def _check_options(args: argparse.Namespace) -> None:
@@ -157,7 +161,7 @@ class ExplainJob:
             "targets": {str(p): v for p, v in per_image.items()} or None, **vars(outputs)}
         args.out.mkdir(parents=True, exist_ok=True)
         lock.acquire()
-        run = RunFolder(args.out, arguments, overwrite=args.overwrite)
+        run = RunFolder(args.out, arguments, overwrite=args.overwrite, keys=[safe_stem(p) for p in paths])
         log.debug("model %s (weights %s), method %s, l0=%s, l1=%s, device %s; %d input(s); output in %s",
                   info.get("model"), info.get("weights"), args.method, clf.inversion_layer, clf.channel_layer,
                   device, len(paths), args.out)
@@ -185,12 +189,11 @@ class ExplainJob:
 
     def finish(self, complete: bool) -> tuple[dict, Path]:
         """results.json, then report.html (both atomically)."""
-        from gfi.runs import REPORT
-        from gfi.viz.report import write_report
+        from gfi.viz.report import render_report
 
         final = self.summary(complete)
         path = self.run.write_results(final)
-        write_report(self.run.out / REPORT, final, self.run.out, title=f"gfi explain: {self.run.out.name}")
+        self.run.write_report(render_report(final, self.run.out, title=f"gfi explain: {self.run.out.name}"))
         return final, path
 
     def execute(self) -> int:
@@ -201,32 +204,58 @@ class ExplainJob:
                      len(self.paths) - len(todo), len(self.paths), len(todo))
         previous = _sigterm_as_interrupt()
         try:
-            self.loop(todo, len(self.paths) - len(todo))
+            ready = self.precheck(todo)
+            self.loop(ready, len(self.paths) - len(ready))
             return self.report(todo)
         except KeyboardInterrupt:
-            final, _ = self.finish(False)
+            try:
+                final, _ = self.finish(False)
+            except WriteError as exc:
+                raise self.write_failed(exc) from None
             print(f"gfi: interrupted: {len(final['images'])} of {len(self.paths)} images are done and saved in "
                   f"{self.args.out}; run the same command again to finish", file=sys.stderr)
             return 130
-        except OSError as exc:
-            if exc.errno != errno.ENOSPC:
-                raise
-            raise self.disk_full() from exc
+        except WriteError as exc:
+            raise self.write_failed(exc) from None
         finally:
             if previous is not None:
                 signal.signal(signal.SIGTERM, previous)
 
-    def disk_full(self) -> UsageError:
-        """The one-line error of a full disk, after saving what can still be saved."""
+    def write_failed(self, exc: WriteError) -> UsageError:
+        """The one-line error of a write that failed (a full disk, a folder turned read-only), after
+        saving what can still be saved: says what is saved and that the same command resumes."""
         try:
             self.finish(False)
             saved = "results.json and report.html list them"
-        except OSError as exc:
-            log.debug("the summary could not be written either: %s", exc)
+        except (WriteError, OSError) as again:
+            log.debug("the summary could not be written either: %s", again)
             saved = "their records are in records/"
         n = len(self.run.finished())
-        return UsageError(f"the disk holding {self.args.out} is full: {n} of {len(self.paths)} images are done and "
-                          f"saved ({saved}); free some space and run the same command again to finish")
+        done = f"{n} of {len(self.paths)} images are done and saved ({saved})"
+        if exc.kind == "full":
+            return UsageError(f"the disk holding {self.args.out} is full: {done}; free some space and run the same "
+                              "command again to finish")
+        fix = "make it writable" if exc.kind == "readonly" else "fix that"
+        return UsageError(f"{exc}: {done}; {fix} and run the same command again to finish")
+
+    def precheck(self, todo: list[Path]) -> list[Path]:
+        """Before any work: an image whose output names are known without the model's scores (every
+        image's input thumbnail and stage-1 files; all of them when its classes are given by index
+        or name) and hold a file gfi did not write is skipped, with the fix. Returns the others."""
+        from gfi.persist import OutputFolderError
+
+        keep = []
+        for p in todo:
+            specs = self.specs(p)
+            classes = ([] if any(re.fullmatch(r"top\d+", s.strip().lower()) for s in specs)
+                       else list(dict.fromkeys(self.clf.class_index(s) for s in specs)))
+            try:
+                self.run.check_free(planned_files(safe_stem(p), classes, self.explainer.has_stage1,
+                                                  self.args.save_npy, self.writer.settings.method_tag))
+                keep.append(p)
+            except OutputFolderError as exc:
+                self.fail(p, str(exc))
+        return keep
 
     def report(self, todo: list[Path]) -> int:
         final, results_path = self.finish(True)

@@ -34,9 +34,19 @@ def overlay_name(stem: str, cls: int, tag: str = "") -> str:
     return f"{stem}_{tag}_{cls}.png" if tag else f"{stem}_{cls}.png"
 
 
+def input_thumb(stem: str) -> str:
+    """The report's thumbnail of the input: ``thumbs/STEM_input.jpg``. Every output name of an image
+    is its stem, then (overlays of a method other than gfi) the run's ``_TAG``, then ``_X`` and a
+    suffix, where ``X`` is a class index, ``input`` or ``stage1``: none has a ``_`` and the tag is
+    the same for every image, so the stem is what comes before them, and images with different
+    stems never share an output name (``a.png`` with class 243 and ``a_243.jpg``
+    included; the input's thumbnail was ``thumbs/STEM.jpg``, which could)."""
+    return f"thumbs/{stem}_input.jpg"
+
+
 def planned_files(stem: str, classes: list[int], stage1: bool, save_npy: bool, tag: str = "") -> list[str]:
     """Every file the outputs of one image will have, relative to the output folder."""
-    names = ([f"thumbs/{stem}.jpg"] + [f"thumbs/{stem}_{c}.jpg" for c in classes]
+    names = ([input_thumb(stem)] + [f"thumbs/{stem}_{c}.jpg" for c in classes]
              + [overlay_name(stem, c, tag) for c in classes])
     if stage1:
         names += [f"thumbs/{stem}_stage1.jpg"] + ([f"{stem}_stage1.npy"] if save_npy else [])
@@ -74,7 +84,7 @@ class ImageWriter:
         size = tuple(image.shape[-2:])
         rec = self._image_record(path, size, probs, seconds)
         rec["batch_images"] = int(batch_images)
-        rec["thumb_input"] = self._save(stem, f"thumbs/{stem}.jpg", lambda p: p.write_bytes(thumbnail(image)))
+        rec["thumb_input"] = self._save(stem, input_thumb(stem), lambda p: p.write_bytes(thumbnail(image)))
         stage1 = to_original_size(e.stage1_map[row], size) if e.stage1_map is not None else None
         if stage1 is not None:
             rec["stage1_collapsed"] = bool(e.stage1_collapsed[row])

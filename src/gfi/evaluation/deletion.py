@@ -66,6 +66,7 @@ class Deletion(Experiment):
     needs_model = True
     options_class = DeletionOptions
     headline_keys = ("deletion_auc", "insertion_auc")
+    outputs = ("deletion_insertion.png",)
 
     def record_options(self, opts: DeletionOptions) -> dict:
         return {"steps": opts.steps, "deletion_background": opts.deletion_background, "target": opts.target}

@@ -156,6 +156,7 @@ class Experiment:
     datasets: ClassVar[tuple[str, ...]] = ("imagenet", "voc", "sod")
     options_class: ClassVar[type[Settings]] = NoOptions
     headline_keys: ClassVar[tuple[str, ...]] = ()  # the summary's keys printed by headline()
+    outputs: ClassVar[tuple[str, ...]] = ()  # files summarize() writes in run.out (checked before any work)
 
     def options(self, overrides: Mapping[str, Any] | None = None, **more: Any) -> Settings:
         """The experiment's options: the defaults with ``overrides`` (strings parsed by field type)."""

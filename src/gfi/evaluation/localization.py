@@ -82,6 +82,7 @@ class Localization(Experiment):
     datasets = ("imagenet",)
     options_class = LocalizationOptions
     headline_keys = ("error", "alpha")
+    outputs = ("localization_error.png",)
 
     def record_options(self, opts: LocalizationOptions) -> dict:
         return {"alphas": parse_alphas(opts.alphas), "iou": opts.iou}

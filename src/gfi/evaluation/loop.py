@@ -12,8 +12,17 @@ Files in ``--out``:
   ``seconds``, ``cached``), or ``error`` for an image whose files are missing or malformed
   (:mod:`gfi.evaluation.records`; sharding: :mod:`gfi.evaluation.sharding`).
 * ``summary.json`` (and the metric's plots), made from the lines only.
+* ``model_info.json``: the model and its weights (path, SHA-256) as loaded, so a summary made by
+  a run that scored only cached maps (and so loaded no model) still names them.
 * ``maps/`` (unless ``--maps DIR``): ``<stem>_<class>.npy``, float32 in [0, 1] at the image's size,
   the files ``gfi explain --save-npy`` writes (:mod:`gfi.evaluation.mapstore`).
+* ``.gfi-manifest.jsonl``: the files gfi wrote in ``--out`` (:class:`gfi.persist.Manifest`); gfi
+  replaces or deletes no other file, and a file of the user's at one of the names above is
+  refused before any work, ``--overwrite`` or not.
+
+Every chunk of ``--batch-size`` images (of this process's images, in dataset order) is computed
+as a whole, in a resumed run too: a map's float rounding depends on the images computed with it,
+so a resumed run's maps are those of an uninterrupted run, bit for bit.
 
 Entry points: :func:`run_models` (``--model a,b`` runs each into ``OUT/<model>/``) and
 :func:`run_experiment` (one model).
@@ -24,6 +33,8 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import os
+import secrets
 import sys
 import time
 from collections.abc import Callable
@@ -38,15 +49,28 @@ from gfi.data.images import ImageLoadError, load_image
 from gfi.data.prefetch import prefetched
 from gfi.data.samples import DataError, Sample
 from gfi.evaluation.experiment import EvalError, EvalRun, Experiment, jsonable
-from gfi.evaluation.mapstore import META, MapStore, canonical_provenance
-from gfi.evaluation.records import PART_GLOB, RECORDS, RecordWriter, merge_records, part_name, read_records
+from gfi.evaluation.mapstore import MapStore, canonical_provenance
+from gfi.evaluation.records import RECORDS, RecordWriter, merge_records, part_name, read_records
 from gfi.evaluation.sharding import Shard
-from gfi.persist import LOCK_NAME, FolderLock, atomic_write_text, check_folder, differences, resume_or_refuse
+from gfi.persist import (
+    LOCK_NAME,
+    FolderLock,
+    Manifest,
+    OutputFolderError,
+    WriteError,
+    atomic_write_text,
+    check_folder,
+    differences,
+    in_the_way,
+    resume_or_refuse,
+    run_id,
+)
 from gfi.settings import Settings
 
 log = logging.getLogger("gfi")
 OPTIONS = "options.json"
 SUMMARY = "summary.json"
+MODEL_INFO = "model_info.json"
 
 
 # -- the method's settings -----------------------------------------------------------------------
@@ -105,6 +129,8 @@ class Context:
         self.device = device or torch.device("cpu")
         self.settings = provenance(run, config)
         self.store = MapStore(run.maps or run.out / "maps", self.settings)
+        self.manifest: Manifest | None = None  # OUT's, while the loop runs
+        self.info_file: Path | None = None  # where the loaded model's info is kept
 
     @property
     def clf(self):
@@ -113,6 +139,8 @@ class Context:
 
             self._clf, self.info = load_classifier(self.run)
             self._clf.to(self.device)
+            if self.info_file is not None:
+                atomic_write_text(self.info_file, json.dumps(jsonable(self.info), indent=2))
         if not self._checked:
             self._checked = True
             self.check_classes()
@@ -171,6 +199,9 @@ class Context:
     def maps(self, samples: list[Sample], images: list[Tensor], targets: list[list[int]],
              x: Tensor | None) -> tuple[list[dict[int, Tensor]], list[float], list[bool]]:
         """Maps of ``targets`` per image: from the store when there, else computed and stored.
+        When any is missing, the maps of the whole batch are computed together (those already in the
+        store are kept and served from it): a map's last float digits depend on the images computed
+        with it, so a batch that a kill left half stored is redone as it was first computed.
         Returns the maps, seconds per image (computation only) and whether all came from the store."""
         sizes = [tuple(img.shape[-2:]) for img in images]
         found: list[dict[int, Tensor]] = []
@@ -182,16 +213,14 @@ class Context:
         seconds = [0.0] * len(samples)
         for j, (s, have) in enumerate(zip(samples, found, strict=True)):
             seconds[j] = sum(self.store.seconds(s.path, c) or 0.0 for c in have)
-        todo = [j for j, m in enumerate(missing) if m]
-        if todo:
+        if any(missing):
             xs = x if x is not None else self.prepare(images)
-            new, secs = self.explain_now(self.explainer, xs[todo], [missing[j] for j in todo],
-                                         [sizes[j] for j in todo])
-            per_map = secs / sum(len(missing[j]) for j in todo)
-            for j, d in zip(todo, new, strict=True):
-                for c, m in d.items():
-                    found[j][c] = self.store.save(samples[j].path, c, m, per_map)
-                seconds[j] += per_map * len(d)
+            new, secs = self.explain_now(self.explainer, xs, targets, sizes)
+            per_map = secs / sum(len(t) for t in targets)
+            for j, d in enumerate(new):
+                for c in missing[j]:
+                    found[j][c] = self.store.save(samples[j].path, c, d[c], per_map)
+                seconds[j] += per_map * len(missing[j])
         return found, seconds, [not m for m in missing]
 
 
@@ -204,30 +233,56 @@ def record_options(exp: Experiment, run: EvalRun, opts: Settings, dataset, setti
     return jsonable(out)
 
 
-def prepare_out(run: EvalRun, options: dict, shard: Shard) -> bool:
-    """Make ``run.out`` ready: with ``overwrite`` the files of an earlier run go first; then the
-    stored ``options.json`` must equal ``options`` (read as the map store reads settings, so runs
-    of earlier versions resume), else :class:`~gfi.persist.OutputFolderError` names what differs.
-    Returns whether an earlier run is resumed."""
+def check_out(run: EvalRun, exp: Experiment, manifest: Manifest) -> None:
+    """Before any work: a file of the user's at a name this run writes in ``--out`` is refused
+    (with or without ``--overwrite``), and so is a folder an earlier version wrote (no manifest)."""
+    from gfi.runs import legacy_folder
+
+    legacy_folder(run.out, manifest, (OPTIONS,))
+    names = [OPTIONS, RECORDS, SUMMARY, MODEL_INFO, *getattr(exp, "outputs", ())]
+    manifest.check_free([run.out / n for n in names])
+
+
+def prepare_out(run: EvalRun, options: dict, shard: Shard, manifest: Manifest | None = None,
+                store_folder: Path | None = None) -> bool:
+    """Make ``run.out`` ready: the stored ``options.json`` must equal ``options`` (read as the map
+    store reads settings, so runs of earlier versions resume), else
+    :class:`~gfi.persist.OutputFolderError` names what differs; with ``overwrite`` the files gfi
+    wrote there (and in the map store ``store_folder``: the default one) are deleted instead, and
+    nothing else. ``options.json`` itself is written by :func:`write_options`, once the map store
+    has been checked too. Returns whether an earlier run is resumed."""
+    from gfi.evaluation.mapstore import STORE_MANIFEST
+
     out = run.out
     opt_file = out / OPTIONS
-    if shard.rank == 0:
-        out.mkdir(parents=True, exist_ok=True)
-        if run.overwrite:
-            for f in [opt_file, out / RECORDS, out / SUMMARY, *out.glob(PART_GLOB)]:
-                f.unlink(missing_ok=True)
-            if run.maps is None and (out / "maps").is_dir():  # only the files the map store writes
-                for pattern in ("*.npy", META, "_seconds.*.jsonl"):
-                    for f in (out / "maps").glob(pattern):
-                        f.unlink()
-    shard.barrier()
-    stored = json.loads(opt_file.read_text()) if opt_file.is_file() else None
+    manifest = manifest if manifest is not None else Manifest(out)
+    stored = None
+    if not run.overwrite and os.path.lexists(opt_file):
+        data = manifest.read(opt_file)
+        if data is None:
+            raise OutputFolderError(f"{opt_file} exists and gfi did not write it; move it away or choose another "
+                                    "--out")
+        stored = json.loads(data)
     resuming = resume_or_refuse(out, None if stored is None else canonical_provenance(stored),
                                 canonical_provenance(options), overwrite=False, what="options")
+    if shard.rank == 0:
+        if run.overwrite:
+            gone = manifest.clear()
+            if store_folder is not None:
+                gone += Manifest(store_folder, STORE_MANIFEST, shared=True).clear()
+            log.debug("--overwrite: deleted %d file(s) gfi wrote in %s", len(gone), out)
+        else:
+            manifest.remove_temporaries(every_other_run=shard.world == 1)
     shard.barrier()
-    if shard.rank == 0 and stored is None:
-        atomic_write_text(opt_file, json.dumps(options, indent=2, sort_keys=True))
     return resuming
+
+
+def write_options(run: EvalRun, options: dict, shard: Shard, manifest: Manifest) -> None:
+    """``options.json`` (rank 0, when the folder has none: a resumed run keeps its file)."""
+    opt_file = run.out / OPTIONS
+    if shard.rank == 0 and (run.overwrite or not manifest.owns(opt_file)):
+        manifest.write_text(opt_file, json.dumps(options, indent=2, sort_keys=True))
+    shard.barrier()
 
 
 def select(n: int, span: str | None, limit: int = 0) -> list[int]:
@@ -255,6 +310,8 @@ def run_models(exp: Experiment, run: EvalRun, opts: Settings | None = None, *, c
     models = [m.strip() for m in str(run.model).split(",") if m.strip()]
     if not models:
         raise EvalError("--model is empty")
+    if len(models) > 1:  # the table's summary.json: a file of the user's there is refused before any work
+        Manifest(run.out).check_free([run.out / SUMMARY])
     summaries = {}
     for m in models:
         one = run.replace(model=m)
@@ -268,14 +325,22 @@ def run_models(exp: Experiment, run: EvalRun, opts: Settings | None = None, *, c
     if len(models) > 1 and summaries:
         table = {m: {k: s.get(k) for k in (*exp.headline_keys, "n_images", "seconds_per_image")}
                  for m, s in summaries.items()}
-        atomic_write_text(run.out / SUMMARY, json.dumps({"experiment": exp.name, "models": table}, indent=2))
+        with FolderLock(run.out):
+            manifest = Manifest(run.out)
+            try:
+                manifest.write_text(run.out / SUMMARY, json.dumps({"experiment": exp.name, "models": table}, indent=2))
+            finally:
+                manifest.close()
     return summaries
 
 
 def run_experiment(exp: Experiment, run: EvalRun, opts: Settings | None = None, *, classifier=None,
                    info: dict | None = None) -> dict | None:
     """Run ``exp`` over ``run.data`` into ``run.out`` for one model; returns the summary (None on
-    ranks > 0, and on rank 0 of a job array without ``torch.distributed``)."""
+    ranks > 0, and on rank 0 of a job array without ``torch.distributed``). Every check (the
+    options, ``--range``, files of the user's in the way, the map store) comes before anything is
+    written."""
+    from gfi.evaluation.mapstore import STORE_MANIFEST, map_files
     from gfi.models.device import choose_device
 
     opts = exp.options() if opts is None else opts
@@ -292,54 +357,99 @@ def run_experiment(exp: Experiment, run: EvalRun, opts: Settings | None = None, 
     if dup:
         raise EvalError(f"images share an output name: {sorted(dup)[:3]}; rename them")
     exp.check(run, opts, dataset)
+    indices = select(len(dataset), run.range, run.limit)
     device = choose_device(run.device)
     check_folder(run.out)  # a file in the way, a read-only place, a full disk: one line, before any work
     shard = Shard(device)
     run.out.mkdir(parents=True, exist_ok=True)
     # one writer per folder and rank (the ranks of one torchrun job write their own part files)
     lock = FolderLock(run.out, name=LOCK_NAME if shard.rank == 0 else f"{LOCK_NAME}.rank{shard.rank}")
+    manifest = Manifest(run.out, shared=shard.world > 1)
+    selected = [keys[i] for i in indices]
     try:
         lock.acquire()
-        prepare_out(run, record_options(exp, run, opts, dataset, provenance(run, config)), shard)
-        ctx = Context(run, opts, dataset, config=config, run_options=run_options, classifier=classifier,
-                      info=info, device=device)
-        if classifier is not None:
-            classifier.to(device)
-        indices = select(len(dataset), run.range, run.limit)
-        done = {k for k, r in read_records(run.out).items() if "error" not in r}
-        remaining = [i for i in indices if keys[i] not in done]
-        if shard.rank == 0 and len(indices) > len(remaining):
-            log.info("resuming: %d of %d images already done", len(indices) - len(remaining), len(indices))
-        _loop(exp, ctx, shard.mine(remaining), shard)
-        shard.barrier()
-        if shard.rank != 0:
-            return None
-        if not shard.merges:
-            log.info("rank 0 of %d without torch.distributed: rerun without WORLD_SIZE to merge", shard.world)
-            return None
-        records = merge_records(run.out)
-        return write_summary(exp, ctx, records, indices, keys)
+        if shard.rank == 0:
+            check_out(run, exp, manifest)
+        store_folder = run.out / "maps" if run.maps is None else None
+        if run.overwrite and store_folder is not None:  # maps of the user's there: refused before deleting
+            listed = Manifest(store_folder, STORE_MANIFEST, shared=True)
+            for n in map_files(store_folder, selected):
+                if not listed.listed(store_folder / n):
+                    raise in_the_way(store_folder / n)
+        options = record_options(exp, run, opts, dataset, provenance(run, config))
+        with manifest.active():
+            prepare_out(run, options, shard, manifest, store_folder if run.overwrite else None)
+            ctx = Context(run, opts, dataset, config=config, run_options=run_options, classifier=classifier,
+                          info=info, device=device)
+            ctx.store.prepare(selected, given=run.maps is not None)
+            ctx.manifest, ctx.info_file = manifest, run.out / MODEL_INFO
+            write_options(run, options, shard, manifest)
+            if classifier is not None:
+                classifier.to(device)
+            done = {k for k, r in read_records(run.out, manifest).items() if "error" not in r}
+            left = sum(1 for i in indices if keys[i] not in done)
+            if shard.rank == 0 and left < len(indices):
+                log.info("resuming: %d of %d images already done", len(indices) - left, len(indices))
+            try:
+                _loop(exp, ctx, shard.mine(indices), done, shard)
+                shard.barrier()
+                if shard.rank != 0:
+                    return None
+                if not shard.merges:
+                    log.info("rank 0 of %d without torch.distributed: rerun without WORLD_SIZE to merge", shard.world)
+                    return None
+                records = merge_records(run.out, manifest)
+                return write_summary(exp, ctx, records, indices, keys)
+            except WriteError as exc:
+                raise _write_failed(exc, run, manifest, [keys[i] for i in indices]) from None
     finally:
+        manifest.close()
         lock.release()
         shard.close()
 
 
+def _write_failed(exc: WriteError, run: EvalRun, manifest: Manifest, keys: list[str]) -> EvalError:
+    """The one-line error of a write that failed (a full disk, a folder turned read-only): what is
+    saved, and that the same command resumes."""
+    try:
+        recs = read_records(run.out, manifest)
+        n = sum(1 for k in keys if k in recs and "error" not in recs[k])
+        saved = f"{n} of {len(keys)} images are scored and their lines saved in {run.out}"
+    except (OSError, ValueError) as again:
+        log.debug("the lines could not be read back: %s", again)
+        saved = f"the lines written so far are saved in {run.out}"
+    if exc.kind == "full":
+        return EvalError(f"the disk holding {exc.path.parent} is full: {saved}; free some space and run the same "
+                         "command again to finish")
+    fix = "make it writable" if exc.kind == "readonly" else "fix that"
+    return EvalError(f"{exc}: {saved}; {fix} and run the same command again to finish")
+
+
 # -- the loop ----------------------------------------------------------------------------------------
-def _loop(exp: Experiment, ctx: Context, mine: list[int], shard: Shard) -> None:
+def _loop(exp: Experiment, ctx: Context, mine: list[int], done: set[str], shard: Shard) -> None:
+    """Score this process's images ``mine`` (of the selection) that have no line yet (``done``),
+    chunk by chunk of ``--batch-size`` images; a chunk is computed whole (see :meth:`Context.maps`)
+    and the lines of its images without one are appended."""
     from tqdm import tqdm
 
     run = ctx.run
-    writer = RecordWriter(run.out / part_name(shard.rank))
-    bar = tqdm(total=len(mine), unit="img", disable=run.quiet or shard.rank != 0 or not mine, file=sys.stderr,
+    chunks = [mine[b0:b0 + run.batch_size] for b0 in range(0, len(mine), run.batch_size)]
+    chunks = [c for c in chunks if any(ctx.keys[i] not in done for i in c)]
+    todo = sum(1 for c in chunks for i in c if ctx.keys[i] not in done)
+    if not chunks:
+        return
+    # a new part file for every run (its name holds the process's id, listed in the manifest)
+    writer = RecordWriter(run.out / part_name(shard.rank, f"{run_id()}.{secrets.token_hex(3)}"), ctx.manifest)
+    bar = tqdm(total=todo, unit="img", disable=run.quiet or shard.rank != 0, file=sys.stderr,
                desc=f"{exp.name} {run.method}", dynamic_ncols=True)
-    batches = [mine[b0:b0 + run.batch_size] for b0 in range(0, len(mine), run.batch_size)]
     try:
         read = functools.partial(_read_batch, exp, ctx)
-        for batch, (samples, images, lines) in zip(batches, prefetched(read, batches, run.prefetch), strict=True):
+        for samples, images, lines in prefetched(read, chunks, run.prefetch):
             if samples:
                 lines.extend(_score_batch(exp, ctx, samples, images))
-            writer.write(sorted(lines, key=lambda r: r["index"]))
-            bar.update(len(batch))
+            new = [r for r in lines if r["key"] not in done]
+            writer.write(sorted(new, key=lambda r: r["index"]))
+            bar.update(len(new))
     finally:
         bar.close()
         writer.close()
@@ -391,6 +501,26 @@ def _score_batch(exp: Experiment, ctx: Context, samples: list[Sample], images: l
     return out
 
 
+def model_info(ctx: Context) -> dict:
+    """The model the maps came from: as loaded by this run, else as an earlier run into the same
+    ``--out`` loaded it (``model_info.json``), else from the run's options (the weights file's
+    SHA-256 computed from the file; ``"loaded": false``)."""
+    if ctx.info is not None:
+        return ctx.info
+    if ctx.manifest is not None and ctx.info_file is not None and os.path.lexists(ctx.info_file):
+        data = ctx.manifest.read(ctx.info_file)
+        if data is not None:
+            try:
+                return json.loads(data)
+            except ValueError:
+                log.debug("%s: unreadable", ctx.info_file)
+    from gfi.models.weights import file_sha256
+
+    weights = str(ctx.run.weights)
+    sha = file_sha256(weights) if weights not in ("default", "random") and Path(weights).is_file() else None
+    return {"model": ctx.run.model, "weights": weights, "sha256": sha, "loaded": False}
+
+
 def write_summary(exp: Experiment, ctx: Context, records: list[dict], indices: list[int], keys: list[str]) -> dict:
     """``summary.json`` from the lines of the images in ``indices`` (plots written by ``exp``)."""
     from gfi import __version__
@@ -414,7 +544,7 @@ def write_summary(exp: Experiment, ctx: Context, records: list[dict], indices: l
                                   "maps); from the map store's timings for maps computed by an earlier run",
         "metric_seconds_per_image": round(sum(r.get("metric_seconds", 0) for r in ok) / len(ok), 4) if ok else None,
         "n_maps_cached": sum(1 for r in ok if r.get("cached")),
-        "model_info": ctx.info, "method_settings": ctx.settings, "maps": str(ctx.store.folder),
+        "model_info": model_info(ctx), "method_settings": ctx.settings, "maps": str(ctx.store.folder),
         "gfi_version": __version__, "torch": torch.__version__,
         "options": {"command": "eval", "experiment": exp.name, **run.to_dict(),
                     "run_options": ctx.run_options.to_dict(), **ctx.opts.to_dict()},

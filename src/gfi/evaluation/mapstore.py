@@ -2,10 +2,12 @@
 
 A map is ``<stem>_<class>.npy``: float32 in [0, 1] at the image's original size, ``stem`` from
 :func:`gfi.data.samples.safe_stem`. A folder written by ``gfi eval`` also holds ``_maps.json``,
-the method, model and settings that made the maps (the explainer's provenance); a run with other
-settings refuses the folder (maps of one method are never scored as another's). A folder without
-it (written by ``gfi explain``) is used as it is. ``_seconds.<pid>.jsonl`` files record how long
-each map took, so a metric scoring cached maps still reports the method's seconds per image.
+the method, model and settings that made the maps (the explainer's provenance), and
+``.gfi-maps.jsonl``, the maps stored under them with the seconds each took (so a metric scoring
+cached maps still reports the method's seconds per image); a run with other settings refuses the
+folder (maps of one method are never scored as another's), and a map file the manifest does not
+list is never served as one of them. A folder without ``_maps.json`` (written by ``gfi explain``)
+given with ``--maps`` is read as it is, and never written to.
 
 Cache compatibility lives here (:func:`canonical`): ``_maps.json`` files written by earlier
 versions of gfi stay usable. Settings recorded there are read as the values that decide the maps:
@@ -24,6 +26,7 @@ versions of gfi stay usable. Settings recorded there are read as the values that
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import os
@@ -37,11 +40,15 @@ from torch import Tensor
 
 from gfi.data.samples import safe_stem
 from gfi.errors import SettingsError
-from gfi.persist import atomic_create, atomic_write_text
+from gfi.persist import Manifest, OutputFolderError, in_the_way
 from gfi.settings import Settings, describe
 
 log = logging.getLogger("gfi")
 META = "_maps.json"
+#: the manifest of a map store: the maps stored under its ``_maps.json`` (with their seconds)
+STORE_MANIFEST = ".gfi-maps.jsonl"
+#: the key of ``_maps.json`` that names the manifest (absent in an earlier version's store)
+LISTED = "maps_listed_in"
 
 #: settings added to GFI after maps were cached, with the value that reproduces the code before
 #: them (None: stage 1's blur); a setting added at its old behaviour needs no entry (its default)
@@ -144,35 +151,119 @@ def _value(p: Mapping[str, Any], key: str) -> Any:
     return p.get(key)
 
 
+def map_files(folder: Path, keys) -> list[str]:
+    """The ``.npy`` files in ``folder`` named as the map of an image of ``keys`` (``<key>_<class>.npy``)."""
+    wanted = set(keys)
+    out = []
+    if not folder.is_dir():
+        return out
+    with os.scandir(folder) as it:
+        for entry in it:
+            stem, dot, ext = entry.name.rpartition(".")
+            key, _, cls = stem.rpartition("_")
+            if dot and ext == "npy" and key in wanted and cls.isdigit():
+                out.append(entry.name)
+    return sorted(out)
+
+
 class MapStore:
-    """A folder of maps with the settings that made them."""
+    """A folder of maps with the settings that made them.
+
+    ``_maps.json`` holds the settings; the maps made under them are those its manifest
+    (``.gfi-maps.jsonl``, a :class:`gfi.persist.Manifest` shared by the runs that use the folder)
+    lists, each recorded before it appears, with the seconds it took. The folder and ``_maps.json``
+    are made when the first map is stored. A folder of maps without ``_maps.json`` (e.g. from
+    ``gfi explain --save-npy``), given with ``--maps``, is read as it is and never written to (maps
+    missing there are computed and scored, not stored): no map is ever stored without the settings
+    that made it. A ``_maps.json`` of an earlier version (no manifest named in it) serves every map
+    in its folder, as it did then."""
 
     def __init__(self, folder: str | Path, provenance: dict, *, create: bool = True) -> None:
         self.folder = Path(folder)
         self.provenance = provenance
+        self.create = create
+        self.manifest = Manifest(self.folder, STORE_MANIFEST, shared=True, fix="give another --maps folder")
         self._seconds: dict[str, float] | None = None
+        self._said_as_is = False
+        self.mode = "new"  # new (no _maps.json yet), store, legacy (an earlier version's), as-is (no settings)
         meta = self.folder / META
-        if meta.is_file():
-            try:
-                found = json.loads(meta.read_text())
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"{meta}: malformed ({exc}); delete it to reuse the maps") from exc
-            diff = differing(found, provenance)
-            if diff:
-                old, new = canonical_provenance(found), canonical_provenance(provenance)
-                shown = "; ".join(f"{k}: {_value(old, k)!r} there, {_value(new, k)!r} now" for k in diff[:4])
-                raise ValueError(f"the maps in {self.folder} were made with other settings ({shown}); "
-                                 "give another --maps folder or the same settings")
-        elif self.folder.is_dir() and any(self.folder.glob("*.npy")):
-            log.info("%s has maps without %s (e.g. from gfi explain --save-npy): using them as they are",
-                     self.folder, META)
-        elif create:
-            self.folder.mkdir(parents=True, exist_ok=True)
-            atomic_write_text(meta, json.dumps(provenance, indent=2, sort_keys=True))
+        if os.path.lexists(meta):
+            self._check(self._read_meta())
+
+    def _read_meta(self) -> dict:
+        meta = self.folder / META
+        try:
+            found = json.loads(meta.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ValueError(f"{meta}: malformed ({exc}); delete it to reuse the maps") from exc
+        if not isinstance(found, dict):
+            raise ValueError(f"{meta}: malformed (not a JSON object); delete it to reuse the maps")
+        return found
+
+    def _check(self, found: dict) -> None:
+        """Refuse a folder whose maps were made with other settings; else serve its maps."""
+        listed = found.pop(LISTED, None)
+        diff = sorted(differing(found, self.provenance), key=lambda k: k.startswith("config."))  # method first
+        if diff:
+            old, new = canonical_provenance(found), canonical_provenance(self.provenance)
+            shown = "; ".join(f"{k}: {_value(old, k)!r} there, {_value(new, k)!r} now" for k in diff[:4])
+            raise ValueError(f"the maps in {self.folder} were made with other settings ({shown}); "
+                             "give another --maps folder or the same settings")
+        self.mode = "store" if listed else "legacy"
+
+    def prepare(self, keys, *, given: bool) -> None:
+        """Before any work: decide how the folder serves the maps of ``keys``. A map file there that
+        gfi did not store under ``_maps.json`` is refused with the fix, except in a folder without
+        ``_maps.json`` given with ``--maps`` (``given``), whose maps are then read as they are."""
+        if os.path.lexists(self.folder) and not self.folder.is_dir():
+            raise OutputFolderError(f"{self.folder} exists and is not a folder; move it away or give another --maps "
+                                    "folder")
+        self.manifest.remove_temporaries(every_other_run=False)  # of runs on this host that were killed
+        if self.mode == "legacy":
+            return
+        names = map_files(self.folder, keys)
+        if self.mode == "new" and names:
+            if given:
+                self.mode = "as-is"
+                log.info("%s has maps without %s (e.g. from gfi explain --save-npy): using them as they are; maps "
+                         "missing there are computed but not stored", self.folder, META)
+                return
+            raise OutputFolderError(
+                f"{self.folder / names[0]} is a map file gfi did not store, and {self.folder} has no {META} saying "
+                f"what made its maps; move it away, or pass --maps {self.folder} to score the maps there as they are")
+        for n in names:
+            if not self.manifest.listed(self.folder / n):
+                raise in_the_way(self.folder / n, "give another --maps folder")
+
+    def clear(self) -> None:
+        """Delete the maps (and ``_maps.json``) stored here and start afresh (the caller holds the
+        lock of the folder's run); files gfi did not store stay."""
+        self.manifest.clear()
+        self._seconds = None
+        self.mode = "new"
+        if os.path.lexists(self.folder / META):
+            self._check(self._read_meta())
+
+    def _ready(self) -> None:
+        """Make the folder and its ``_maps.json`` before the first map is stored."""
+        if self.mode != "new":
+            return
+        meta = self.folder / META
+        text = json.dumps({**self.provenance, LISTED: STORE_MANIFEST}, indent=2, sort_keys=True)
+        if not self.manifest.create(meta, lambda p: Path(p).write_text(text)):  # another run made it first
+            self._check(self._read_meta())
+        else:
+            self.mode = "store"
 
     def seconds(self, path: str | Path, cls: int | str) -> float | None:
         """Seconds the stored map took to compute, when recorded."""
-        if self._seconds is None:
+        name = self.path(path, cls).name
+        for e in reversed(self.manifest.files.get(name, [])):
+            if isinstance(e.get("seconds"), int | float):
+                return float(e["seconds"])
+        if self.mode != "legacy":
+            return None
+        if self._seconds is None:  # an earlier version's timing files
             self._seconds = {}
             for f in sorted(self.folder.glob("_seconds.*.jsonl")):
                 for line in f.read_text().splitlines():
@@ -181,7 +272,7 @@ class MapStore:
                         self._seconds[rec["file"]] = float(rec["seconds"])
                     except (json.JSONDecodeError, KeyError, TypeError, ValueError):
                         log.debug("%s: skipped a cut-off timing line", f)
-        return self._seconds.get(self.path(path, cls).name)
+        return self._seconds.get(name)
 
     def path(self, path: str | Path, cls: int | str) -> Path:
         return self.folder / map_name(safe_stem(path), cls)
@@ -189,10 +280,16 @@ class MapStore:
     def load(self, path: str | Path, cls: int | str, size: tuple[int, int]) -> Tensor | None:
         """The map of ``cls`` for image ``path`` at ``size`` = (H, W), or None when not stored."""
         f = self.path(path, cls)
-        if not f.is_file():
+        if self.mode == "new" or not os.path.lexists(f):
             return None
+        source: Any = f
+        if self.mode == "store":  # only a map stored under _maps.json (read once: checked and loaded)
+            data = self.manifest.read(f)
+            if data is None:  # a file put there since the run began
+                raise in_the_way(f, "give another --maps folder")
+            source = io.BytesIO(data)
         try:
-            arr = np.load(f)
+            arr = np.load(source)
         except (OSError, ValueError) as exc:
             raise ValueError(f"{f}: cannot read the map ({exc}); delete it to recompute") from exc
         if arr.shape != tuple(size) or arr.dtype != np.float32:
@@ -202,19 +299,24 @@ class MapStore:
 
     def save(self, path: str | Path, cls: int | str, saliency: Tensor, seconds: float | None = None) -> Tensor:
         """Store a map (already at the image's size) and the seconds it took; returns it as the
-        float32 tensor later loads give."""
-        self.folder.mkdir(parents=True, exist_ok=True)
+        float32 tensor later loads give. In a folder read as it is, the map is only returned."""
         arr = saliency.detach().cpu().float().clamp(0, 1).numpy().astype(np.float32)
+        if self.mode == "as-is" or not self.create:
+            if not self._said_as_is:
+                self._said_as_is = True
+                log.info("maps missing in %s are computed and scored, not stored there", self.folder)
+            return torch.from_numpy(arr)
+        self._ready()
         dest = self.path(path, cls)
         # one writer per map: another run sharing this store (same settings, checked by _maps.json)
         # may have published it meanwhile; the first one stays, and is what every reader sees
-        if not atomic_create(dest, lambda p: np.save(p, arr)):
+        if self.mode == "legacy" and os.path.lexists(dest):
+            made = False
+        else:
+            made = self.manifest.create(dest, lambda p: np.save(p, arr),
+                                        extra=None if seconds is None else {"seconds": seconds})
+        if not made:
             log.debug("%s was written by another run meanwhile; keeping it", dest)
             loaded = self.load(path, cls, tuple(arr.shape))
             arr = loaded.numpy() if loaded is not None else arr
-        if seconds is not None:
-            with open(self.folder / f"_seconds.{os.getpid()}.jsonl", "a") as fh:
-                fh.write(json.dumps({"file": dest.name, "seconds": seconds}) + "\n")
-            if self._seconds is not None:
-                self._seconds[dest.name] = seconds
         return torch.from_numpy(arr)

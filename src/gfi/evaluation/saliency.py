@@ -30,6 +30,7 @@ class Saliency(Experiment):
     default_method = "gfi-stage1"
     datasets = ("sod",)
     headline_keys = ("f_beta", "precision", "recall", "mae")
+    outputs = ("pr_curve.json", "pr_curve.png")
 
     def targets(self, sample, opts):
         return None

@@ -75,6 +75,7 @@ class Sanity(Experiment):
     needs_model = True
     options_class = SanityOptions
     headline_keys = ("spearman", "ssim")
+    outputs = ("sanity.png",)
 
     def record_options(self, opts: SanityOptions) -> dict:
         return {"levels": opts.levels, "target": opts.target, "seed": opts.seed}

@@ -402,6 +402,11 @@ def test_the_progress_hook_counts_every_step():
     e = get_method("gfi", clf, iters1=3, iters2=4)
     e.progress = lambda done, total: seen.append((done, total))
     e.explain(torch.rand(1, 3, 32, 32), [[1, 2]])
+    assert seen == [(i, 11) for i in range(1, 12)]  # independent targets: one stage 2 of 4 steps each
+    e = get_method("gfi", clf, iters1=3, iters2=4, joint="separate")  # both targets in one stage 2
+    seen.clear()
+    e.progress = lambda done, total: seen.append((done, total))
+    e.explain(torch.rand(1, 3, 32, 32), [[1, 2]])
     assert seen == [(i, 7) for i in range(1, 8)]
     e = get_method("gfi", clf, iters1=2, iters2=3, chunk=1, exclusion=0.0)  # two chunks of stage 2
     seen.clear()

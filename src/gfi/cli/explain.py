@@ -18,12 +18,14 @@ import torch
 from gfi.cli import common
 from gfi.cli.outputs import ImageWriter, OutputSettings, planned_files
 from gfi.cli.targets import (
+    check_target_memory,
     check_target_specs,
     match_csv_to_inputs,
     read_targets_csv,
     resolve_targets,
     unique_inputs,
 )
+from gfi.data.names import printable
 from gfi.data.samples import safe_stem
 from gfi.errors import UsageError
 from gfi.persist import WriteError
@@ -93,6 +95,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _check_options(args: argparse.Namespace) -> None:
     from gfi.methods.registry import METHODS
+    from gfi.viz.overlay import colormap
 
     if args.quiet and args.verbose:
         raise UsageError("--quiet and --verbose conflict; give one of them")
@@ -104,6 +107,7 @@ def _check_options(args: argparse.Namespace) -> None:
         raise UsageError("--target and --targets conflict: give classes on the command line or in the CSV, not both")
     if args.method not in METHODS:
         raise UsageError(f"unknown method {args.method!r}; valid methods: {', '.join(METHODS)}")
+    colormap(args.cmap)  # an unknown --cmap: refused before the model loads, not at the first overlay
 
 
 def _inputs(args: argparse.Namespace) -> tuple[list[Path], dict[Path, list[str]]]:
@@ -150,6 +154,8 @@ class ExplainJob:
         explainer = common.make_explainer(args.method, clf, preset=args.preset if "preset" in args else None,
                                           given=given)
         check_target_specs([*(args.target or []), *(c for v in per_image.values() for c in v)], clf)
+        check_target_memory(clf, [per_image.get(p) or args.target or ["top1"] for p in paths],
+                            batch=min(args.batch_size, len(paths)), max_side=args.max_side)
         outputs = OutputSettings(save_npy=args.save_npy, cmap=args.cmap, colorbar=args.colorbar,
                                  max_side=args.max_side,
                                  method_tag="" if explainer.name == common.DEFAULT_METHOD else explainer.name)
@@ -213,7 +219,7 @@ class ExplainJob:
             except WriteError as exc:
                 raise self.write_failed(exc) from None
             print(f"gfi: interrupted: {len(final['images'])} of {len(self.paths)} images are done and saved in "
-                  f"{self.args.out}; run the same command again to finish", file=sys.stderr)
+                  f"{printable(self.args.out)}; run the same command again to finish", file=sys.stderr)
             return 130
         except WriteError as exc:
             raise self.write_failed(exc) from None
@@ -402,8 +408,9 @@ class ExplainJob:
             from tqdm import tqdm
 
             for t in rec["targets"]:
-                tqdm.write(f"{rec['image']}: {t['class_name']} ({t['class']}) p={common.format_prob(t['prob'])} -> "
-                           f"{self.args.out / t['overlay']}", file=sys.stdout)
+                tqdm.write(printable(f"{rec['image']}: {t['class_name']} ({t['class']}) "
+                                     f"p={common.format_prob(t['prob'])} -> {self.args.out / t['overlay']}"),
+                           file=sys.stdout)
 
     def done_one(self) -> None:
         if getattr(self, "bar", None) is not None:

@@ -39,7 +39,7 @@ import torch
 from torch import Tensor
 
 from gfi.data.samples import safe_stem
-from gfi.errors import SettingsError
+from gfi.errors import SettingsError, UsageError
 from gfi.persist import Manifest, OutputFolderError, in_the_way
 from gfi.settings import Settings, describe
 
@@ -166,6 +166,11 @@ def map_files(folder: Path, keys) -> list[str]:
     return sorted(out)
 
 
+class MapStoreError(UsageError):
+    """A map store that cannot serve its maps as they are: malformed, made with other settings, or a
+    map unreadable; the message names the file and the fix."""
+
+
 class MapStore:
     """A folder of maps with the settings that made them.
 
@@ -195,9 +200,9 @@ class MapStore:
         try:
             found = json.loads(meta.read_text())
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise ValueError(f"{meta}: malformed ({exc}); delete it to reuse the maps") from exc
+            raise MapStoreError(f"{meta}: malformed ({exc}); delete it to reuse the maps") from exc
         if not isinstance(found, dict):
-            raise ValueError(f"{meta}: malformed (not a JSON object); delete it to reuse the maps")
+            raise MapStoreError(f"{meta}: malformed (not a JSON object); delete it to reuse the maps")
         return found
 
     def _check(self, found: dict) -> None:
@@ -207,7 +212,7 @@ class MapStore:
         if diff:
             old, new = canonical_provenance(found), canonical_provenance(self.provenance)
             shown = "; ".join(f"{k}: {_value(old, k)!r} there, {_value(new, k)!r} now" for k in diff[:4])
-            raise ValueError(f"the maps in {self.folder} were made with other settings ({shown}); "
+            raise MapStoreError(f"the maps in {self.folder} were made with other settings ({shown}); "
                              "give another --maps folder or the same settings")
         self.mode = "store" if listed else "legacy"
 
@@ -291,9 +296,9 @@ class MapStore:
         try:
             arr = np.load(source)
         except (OSError, ValueError) as exc:
-            raise ValueError(f"{f}: cannot read the map ({exc}); delete it to recompute") from exc
+            raise MapStoreError(f"{f}: cannot read the map ({exc}); delete it to recompute") from exc
         if arr.shape != tuple(size) or arr.dtype != np.float32:
-            raise ValueError(f"{f}: a {arr.dtype} map of shape {arr.shape}, expected float32 {tuple(size)} "
+            raise MapStoreError(f"{f}: a {arr.dtype} map of shape {arr.shape}, expected float32 {tuple(size)} "
                              "(the image's size); delete it to recompute")
         return torch.from_numpy(arr)
 

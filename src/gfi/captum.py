@@ -27,13 +27,9 @@ from captum.log import log_usage
 from torch import Tensor
 
 from gfi.errors import UsageError
-from gfi.frontends import (
-    MethodSpec,
-    check_normalization,
-    one_target_each,
-    pixels_and_classifier,
-    require_module,
-)
+from gfi.frontends import check_normalization, explain_maps, one_target_each, pixels_and_classifier, require_module
+from gfi.methods.base import RunOptions
+from gfi.methods.spec import resolve
 from gfi.settings import Settings
 
 __all__ = ["GuidedFeatureInversion"]
@@ -52,21 +48,22 @@ class GuidedFeatureInversion(Attribution):
             an error here, and the gradient and perturbation methods run.
         method: any name of :data:`gfi.methods.registry.METHODS` (default ``"gfi"``).
         config: the method's settings object or a preset name (``"default"``, ``"paper"``).
+        options: the :class:`gfi.RunOptions` to start from (how fast, never what the map is).
         mean, std: the model's input normalisation (one number per channel, or one for all; give
             both or neither; refused with a ``gfi.Classifier``, which has its own): the pixels are
             ``inputs * std + mean``, which must lie in [0, 1] (to 1e-3).
         clamp: with ``mean``/``std``, clamp the pixels to [0, 1] instead of refusing inputs outside
             (e.g. ``NoiseTunnel``'s noise); the model then sees the clamped images.
         **settings: overrides of the method's settings or of :class:`gfi.RunOptions`
-            (e.g. ``iters1=2, iters2=2``); ``options=RunOptions(...)`` works too. An unknown name is
-            an error here, not at the first call.
+            (e.g. ``iters1=2, iters2=2``). An unknown name is an error here, not at the first call.
     """
 
     def __init__(self, forward_func: Callable[[Tensor], Tensor], *, method: str = "gfi",
-                 config: Settings | str | None = None, mean: Sequence[float] | float | None = None,
-                 std: Sequence[float] | float | None = None, clamp: bool = False, **settings: Any) -> None:
+                 config: Settings | str | None = None, options: RunOptions | None = None,
+                 mean: Sequence[float] | float | None = None, std: Sequence[float] | float | None = None,
+                 clamp: bool = False, **settings: Any) -> None:
         super().__init__(forward_func)
-        self.spec = MethodSpec(method, config, settings)
+        self.spec = resolve(method, config, settings, options=options)
         who = type(self).__name__
         require_module(forward_func, self.spec.name, who=who)
         self.normalization = check_normalization(forward_func, mean, std, clamp, who=who)
@@ -93,6 +90,6 @@ class GuidedFeatureInversion(Attribution):
         clf, pixels = pixels_and_classifier(self.forward_func, inputs, mean=mean, std=std, clamp=self.clamp,
                                             who=type(self).__name__)
         targets = one_target_each(target, pixels.shape[0], who=f"{type(self).__name__}.attribute")
-        maps = self.spec.maps(clf, pixels, targets)
+        maps = explain_maps(self.spec, clf, pixels, targets)
         out = maps.unsqueeze(1).to(device=inputs.device, dtype=inputs.dtype).expand_as(inputs).contiguous()
         return (out,) if is_tuple else out

@@ -48,19 +48,19 @@ perturbation methods); with one of these it is refused when the front end is mad
 from __future__ import annotations
 
 import operator
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from gfi.errors import UsageError
-from gfi.methods.base import PIXEL_TOLERANCE, Explainer
-from gfi.methods.registry import METHODS, method_class
+from gfi.methods.base import PIXEL_TOLERANCE
+from gfi.methods.registry import METHODS
+from gfi.methods.spec import MethodSpec
 from gfi.models.classifier import Classifier
-from gfi.settings import Settings
 
-__all__ = ["NEEDS_MODULE", "MethodSpec", "Normalization", "check_normalization", "module_name", "one_target_each",
+__all__ = ["NEEDS_MODULE", "Normalization", "check_normalization", "explain_maps", "module_name", "one_target_each",
            "pixels_and_classifier", "require_module"]
 
 #: methods that hook or inspect the model's modules: the layer methods (l0/l1 or a CAM layer), the
@@ -219,30 +219,14 @@ def _per_channel(values: tuple[float, ...], channels: int, label: str, who: str)
     return values
 
 
-class MethodSpec:
-    """A method name with its settings, resolved once (an unknown method or setting is an error when
-    the front end is made, not at its first call); :meth:`explainer` builds it on a classifier."""
-
-    def __init__(self, method: str, config: Settings | str | None, settings: Mapping[str, Any]) -> None:
-        settings = dict(settings)
-        options = settings.pop("options", None)
-        self.cls: type[Explainer] = method_class(method)
-        self.config, self.options = self.cls.resolve(config, options, settings)
-
-    @property
-    def name(self) -> str:
-        return self.cls.name
-
-    def explainer(self, classifier: Classifier) -> Explainer:
-        return self.cls(classifier, self.config, options=self.options)
-
-    def maps(self, classifier: Classifier, pixels: Tensor, targets: Tensor | list[int] | None) -> Tensor:
-        """(N, H, W) maps in [0, 1] at the pixels' size, one target per image (None: top-1)."""
-        e = self.explainer(classifier).explain(pixels, targets)
-        size = (int(pixels.shape[-2]), int(pixels.shape[-1]))
-        if tuple(e.maps.shape[-2:]) != size:
-            e = e.resize_to(size)
-        return e.maps[:, 0]
+def explain_maps(spec: MethodSpec, classifier: Classifier, pixels: Tensor,
+                 targets: Tensor | list[int] | None) -> Tensor:
+    """(N, H, W) maps in [0, 1] of ``spec``'s method at the pixels' size, one target per image (None: top-1)."""
+    e = spec.explainer(classifier).explain(pixels, targets)
+    size = (int(pixels.shape[-2]), int(pixels.shape[-1]))
+    if tuple(e.maps.shape[-2:]) != size:
+        e = e.resize_to(size)
+    return e.maps[:, 0]
 
 
 def one_target_each(targets: Any, n: int, *, who: str) -> list[int] | None:

@@ -10,7 +10,7 @@ from torch import nn
 
 from gfi.constants import IMAGENET_MEAN, IMAGENET_STD
 from gfi.errors import UsageError
-from gfi.frontends import NEEDS_MODULE, MethodSpec, module_name, one_target_each, pixels_and_classifier, require_module
+from gfi.frontends import NEEDS_MODULE, module_name, one_target_each, pixels_and_classifier, require_module
 from gfi.methods.registry import get_method
 from gfi.models.classifier import Classifier
 
@@ -117,14 +117,20 @@ def test_targets_one_per_input():
 
 
 def test_method_and_settings_are_checked_when_the_front_end_is_made():
+    from gfi.cam import GFICAM
     from gfi.errors import SettingsError
+    from gfi.methods.base import RunOptions
 
+    net = small_net()
     with pytest.raises(UsageError, match="unknown method 'gfii'"):
-        MethodSpec("gfii", None, {})
+        GFICAM(net, [net[2]], method="gfii")
     with pytest.raises(SettingsError, match="no setting 'itres1'"):
-        MethodSpec("gfi", None, {"itres1": 2})
-    spec = MethodSpec("gfi", "paper", {"iters1": 2, "chunk": 1})
-    assert spec.config.iters1 == 2 and spec.config.gamma == 10.0 and spec.options.chunk == 1
+        GFICAM(net, [net[2]], itres1=2)
+    with pytest.raises(SettingsError, match="has no preset 'fastest'"):
+        GFICAM(net, [net[2]], config="fastest")
+    spec = GFICAM(net, [net[2]], config="paper", options=RunOptions(chunk=2), iters1=2, autocast="bf16").spec
+    assert spec.config.iters1 == 2 and spec.config.gamma == 10.0
+    assert spec.options == RunOptions(chunk=2, autocast="bf16")
 
 
 # -- rule 2: the model's mean and std --------------------------------------------------------------

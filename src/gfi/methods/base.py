@@ -6,7 +6,9 @@ A method is a subclass of :class:`Explainer` that sets a few class attributes an
 * ``name``, ``summary``: its registry name and one line for ``gfi methods``;
 * ``settings_class``: a frozen :class:`~gfi.settings.Settings` dataclass of what decides its maps
   (``self.config``; the map store keys on :meth:`Explainer.provenance`);
-* ``presets``: named settings accepted as ``config="paper"`` (``"default"`` always works);
+* ``presets``: its named settings besides ``"default"`` (e.g. ``"paper"``), accepted as
+  ``config="paper"``, ``--preset paper`` and by :func:`gfi.methods.spec.resolve`
+  (:meth:`Explainer.preset_names` lists them all);
 * ``has_stage1``: its :class:`Explanation` carries GFI's class-agnostic ``stage1_map``;
 * ``cheaper``: the documented cheaper settings of a slow method (``gfi compare`` uses them).
 
@@ -326,18 +328,30 @@ class Explainer(ABC):
         self.config, self.options = self.resolve(config, options, overrides)
 
     @classmethod
+    def preset_names(cls) -> tuple[str, ...]:
+        """The presets this method accepts: ``"default"`` (its fields' defaults), then :attr:`presets`."""
+        return tuple(dict.fromkeys(("default", *cls.presets)))
+
+    @classmethod
+    def check_preset(cls, name: str) -> None:
+        """A :class:`~gfi.errors.SettingsError` naming this method's presets unless ``name`` is one."""
+        if name not in cls.preset_names():
+            raise SettingsError(f"{cls.name or cls.__name__} has no preset {name!r}; its presets: "
+                                f"{', '.join(cls.preset_names())}")
+
+    @classmethod
     def preset_config(cls, name: str) -> Settings:
-        """The settings of preset ``name`` (``"default"`` or one of :attr:`presets`)."""
-        if name != "default" and name not in cls.presets:
-            raise SettingsError(f"{cls.name} has no preset {name!r}; its presets: "
-                                f"{', '.join(dict.fromkeys(('default', *cls.presets)))}")
+        """The settings of preset ``name`` (one of :meth:`preset_names`; :func:`preset_settings`)."""
+        cls.check_preset(name)
         return preset_settings(cls.settings_class, name)
 
     @classmethod
     def resolve(cls, config: Settings | str | None, options: RunOptions | None,
                 overrides: Mapping[str, Any]) -> tuple[Settings, RunOptions]:
-        """``(settings, run options)`` from the constructor's arguments; an unknown key is a
-        :class:`~gfi.errors.SettingsError` that names it and lists the valid ones."""
+        """``(settings, run options)`` from the constructor's arguments: the one place where a
+        method's settings and the run options are told apart (callers use
+        :func:`gfi.methods.spec.resolve`; a method whose settings are partly fixed overrides this).
+        An unknown key is a :class:`~gfi.errors.SettingsError` that names it and lists the valid ones."""
         own, run = cls.settings_class.names(), RunOptions.names()
         unknown = [k for k in overrides if k not in own and k not in run]
         if unknown:
@@ -347,6 +361,7 @@ class Explainer(ABC):
         if config is None:
             config = cls.settings_class()
         elif isinstance(config, str):
+            cls.check_preset(config)
             config = cls.preset_config(config)
         elif not isinstance(config, cls.settings_class):
             raise SettingsError(f"{cls.name} takes {cls.settings_class.__name__} settings or a preset name, "

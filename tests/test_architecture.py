@@ -100,3 +100,81 @@ def test_no_code_decides_by_matching_method_names():
     hits = [f"{p.relative_to(REPO)}:{i}: {line.strip()}" for p in PACKAGE.rglob("*.py")
             for i, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1) if NAME_MATCH.search(line)]
     assert not hits, "decide by the method's class attributes, not its name:\n" + "\n".join(hits)
+
+
+def _strings(node: ast.AST) -> list[str]:
+    """The string constants of ``node``: itself, the elements of a literal set, list or tuple, the
+    keys of a literal dict, or the literal argument of ``set(...)`` / ``frozenset(...)``."""
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return [node.value]
+    if isinstance(node, ast.Set | ast.List | ast.Tuple):
+        return [e.value for e in node.elts if isinstance(e, ast.Constant) and isinstance(e.value, str)]
+    if isinstance(node, ast.Dict):
+        return [k.value for k in node.keys if isinstance(k, ast.Constant) and isinstance(k.value, str)]
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in ("set", "frozenset") \
+            and node.args:
+        return _strings(node.args[0])
+    return []
+
+
+def method_name_decisions(tree: ast.AST, names: set[str], setting_fields: set[str]) -> list[tuple[int, str]]:
+    """Where code decides by a method's name: a comparison (``==``, ``in``, ...) with a method's name
+    or a literal collection of them, a ``case "name":``, a set or ``frozenset`` of method names (a
+    membership table, such as a set of the methods that need a module), a dict keyed by two or
+    more method names (a per-method table, such as cheap settings), and ``x in NAMES`` where ``NAMES`` was bound
+    to a literal tuple or list of method names. A comparison of a settings field that happens to
+    share a method's name (``cfg.stage2_init == "gradient"``) is not one."""
+    bound = {t.id for node in ast.walk(tree) if isinstance(node, ast.Assign)
+             and len([v for v in _strings(node.value) if v in names]) >= 2
+             for t in node.targets if isinstance(t, ast.Name)}
+    hits = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Compare):
+            operands = [node.left, *node.comparators]
+            if isinstance(node.left, ast.Attribute) and node.left.attr in setting_fields:
+                continue
+            if any(set(_strings(o)) & names for o in operands) or any(
+                    isinstance(op, ast.In | ast.NotIn) and isinstance(c, ast.Name) and c.id in bound
+                    for op, c in zip(node.ops, node.comparators, strict=True)):
+                hits.append((node.lineno, ast.unparse(node)))
+        elif isinstance(node, ast.MatchValue) and set(_strings(node.value)) & names:
+            hits.append((node.lineno, f"case {ast.unparse(node.value)}"))
+        elif (isinstance(node, ast.Set | ast.Call) and set(_strings(node)) & names) or \
+                (isinstance(node, ast.Dict) and len(set(_strings(node)) & names) >= 2):
+            hits.append((node.lineno, ast.unparse(node)[:120]))
+    return sorted(dict(hits[::-1]).items())  # one per line (the outermost), in line order
+
+
+def _method_names_and_fields() -> tuple[set[str], set[str]]:
+    from gfi.methods.base import RunOptions
+    from gfi.methods.registry import METHODS
+
+    fields = {n for c in METHODS.values() for n in c.settings_class.names()} | set(RunOptions.names())
+    return set(METHODS), fields
+
+
+def test_the_method_name_finder_finds_tables_sets_and_comparisons():
+    names, fields = {"gfi", "gradcam", "rise"}, {"stage2_init"}
+    found = [line for line, _ in method_name_decisions(ast.parse(
+        'NEEDS = frozenset({"gfi", "gradcam"})\n'       # 1: a membership set
+        'CHEAP = {"rise": {}, "gfi": {"iters1": 2}}\n'  # 2: a per-method table
+        'if method == "gfi": pass\n'                    # 3: a comparison
+        'LAYER = ("gfi", "gradcam")\n'                  # a tuple is data ...
+        'if m in LAYER: pass\n'                         # 5: ... until it decides membership
+        'match m:\n    case "rise": pass\n'            # 7: a case
+        'DEFAULT = "gfi"\n'                             # a default is not a decision,
+        'history = {"gfi": 1}\n'                        # nor a method's own result
+        'if cfg.stage2_init == "gradient": pass\n'      # a setting's value, not a method
+        'if cfg.stage2_init == "gfi": pass\n'), names, fields)]
+    assert found == [1, 2, 3, 5, 7], found
+
+
+def test_no_method_name_is_tested_outside_the_registry():
+    """Capabilities are class attributes (``needs_module``, ``has_stage1``, ``supports_*``): no set,
+    table or comparison of method names outside ``gfi.methods.registry``."""
+    names, fields = _method_names_and_fields()
+    hits = [f"{p.relative_to(REPO)}:{line}: {text}" for p in sorted(PACKAGE.rglob("*.py"))
+            if p != PACKAGE / "methods" / "registry.py"
+            for line, text in method_name_decisions(ast.parse(p.read_text(encoding="utf-8")), names, fields)]
+    assert not hits, ("decide by a class attribute of the method (e.g. needs_module), not by its name:\n"
+                      + "\n".join(hits))

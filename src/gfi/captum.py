@@ -42,9 +42,9 @@ class GuidedFeatureInversion(Attribution):
         forward_func: a :class:`gfi.Classifier` (inputs are pixels in [0, 1]), or the raw ``nn.Module``
             (or callable) mapping the tensors it takes to (N, classes) logits (inputs are then in the
             model's own space; see :mod:`gfi.frontends` for the exact rule and when it gives the
-            native map). The layer methods (gfi, gfi-stage1, gradcam, cam, pixel-mask), guided-backprop
-            and lrp need an ``nn.Module`` (l0, l1: the classifier's, or
-            :func:`gfi.models.classifier.auto_layers` for a raw module); with a plain callable they are
+            native map). A method whose class says ``needs_module`` (the layer methods such as gfi
+            and gradcam, guided-backprop, lrp) needs an ``nn.Module`` (l0, l1: the classifier's, or
+            :func:`gfi.models.classifier.auto_layers` for a raw module); with a plain callable it is
             an error here, and the gradient and perturbation methods run.
         method: any name of :data:`gfi.methods.registry.METHODS` (default ``"gfi"``).
         config: the method's settings object or a preset name (``"default"``, ``"paper"``).
@@ -65,7 +65,7 @@ class GuidedFeatureInversion(Attribution):
         super().__init__(forward_func)
         self.spec = resolve(method, config, settings, options=options)
         who = type(self).__name__
-        require_module(forward_func, self.spec.name, who=who)
+        require_module(forward_func, self.spec.cls, who=who)
         self.normalization = check_normalization(forward_func, mean, std, clamp, who=who)
         self.clamp = clamp
 

@@ -39,8 +39,8 @@ pixel 0.5); baselines at pixel 0 (integrated gradients, RISE); and maps of gradi
 pixels (gradient, SmoothGrad, guided backprop), which are scaled per channel by ``s_c (hi - lo)``.
 For those, give the model's ``mean=`` and ``std=`` (rule 2).
 
-**Layers.** The methods of :data:`NEEDS_MODULE` hook or inspect the model's layers, so they need an
-``nn.Module``. A plain callable (Captum's ``forward_func``) runs the others (the gradient and
+**Layers.** The methods whose class says ``needs_module`` hook or inspect the model's layers, so they
+need an ``nn.Module``. A plain callable (Captum's ``forward_func``) runs the others (the gradient and
 perturbation methods); with one of these it is refused when the front end is made
 (:func:`require_module`, a one-line error).
 """
@@ -55,17 +55,13 @@ import torch
 from torch import Tensor, nn
 
 from gfi.errors import UsageError
-from gfi.methods.base import PIXEL_TOLERANCE
+from gfi.methods.base import PIXEL_TOLERANCE, Explainer
 from gfi.methods.registry import METHODS
 from gfi.methods.spec import MethodSpec
 from gfi.models.classifier import Classifier
 
-__all__ = ["NEEDS_MODULE", "Normalization", "check_normalization", "explain_maps", "module_name", "one_target_each",
+__all__ = ["Normalization", "check_normalization", "explain_maps", "module_name", "one_target_each",
            "pixels_and_classifier", "require_module"]
-
-#: methods that hook or inspect the model's modules: the layer methods (l0/l1 or a CAM layer), the
-#: ReLU modules (guided backprop) and the per-module rules (LRP). A plain callable cannot run them.
-NEEDS_MODULE = frozenset({"gfi", "gfi-stage1", "gradcam", "cam", "pixel-mask", "guided-backprop", "lrp"})
 
 #: ``(mean, std)`` as tuples of floats (one per channel, or one for all), or None for rule 3
 Normalization = tuple[tuple[float, ...], tuple[float, ...]] | None
@@ -73,7 +69,7 @@ Normalization = tuple[tuple[float, ...], tuple[float, ...]] | None
 
 class _Forward(nn.Module):
     """A callable that is not an ``nn.Module`` (Captum's ``forward_func``) as a module. It has no
-    submodules, so only the methods outside :data:`NEEDS_MODULE` run on it (:func:`require_module`
+    submodules, so only the methods without ``needs_module`` run on it (:func:`require_module`
     refuses the others before they reach it)."""
 
     def __init__(self, func: Callable[[Tensor], Tensor]) -> None:
@@ -100,13 +96,13 @@ def module_name(model: nn.Module, layer: Any, *, who: str) -> str:
                      f"({type(model).__name__}); pass a layer of the model you gave, e.g. model.layer4[-1]")
 
 
-def require_module(model: Any, method: str, *, who: str) -> None:
-    """A one-line :class:`~gfi.errors.UsageError` when ``method`` needs an ``nn.Module`` (:data:`NEEDS_MODULE`)
-    and ``model`` is a plain callable."""
-    if method in NEEDS_MODULE and not isinstance(model, nn.Module):
-        layer = ", ".join(m for m in METHODS if m in NEEDS_MODULE)
-        other = ", ".join(m for m in METHODS if m not in NEEDS_MODULE)
-        raise UsageError(f"{who}: method {method!r} needs an nn.Module whose layers can be hooked, got a "
+def require_module(model: Any, method: type[Explainer], *, who: str) -> None:
+    """A one-line :class:`~gfi.errors.UsageError` when ``method`` needs an ``nn.Module`` (its class's
+    ``needs_module``) and ``model`` is a plain callable."""
+    if method.needs_module and not isinstance(model, nn.Module):
+        layer = ", ".join(n for n, c in METHODS.items() if c.needs_module)
+        other = ", ".join(n for n, c in METHODS.items() if not c.needs_module)
+        raise UsageError(f"{who}: method {method.name!r} needs an nn.Module whose layers can be hooked, got a "
                          f"{type(model).__name__}; pass the model itself (the methods {layer} need one), or use "
                          f"a gradient or perturbation method with a callable ({other})")
 

@@ -10,7 +10,7 @@ from torch import nn
 
 from gfi.constants import IMAGENET_MEAN, IMAGENET_STD
 from gfi.errors import UsageError
-from gfi.frontends import NEEDS_MODULE, module_name, one_target_each, pixels_and_classifier, require_module
+from gfi.frontends import module_name, one_target_each, pixels_and_classifier, require_module
 from gfi.methods.registry import get_method
 from gfi.models.classifier import Classifier
 
@@ -187,25 +187,28 @@ def test_mean_and_std_errors():
 
 
 def test_every_method_runs_on_a_callable_or_is_refused_at_once():
-    """NEEDS_MODULE is exactly the set of methods that cannot run on a plain callable."""
+    """``needs_module`` is exactly what a method's class says: the others run on a plain callable and
+    give the native map; these are refused at once (and could not run on one)."""
+    from gfi.errors import GFIError
     from gfi.methods.registry import METHODS
 
-    assert set(METHODS) > NEEDS_MODULE
+    needs = {n for n, c in METHODS.items() if c.needs_module}
+    assert needs and needs < set(METHODS)
     net = small_net()
     native = Classifier(net, input_size=(16, 16))
     p = torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(3))
+    clf, pixels = pixels_and_classifier(lambda z: net(z), native.normalize(p), mean=IMAGENET_MEAN, std=IMAGENET_STD)
     cheap = {"mask": {"iterations": 2}, "extremal": {"iterations": 2}, "rise": {"n_masks": 8},
              "smoothgrad": {"samples": 2}, "integrated-gradients": {"steps": 4}}
-    for name in METHODS:
-        if name in NEEDS_MODULE:
+    for name, cls in METHODS.items():
+        if cls.needs_module:
             with pytest.raises(UsageError, match=rf"^T: method '{name}' needs an nn\.Module whose layers can be"):
-                require_module(lambda z: net(z), name, who="T")
-            require_module(net, name, who="T")  # a module is fine
+                require_module(lambda z: net(z), cls, who="T")
+            require_module(net, cls, who="T")  # a module is fine
+            with pytest.raises(GFIError):  # the claim is needed: on a callable the method cannot run
+                get_method(name, clf, **cheap.get(name, {})).explain(pixels, [1])
             continue
-        require_module(lambda z: net(z), name, who="T")
-        clf, pixels = pixels_and_classifier(lambda z: net(z), native.normalize(p), mean=IMAGENET_MEAN,
-                                            std=IMAGENET_STD)
+        require_module(lambda z: net(z), cls, who="T")
         want = get_method(name, native, **cheap.get(name, {})).explain(p, [1]).maps
         got = get_method(name, clf, **cheap.get(name, {})).explain(pixels, [1]).maps
         assert torch.allclose(got, want, atol=1e-5), name
-

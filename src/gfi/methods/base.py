@@ -10,7 +10,10 @@ A method is a subclass of :class:`Explainer` that sets a few class attributes an
   ``config="paper"``, ``--preset paper`` and by :func:`gfi.methods.spec.resolve`
   (:meth:`Explainer.preset_names` lists them all);
 * ``has_stage1``: its :class:`Explanation` carries GFI's class-agnostic ``stage1_map``;
-* ``cheaper``: the documented cheaper settings of a slow method (``gfi compare`` uses them).
+* ``cheaper``: the documented cheaper settings of a slow method (``gfi compare`` uses them);
+* what it supports (``supports_cnn``, ``supports_tokens``, ``supports_multilabel``,
+  ``shares_across_targets``, ``any_device``: the table of ``gfi methods --table``) and needs
+  (``needs_module``: an ``nn.Module`` rather than any callable).
 
 How fast a map is computed (precision, memory layout, chunking, early stop) is a
 :class:`RunOptions` (``self.options``), the same for every method, and never changes a map beyond
@@ -319,6 +322,11 @@ class Explainer(ABC):
     shares_across_targets: ClassVar[Literal["all", "stage 1", "first forward"]] = "first forward"
     #: its tensors stay on the model's device (CPU or GPU), with no host round trip inside
     any_device: ClassVar[bool] = True
+    #: it hooks or inspects the model's modules (a named layer, the ReLUs, a rule per module), so it
+    #: needs an ``nn.Module``; False: it only calls the model (gradients with respect to the pixels,
+    #: perturbations), so a plain callable runs it too (Captum's ``forward_func``; gfi.frontends).
+    #: True unless a method says otherwise: a plain callable is then refused in one line, never half run.
+    needs_module: ClassVar[bool] = True
 
     def __init__(self, classifier: Classifier, config: Settings | str | None = None, *,
                  options: RunOptions | None = None, **overrides: Any) -> None:

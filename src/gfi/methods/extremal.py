@@ -128,6 +128,7 @@ def area_loss(m: Tensor, areas: Tensor) -> Tensor:
 
 class ExtremalPerturbation(Explainer):
     name = "extremal"
+    needs_module = False
     summary = "Extremal Perturbation (Fong et al. 2019): smooth masks of fixed area that preserve the class"
     settings_class = ExtremalSettings
     cheaper: ClassVar[dict[str, Any]] = {"areas": (0.1,), "iterations": 300}

@@ -34,6 +34,7 @@ class IntegratedGradientsSettings(Settings):
 
 class IntegratedGradients(Explainer):
     name = "integrated-gradients"
+    needs_module = False
     summary = "Integrated Gradients (Sundararajan et al. 2017): path integral from a black image (Captum)"
     settings_class = IntegratedGradientsSettings
     cheaper: ClassVar[dict[str, Any]] = {"steps": 20}

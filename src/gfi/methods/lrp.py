@@ -72,6 +72,7 @@ def residual_additions(model: nn.Module) -> list[str]:
 
 class LRP(Explainer):
     name = "lrp"
+    needs_module = True  # a rule per module
     supports_tokens = False  # Captum has no LRP rule for LayerNorm / attention
     supports_cnn = "layers with a Captum LRP rule (Conv, Linear, ReLU, pooling, BatchNorm)"
     summary = "LRP (Bach et al. 2015), epsilon rule (Captum); feed-forward nets without residual additions"

@@ -75,6 +75,7 @@ def shift(x: Tensor, dy: int, dx: int) -> Tensor:
 
 class MeaningfulPerturbation(Explainer):
     name = "mask"
+    needs_module = False
     summary = "Meaningful Perturbation (Fong & Vedaldi 2017): smallest blurred 28x28 mask that deletes the class"
     settings_class = MeaningfulPerturbationSettings
     cheaper: ClassVar[dict[str, Any]] = {"iterations": 100}

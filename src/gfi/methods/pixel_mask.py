@@ -85,6 +85,7 @@ class PixelMaskSettings(Settings):
 
 class PixelMask(Explainer):
     name = "pixel-mask"
+    needs_module = True  # stage 1 inverts the inversion layer's features
     shares_across_targets = "stage 1"
     summary = "GFI's Eq. (3) + (5) on a free per-pixel mask (the paper's artifact-prone ablation of Sec. 3.4)"
     settings_class = PixelMaskSettings

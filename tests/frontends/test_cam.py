@@ -1,4 +1,4 @@
-"""gfi.cam.GFICAM: the native maps in pytorch-grad-cam's calling convention."""
+"""gfi.frontends.cam.GFICAM: the native maps in pytorch-grad-cam's calling convention."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from pytorch_grad_cam.utils.model_targets import (
     ClassifierOutputTarget,
 )
 
-from gfi.cam import GFICAM
+from gfi.frontends.cam import GFICAM
 
 
 @pytest.mark.parametrize("layer", [0, 2])

@@ -1,4 +1,4 @@
-"""gfi.captum.GuidedFeatureInversion: the native maps in Captum's convention, inside NoiseTunnel and
+"""gfi.frontends.captum.GuidedFeatureInversion: the native maps in Captum's convention, inside NoiseTunnel and
 Captum's metrics."""
 
 from __future__ import annotations
@@ -10,11 +10,11 @@ from gfi.errors import SettingsError, UsageError
 from gfi.methods.registry import get_method
 from tests.frontends.test_rule import FAST
 
-pytest.importorskip("captum", reason="captum is a dependency of gfi (gfi.captum wraps captum.attr)")
+pytest.importorskip("captum", reason="captum is a dependency of gfi (gfi.frontends.captum wraps captum.attr)")
 from captum.attr import NoiseTunnel
 from captum.metrics import infidelity, sensitivity_max
 
-from gfi.captum import GuidedFeatureInversion
+from gfi.frontends.captum import GuidedFeatureInversion
 
 
 @pytest.mark.parametrize("method", ["gfi", "gradcam"])

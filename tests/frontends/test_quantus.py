@@ -1,4 +1,4 @@
-"""gfi.quantus.explain: the native maps as a Quantus explain_func, and inside one Quantus metric."""
+"""gfi.frontends.quantus.explain: the native maps as a Quantus explain_func, and inside one Quantus metric."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import pytest
 
 from gfi.constants import IMAGENET_MEAN, IMAGENET_STD
 from gfi.errors import UsageError
+from gfi.frontends.quantus import explain
 from gfi.methods.registry import get_method
-from gfi.quantus import explain
 from tests.frontends.test_rule import FAST
 
 
@@ -76,11 +76,12 @@ def test_errors(setup):
         explain(net, x, np.array([1, 2, 3]), method="gradcam")
     with pytest.raises(UsageError, match="floating point"):
         explain(net, x.astype(np.int64), np.array([1, 2]), method="gradcam")
-    with pytest.raises(UsageError, match=r"^gfi\.quantus\.explain: model is a gfi\.Classifier, which has its own"):
+    with pytest.raises(UsageError, match=r"^gfi\.frontends\.quantus\.explain: model is a gfi\.Classifier, which has "
+                                         r"its own"):
         explain(clf, p.numpy(), np.array([1, 2]), mean=IMAGENET_MEAN, std=IMAGENET_STD)
-    with pytest.raises(UsageError, match=r"^gfi\.quantus\.explain: give both mean= and std="):
+    with pytest.raises(UsageError, match=r"^gfi\.frontends\.quantus\.explain: give both mean= and std="):
         explain(net, x, np.array([1, 2]), std=IMAGENET_STD)
-    with pytest.raises(UsageError, match=r"^gfi\.quantus\.explain: inputs \* std \+ mean .*pass clamp=True"):
+    with pytest.raises(UsageError, match=r"^gfi\.frontends\.quantus\.explain: inputs \* std \+ mean .*pass clamp=True"):
         explain(net, x * 10, np.array([1, 2]), method="gradcam", mean=IMAGENET_MEAN, std=IMAGENET_STD)
     with pytest.raises(UsageError, match=r"must be a torch\.nn\.Module"):
         explain(lambda z: z, x, np.array([1, 2]))

@@ -10,7 +10,7 @@ from torch import nn
 
 from gfi.constants import IMAGENET_MEAN, IMAGENET_STD
 from gfi.errors import UsageError
-from gfi.frontends import module_name, one_target_each, pixels_and_classifier, require_module
+from gfi.frontends.common import module_name, one_target_each, pixels_and_classifier, require_module
 from gfi.methods.registry import get_method
 from gfi.models.classifier import Classifier
 
@@ -78,7 +78,7 @@ def test_reshape_transform_goes_to_the_classifier_only_when_given(monkeypatch):
             seen.append(reshape_transform)
             super().__init__(model, **kw)
 
-    monkeypatch.setattr("gfi.frontends.Classifier", Recording)
+    monkeypatch.setattr("gfi.frontends.common.Classifier", Recording)
     x = torch.rand(1, 3, 16, 16)
     pixels_and_classifier(small_net(), x)
     pixels_and_classifier(small_net(), x, reshape_transform=torch.flatten)
@@ -117,8 +117,8 @@ def test_targets_one_per_input():
 
 
 def test_method_and_settings_are_checked_when_the_front_end_is_made():
-    from gfi.cam import GFICAM
     from gfi.errors import SettingsError
+    from gfi.frontends.cam import GFICAM
     from gfi.methods.base import RunOptions
 
     net = small_net()

@@ -1,6 +1,6 @@
 """gfi's explainers in pytorch-grad-cam's calling convention: ``GFICAM(model, target_layers=[layer])``.
 
-A thin front end over :func:`gfi.methods.registry.get_method` that is called like
+A thin front end over :func:`gfi.methods.resolve` that is called like
 ``pytorch_grad_cam.base_cam.BaseCAM``: ``cam(input_tensor=x, targets=[ClassifierOutputTarget(c), ...])``
 returns a float32 numpy array (N, H, W) in [0, 1] at the input size, and ``with GFICAM(...) as cam:``
 works. The one target layer is GFI's inversion layer l0 and channel layer l1 alike
@@ -24,7 +24,7 @@ import numpy as np
 from torch import Tensor, nn
 
 from gfi.errors import UsageError
-from gfi.frontends import check_normalization, explain_maps, module_name, one_target_each, pixels_and_classifier
+from gfi.frontends.common import check_normalization, explain_maps, module_name, one_target_each, pixels_and_classifier
 from gfi.methods.base import RunOptions
 from gfi.methods.spec import resolve
 from gfi.models.classifier import Classifier

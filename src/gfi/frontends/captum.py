@@ -1,6 +1,6 @@
 """gfi's explainers as a Captum attribution: ``GuidedFeatureInversion(model).attribute(x, target=c)``.
 
-A thin front end over :func:`gfi.methods.registry.get_method` in the calling convention of
+A thin front end over :func:`gfi.methods.resolve` in the calling convention of
 ``captum.attr`` (``captum.attr.Attribution``), so Captum's wrappers and metrics take it:
 ``captum.attr.NoiseTunnel`` (which calls ``attribute`` through its ``__wrapped__``, under
 ``torch.no_grad()``), ``captum.metrics.infidelity`` (on attributions made by ``attribute``) and
@@ -27,7 +27,13 @@ from captum.log import log_usage
 from torch import Tensor
 
 from gfi.errors import UsageError
-from gfi.frontends import check_normalization, explain_maps, one_target_each, pixels_and_classifier, require_module
+from gfi.frontends.common import (
+    check_normalization,
+    explain_maps,
+    one_target_each,
+    pixels_and_classifier,
+    require_module,
+)
 from gfi.methods.base import RunOptions
 from gfi.methods.spec import resolve
 from gfi.settings import Settings

@@ -1,6 +1,7 @@
-"""gfi's explainers as a Quantus ``explain_func``: ``metric(..., explain_func=gfi.quantus.explain)``.
+"""gfi's explainers as a Quantus ``explain_func``:
+``metric(..., explain_func=gfi.frontends.quantus.explain)``.
 
-A thin front end over :func:`gfi.methods.registry.get_method` in the convention of
+A thin front end over :func:`gfi.methods.resolve` in the convention of
 ``quantus.explain`` (``quantus/functions/explanation_func.py``): a Quantus metric called with
 ``a_batch=None`` computes its explanations as
 ``explain_func(model=model, inputs=x_batch, targets=y_batch, **explain_func_kwargs)`` with numpy
@@ -27,7 +28,7 @@ import torch
 from torch import Tensor, nn
 
 from gfi.errors import UsageError
-from gfi.frontends import check_normalization, explain_maps, one_target_each, pixels_and_classifier
+from gfi.frontends.common import check_normalization, explain_maps, one_target_each, pixels_and_classifier
 from gfi.methods.base import RunOptions
 from gfi.methods.spec import resolve
 from gfi.settings import Settings
@@ -61,19 +62,19 @@ def explain(model: nn.Module, inputs: np.ndarray | Tensor, targets: np.ndarray |
     Every keyword reaches it through the metric's ``explain_func_kwargs``.
     """
     if not isinstance(model, nn.Module):
-        raise UsageError(f"gfi.quantus.explain: model must be a torch.nn.Module, got {type(model).__name__}")
+        raise UsageError(f"gfi.frontends.quantus.explain: model must be a torch.nn.Module, got {type(model).__name__}")
     spec = resolve(method, config, settings, options=options)
-    check_normalization(model, mean, std, clamp, who="gfi.quantus.explain")
+    check_normalization(model, mean, std, clamp, who="gfi.frontends.quantus.explain")
     here = _model_device(model)
     if device is not None and not _same_device(torch.device(device), here):
-        raise UsageError(f"gfi.quantus.explain: device {device} is not the model's device {here}; "
+        raise UsageError(f"gfi.frontends.quantus.explain: device {device} is not the model's device {here}; "
                          f"move the model there (model.to({str(device)!r})) or pass device={str(here)!r}")
     x = inputs if isinstance(inputs, Tensor) else torch.from_numpy(np.ascontiguousarray(inputs))
     if not torch.is_floating_point(x):
-        raise UsageError(f"gfi.quantus.explain: inputs must be floating point, got {x.dtype}")
+        raise UsageError(f"gfi.frontends.quantus.explain: inputs must be floating point, got {x.dtype}")
     x = x.to(device=here, dtype=torch.float32)
-    clf, pixels = pixels_and_classifier(model, x, mean=mean, std=std, clamp=clamp, who="gfi.quantus.explain")
-    classes = one_target_each(targets, pixels.shape[0], who="gfi.quantus.explain")
+    clf, pixels = pixels_and_classifier(model, x, mean=mean, std=std, clamp=clamp, who="gfi.frontends.quantus.explain")
+    classes = one_target_each(targets, pixels.shape[0], who="gfi.frontends.quantus.explain")
     maps = explain_maps(spec, clf, pixels, classes)
     return maps.unsqueeze(1).detach().float().cpu().numpy()
 

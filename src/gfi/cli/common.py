@@ -123,7 +123,7 @@ def apply_threads(threads: int) -> None:
 def load_classifier(args: argparse.Namespace, device: torch.device | None = None):
     """The model of ``--model/--weights`` (a checkpoint of ``gfi eval voc-head`` too) with the layer
     options applied, on ``device``."""
-    from gfi.evaluation.models import load_checkpointed
+    from gfi.models.loading import load_checkpointed
 
     clf, info = load_checkpointed(args.model, args.weights, allow_pickle=args.unsafe_allow_pickle,
                                   download=args.download, inversion_layer=getattr(args, "inversion_layer", None),

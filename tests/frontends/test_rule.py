@@ -11,11 +11,13 @@ from torch import nn
 from gfi.constants import IMAGENET_MEAN, IMAGENET_STD
 from gfi.errors import UsageError
 from gfi.frontends.common import module_name, one_target_each, pixels_and_classifier, require_module
-from gfi.methods.registry import get_method
+from gfi.methods.registry import METHODS, get_method
 from gfi.models.classifier import Classifier
 
-#: few iterations, for the tests that compare a front end with the native explainer
-FAST = {"gfi": {"iters1": 2, "iters2": 2}, "gradcam": {}}
+
+def quick(method: str) -> dict:
+    """The settings the tests run ``method`` with (its class's ``test_settings``)."""
+    return dict(METHODS[method].test_settings)
 
 
 def small_net() -> nn.Module:
@@ -190,7 +192,6 @@ def test_every_method_runs_on_a_callable_or_is_refused_at_once():
     """``needs_module`` is exactly what a method's class says: the others run on a plain callable and
     give the native map; these are refused at once (and could not run on one)."""
     from gfi.errors import GFIError
-    from gfi.methods.registry import METHODS
 
     needs = {n for n, c in METHODS.items() if c.needs_module}
     assert needs and needs < set(METHODS)
@@ -198,17 +199,15 @@ def test_every_method_runs_on_a_callable_or_is_refused_at_once():
     native = Classifier(net, input_size=(16, 16))
     p = torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(3))
     clf, pixels = pixels_and_classifier(lambda z: net(z), native.normalize(p), mean=IMAGENET_MEAN, std=IMAGENET_STD)
-    cheap = {"mask": {"iterations": 2}, "extremal": {"iterations": 2}, "rise": {"n_masks": 8},
-             "smoothgrad": {"samples": 2}, "integrated-gradients": {"steps": 4}}
     for name, cls in METHODS.items():
         if cls.needs_module:
             with pytest.raises(UsageError, match=rf"^T: method '{name}' needs an nn\.Module whose layers can be"):
                 require_module(lambda z: net(z), cls, who="T")
             require_module(net, cls, who="T")  # a module is fine
             with pytest.raises(GFIError):  # the claim is needed: on a callable the method cannot run
-                get_method(name, clf, **cheap.get(name, {})).explain(pixels, [1])
+                get_method(name, clf, **cls.test_settings).explain(pixels, [1])
             continue
         require_module(lambda z: net(z), cls, who="T")
-        want = get_method(name, native, **cheap.get(name, {})).explain(p, [1]).maps
-        got = get_method(name, clf, **cheap.get(name, {})).explain(pixels, [1]).maps
+        want = get_method(name, native, **cls.test_settings).explain(p, [1]).maps
+        got = get_method(name, clf, **cls.test_settings).explain(pixels, [1]).maps
         assert torch.allclose(got, want, atol=1e-5), name

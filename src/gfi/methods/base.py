@@ -11,6 +11,7 @@ A method is a subclass of :class:`Explainer` that sets a few class attributes an
   (:meth:`Explainer.preset_names` lists them all);
 * ``has_stage1``: its :class:`Explanation` carries GFI's class-agnostic ``stage1_map``;
 * ``cheaper``: the documented cheaper settings of a slow method (``gfi compare`` uses them);
+* ``test_settings``: the settings gfi's tests run it with (fast on a small model);
 * what it supports (``supports_cnn``, ``supports_tokens``, ``supports_multilabel``,
   ``shares_across_targets``, ``any_device``: the table of ``gfi methods --table``) and needs
   (``needs_module``: an ``nn.Module`` rather than any callable).
@@ -308,6 +309,11 @@ class Explainer(ABC):
     presets: ClassVar[tuple[str, ...]] = ()
     has_stage1: ClassVar[bool] = False
     cheaper: ClassVar[dict[str, Any]] = {}
+    #: settings under which it runs in well under a second on a small test model (a 32 x 32 CNN) and
+    #: still puts its maximum where the model looks: gfi's tests run every method with them
+    #: (tests/methods/test_registry.py and the others that loop over the registry), so a new method
+    #: brings its own in its own file
+    test_settings: ClassVar[dict[str, Any]] = {}
     # What the method supports, for the generated table in docs/METHOD.md (`gfi methods --table`);
     # tests/methods/test_support.py checks each claim by running the method.
     #: which CNNs it runs on ("yes": any)

@@ -87,6 +87,7 @@ class RISE(Explainer):
     summary = "RISE (Petsiuk et al. 2018): class score of 4000 randomly masked copies, averaged over the masks"
     settings_class = RISESettings
     cheaper: ClassVar[dict[str, Any]] = {"n_masks": 1000}
+    test_settings: ClassVar[dict[str, Any]] = {"n_masks": 500, "grid": 4}
     config: RISESettings
 
     def __init__(self, classifier: Classifier, config: RISESettings | str | None = None, *,

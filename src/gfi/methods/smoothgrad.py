@@ -49,6 +49,7 @@ class SmoothGrad(Explainer):
     summary = "SmoothGrad (Smilkov et al. 2017): gradient averaged over 50 noisy copies (Captum NoiseTunnel)"
     settings_class = SmoothGradSettings
     cheaper: ClassVar[dict[str, Any]] = {"samples": 16}
+    test_settings: ClassVar[dict[str, Any]] = {"samples": 8}
     config: SmoothGradSettings
 
     def raw(self, images: Tensor, targets: Tensor) -> Tensor:

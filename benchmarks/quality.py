@@ -28,8 +28,8 @@ import torch.nn.functional as F
 from gfi.data.imagenet import ImageNetVal
 from gfi.data.images import load_image
 from gfi.evaluation.metrics import PAPER_ALPHAS, localization_hits, pointing_hit, saliency_scores
-from gfi.methods.base import RunOptions
 from gfi.methods.registry import get_method, method_class
+from gfi.methods.spec import resolve
 from gfi.models.presets import load_model
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -38,13 +38,9 @@ DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 def make_explainer(args, clf):
     """The method with ``--preset`` and ``--set`` (strings parsed by each field's type) for a method
     with presets (GFI, pixel-mask), the method's defaults otherwise; and the settings to record."""
-    cls = method_class(args.method)
-    if not cls.presets:
+    if not method_class(args.method).presets:
         return get_method(args.method, clf), {}
-    overrides = dict(kv.split("=", 1) for kv in args.set)
-    run = {k: overrides.pop(k) for k in list(overrides) if k in RunOptions.names()}
-    config = cls.preset_config(args.preset).with_overrides(overrides)
-    explainer = get_method(args.method, clf, config, options=RunOptions().with_overrides(run))
+    explainer = resolve(args.method, args.preset, dict(kv.split("=", 1) for kv in args.set)).explainer(clf)
     return explainer, explainer.config.to_dict()
 
 

@@ -1,4 +1,4 @@
-"""Rewrite the support table in docs/METHOD.md from the methods' class attributes.
+"""Rewrite the support table in docs/METHOD.md from the class attributes of gfi's own methods.
 
     python scripts/support_table.py          # rewrite the table between the markers
     python scripts/support_table.py --check  # exit 1 if the docs differ from the generated table
@@ -10,7 +10,7 @@ import re
 import sys
 from pathlib import Path
 
-from gfi.methods.registry import support_table
+from gfi.methods.registry import BUILTIN, support_table
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "METHOD.md"
 MARKERS = re.compile(r"(<!-- support-table:start -->\n)(.*?)(<!-- support-table:end -->)", re.S)
@@ -21,7 +21,7 @@ def main(argv: list[str]) -> int:
     if not MARKERS.search(text):
         print(f"{DOC}: no support-table markers", file=sys.stderr)
         return 1
-    new = MARKERS.sub(lambda m: m.group(1) + support_table() + "\n" + m.group(3), text)
+    new = MARKERS.sub(lambda m: m.group(1) + support_table(BUILTIN) + "\n" + m.group(3), text)
     if "--check" in argv:
         return 0 if new == text else 1
     DOC.write_text(new)

@@ -46,12 +46,14 @@ def explain(image, method: str = "gfi", target=None, *, model: str | Classifier 
     """
     from torch import Tensor
 
+    from gfi.methods.spec import resolve
+
+    spec = resolve(method, config, settings)  # a bad method or setting: refused before the model loads
     clf = model if isinstance(model, Classifier) else load_model(model)[0]
     img = image if isinstance(image, Tensor) else load_image(image)
     names = target if isinstance(target, list | tuple) else [target]
     targets = None if target is None else [[clf.class_index(t) for t in names]]
-    explainer = get_method(method, clf, config, **settings)
-    return explainer.explain(clf.prepare(img).to(clf.device), targets).resize_to(tuple(img.shape[-2:]))
+    return spec.explainer(clf).explain(clf.prepare(img).to(clf.device), targets).resize_to(tuple(img.shape[-2:]))
 
 __all__ = [
     "Classifier",

@@ -1,4 +1,4 @@
-"""gfi.cam.GFICAM: the native maps in pytorch-grad-cam's calling convention."""
+"""gfi.frontends.cam.GFICAM: the native maps in pytorch-grad-cam's calling convention."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from torch import nn
 
 from gfi.errors import UsageError
 from gfi.methods.registry import get_method
-from tests.frontends.test_rule import FAST, small_net
+from tests.frontends.test_rule import quick, small_net
 
 pytest.importorskip("pytorch_grad_cam", reason="grad-cam is a test dependency (gfi-explain[test]); GFICAM takes "
                                                "its ClassifierOutputTarget")
@@ -18,7 +18,7 @@ from pytorch_grad_cam.utils.model_targets import (
     ClassifierOutputTarget,
 )
 
-from gfi.cam import GFICAM
+from gfi.frontends.cam import GFICAM
 
 
 @pytest.mark.parametrize("layer", [0, 2])
@@ -26,8 +26,8 @@ from gfi.cam import GFICAM
 def test_cam_is_the_native_map_with_the_target_layer_as_l0_and_l1(setup, method, layer):
     net, clf, p = setup
     native = clf.with_layers(inversion_layer=str(layer), channel_layer=str(layer))
-    want = get_method(method, native, **FAST[method]).explain(p, [1, 2]).maps[:, 0].numpy()
-    with GFICAM(clf, target_layers=[net[layer]], method=method, **FAST[method]) as cam:
+    want = get_method(method, native, **quick(method)).explain(p, [1, 2]).maps[:, 0].numpy()
+    with GFICAM(clf, target_layers=[net[layer]], method=method, **quick(method)) as cam:
         got = cam(input_tensor=p, targets=[ClassifierOutputTarget(1), ClassifierOutputTarget(2)])
     assert isinstance(got, np.ndarray) and got.dtype == np.float32 and got.shape == (2, 16, 16)
     assert got.min() >= 0 and got.max() <= 1
@@ -52,8 +52,8 @@ def test_normalised_inputs_of_the_raw_module_give_the_native_map_of_the_pixels(s
     division of differences of 1e-7; measured 2e-7)."""
     net, clf, p = setup
     for method, atol in (("gradcam", 1e-5), ("gfi", 1e-4)):
-        want = get_method(method, clf.with_layers("2", "2"), **FAST[method]).explain(p, [3, 0]).maps[:, 0].numpy()
-        got = GFICAM(net, [net[2]], method=method, **FAST[method])(
+        want = get_method(method, clf.with_layers("2", "2"), **quick(method)).explain(p, [3, 0]).maps[:, 0].numpy()
+        got = GFICAM(net, [net[2]], method=method, **quick(method))(
             clf.normalize(p), [ClassifierOutputTarget(3), ClassifierOutputTarget(0)])
         np.testing.assert_allclose(got, want, rtol=0, atol=atol)
 

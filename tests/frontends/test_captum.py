@@ -1,4 +1,4 @@
-"""gfi.captum.GuidedFeatureInversion: the native maps in Captum's convention, inside NoiseTunnel and
+"""gfi.frontends.captum.GuidedFeatureInversion: the native maps in Captum's convention, inside NoiseTunnel and
 Captum's metrics."""
 
 from __future__ import annotations
@@ -8,20 +8,20 @@ import torch
 
 from gfi.errors import SettingsError, UsageError
 from gfi.methods.registry import get_method
-from tests.frontends.test_rule import FAST
+from tests.frontends.test_rule import quick
 
-pytest.importorskip("captum", reason="captum is a dependency of gfi (gfi.captum wraps captum.attr)")
+pytest.importorskip("captum", reason="captum is a dependency of gfi (gfi.frontends.captum wraps captum.attr)")
 from captum.attr import NoiseTunnel
 from captum.metrics import infidelity, sensitivity_max
 
-from gfi.captum import GuidedFeatureInversion
+from gfi.frontends.captum import GuidedFeatureInversion
 
 
 @pytest.mark.parametrize("method", ["gfi", "gradcam"])
 def test_attribute_is_the_native_map_through_a_classifier(setup, method):
     _, clf, p = setup
-    want = get_method(method, clf, **FAST[method]).explain(p, [1, 2]).maps[:, 0]
-    got = GuidedFeatureInversion(clf, method=method, **FAST[method]).attribute(p, target=[1, 2])
+    want = get_method(method, clf, **quick(method)).explain(p, [1, 2]).maps[:, 0]
+    got = GuidedFeatureInversion(clf, method=method, **quick(method)).attribute(p, target=[1, 2])
     assert got.shape == p.shape and got.dtype == p.dtype
     assert (want.flatten(1).std(1) > 0.05).all(), "the maps are flat: the comparison would prove nothing"
     for c in range(3):  # the (N, H, W) map repeated over the channels
@@ -45,8 +45,8 @@ def test_normalised_inputs_of_the_raw_module_give_the_native_map_of_the_pixels(s
     round trip (relative 1e-7 of the inputs); 1e-5 covers Grad-CAM's min-max division, 1e-4 GFI's
     Adam steps (measured: 2e-7 both)."""
     net, clf, p = setup
-    want = get_method(method, clf, **FAST[method]).explain(p, [1, 2]).maps[:, 0]
-    got = GuidedFeatureInversion(net, method=method, **FAST[method]).attribute(clf.normalize(p), target=[1, 2])
+    want = get_method(method, clf, **quick(method)).explain(p, [1, 2]).maps[:, 0]
+    got = GuidedFeatureInversion(net, method=method, **quick(method)).attribute(clf.normalize(p), target=[1, 2])
     assert torch.allclose(got[:, 0], want, atol=atol)
 
 

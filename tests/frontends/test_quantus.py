@@ -1,4 +1,4 @@
-"""gfi.quantus.explain: the native maps as a Quantus explain_func, and inside one Quantus metric."""
+"""gfi.frontends.quantus.explain: the native maps as a Quantus explain_func, and inside one Quantus metric."""
 
 from __future__ import annotations
 
@@ -7,16 +7,16 @@ import pytest
 
 from gfi.constants import IMAGENET_MEAN, IMAGENET_STD
 from gfi.errors import UsageError
+from gfi.frontends.quantus import explain
 from gfi.methods.registry import get_method
-from gfi.quantus import explain
-from tests.frontends.test_rule import FAST
+from tests.frontends.test_rule import quick
 
 
 @pytest.mark.parametrize("method", ["gfi", "gradcam"])
 def test_explain_is_the_native_map_through_a_classifier(setup, method):
     _, clf, p = setup
-    want = get_method(method, clf, **FAST[method]).explain(p, [1, 2]).maps.numpy()
-    got = explain(clf, p.numpy(), np.array([1, 2]), method=method, **FAST[method])
+    want = get_method(method, clf, **quick(method)).explain(p, [1, 2]).maps.numpy()
+    got = explain(clf, p.numpy(), np.array([1, 2]), method=method, **quick(method))
     assert got.dtype == np.float32 and got.shape == (2, 1, 16, 16)
     assert (want.reshape(2, -1).std(1) > 0.05).all(), "the maps are flat: the comparison would prove nothing"
     np.testing.assert_allclose(got, want, rtol=0, atol=1e-6)
@@ -27,9 +27,9 @@ def test_normalised_inputs_of_the_raw_module_give_the_native_map_of_the_pixels(s
     float32 rounding of the normalisation round trip (see gfi.frontends; measured 2e-7)."""
     net, clf, p = setup
     for method, atol in (("gradcam", 1e-5), ("gfi", 1e-4)):
-        want = get_method(method, clf, **FAST[method]).explain(p, [1, 2]).maps.numpy()
+        want = get_method(method, clf, **quick(method)).explain(p, [1, 2]).maps.numpy()
         got = explain(net, clf.normalize(p).numpy(), np.array([1, 2]), method=method, device="cpu",
-                      **FAST[method])
+                      **quick(method))
         np.testing.assert_allclose(got, want, rtol=0, atol=atol)
     paper = get_method("gfi", clf, "paper", iters1=2, iters2=2).explain(p, [1, 2]).maps.numpy()
     got = explain(net, clf.normalize(p).numpy(), np.array([1, 2]), config="paper", iters1=2, iters2=2)
@@ -76,11 +76,12 @@ def test_errors(setup):
         explain(net, x, np.array([1, 2, 3]), method="gradcam")
     with pytest.raises(UsageError, match="floating point"):
         explain(net, x.astype(np.int64), np.array([1, 2]), method="gradcam")
-    with pytest.raises(UsageError, match=r"^gfi\.quantus\.explain: model is a gfi\.Classifier, which has its own"):
+    with pytest.raises(UsageError, match=r"^gfi\.frontends\.quantus\.explain: model is a gfi\.Classifier, which has "
+                                         r"its own"):
         explain(clf, p.numpy(), np.array([1, 2]), mean=IMAGENET_MEAN, std=IMAGENET_STD)
-    with pytest.raises(UsageError, match=r"^gfi\.quantus\.explain: give both mean= and std="):
+    with pytest.raises(UsageError, match=r"^gfi\.frontends\.quantus\.explain: give both mean= and std="):
         explain(net, x, np.array([1, 2]), std=IMAGENET_STD)
-    with pytest.raises(UsageError, match=r"^gfi\.quantus\.explain: inputs \* std \+ mean .*pass clamp=True"):
+    with pytest.raises(UsageError, match=r"^gfi\.frontends\.quantus\.explain: inputs \* std \+ mean .*pass clamp=True"):
         explain(net, x * 10, np.array([1, 2]), method="gradcam", mean=IMAGENET_MEAN, std=IMAGENET_STD)
     with pytest.raises(UsageError, match=r"must be a torch\.nn\.Module"):
         explain(lambda z: z, x, np.array([1, 2]))

@@ -10,12 +10,14 @@ from torch import nn
 
 from gfi.constants import IMAGENET_MEAN, IMAGENET_STD
 from gfi.errors import UsageError
-from gfi.frontends import NEEDS_MODULE, MethodSpec, module_name, one_target_each, pixels_and_classifier, require_module
-from gfi.methods.registry import get_method
+from gfi.frontends.common import module_name, one_target_each, pixels_and_classifier, require_module
+from gfi.methods.registry import METHODS, get_method
 from gfi.models.classifier import Classifier
 
-#: few iterations, for the tests that compare a front end with the native explainer
-FAST = {"gfi": {"iters1": 2, "iters2": 2}, "gradcam": {}}
+
+def quick(method: str) -> dict:
+    """The settings the tests run ``method`` with (its class's ``test_settings``)."""
+    return dict(METHODS[method].test_settings)
 
 
 def small_net() -> nn.Module:
@@ -78,7 +80,7 @@ def test_reshape_transform_goes_to_the_classifier_only_when_given(monkeypatch):
             seen.append(reshape_transform)
             super().__init__(model, **kw)
 
-    monkeypatch.setattr("gfi.frontends.Classifier", Recording)
+    monkeypatch.setattr("gfi.frontends.common.Classifier", Recording)
     x = torch.rand(1, 3, 16, 16)
     pixels_and_classifier(small_net(), x)
     pixels_and_classifier(small_net(), x, reshape_transform=torch.flatten)
@@ -118,13 +120,19 @@ def test_targets_one_per_input():
 
 def test_method_and_settings_are_checked_when_the_front_end_is_made():
     from gfi.errors import SettingsError
+    from gfi.frontends.cam import GFICAM
+    from gfi.methods.base import RunOptions
 
+    net = small_net()
     with pytest.raises(UsageError, match="unknown method 'gfii'"):
-        MethodSpec("gfii", None, {})
+        GFICAM(net, [net[2]], method="gfii")
     with pytest.raises(SettingsError, match="no setting 'itres1'"):
-        MethodSpec("gfi", None, {"itres1": 2})
-    spec = MethodSpec("gfi", "paper", {"iters1": 2, "chunk": 1})
-    assert spec.config.iters1 == 2 and spec.config.gamma == 10.0 and spec.options.chunk == 1
+        GFICAM(net, [net[2]], itres1=2)
+    with pytest.raises(SettingsError, match="has no preset 'fastest'"):
+        GFICAM(net, [net[2]], config="fastest")
+    spec = GFICAM(net, [net[2]], config="paper", options=RunOptions(chunk=2), iters1=2, autocast="bf16").spec
+    assert spec.config.iters1 == 2 and spec.config.gamma == 10.0
+    assert spec.options == RunOptions(chunk=2, autocast="bf16")
 
 
 # -- rule 2: the model's mean and std --------------------------------------------------------------
@@ -181,25 +189,25 @@ def test_mean_and_std_errors():
 
 
 def test_every_method_runs_on_a_callable_or_is_refused_at_once():
-    """NEEDS_MODULE is exactly the set of methods that cannot run on a plain callable."""
-    from gfi.methods.registry import METHODS
+    """``needs_module`` is exactly what a method's class says: the others run on a plain callable and
+    give the native map; these are refused at once (and could not run on one)."""
+    from gfi.errors import GFIError
 
-    assert set(METHODS) > NEEDS_MODULE
+    needs = {n for n, c in METHODS.items() if c.needs_module}
+    assert needs and needs < set(METHODS)
     net = small_net()
     native = Classifier(net, input_size=(16, 16))
     p = torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(3))
-    cheap = {"mask": {"iterations": 2}, "extremal": {"iterations": 2}, "rise": {"n_masks": 8},
-             "smoothgrad": {"samples": 2}, "integrated-gradients": {"steps": 4}}
-    for name in METHODS:
-        if name in NEEDS_MODULE:
+    clf, pixels = pixels_and_classifier(lambda z: net(z), native.normalize(p), mean=IMAGENET_MEAN, std=IMAGENET_STD)
+    for name, cls in METHODS.items():
+        if cls.needs_module:
             with pytest.raises(UsageError, match=rf"^T: method '{name}' needs an nn\.Module whose layers can be"):
-                require_module(lambda z: net(z), name, who="T")
-            require_module(net, name, who="T")  # a module is fine
+                require_module(lambda z: net(z), cls, who="T")
+            require_module(net, cls, who="T")  # a module is fine
+            with pytest.raises(GFIError):  # the claim is needed: on a callable the method cannot run
+                get_method(name, clf, **cls.test_settings).explain(pixels, [1])
             continue
-        require_module(lambda z: net(z), name, who="T")
-        clf, pixels = pixels_and_classifier(lambda z: net(z), native.normalize(p), mean=IMAGENET_MEAN,
-                                            std=IMAGENET_STD)
-        want = get_method(name, native, **cheap.get(name, {})).explain(p, [1]).maps
-        got = get_method(name, clf, **cheap.get(name, {})).explain(pixels, [1]).maps
+        require_module(lambda z: net(z), cls, who="T")
+        want = get_method(name, native, **cls.test_settings).explain(p, [1]).maps
+        got = get_method(name, clf, **cls.test_settings).explain(pixels, [1]).maps
         assert torch.allclose(got, want, atol=1e-5), name
-

@@ -13,9 +13,8 @@ from gfi.errors import NotApplicable
 from gfi.methods.registry import METHODS, get_method
 from tests import cli_tiny
 
-QUICK = {"gfi": {"iters1": 2, "iters2": 2}, "gfi-stage1": {"iters1": 2}, "pixel-mask": {"iters1": 2, "iters2": 2},
-         "mask": {"iterations": 3}, "rise": {"n_masks": 8}, "smoothgrad": {"samples": 2},
-         "integrated-gradients": {"steps": 2}, "extremal": {"iterations": 3, "areas": (0.1,)}}
+#: GFI's test settings (every method brings its own: ``test_settings``)
+QUICK = METHODS["gfi"].test_settings
 
 
 @pytest.fixture
@@ -29,7 +28,7 @@ def x():
 
 
 def test_an_input_that_requires_grad_gives_the_same_maps(clf, x):
-    e = get_method("gfi", clf, **QUICK["gfi"])
+    e = get_method("gfi", clf, **QUICK)
     want = e.explain(x.clone(), [1, 2]).maps
     leaf = x.clone().requires_grad_(True)
     got = e.explain(leaf * 1.0, [1, 2]).maps  # a non-leaf with a graph, as from a user's pipeline
@@ -46,11 +45,11 @@ def test_a_batch_of_zero_images_is_an_empty_explanation(clf):
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.bfloat16, torch.float16], ids=str)
 def test_a_model_in_another_dtype_is_explained_or_refused_in_one_line(clf, x, dtype):
-    ref = get_method("gfi", clf, **QUICK["gfi"]).explain(x, [1, 2]).maps
+    ref = get_method("gfi", clf, **QUICK).explain(x, [1, 2]).maps
     other = copy.deepcopy(clf)
     other.model.to(dtype)
     try:
-        maps = get_method("gfi", other, **QUICK["gfi"]).explain(x, [1, 2]).maps
+        maps = get_method("gfi", other, **QUICK).explain(x, [1, 2]).maps
     except NotApplicable as exc:  # a dtype torch cannot run on this device
         assert "use model.float()" in str(exc) and "\n" not in str(exc)
         return
@@ -75,7 +74,7 @@ def test_images_on_the_wrong_scale_are_refused_with_the_fix(clf, images, message
 @pytest.mark.parametrize("mode", ["no_grad", "inference_mode"])
 @pytest.mark.parametrize("name", list(METHODS))
 def test_every_method_works_whatever_the_callers_grad_mode(clf, x, name, mode):
-    explainer = get_method(name, clf, **QUICK.get(name, {}))
+    explainer = get_method(name, clf, **METHODS[name].test_settings)
     try:
         want = explainer.explain(x, [1, 2]).maps
     except NotApplicable:
@@ -100,7 +99,7 @@ def test_every_method_leaves_a_model_in_train_mode_as_it_was(name):
     clf = Classifier(model, input_size=(16, 16))
     before = copy.deepcopy(model.state_dict())
     try:
-        get_method(name, clf, **QUICK.get(name, {})).explain(torch.rand(1, 3, 16, 16), [[1]])
+        get_method(name, clf, **METHODS[name].test_settings).explain(torch.rand(1, 3, 16, 16), [[1]])
     except NotApplicable:
         pytest.skip(f"{name} does not apply to this CNN")
     assert model.training and all(m.training for m in model.modules())

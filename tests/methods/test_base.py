@@ -38,7 +38,7 @@ def test_an_unknown_key_is_an_error_naming_it_and_the_valid_ones(tiny):
 def test_config_is_a_settings_object_of_the_method_or_a_preset(tiny):
     with pytest.raises(SettingsError, match="GFIConfig"):
         GuidedFeatureInversion(tiny, RunOptions())
-    with pytest.raises(SettingsError, match="unknown GFI preset"):
+    with pytest.raises(SettingsError, match="gfi has no preset 'fastest'; its presets: default, paper, fast"):
         GuidedFeatureInversion(tiny, "fastest")
     with pytest.raises(SettingsError, match="rise has no preset 'paper'"):
         get_method("rise", tiny, "paper")

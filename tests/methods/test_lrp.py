@@ -34,3 +34,17 @@ def test_lrp_refuses_residual_additions_and_unknown_layers():
 
 def test_lrp_refusal_is_not_applicable():
     assert issubclass(LRPNotSupportedError, NotApplicable)
+
+
+def test_the_rules_a_user_set_on_the_model_are_there_after_lrp():
+    """Captum's LRP deletes every module's ``rule`` when it is done; the user's (here the one that
+    lets LRP through ReLU6) stay, so a second call runs as the first."""
+    from captum.attr._utils.lrp_rules import EpsilonRule
+
+    net = OneLayer(torch.nn.ReLU6)
+    rule = net.relu.rule = EpsilonRule()
+    clf = plain(net)
+    x = torch.rand(1, 3, 4, 4, generator=torch.Generator().manual_seed(4))
+    first = get_method("lrp", clf).explain(x, 1).maps
+    assert net.relu.rule is rule and not hasattr(net.conv, "rule")
+    torch.testing.assert_close(get_method("lrp", clf).explain(x, 1).maps, first)

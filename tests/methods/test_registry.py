@@ -6,25 +6,16 @@ import pytest
 from gfi.errors import UsageError
 from gfi.methods.base import Explainer
 from gfi.methods.registry import METHODS, get_method, method_class
+from tests import cli_tiny
 from tests.methods.region_net import SIZE, in_region
-
-# small settings so the whole file runs in seconds; the methods' own defaults are the published ones
-FAST = {
-    "gfi": {"iters1": 10, "iters2": 20},
-    "gfi-stage1": {"iters1": 10},
-    "mask": {"iterations": 60, "mask_size": 8, "mask_blur_sigma": 1.0, "blur_sigma": 3.0},
-    "smoothgrad": {"samples": 8},
-    "integrated-gradients": {"steps": 16},
-    "rise": {"n_masks": 500, "grid": 4},
-    # no flip jitter: the test model looks at the left quadrant only, so it is not flip-invariant
-    "extremal": {"iterations": 100, "step": 2, "sigma": 3.0, "areas": (0.1, 0.2), "jitter": False},
-}
 
 
 @pytest.mark.parametrize("name", [n for n in METHODS if n != "center"])
 def test_map_maximum_lies_in_the_only_region_the_model_sees(region, name):
+    """With its test settings (``test_settings``: the small settings every test runs a method with;
+    the methods' own defaults are the published ones)."""
     clf, x = region
-    e = get_method(name, clf, **FAST.get(name, {})).explain(x, 0)
+    e = get_method(name, clf, **METHODS[name].test_settings).explain(x, 0)
     assert e.maps.shape == (2, 1, SIZE, SIZE)
     assert e.method == name
     assert float(e.maps.min()) >= 0 and float(e.maps.max()) <= 1
@@ -46,20 +37,21 @@ def test_method_class_names_the_valid_methods():
 
 
 def test_methods_say_what_they_are_through_class_attributes():
-    """has_stage1: the Explanation carries a stage-1 map; cheaper: valid settings of the method's own."""
-    assert {n for n, c in METHODS.items() if c.has_stage1} == {"gfi", "gfi-stage1", "pixel-mask"}
-    assert {n for n, c in METHODS.items() if c.cheaper} == {"mask", "smoothgrad", "integrated-gradients", "rise",
-                                                              "extremal"}
+    """cheaper and test_settings: valid settings of the method's own; every preset is its settings."""
     for name, cls in METHODS.items():
         assert issubclass(cls, Explainer)
         cls.settings_class().with_overrides(cls.cheaper)  # the cheaper settings are valid settings
-        for preset in cls.presets:
+        get_method(name, cli_tiny.make(), **cls.test_settings)  # and so are the test settings
+        for preset in cls.preset_names():
             assert isinstance(cls.preset_config(preset), cls.settings_class), (name, preset)
 
 
-def test_has_stage1_methods_return_a_stage1_map(region):
+@pytest.mark.parametrize("name", list(METHODS))
+def test_has_stage1_says_whether_the_explanation_carries_a_stage1_map(region, name):
     clf, x = region
-    for name, cls in METHODS.items():
-        if cls.has_stage1:
-            e = get_method(name, clf, **FAST.get(name, {})).explain(x[:1], 0)
-            assert e.stage1_map is not None and e.stage1_map.shape == (1, SIZE, SIZE), name
+    cls = METHODS[name]
+    e = get_method(name, clf, **cls.test_settings).explain(x[:1], 0)
+    if cls.has_stage1:
+        assert e.stage1_map is not None and e.stage1_map.shape == (1, SIZE, SIZE), name
+    else:
+        assert e.stage1_map is None, name

@@ -12,9 +12,8 @@ import torch
 
 from gfi import Classifier
 from gfi.errors import NotApplicable
-from gfi.methods.registry import METHODS, get_method, support_table
+from gfi.methods.registry import BUILTIN, METHODS, get_method, support_table
 from tests import cli_tiny
-from tests.methods.test_api_inputs import QUICK
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "METHOD.md"
 
@@ -23,7 +22,7 @@ def test_the_docs_table_is_the_generated_one():
     text = DOC.read_text()
     m = re.search(r"<!-- support-table:start -->\n(.*?)\n<!-- support-table:end -->", text, re.S)
     assert m, "docs/METHOD.md has no support-table markers"
-    assert m.group(1).strip() == support_table(), "regenerate it: python scripts/support_table.py"
+    assert m.group(1).strip() == support_table(BUILTIN), "regenerate it: python scripts/support_table.py"
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +36,7 @@ def vit():
 
 @pytest.mark.parametrize("name", list(METHODS))
 def test_token_model_claim(vit, name):
-    explainer = get_method(name, vit, **QUICK.get(name, {}))
+    explainer = get_method(name, vit, **METHODS[name].test_settings)
     x = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(0))
     if METHODS[name].supports_tokens:
         e = explainer.explain(x, [[1, 2]])
@@ -59,7 +58,7 @@ def _cnn_for(name):
 
 def _applies(name, clf, x, targets):
     try:
-        return get_method(name, clf, **QUICK.get(name, {})).explain(x, targets)
+        return get_method(name, clf, **METHODS[name].test_settings).explain(x, targets)
     except NotApplicable:
         return None
 

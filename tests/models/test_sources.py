@@ -146,7 +146,7 @@ def test_default_weights_are_read_from_the_local_caches(empty_caches):
 
 
 def test_layers_are_automatic_and_overridable():
-    from gfi.evaluation.models import load_checkpointed
+    from gfi.models.loading import load_checkpointed
 
     clf, _ = load_checkpointed("timm:resnet18", "random")
     assert (str(clf.inversion_layer), str(clf.channel_layer)) == ("layer4", "layer4")

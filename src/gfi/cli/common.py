@@ -123,7 +123,7 @@ def apply_threads(threads: int) -> None:
 def load_classifier(args: argparse.Namespace, device: torch.device | None = None):
     """The model of ``--model/--weights`` (a checkpoint of ``gfi eval voc-head`` too) with the layer
     options applied, on ``device``."""
-    from gfi.evaluation.models import load_checkpointed
+    from gfi.models.loading import load_checkpointed
 
     clf, info = load_checkpointed(args.model, args.weights, allow_pickle=args.unsafe_allow_pickle,
                                   download=args.download, inversion_layer=getattr(args, "inversion_layer", None),
@@ -216,7 +216,7 @@ def add_method_arguments(p: argparse.ArgumentParser, methods: Sequence[str], *, 
     Each setting appears once: a field that several of ``methods`` have (e.g. ``seed``) is one
     option that sets it for each of them. The settings of the other methods are accepted too but
     not shown, so that giving one to a method that has no such setting is an error that says so
-    (:func:`split_settings`), not argparse's "unrecognized arguments". ``--preset`` and ``--set`` go
+    (:func:`refuse_unused`), not argparse's "unrecognized arguments". ``--preset`` and ``--set`` go
     in ``group`` (default: a new "method" group); returns the speed group of the run options."""
     from gfi.methods.base import RunOptions
     from gfi.methods.registry import METHODS, method_class
@@ -225,7 +225,7 @@ def add_method_arguments(p: argparse.ArgumentParser, methods: Sequence[str], *, 
     classes = [method_class(m) for m in methods]
     others = [c for c in METHODS.values() if c not in classes]
     shown = sorted({pr for c in classes for pr in c.presets}, key=lambda s: (s != "default", s))
-    every = sorted({pr for c in METHODS.values() for pr in c.presets}, key=lambda s: (s != "default", s))
+    every = sorted({pr for c in METHODS.values() for pr in c.preset_names()}, key=lambda s: (s != "default", s))
     top = group or p.add_argument_group("method")
     if presets and every:
         top.add_argument("--preset", default=None, choices=every,
@@ -262,19 +262,6 @@ def given_settings(args: argparse.Namespace) -> dict[str, str]:
     return out
 
 
-def split_settings(method: str, given: dict[str, Any], *, strict: bool = True) -> tuple[dict, dict]:
-    """(method settings, run options) of ``given`` for ``method``. ``strict``: a key that neither
-    has is a :class:`UsageError` naming the method's settings."""
-    from gfi.methods.base import RunOptions
-    from gfi.methods.registry import method_class
-
-    cls = method_class(method)
-    own, run = set(cls.settings_class.names()), set(RunOptions.names())
-    if strict:
-        refuse_unused([method], given)
-    return {k: v for k, v in given.items() if k in own}, {k: v for k, v in given.items() if k in run}
-
-
 def refuse_unused(methods: Sequence[str], given: dict[str, Any]) -> None:
     """A :class:`UsageError` naming the settings in ``given`` that none of ``methods`` has (nor the
     run options): nothing the user gives is silently ignored."""
@@ -297,12 +284,12 @@ def refuse_unused(methods: Sequence[str], given: dict[str, Any]) -> None:
 
 
 def check_preset(method: str, preset: str | None) -> None:
-    """``--preset NAME`` is refused for a method that has no such preset."""
+    """``--preset NAME`` is refused for a method that has no such preset, naming the methods that have it."""
     from gfi.methods.registry import METHODS, method_class
 
-    if preset in (None, "default") or preset in method_class(method).presets:
+    if preset is None or preset in method_class(method).preset_names():
         return
-    owners = [c for c in METHODS.values() if preset in c.presets]
+    owners = [c for c in METHODS.values() if preset in c.preset_names()]
     raise UsageError(f"--preset set {settings_label(owners[0])} options, which --method {method} does not use; "
                      "drop it or use "
                      f"--method {' / '.join(c.name for c in owners)}")
@@ -310,17 +297,27 @@ def check_preset(method: str, preset: str | None) -> None:
 
 def resolve_settings(method: str, *, preset: str | None, given: dict[str, Any],
                      base: dict[str, Any] | None = None, strict: bool = True):
-    """``(settings, run options)`` of ``method`` with ``preset``, the settings ``base`` (e.g. a
-    method's cheaper ones) and then ``given`` (the command line's), checked without a model: a bad
-    value is a one-line :class:`UsageError` naming the setting."""
+    """``method`` with ``preset``, the settings ``base`` (e.g. a method's cheaper ones) and then
+    ``given`` (the command line's), resolved by the library (:func:`gfi.methods.spec.resolve`)
+    without a model, as a :class:`~gfi.methods.spec.MethodSpec`. The command line's errors: a
+    preset or (``strict``) a setting the method lacks names the flag and the methods that have it;
+    a bad value is a one-line :class:`UsageError` naming the setting. Not ``strict`` (``gfi
+    compare``, whose settings are checked against all its methods by :func:`refuse_unused`): the
+    keys that are neither this method's settings nor run options are not this method's."""
     from gfi.methods.base import RunOptions
     from gfi.methods.registry import method_class
+    from gfi.methods.spec import resolve
 
     cls = method_class(method)
     check_preset(method, preset)
-    settings, run = split_settings(method, {**(base or {}), **given}, strict=strict)
+    given = {**(base or {}), **given}
+    if strict:
+        refuse_unused([method], given)
+    else:
+        known = {*cls.settings_class.names(), *RunOptions.names()}
+        given = {k: v for k, v in given.items() if k in known}
     try:
-        return cls.resolve(preset if cls.presets else None, RunOptions().with_overrides(run), settings)
+        return resolve(cls, preset, given)
     except SettingsError as exc:
         raise UsageError(str(exc)) from exc
 
@@ -328,7 +325,4 @@ def resolve_settings(method: str, *, preset: str | None, given: dict[str, Any],
 def make_explainer(method: str, clf, *, preset: str | None, given: dict[str, Any],
                    base: dict[str, Any] | None = None, strict: bool = True):
     """The explainer ``method`` on ``clf`` with the settings of :func:`resolve_settings`."""
-    from gfi.methods.registry import get_method
-
-    config, options = resolve_settings(method, preset=preset, given=given, base=base, strict=strict)
-    return get_method(method, clf, config, options=options)
+    return resolve_settings(method, preset=preset, given=given, base=base, strict=strict).explainer(clf)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 
 def add_parsers(sub) -> None:
@@ -50,13 +51,18 @@ def cmd_models(_args: argparse.Namespace) -> int:
 
 
 def cmd_methods(args: argparse.Namespace) -> int:
+    """The methods with their summaries (or, with ``--table``, what each supports); plugins that
+    could not be loaded are named on stderr."""
+    from gfi.data.names import printable
     from gfi.methods.registry import METHODS, support_table
 
     if args.table:
         print(support_table())
-        return 0
-    for name, cls in METHODS.items():
-        print(f"{name:22s} {cls.summary}")
+    else:
+        for name, cls in METHODS.items():
+            print(f"{name:22s} {cls.summary}")
+    for name, why in METHODS.failed.items():
+        print(f"gfi: warning: method plugin {name} is left out: {printable(why)}", file=sys.stderr)
     return 0
 
 

@@ -22,8 +22,8 @@ from torch import nn
 from gfi.data.images import ImageLoadError, load_image
 from gfi.data.samples import DataError
 from gfi.evaluation.experiment import EvalError, EvalRun
-from gfi.evaluation.models import HEAD_KEY, find_head
 from gfi.models.layers import LayerRef
+from gfi.models.loading import HEAD_KEY, find_head
 from gfi.persist import atomic_write, atomic_write_text
 from gfi.settings import Settings, setting
 

@@ -6,6 +6,7 @@ from gfi.methods.gfi import GFIConfig, GuidedFeatureInversion, GuidedFeatureInve
 from gfi.methods.grad_cam import GradCAM
 from gfi.methods.gradient import Gradient
 from gfi.methods.registry import METHODS, get_method, method_class
+from gfi.methods.spec import MethodSpec, resolve
 
 __all__ = [
     "METHODS",
@@ -17,9 +18,11 @@ __all__ = [
     "Gradient",
     "GuidedFeatureInversion",
     "GuidedFeatureInversionStage1",
+    "MethodSpec",
     "NoSettings",
     "RunOptions",
     "as_targets",
     "get_method",
     "method_class",
+    "resolve",
 ]

@@ -6,9 +6,15 @@ A method is a subclass of :class:`Explainer` that sets a few class attributes an
 * ``name``, ``summary``: its registry name and one line for ``gfi methods``;
 * ``settings_class``: a frozen :class:`~gfi.settings.Settings` dataclass of what decides its maps
   (``self.config``; the map store keys on :meth:`Explainer.provenance`);
-* ``presets``: named settings accepted as ``config="paper"`` (``"default"`` always works);
+* ``presets``: its named settings besides ``"default"`` (e.g. ``"paper"``), accepted as
+  ``config="paper"``, ``--preset paper`` and by :func:`gfi.methods.spec.resolve`
+  (:meth:`Explainer.preset_names` lists them all);
 * ``has_stage1``: its :class:`Explanation` carries GFI's class-agnostic ``stage1_map``;
-* ``cheaper``: the documented cheaper settings of a slow method (``gfi compare`` uses them).
+* ``cheaper``: the documented cheaper settings of a slow method (``gfi compare`` uses them);
+* ``test_settings``: the settings gfi's tests run it with (fast on a small model);
+* what it supports (``supports_cnn``, ``supports_tokens``, ``supports_multilabel``,
+  ``shares_across_targets``, ``any_device``: the table of ``gfi methods --table``) and needs
+  (``needs_module``: an ``nn.Module`` rather than any callable).
 
 How fast a map is computed (precision, memory layout, chunking, early stop) is a
 :class:`RunOptions` (``self.options``), the same for every method, and never changes a map beyond
@@ -303,6 +309,11 @@ class Explainer(ABC):
     presets: ClassVar[tuple[str, ...]] = ()
     has_stage1: ClassVar[bool] = False
     cheaper: ClassVar[dict[str, Any]] = {}
+    #: settings under which it runs in well under a second on a small test model (a 32 x 32 CNN) and
+    #: still puts its maximum where the model looks: gfi's tests run every method with them
+    #: (tests/methods/test_registry.py and the others that loop over the registry), so a new method
+    #: brings its own in its own file
+    test_settings: ClassVar[dict[str, Any]] = {}
     # What the method supports, for the generated table in docs/METHOD.md (`gfi methods --table`);
     # tests/methods/test_support.py checks each claim by running the method.
     #: which CNNs it runs on ("yes": any)
@@ -317,6 +328,11 @@ class Explainer(ABC):
     shares_across_targets: ClassVar[Literal["all", "stage 1", "first forward"]] = "first forward"
     #: its tensors stay on the model's device (CPU or GPU), with no host round trip inside
     any_device: ClassVar[bool] = True
+    #: it hooks or inspects the model's modules (a named layer, the ReLUs, a rule per module), so it
+    #: needs an ``nn.Module``; False: it only calls the model (gradients with respect to the pixels,
+    #: perturbations), so a plain callable runs it too (Captum's ``forward_func``; gfi.frontends).
+    #: True unless a method says otherwise: a plain callable is then refused in one line, never half run.
+    needs_module: ClassVar[bool] = True
 
     def __init__(self, classifier: Classifier, config: Settings | str | None = None, *,
                  options: RunOptions | None = None, **overrides: Any) -> None:
@@ -326,18 +342,30 @@ class Explainer(ABC):
         self.config, self.options = self.resolve(config, options, overrides)
 
     @classmethod
+    def preset_names(cls) -> tuple[str, ...]:
+        """The presets this method accepts: ``"default"`` (its fields' defaults), then :attr:`presets`."""
+        return tuple(dict.fromkeys(("default", *cls.presets)))
+
+    @classmethod
+    def check_preset(cls, name: str) -> None:
+        """A :class:`~gfi.errors.SettingsError` naming this method's presets unless ``name`` is one."""
+        if name not in cls.preset_names():
+            raise SettingsError(f"{cls.name or cls.__name__} has no preset {name!r}; its presets: "
+                                f"{', '.join(cls.preset_names())}")
+
+    @classmethod
     def preset_config(cls, name: str) -> Settings:
-        """The settings of preset ``name`` (``"default"`` or one of :attr:`presets`)."""
-        if name != "default" and name not in cls.presets:
-            raise SettingsError(f"{cls.name} has no preset {name!r}; its presets: "
-                                f"{', '.join(dict.fromkeys(('default', *cls.presets)))}")
+        """The settings of preset ``name`` (one of :meth:`preset_names`; :func:`preset_settings`)."""
+        cls.check_preset(name)
         return preset_settings(cls.settings_class, name)
 
     @classmethod
     def resolve(cls, config: Settings | str | None, options: RunOptions | None,
                 overrides: Mapping[str, Any]) -> tuple[Settings, RunOptions]:
-        """``(settings, run options)`` from the constructor's arguments; an unknown key is a
-        :class:`~gfi.errors.SettingsError` that names it and lists the valid ones."""
+        """``(settings, run options)`` from the constructor's arguments: the one place where a
+        method's settings and the run options are told apart (callers use
+        :func:`gfi.methods.spec.resolve`; a method whose settings are partly fixed overrides this).
+        An unknown key is a :class:`~gfi.errors.SettingsError` that names it and lists the valid ones."""
         own, run = cls.settings_class.names(), RunOptions.names()
         unknown = [k for k in overrides if k not in own and k not in run]
         if unknown:
@@ -347,6 +375,7 @@ class Explainer(ABC):
         if config is None:
             config = cls.settings_class()
         elif isinstance(config, str):
+            cls.check_preset(config)
             config = cls.preset_config(config)
         elif not isinstance(config, cls.settings_class):
             raise SettingsError(f"{cls.name} takes {cls.settings_class.__name__} settings or a preset name, "

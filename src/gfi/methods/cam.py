@@ -49,6 +49,7 @@ class CAMSettings(LayerSettings):
 
 class CAM(Explainer):
     name = "cam"
+    needs_module = True  # reads its layer's activations and the linear layer's weights
     shares_across_targets = "all"
     supports_tokens = False  # needs global-average-pooled conv maps into one linear layer
     supports_cnn = "global average pooling into one linear layer (ResNet, EfficientNet; not VGG, AlexNet)"

@@ -10,6 +10,7 @@ from gfi.methods.base import Explainer, Explanation, TargetsLike
 
 class Center(Explainer):
     name = "center"
+    needs_module = False
     shares_across_targets = "all"
     summary = "Center: a centred Gaussian, the sanity baseline that ignores the model"
 

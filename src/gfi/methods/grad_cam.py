@@ -32,6 +32,7 @@ class GradCAMSettings(LayerSettings):
 
 class GradCAM(Explainer):
     name = "gradcam"
+    needs_module = True  # reads its layer's activations and gradients
     summary = "Grad-CAM (Selvaraju et al. 2017): gradient-weighted class activation map"
     settings_class = GradCAMSettings
     config: GradCAMSettings

@@ -14,6 +14,7 @@ from gfi.models.layers import frozen
 
 class Gradient(Explainer):
     name = "gradient"
+    needs_module = False
     summary = "Gradient (Simonyan et al. 2014): |d logit / d pixel|, max over colour channels"
 
     def backward_rule(self) -> AbstractContextManager:

@@ -47,6 +47,7 @@ def guided_relus(model: nn.Module) -> Iterator[int]:
 
 class GuidedBackprop(Gradient):
     name = "guided-backprop"
+    needs_module = True  # guides the backward pass through the model's nn.ReLU modules
     supports_tokens = False  # needs nn.ReLU modules to guide
     summary = "Guided Backpropagation (Springenberg et al. 2015): rectified backward signal, max |.| over colours"
 

@@ -34,9 +34,11 @@ class IntegratedGradientsSettings(Settings):
 
 class IntegratedGradients(Explainer):
     name = "integrated-gradients"
+    needs_module = False
     summary = "Integrated Gradients (Sundararajan et al. 2017): path integral from a black image (Captum)"
     settings_class = IntegratedGradientsSettings
     cheaper: ClassVar[dict[str, Any]] = {"steps": 20}
+    test_settings: ClassVar[dict[str, Any]] = {"steps": 16}
     config: IntegratedGradientsSettings
 
     def raw(self, images: Tensor, targets: Tensor) -> Tensor:

@@ -72,6 +72,7 @@ def residual_additions(model: nn.Module) -> list[str]:
 
 class LRP(Explainer):
     name = "lrp"
+    needs_module = True  # a rule per module
     supports_tokens = False  # Captum has no LRP rule for LayerNorm / attention
     supports_cnn = "layers with a Captum LRP rule (Conv, Linear, ReLU, pooling, BatchNorm)"
     summary = "LRP (Bach et al. 2015), epsilon rule (Captum); feed-forward nets without residual additions"
@@ -100,8 +101,14 @@ class LRP(Explainer):
         self.check()
         clf = self.classifier
         x = clf.normalize(images.repeat_interleave(targets.shape[1], 0)).requires_grad_(True)
-        with frozen(clf.model):
-            return CaptumLRP(clf.model).attribute(x, target=targets.reshape(-1).tolist()).detach()
+        # Captum deletes every module's ``rule`` when it is done, the user's own too: put those back
+        rules = {m: m.rule for m in clf.model.modules() if hasattr(m, "rule")}
+        try:
+            with frozen(clf.model):
+                return CaptumLRP(clf.model).attribute(x, target=targets.reshape(-1).tolist()).detach()
+        finally:
+            for module, rule in rules.items():
+                module.rule = rule
 
     def _explain(self, images: Tensor, targets: TargetsLike) -> Explanation:
         self.check()

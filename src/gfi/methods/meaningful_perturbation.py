@@ -75,9 +75,12 @@ def shift(x: Tensor, dy: int, dx: int) -> Tensor:
 
 class MeaningfulPerturbation(Explainer):
     name = "mask"
+    needs_module = False
     summary = "Meaningful Perturbation (Fong & Vedaldi 2017): smallest blurred 28x28 mask that deletes the class"
     settings_class = MeaningfulPerturbationSettings
     cheaper: ClassVar[dict[str, Any]] = {"iterations": 100}
+    test_settings: ClassVar[dict[str, Any]] = {"iterations": 30, "mask_size": 8, "mask_blur_sigma": 1.0,
+                                                 "blur_sigma": 3.0}
     config: MeaningfulPerturbationSettings
 
     def upsampled(self, m: Tensor, size: tuple[int, int], up: Upsampler | None = None) -> Tensor:

@@ -38,7 +38,7 @@ The maps are min-max normalised; ``stage1_map`` holds Eq. (3)'s mask.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 from torch import Tensor
@@ -85,6 +85,8 @@ class PixelMaskSettings(Settings):
 
 class PixelMask(Explainer):
     name = "pixel-mask"
+    needs_module = True  # stage 1 inverts the inversion layer's features
+    test_settings: ClassVar[dict[str, Any]] = {"iters1": 5, "iters2": 10}
     shares_across_targets = "stage 1"
     summary = "GFI's Eq. (3) + (5) on a free per-pixel mask (the paper's artifact-prone ablation of Sec. 3.4)"
     settings_class = PixelMaskSettings

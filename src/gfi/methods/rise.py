@@ -82,10 +82,12 @@ class RISE(Explainer):
     """RISE; ``masks`` (N, H, W) at the model's input size replaces the random masks (tests, studies)."""
 
     name = "rise"
+    needs_module = False
     shares_across_targets = "all"  # one set of masked images scores every target
     summary = "RISE (Petsiuk et al. 2018): class score of 4000 randomly masked copies, averaged over the masks"
     settings_class = RISESettings
     cheaper: ClassVar[dict[str, Any]] = {"n_masks": 1000}
+    test_settings: ClassVar[dict[str, Any]] = {"n_masks": 500, "grid": 4}
     config: RISESettings
 
     def __init__(self, classifier: Classifier, config: RISESettings | str | None = None, *,

@@ -45,9 +45,11 @@ class SmoothGradSettings(Settings):
 
 class SmoothGrad(Explainer):
     name = "smoothgrad"
+    needs_module = False
     summary = "SmoothGrad (Smilkov et al. 2017): gradient averaged over 50 noisy copies (Captum NoiseTunnel)"
     settings_class = SmoothGradSettings
     cheaper: ClassVar[dict[str, Any]] = {"samples": 16}
+    test_settings: ClassVar[dict[str, Any]] = {"samples": 8}
     config: SmoothGradSettings
 
     def raw(self, images: Tensor, targets: Tensor) -> Tensor:

@@ -1,54 +1,14 @@
-"""What the three front ends (:mod:`gfi.captum`, :mod:`gfi.cam`, :mod:`gfi.quantus`) share: the rule
-that turns a batch in the model's own input space into gfi's pixels, a method resolved once, and one
-call of the native explainer.
-
-**The input rule.** Users of Captum, pytorch-grad-cam and Quantus pass the tensors their model takes,
-usually normalised with a mean and std, while gfi's methods take pixels in [0, 1] and apply the
-normalisation inside :class:`~gfi.models.classifier.Classifier`. So, in this order:
-
-1. ``model`` is a :class:`~gfi.models.classifier.Classifier`: the inputs are pixels in [0, 1] and go
-   to the native explainer unchanged (values outside [0, 1] are refused there). It has its own mean
-   and std, so ``mean=``/``std=`` are refused with it.
-2. ``mean=`` and ``std=`` are given (per-channel sequences, as in torchvision's ``Normalize``, or one
-   number for every channel): the pixels are ``p = x * std + mean`` and the model is wrapped as
-   ``Classifier(model, mean=mean, std=std)``, so ``classifier.normalize(p) == x`` up to float32
-   rounding. This is the native explainer on the pixel image, **exact for every method and
-   background**. Pixels outside [0, 1] by more than ``PIXEL_TOLERANCE`` (1e-3; e.g. the noise of
-   Captum's ``NoiseTunnel`` or ``sensitivity_max``, or a wrong mean/std) are an error naming two ways
-   out: ``clamp=True`` clamps the pixels to [0, 1] (the model then sees ``normalize(clamp(p))``, not
-   the inputs it was given), or leaving out ``mean``/``std`` falls back to rule 3, which takes any range.
-   ``clamp`` applies to this rule only.
-3. any other ``nn.Module`` (or, for Captum, any callable): per call, with ``lo`` and ``hi`` the batch's
-   minimum and maximum (two scalars), the pixels are ``x01 = (x - lo) / (hi - lo)`` and the model is
-   wrapped as ``Classifier(model, mean=-lo / (hi - lo), std=1 / (hi - lo))`` (the same value for every
-   channel), so that ``classifier.normalize(x01) == x`` up to float32 rounding: the model sees exactly
-   the tensors the user gave. A constant batch (``hi == lo``) has no range and is refused.
-
-Why rule 3 gives the native map, and when it does not. The true pixels p and x01 differ by a
-per-channel affine map ``x01 = a_c p + b_c`` (``a_c = 1 / (s_c (hi - lo))``,
-``b_c = (-m_c / s_c - lo) / (hi - lo)`` for the model's unknown mean m and std s). Gaussian blur
-(reflect or replicate padding) and the blends of Eq. (2) and (4), ``m x + (1 - m) p``, are affine with
-weights that sum to 1, so they commute with that map: the blurred background, the kept and the
-removed images built from x01 are, after ``normalize``, the very tensors the native method builds
-from p. Features, gradients with respect to features, and the mask maths never see pixel values.
-Hence GFI with ``background="blur"`` (the default), its stage-2 start from Grad-CAM weights, Grad-CAM
-and CAM give the native maps (to float rounding). Not exact, because they fix a pixel value rather
-than transform the image: ``background="mean"`` (a constant ImageNet-mean colour in pixel space,
-which is not the same colour after a different affine map) and ``background="noise"`` (noise around
-pixel 0.5); baselines at pixel 0 (integrated gradients, RISE); and maps of gradients with respect to
-pixels (gradient, SmoothGrad, guided backprop), which are scaled per channel by ``s_c (hi - lo)``.
-For those, give the model's ``mean=`` and ``std=`` (rule 2).
-
-**Layers.** The methods of :data:`NEEDS_MODULE` hook or inspect the model's layers, so they need an
-``nn.Module``. A plain callable (Captum's ``forward_func``) runs the others (the gradient and
-perturbation methods); with one of these it is refused when the front end is made
-(:func:`require_module`, a one-line error).
+"""What the three front ends (:mod:`gfi.frontends.captum`, :mod:`gfi.frontends.cam`,
+:mod:`gfi.frontends.quantus`) share: the input rule of :mod:`gfi.frontends` that turns a batch in
+the model's own input space into gfi's pixels (:func:`pixels_and_classifier`), the check that a
+method's model can run it (:func:`require_module`), targets one per input, and one call of the
+native explainer (:func:`explain_maps`).
 """
 
 from __future__ import annotations
 
 import operator
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -56,16 +16,12 @@ from torch import Tensor, nn
 
 from gfi.errors import UsageError
 from gfi.methods.base import PIXEL_TOLERANCE, Explainer
-from gfi.methods.registry import METHODS, method_class
+from gfi.methods.registry import METHODS
+from gfi.methods.spec import MethodSpec
 from gfi.models.classifier import Classifier
-from gfi.settings import Settings
 
-__all__ = ["NEEDS_MODULE", "MethodSpec", "Normalization", "check_normalization", "module_name", "one_target_each",
+__all__ = ["Normalization", "check_normalization", "explain_maps", "module_name", "one_target_each",
            "pixels_and_classifier", "require_module"]
-
-#: methods that hook or inspect the model's modules: the layer methods (l0/l1 or a CAM layer), the
-#: ReLU modules (guided backprop) and the per-module rules (LRP). A plain callable cannot run them.
-NEEDS_MODULE = frozenset({"gfi", "gfi-stage1", "gradcam", "cam", "pixel-mask", "guided-backprop", "lrp"})
 
 #: ``(mean, std)`` as tuples of floats (one per channel, or one for all), or None for rule 3
 Normalization = tuple[tuple[float, ...], tuple[float, ...]] | None
@@ -73,7 +29,7 @@ Normalization = tuple[tuple[float, ...], tuple[float, ...]] | None
 
 class _Forward(nn.Module):
     """A callable that is not an ``nn.Module`` (Captum's ``forward_func``) as a module. It has no
-    submodules, so only the methods outside :data:`NEEDS_MODULE` run on it (:func:`require_module`
+    submodules, so only the methods without ``needs_module`` run on it (:func:`require_module`
     refuses the others before they reach it)."""
 
     def __init__(self, func: Callable[[Tensor], Tensor]) -> None:
@@ -100,19 +56,19 @@ def module_name(model: nn.Module, layer: Any, *, who: str) -> str:
                      f"({type(model).__name__}); pass a layer of the model you gave, e.g. model.layer4[-1]")
 
 
-def require_module(model: Any, method: str, *, who: str) -> None:
-    """A one-line :class:`~gfi.errors.UsageError` when ``method`` needs an ``nn.Module`` (:data:`NEEDS_MODULE`)
-    and ``model`` is a plain callable."""
-    if method in NEEDS_MODULE and not isinstance(model, nn.Module):
-        layer = ", ".join(m for m in METHODS if m in NEEDS_MODULE)
-        other = ", ".join(m for m in METHODS if m not in NEEDS_MODULE)
-        raise UsageError(f"{who}: method {method!r} needs an nn.Module whose layers can be hooked, got a "
+def require_module(model: Any, method: type[Explainer], *, who: str) -> None:
+    """A one-line :class:`~gfi.errors.UsageError` when ``method`` needs an ``nn.Module`` (its class's
+    ``needs_module``) and ``model`` is a plain callable."""
+    if method.needs_module and not isinstance(model, nn.Module):
+        layer = ", ".join(n for n, c in METHODS.items() if c.needs_module)
+        other = ", ".join(n for n, c in METHODS.items() if not c.needs_module)
+        raise UsageError(f"{who}: method {method.name!r} needs an nn.Module whose layers can be hooked, got a "
                          f"{type(model).__name__}; pass the model itself (the methods {layer} need one), or use "
                          f"a gradient or perturbation method with a callable ({other})")
 
 
 def check_normalization(model: Any, mean: Any, std: Any, clamp: bool, *, who: str) -> Normalization:
-    """``mean`` and ``std`` (rule 2 of this module's docstring) as tuples of floats, or None when both
+    """``mean`` and ``std`` (rule 2 of :mod:`gfi.frontends`) as tuples of floats, or None when both
     are None; a one-line :class:`~gfi.errors.UsageError` for one without the other, values that are
     not finite numbers (std > 0), a :class:`~gfi.models.classifier.Classifier` model (it has its own),
     or ``clamp`` without them."""
@@ -149,7 +105,7 @@ def pixels_and_classifier(model: nn.Module | Callable[[Tensor], Tensor], x: Tens
                           reshape_transform: Callable | None = None,
                           mean: Sequence[float] | float | None = None, std: Sequence[float] | float | None = None,
                           clamp: bool = False, who: str = "gfi") -> tuple[Classifier, Tensor]:
-    """``(classifier, pixels)`` for a batch ``x`` by the input rule of this module's docstring.
+    """``(classifier, pixels)`` for a batch ``x`` by the input rule of :mod:`gfi.frontends`.
 
     ``layer``: the name of the module to use as both l0 and l1 (pytorch-grad-cam's target layer; None:
     the classifier's own, or :func:`~gfi.models.classifier.auto_layers` for a raw model).
@@ -219,30 +175,14 @@ def _per_channel(values: tuple[float, ...], channels: int, label: str, who: str)
     return values
 
 
-class MethodSpec:
-    """A method name with its settings, resolved once (an unknown method or setting is an error when
-    the front end is made, not at its first call); :meth:`explainer` builds it on a classifier."""
-
-    def __init__(self, method: str, config: Settings | str | None, settings: Mapping[str, Any]) -> None:
-        settings = dict(settings)
-        options = settings.pop("options", None)
-        self.cls: type[Explainer] = method_class(method)
-        self.config, self.options = self.cls.resolve(config, options, settings)
-
-    @property
-    def name(self) -> str:
-        return self.cls.name
-
-    def explainer(self, classifier: Classifier) -> Explainer:
-        return self.cls(classifier, self.config, options=self.options)
-
-    def maps(self, classifier: Classifier, pixels: Tensor, targets: Tensor | list[int] | None) -> Tensor:
-        """(N, H, W) maps in [0, 1] at the pixels' size, one target per image (None: top-1)."""
-        e = self.explainer(classifier).explain(pixels, targets)
-        size = (int(pixels.shape[-2]), int(pixels.shape[-1]))
-        if tuple(e.maps.shape[-2:]) != size:
-            e = e.resize_to(size)
-        return e.maps[:, 0]
+def explain_maps(spec: MethodSpec, classifier: Classifier, pixels: Tensor,
+                 targets: Tensor | list[int] | None) -> Tensor:
+    """(N, H, W) maps in [0, 1] of ``spec``'s method at the pixels' size, one target per image (None: top-1)."""
+    e = spec.explainer(classifier).explain(pixels, targets)
+    size = (int(pixels.shape[-2]), int(pixels.shape[-1]))
+    if tuple(e.maps.shape[-2:]) != size:
+        e = e.resize_to(size)
+    return e.maps[:, 0]
 
 
 def one_target_each(targets: Any, n: int, *, who: str) -> list[int] | None:

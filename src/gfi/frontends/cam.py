@@ -1,6 +1,6 @@
 """gfi's explainers in pytorch-grad-cam's calling convention: ``GFICAM(model, target_layers=[layer])``.
 
-A thin front end over :func:`gfi.methods.registry.get_method` that is called like
+A thin front end over :func:`gfi.methods.resolve` that is called like
 ``pytorch_grad_cam.base_cam.BaseCAM``: ``cam(input_tensor=x, targets=[ClassifierOutputTarget(c), ...])``
 returns a float32 numpy array (N, H, W) in [0, 1] at the input size, and ``with GFICAM(...) as cam:``
 works. The one target layer is GFI's inversion layer l0 and channel layer l1 alike
@@ -24,7 +24,9 @@ import numpy as np
 from torch import Tensor, nn
 
 from gfi.errors import UsageError
-from gfi.frontends import MethodSpec, check_normalization, module_name, one_target_each, pixels_and_classifier
+from gfi.frontends.common import check_normalization, explain_maps, module_name, one_target_each, pixels_and_classifier
+from gfi.methods.base import RunOptions
+from gfi.methods.spec import resolve
 from gfi.models.classifier import Classifier
 from gfi.settings import Settings
 
@@ -55,6 +57,7 @@ class GFICAM:
             when not None (for a ``gfi.Classifier``, give it to the Classifier itself).
         method: any name of :data:`gfi.methods.registry.METHODS` (default ``"gfi"``).
         config: the method's settings object or a preset name.
+        options: the :class:`gfi.RunOptions` to start from (how fast, never what the map is).
         mean, std: the model's input normalisation (one number per channel, or one for all; give
             both or neither; refused with a ``gfi.Classifier``, which has its own): the pixels are
             ``input_tensor * std + mean``, which must lie in [0, 1] (to 1e-3).
@@ -65,8 +68,9 @@ class GFICAM:
 
     def __init__(self, model: nn.Module, target_layers: Sequence[nn.Module],
                  reshape_transform: Callable | None = None, *, method: str = "gfi",
-                 config: Settings | str | None = None, mean: Sequence[float] | float | None = None,
-                 std: Sequence[float] | float | None = None, clamp: bool = False, **settings: Any) -> None:
+                 config: Settings | str | None = None, options: RunOptions | None = None,
+                 mean: Sequence[float] | float | None = None, std: Sequence[float] | float | None = None,
+                 clamp: bool = False, **settings: Any) -> None:
         if not isinstance(model, nn.Module):
             raise UsageError(f"GFICAM: model must be a torch.nn.Module, got {type(model).__name__}")
         if isinstance(target_layers, nn.Module) or not isinstance(target_layers, Sequence) \
@@ -81,7 +85,7 @@ class GFICAM:
         self.reshape_transform = reshape_transform
         inner = model.model if isinstance(model, Classifier) else model
         self.layer = module_name(inner, self.target_layers[0], who="GFICAM")
-        self.spec = MethodSpec(method, config, settings)
+        self.spec = resolve(method, config, settings, options=options)
         self.normalization = check_normalization(model, mean, std, clamp, who="GFICAM")
         self.clamp = clamp
 
@@ -101,7 +105,7 @@ class GFICAM:
                                             reshape_transform=self.reshape_transform, mean=mean, std=std,
                                             clamp=self.clamp, who="GFICAM")
         classes = self._categories(targets, pixels.shape[0])
-        maps = self.spec.maps(clf, pixels, classes)
+        maps = explain_maps(self.spec, clf, pixels, classes)
         return maps.detach().float().cpu().numpy()
 
     forward = __call__

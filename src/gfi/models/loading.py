@@ -1,18 +1,19 @@
-"""Models for ``gfi eval``: a preset with its weights, or a preset whose last layer was replaced by
-``gfi eval voc-head`` (a checkpoint holding ``gfi_head`` metadata and the whole state dict)."""
+"""Loading a model by name, the one loader of every command: a preset or a model source with its
+weights (its own, random, a local file), or with a checkpoint of ``gfi eval voc-head`` (a
+checkpoint holding ``gfi_head`` metadata and the whole state dict: the model with its last layer
+replaced); then the layers l0, l1 and ``multilabel``."""
 
 from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from torch import nn
 
 from gfi.errors import NotApplicable
 
 if TYPE_CHECKING:
-    from gfi.evaluation.experiment import EvalRun
     from gfi.models.classifier import Classifier
 
 log = logging.getLogger("gfi")
@@ -50,8 +51,20 @@ def read_head_checkpoint(path: str | Path) -> dict | None:
     return obj if isinstance(obj, dict) and HEAD_KEY in obj else None
 
 
-def load_classifier(run: EvalRun) -> tuple[Classifier, dict]:
-    """(Classifier, info) from the run's model, weights, layers and ``multilabel``."""
+class ModelChoice(Protocol):
+    """What names a model (e.g. a :class:`gfi.evaluation.EvalRun`)."""
+
+    model: str
+    weights: str
+    allow_pickle: bool
+    download: bool
+    inversion_layer: str | None
+    channel_layer: str | None
+    multilabel: bool
+
+
+def load_classifier(run: ModelChoice) -> tuple[Classifier, dict]:
+    """(Classifier, info) from ``run``'s model, weights, layers and ``multilabel`` (:func:`load_checkpointed`)."""
     return load_checkpointed(run.model, run.weights, allow_pickle=run.allow_pickle, download=run.download,
                              inversion_layer=run.inversion_layer, channel_layer=run.channel_layer,
                              multilabel=run.multilabel)

@@ -1,6 +1,6 @@
 """gfi's explainers as a Captum attribution: ``GuidedFeatureInversion(model).attribute(x, target=c)``.
 
-A thin front end over :func:`gfi.methods.registry.get_method` in the calling convention of
+A thin front end over :func:`gfi.methods.resolve` in the calling convention of
 ``captum.attr`` (``captum.attr.Attribution``), so Captum's wrappers and metrics take it:
 ``captum.attr.NoiseTunnel`` (which calls ``attribute`` through its ``__wrapped__``, under
 ``torch.no_grad()``), ``captum.metrics.infidelity`` (on attributions made by ``attribute``) and
@@ -27,13 +27,15 @@ from captum.log import log_usage
 from torch import Tensor
 
 from gfi.errors import UsageError
-from gfi.frontends import (
-    MethodSpec,
+from gfi.frontends.common import (
     check_normalization,
+    explain_maps,
     one_target_each,
     pixels_and_classifier,
     require_module,
 )
+from gfi.methods.base import RunOptions
+from gfi.methods.spec import resolve
 from gfi.settings import Settings
 
 __all__ = ["GuidedFeatureInversion"]
@@ -46,29 +48,30 @@ class GuidedFeatureInversion(Attribution):
         forward_func: a :class:`gfi.Classifier` (inputs are pixels in [0, 1]), or the raw ``nn.Module``
             (or callable) mapping the tensors it takes to (N, classes) logits (inputs are then in the
             model's own space; see :mod:`gfi.frontends` for the exact rule and when it gives the
-            native map). The layer methods (gfi, gfi-stage1, gradcam, cam, pixel-mask), guided-backprop
-            and lrp need an ``nn.Module`` (l0, l1: the classifier's, or
-            :func:`gfi.models.classifier.auto_layers` for a raw module); with a plain callable they are
+            native map). A method whose class says ``needs_module`` (the layer methods such as gfi
+            and gradcam, guided-backprop, lrp) needs an ``nn.Module`` (l0, l1: the classifier's, or
+            :func:`gfi.models.classifier.auto_layers` for a raw module); with a plain callable it is
             an error here, and the gradient and perturbation methods run.
         method: any name of :data:`gfi.methods.registry.METHODS` (default ``"gfi"``).
         config: the method's settings object or a preset name (``"default"``, ``"paper"``).
+        options: the :class:`gfi.RunOptions` to start from (how fast, never what the map is).
         mean, std: the model's input normalisation (one number per channel, or one for all; give
             both or neither; refused with a ``gfi.Classifier``, which has its own): the pixels are
             ``inputs * std + mean``, which must lie in [0, 1] (to 1e-3).
         clamp: with ``mean``/``std``, clamp the pixels to [0, 1] instead of refusing inputs outside
             (e.g. ``NoiseTunnel``'s noise); the model then sees the clamped images.
         **settings: overrides of the method's settings or of :class:`gfi.RunOptions`
-            (e.g. ``iters1=2, iters2=2``); ``options=RunOptions(...)`` works too. An unknown name is
-            an error here, not at the first call.
+            (e.g. ``iters1=2, iters2=2``). An unknown name is an error here, not at the first call.
     """
 
     def __init__(self, forward_func: Callable[[Tensor], Tensor], *, method: str = "gfi",
-                 config: Settings | str | None = None, mean: Sequence[float] | float | None = None,
-                 std: Sequence[float] | float | None = None, clamp: bool = False, **settings: Any) -> None:
+                 config: Settings | str | None = None, options: RunOptions | None = None,
+                 mean: Sequence[float] | float | None = None, std: Sequence[float] | float | None = None,
+                 clamp: bool = False, **settings: Any) -> None:
         super().__init__(forward_func)
-        self.spec = MethodSpec(method, config, settings)
+        self.spec = resolve(method, config, settings, options=options)
         who = type(self).__name__
-        require_module(forward_func, self.spec.name, who=who)
+        require_module(forward_func, self.spec.cls, who=who)
         self.normalization = check_normalization(forward_func, mean, std, clamp, who=who)
         self.clamp = clamp
 
@@ -93,6 +96,6 @@ class GuidedFeatureInversion(Attribution):
         clf, pixels = pixels_and_classifier(self.forward_func, inputs, mean=mean, std=std, clamp=self.clamp,
                                             who=type(self).__name__)
         targets = one_target_each(target, pixels.shape[0], who=f"{type(self).__name__}.attribute")
-        maps = self.spec.maps(clf, pixels, targets)
+        maps = explain_maps(self.spec, clf, pixels, targets)
         out = maps.unsqueeze(1).to(device=inputs.device, dtype=inputs.dtype).expand_as(inputs).contiguous()
         return (out,) if is_tuple else out

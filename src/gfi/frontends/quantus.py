@@ -1,6 +1,7 @@
-"""gfi's explainers as a Quantus ``explain_func``: ``metric(..., explain_func=gfi.quantus.explain)``.
+"""gfi's explainers as a Quantus ``explain_func``:
+``metric(..., explain_func=gfi.frontends.quantus.explain)``.
 
-A thin front end over :func:`gfi.methods.registry.get_method` in the convention of
+A thin front end over :func:`gfi.methods.resolve` in the convention of
 ``quantus.explain`` (``quantus/functions/explanation_func.py``): a Quantus metric called with
 ``a_batch=None`` computes its explanations as
 ``explain_func(model=model, inputs=x_batch, targets=y_batch, **explain_func_kwargs)`` with numpy
@@ -27,15 +28,18 @@ import torch
 from torch import Tensor, nn
 
 from gfi.errors import UsageError
-from gfi.frontends import MethodSpec, check_normalization, one_target_each, pixels_and_classifier
+from gfi.frontends.common import check_normalization, explain_maps, one_target_each, pixels_and_classifier
+from gfi.methods.base import RunOptions
+from gfi.methods.spec import resolve
+from gfi.settings import Settings
 
 __all__ = ["explain"]
 
 
 def explain(model: nn.Module, inputs: np.ndarray | Tensor, targets: np.ndarray | Tensor | int | None, *,
-            method: str = "gfi", device: str | torch.device | None = None,
-            mean: Sequence[float] | float | None = None, std: Sequence[float] | float | None = None,
-            clamp: bool = False, **settings: Any) -> np.ndarray:
+            method: str = "gfi", config: Settings | str | None = None, options: RunOptions | None = None,
+            device: str | torch.device | None = None, mean: Sequence[float] | float | None = None,
+            std: Sequence[float] | float | None = None, clamp: bool = False, **settings: Any) -> np.ndarray:
     """Maps of ``inputs`` (N, 3, H, W) for ``targets`` (N class indices, one int, or None: top-1) as a
     float32 numpy array (N, 1, H, W) in [0, 1], the layout Quantus expects of an explanation.
 
@@ -44,6 +48,8 @@ def explain(model: nn.Module, inputs: np.ndarray | Tensor, targets: np.ndarray |
             (inputs are what it takes; see :mod:`gfi.frontends` for the exact rule). The model is
             never moved.
         method: any name of :data:`gfi.methods.registry.METHODS` (default ``"gfi"``).
+        config: the method's settings object or a preset name.
+        options: the :class:`gfi.RunOptions` to start from (how fast, never what the map is).
         device: Quantus's device keyword; it must be the model's device (or None). The inputs are
             moved there.
         mean, std: the model's input normalisation (one number per channel, or one for all; give
@@ -51,25 +57,25 @@ def explain(model: nn.Module, inputs: np.ndarray | Tensor, targets: np.ndarray |
             ``inputs * std + mean``, which must lie in [0, 1] (to 1e-3).
         clamp: with ``mean``/``std``, clamp the pixels to [0, 1] instead of refusing inputs outside;
             the model then sees the clamped images.
-        **settings: ``config=`` (settings object or preset name) and overrides of the method's
-            settings or of :class:`gfi.RunOptions` (pass them in ``explain_func_kwargs``).
+        **settings: overrides of the method's settings or of :class:`gfi.RunOptions`.
+
+    Every keyword reaches it through the metric's ``explain_func_kwargs``.
     """
     if not isinstance(model, nn.Module):
-        raise UsageError(f"gfi.quantus.explain: model must be a torch.nn.Module, got {type(model).__name__}")
-    config = settings.pop("config", None)
-    spec = MethodSpec(method, config, settings)
-    check_normalization(model, mean, std, clamp, who="gfi.quantus.explain")
+        raise UsageError(f"gfi.frontends.quantus.explain: model must be a torch.nn.Module, got {type(model).__name__}")
+    spec = resolve(method, config, settings, options=options)
+    check_normalization(model, mean, std, clamp, who="gfi.frontends.quantus.explain")
     here = _model_device(model)
     if device is not None and not _same_device(torch.device(device), here):
-        raise UsageError(f"gfi.quantus.explain: device {device} is not the model's device {here}; "
+        raise UsageError(f"gfi.frontends.quantus.explain: device {device} is not the model's device {here}; "
                          f"move the model there (model.to({str(device)!r})) or pass device={str(here)!r}")
     x = inputs if isinstance(inputs, Tensor) else torch.from_numpy(np.ascontiguousarray(inputs))
     if not torch.is_floating_point(x):
-        raise UsageError(f"gfi.quantus.explain: inputs must be floating point, got {x.dtype}")
+        raise UsageError(f"gfi.frontends.quantus.explain: inputs must be floating point, got {x.dtype}")
     x = x.to(device=here, dtype=torch.float32)
-    clf, pixels = pixels_and_classifier(model, x, mean=mean, std=std, clamp=clamp, who="gfi.quantus.explain")
-    classes = one_target_each(targets, pixels.shape[0], who="gfi.quantus.explain")
-    maps = spec.maps(clf, pixels, classes)
+    clf, pixels = pixels_and_classifier(model, x, mean=mean, std=std, clamp=clamp, who="gfi.frontends.quantus.explain")
+    classes = one_target_each(targets, pixels.shape[0], who="gfi.frontends.quantus.explain")
+    maps = explain_maps(spec, clf, pixels, classes)
     return maps.unsqueeze(1).detach().float().cpu().numpy()
 
 

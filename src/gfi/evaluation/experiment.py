@@ -51,7 +51,7 @@ class EvalRun:
         allow_pickle: load a full-pickle checkpoint (runs code from the file).
         download: let torchvision download missing weights.
         multilabel: sigmoid scores (the fine-tuned VOC model).
-        preset: the method's settings preset (None: ``default``); ignored by a method with none.
+        preset: the method's settings preset (None: ``default``): one of the method's ``preset_names()``.
         overrides: the method's settings by field name; values may be strings (parsed by the field's
             type, as ``--set KEY=VALUE`` gives them). A key of :class:`~gfi.methods.base.RunOptions`
             that is not a setting of the method goes to the run options.

@@ -321,7 +321,7 @@ class Grid(Experiment):
         synsets = read_synsets(Path(run.data) / "LOC_synset_mapping.txt")
         class_filter(opts.classes, synsets)  # a bad --classes: one line before any work
         if classifier is None:
-            from gfi.evaluation.models import load_classifier
+            from gfi.models.loading import load_classifier
 
             classifier, info = load_classifier(run)
         check_folder(run.out)

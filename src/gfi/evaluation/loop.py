@@ -78,21 +78,10 @@ def method_config(run: EvalRun) -> tuple[Settings, Any]:
     """(settings, run options) of ``run.method``: its preset (for a method that has presets), then
     ``run.overrides`` (strings parsed by the field's type); an override that is a run option and not
     a setting of the method goes to the run options. No model is needed."""
-    from gfi.methods.base import RunOptions
-    from gfi.methods.registry import method_class
+    from gfi.methods.spec import resolve
 
-    cls = method_class(run.method)
-    own, run_names = set(cls.settings_class.names()), set(RunOptions.names())
-    overrides = dict(run.overrides)
-    moved = {k: overrides.pop(k) for k in list(overrides) if k in run_names and k not in own}
-    options = run.run_options
-    if isinstance(options, RunOptions):
-        options = options.with_overrides(moved)
-    else:
-        options = RunOptions().with_overrides({**dict(options or {}), **moved})
-    config = cls.preset_config(run.preset or "default") if cls.presets else cls.settings_class()
-    config, options = cls.resolve(config.with_overrides(overrides), options, {})
-    return config, options
+    spec = resolve(run.method, run.preset, run.overrides, options=run.run_options)
+    return spec.config, spec.options
 
 
 def provenance(run: EvalRun, config: Settings) -> dict[str, Any]:
@@ -135,7 +124,7 @@ class Context:
     @property
     def clf(self):
         if self._clf is None:
-            from gfi.evaluation.models import load_classifier
+            from gfi.models.loading import load_classifier
 
             self._clf, self.info = load_classifier(self.run)
             self._clf.to(self.device)

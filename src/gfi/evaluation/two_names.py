@@ -104,7 +104,7 @@ class TwoNames(Experiment):
     default_method = "gfi"
     needs_model = True
     options_class = TwoNamesOptions
-    headline_keys = ()
+    headline_keys = ("similarity_alone", "mass_top2_alone", "n_scored")
 
     def record_options(self, opts: TwoNamesOptions) -> dict:
         return {"two_names": {"modes": [m.strip() for m in opts.modes.split(",") if m.strip()],
@@ -192,6 +192,7 @@ class TwoNames(Experiment):
 
         alone = [values(r["alone"]) for r in scored]
         out["alone"] = _means(alone)
+        out["similarity_alone"], out["mass_top2_alone"] = out["alone"]["similarity"], out["alone"]["mass_top2"]
         out["n_top1_is_label"] = sum(1 for r in scored if r["classes"][0] == r["label"])
         out["n_top2_is_label"] = sum(1 for r in scored if r["classes"][1] == r["label"])
         out["box_share"] = _mean([r["box_share"] for r in scored])

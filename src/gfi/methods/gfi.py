@@ -228,6 +228,7 @@ class GuidedFeatureInversion(Explainer):
     presets = GFIConfig.PRESETS
     has_stage1 = True
     shares_across_targets = "stage 1"
+    test_settings: ClassVar[dict[str, Any]] = {"iters1": 10, "iters2": 20}
     config: GFIConfig
 
     @classmethod

@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+from gfi.masks.optimizer import EarlyExit
 from gfi.methods.base import RunOptions
 from gfi.methods.gfi import GFIConfig, GuidedFeatureInversion, plateaued
 
@@ -177,7 +178,7 @@ def test_early_stop_drops_settled_images_from_the_batch(tiny, tiny_images, monke
     batch (later forwards hold only image 1's kept and removed images), its losses are NaN from
     there, and each image's w is that of the schedule run on it alone (image 0 at 5 iterations,
     image 1 at all 30): leaving the batch changes no other image's iterations."""
-    monkeypatch.setattr(GuidedFeatureInversion, "_settled", lambda self, losses, peaks, active: active == 0)
+    monkeypatch.setattr(EarlyExit, "settled", lambda self, losses, peaks, active: active == 0)
     config = GFIConfig.paper(background="mean", iters1=1, iters2=30)
     rows = []
     handle = tiny.model.register_forward_pre_hook(lambda _m, a: rows.append(a[0].shape[0]))

@@ -65,8 +65,9 @@ class GFIConfig(Settings):
 
     Each field's help says what it is; the readings of what the paper leaves open, the values of
     the default and the experiments behind them are in docs/METHOD.md. Fields with ``stage=2`` are
-    read by stage 2 only (with ``stage2=False`` they do not change the map). How fast a map is
-    computed (early stop, bf16, channels-last, chunking) is a :class:`~gfi.methods.base.RunOptions`.
+    read by stage 2 only (with ``stage2=False`` they do not change the map). Stage 2's early stop
+    (``early_stop*``) is a setting: it ends the optimisation early and so changes the map. How fast a
+    map is computed (bf16, channels-last, chunking) is a :class:`~gfi.methods.base.RunOptions`.
     """
 
     gamma: float = setting(1.0, "weight of ||w||_1 in stage 1 (Eq. 8)", paper=10.0, low=0)
@@ -140,6 +141,21 @@ class GFIConfig(Settings):
         paper="absolute", stage=2)
     fresh_optimizer: bool = setting(True, "stage 2 starts a new Adam rather than continuing stage 1's moments",
                                     paper=True, stage=2)
+    early_stop: bool = setting(
+        False, "end stage 2 of an image once its maps have settled (beyond the paper; it changes the map: "
+               "docs/PERFORMANCE.md); finished images leave the batch", paper=False, stage=2)
+    early_stop_rule: Literal["loss", "peak"] = setting(
+        "loss", "with early_stop: settled = the window-mean loss improves by at most early_stop_tol (loss), or "
+                "the map's maximum moved at most early_stop_px over early_stop_windows windows (peak)", stage=2)
+    early_stop_every: int = setting(5, "with early_stop: iterations per window of the check", low=1, stage=2)
+    early_stop_tol: float = setting(
+        0.005, "with early_stop and the loss rule: relative improvement of the window-mean loss at or below which "
+               "an image stops", low=0, stage=2)
+    early_stop_windows: int = setting(
+        3, "with early_stop and the peak rule: windows over which the maximum must stay put", low=1, stage=2)
+    early_stop_px: float = setting(
+        15.0, "with early_stop and the peak rule: how far (pixels of the model's input) the maximum may move "
+              "and still count as put", low=0, stage=2)
     stage2: bool = setting(True, "run stage 2; false gives the stage-1 inversion map")
     seed: int = setting(0, "seed of the noise background")
 
@@ -156,8 +172,15 @@ class GFIConfig(Settings):
         "separate": ("contrast_init", "contrast", "keep_others", "exclusion"),
     }
 
+    #: the early-stop fields each rule reads (with ``early_stop`` off, none is read)
+    EARLY_STOP_READS: ClassVar[dict[str, tuple[str, ...]]] = {
+        "loss": ("early_stop_rule", "early_stop_every", "early_stop_tol"),
+        "peak": ("early_stop_rule", "early_stop_every", "early_stop_windows", "early_stop_px"),
+    }
+
     def __post_init__(self) -> None:
         super().__post_init__()
+        self._check_early_stop()
         read = self.JOINT_TERMS[self.joint]
         for name in self.JOINT_TERMS["separate"]:
             value = getattr(self, name)
@@ -167,6 +190,24 @@ class GFIConfig(Settings):
                     f"{name}={value:g} is read only with {' or '.join(f'joint={m}' for m in modes)} "
                     f"({_JOINT_MEANS[modes[0]]}); joint={self.joint} ignores it: choose joint={modes[0]} "
                     f"(--joint {modes[0]}), or leave {name} out")
+
+    def _check_early_stop(self) -> None:
+        """An early-stop field away from its default that the early stop as set does not read is refused
+        (e.g. ``early_stop_tol`` without ``early_stop``): it would change nothing, silently."""
+        read = self.EARLY_STOP_READS[self.early_stop_rule] if self.early_stop else ()
+        for name in dict.fromkeys(self.EARLY_STOP_READS["loss"] + self.EARLY_STOP_READS["peak"]):
+            value = getattr(self, name)
+            if name in read or value == _DEFAULTS[name]:
+                continue
+            needs = {"early_stop": "true"}
+            if name not in self.EARLY_STOP_READS["peak"]:
+                needs["early_stop_rule"] = "loss"
+            elif name not in self.EARLY_STOP_READS["loss"]:
+                needs["early_stop_rule"] = "peak"
+            missing = [f"--{k.replace('_', '-')} {v}" for k, v in needs.items() if str(getattr(self, k)).lower() != v]
+            wanted = " and ".join(f"{k}={v}" for k, v in needs.items())
+            raise SettingsError(f"{name}={value} is read only with {wanted}; add {' '.join(missing)}, "
+                                f"or leave {name} out")
 
     def joint_weight(self, name: str) -> float:
         """The weight of the multi-target term ``name`` as stage 2 uses it: its value where ``joint``
@@ -198,8 +239,8 @@ class GFIConfig(Settings):
 
 
 #: the defaults of the multi-target weights (a mode that ignores a weight accepts it at its default or 0)
-_DEFAULTS: dict[str, float] = {f.name: f.default for f in fields(GFIConfig)
-                               if f.name in GFIConfig.JOINT_TERMS["separate"]}
+_DEFAULTS: dict[str, Any] = {f.name: f.default for f in fields(GFIConfig)
+                             if f.name in GFIConfig.JOINT_TERMS["separate"] or f.name.startswith("early_stop_")}
 _JOINT_MEANS = {"contrastive": "each target explained against the others",
                 "separate": "the targets are different objects"}
 
@@ -445,11 +486,11 @@ class GuidedFeatureInversion(Explainer):
 
     def _early_exit(self) -> EarlyExit | None:
         """Stage 2's early stop as the optimiser's per-row exit (None: off)."""
-        opts = self.options
-        if not opts.early_stop:
+        cfg = self.config
+        if not cfg.early_stop:
             return None
-        return EarlyExit(rule=opts.early_stop_rule, every=opts.early_stop_every, tol=opts.early_stop_tol,
-                         windows=opts.early_stop_windows, px=opts.early_stop_px)
+        return EarlyExit(rule=cfg.early_stop_rule, every=cfg.early_stop_every, tol=cfg.early_stop_tol,
+                         windows=cfg.early_stop_windows, px=cfg.early_stop_px)
 
 
 def _cat_histories(hs: list[Tensor]) -> Tensor:

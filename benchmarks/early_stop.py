@@ -7,11 +7,14 @@
 Phase 1 runs the full schedule (default preset) once per image and records the weights after
 every ``early_stop_every`` stage-2 iterations (10, 15, ..., 30). Early stop never changes an
 iteration, it only ends the loop, so the early-stopped result for any tolerance is one of these
-checkpoints: the one at which :func:`gfi.methods.gfi.plateaued` first fires on the recorded
+checkpoints: the one at which :func:`gfi.masks.optimizer.plateaued` first fires on the recorded
 losses. For every checkpoint the record keeps the map's maximum (pixels of the original image)
 and the localization decision (paper rule, alpha = 1.0). ``--summarize`` then gives, per
 tolerance, the share of images whose maximum lies within 15 px of the full schedule's, the
 share with the same localization decision, and the stage-2 iterations saved.
+
+Early stop is a GFI setting (``GFIConfig.early_stop*``): it ends stage 2 early and so changes the
+map; this script measures by how much.
 
 Phase 2 (``--measure N``) runs the explainer with ``early_stop=True`` at ``--tol`` on the first N
 images for real: it times it against the full schedule's time from phase 1 and checks that its
@@ -41,8 +44,8 @@ from gfi.data.imagenet import ImageNetVal
 from gfi.data.images import load_image
 from gfi.evaluation.metrics import localization_hits
 from gfi.masks.channel_mask import channel_mask
-from gfi.methods.base import RunOptions
-from gfi.methods.gfi import GFIConfig, GuidedFeatureInversion, plateaued
+from gfi.masks.optimizer import plateaued
+from gfi.methods.gfi import GFIConfig, GuidedFeatureInversion
 from gfi.models.presets import load_model
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -65,8 +68,10 @@ def peak_and_hit(m: torch.Tensor, size, boxes) -> tuple[list[int], bool]:
 class Recorder(GuidedFeatureInversion):
     """GFI whose stage 2 keeps a copy of w after every ``every``-th step (through Adam.step)."""
 
-    def stage2(self, x, p, f_channel, w_init, targets, adam_state=None):
-        snaps, every, orig = {}, self.options.early_stop_every, torch.optim.Adam.step
+    every = GFIConfig().early_stop_every
+
+    def stage2(self, x, p, f_channel, w_init, targets, **kwargs):
+        snaps, every, orig = {}, self.every, torch.optim.Adam.step
         count = [0]
 
         def step(opt, *a, **k):
@@ -78,7 +83,7 @@ class Recorder(GuidedFeatureInversion):
 
         torch.optim.Adam.step = step
         try:
-            w, hist = super().stage2(x, p, f_channel, w_init, targets, adam_state)
+            w, hist = super().stage2(x, p, f_channel, w_init, targets, **kwargs)
         finally:
             torch.optim.Adam.step = orig
         self.snapshots, self.f_channel = snaps, f_channel
@@ -123,9 +128,8 @@ def phase1(args, clf, ds, rec: dict) -> None:
 
 
 def phase2(args, clf, ds, rec: dict) -> None:
-    cfg = GFIConfig.preset(args.preset)
-    options = RunOptions(early_stop=True, early_stop_tol=args.tol)
-    gfi = GuidedFeatureInversion(clf, cfg, options=options)
+    cfg = GFIConfig.preset(args.preset, early_stop=True, early_stop_tol=args.tol)
+    gfi = GuidedFeatureInversion(clf, cfg)
     key = f"measured_tol_{args.tol}"
     out = rec.setdefault(key, {})
     for i in range(args.measure):
@@ -140,7 +144,7 @@ def phase2(args, clf, ds, rec: dict) -> None:
         full = rec["images"][s.path.name]
         n = int(e.loss_history["stage2"].shape[0])
         peak, hit = peak_and_hit(e.maps[0, 0], img.shape[-2:], s.boxes)
-        expected = stop_iteration(full["loss"], options.early_stop_every, args.tol)
+        expected = stop_iteration(full["loss"], cfg.early_stop_every, args.tol)
         same = n == expected and full["checkpoints"][str(n)] == {"peak": peak, "hit": hit}
         out[s.path.name] = {"seconds": dt, "iters2": n, "peak": peak, "hit": hit, "matches_checkpoint": same}
         save(args.out, rec)
@@ -164,7 +168,9 @@ def stop_by_peak(checkpoints: dict, every: int, iters2: int, need: int, px: floa
 
 def summarize(rec: dict) -> dict:
     imgs = rec["images"]
-    every = rec.get("options", rec["config"])["early_stop_every"]  # records before issue 13: in config
+    # where the window was recorded: in the config (before early stop was a run option, and since it is a
+    # setting again) or in the run options (while it was one)
+    every = rec["config"].get("early_stop_every") or rec["options"]["early_stop_every"]
     iters2 = rec["config"]["iters2"]
     def kept(stop) -> dict:
         """What stopping each image at ``stop(record)`` iterations keeps of the full schedule's result."""
@@ -210,8 +216,9 @@ def batch_timing(args, clf, ds) -> dict:
     x = clf.prepare([load_image(ds[i].path) for i in range(args.batch)])
     targets = [[ds[i].label] for i in range(args.batch)]
     runs = {"full": GuidedFeatureInversion(clf, cfg),
-            "early": GuidedFeatureInversion(clf, cfg, options=RunOptions(early_stop=True, early_stop_rule=args.rule,
-                                                                         early_stop_tol=args.tol))}
+            "early": GuidedFeatureInversion(clf, cfg.with_overrides(
+                {"early_stop": True, "early_stop_rule": args.rule,
+                 **({"early_stop_tol": args.tol} if args.rule == "loss" else {})}))}
     times: dict[str, list[float]] = {k: [] for k in runs}
     iters = {}
     for r in range(args.rounds):
@@ -230,7 +237,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--preset", default="default")
     ap.add_argument("--limit", type=int, default=150, help="first N sorted images of the tuning half (<= 150)")
-    ap.add_argument("--tol", type=float, default=RunOptions().early_stop_tol)
+    ap.add_argument("--tol", type=float, default=GFIConfig().early_stop_tol)
     ap.add_argument("--measure", type=int, default=0, help="phase 2 on the first N images")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--summarize", action="store_true")
@@ -250,7 +257,6 @@ def main() -> None:
     ds = ImageNetVal(DATA / "imagenet-val-dev")
     cfg = GFIConfig.preset(args.preset)
     rec.setdefault("config", cfg.to_dict())
-    rec.setdefault("options", {"early_stop_every": RunOptions().early_stop_every})
     rec.setdefault("preset", args.preset)
     rec.setdefault("images", {})
     GuidedFeatureInversion(clf, GFIConfig.preset(args.preset, iters1=1, iters2=1)).explain(

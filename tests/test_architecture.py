@@ -316,3 +316,58 @@ def test_the_architecture_doc_lists_every_module_and_its_imports():
     problems = architecture_problems(rows, {m: p for m, p in MODULES.items()}, {m: imports_of(m) for m in MODULES},
                                      plugin_modules())
     assert not problems, "docs/ARCHITECTURE.md is not true to the code:\n" + "\n".join(problems)
+
+
+OPTIMISER = PACKAGE / "masks" / "optimizer.py"
+
+
+def optimiser_loops(source: str) -> list[str]:
+    """What in ``source`` writes its own optimisation loop: a use of ``torch.optim`` (an import or
+    an attribute), an optimiser-like ``.step()`` or ``.zero_grad()`` call, or a ``.backward()`` call
+    inside a ``for`` or ``while`` loop."""
+    hits = []
+    tree = ast.parse(source)
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import | ast.ImportFrom):
+            names = [a.name for a in node.names] + ([node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            if any(n == "torch.optim" or n.startswith("torch.optim.") or n == "optim" for n in names):
+                hits.append(f"line {node.lineno}: imports torch.optim")
+        elif isinstance(node, ast.Attribute) and node.attr == "optim":
+            hits.append(f"line {node.lineno}: uses torch.optim")
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and \
+                node.func.attr in ("step", "zero_grad"):
+            hits.append(f"line {node.lineno}: calls .{node.func.attr}()")
+        elif isinstance(node, ast.For | ast.While):
+            for inner in ast.walk(node):
+                if isinstance(inner, ast.Call) and isinstance(inner.func, ast.Attribute) and \
+                        inner.func.attr == "backward":
+                    hits.append(f"line {inner.lineno}: calls .backward() in a loop")
+    return hits
+
+
+def test_the_loop_finder_finds_a_hand_written_mask_loop():
+    loop = """
+import torch
+opt = torch.optim.Adam([m], lr=0.1)
+for _ in range(10):
+    loss = f(m)
+    opt.zero_grad()
+    loss.sum().backward()
+    opt.step()
+"""
+    assert len(optimiser_loops(loop)) == 4
+    assert optimiser_loops("from torch.optim import SGD\n") and optimiser_loops("from torch import optim\n")
+    assert optimiser_loops("def f(x):\n    while x:\n        x.backward()\n")
+    assert not optimiser_loops("y = f(x)\ny.backward()\nres = MaskOptimizer(0.1).run(m, f, 10)\n")
+
+
+@pytest.mark.parametrize("path", sorted([*(PACKAGE / "methods").glob("*.py"), *(PACKAGE / "masks").glob("*.py")]),
+                         ids=lambda p: p.relative_to(PACKAGE).as_posix())
+def test_no_mask_loop_outside_the_optimiser(path):
+    """Every mask method keeps only its objective; the loop (update, schedule, projection, early
+    exit) is gfi.masks.optimizer's."""
+    if path == OPTIMISER:
+        assert optimiser_loops(path.read_text(encoding="utf-8")), "the optimiser's loop is not found: check broken"
+        return
+    hits = optimiser_loops(path.read_text(encoding="utf-8"))
+    assert not hits, f"{path.name} writes its own optimisation loop (use gfi.masks.optimizer.MaskOptimizer): {hits}"

@@ -26,7 +26,7 @@ def loads(monkeypatch):
     (["--iters1", "2.5"], "iters1: expected an integer, got '2.5'"),
     (["--blur-kernel", "4"], "GFIConfig.blur_kernel must be a positive odd integer, got 4"),
     (["--background", "fog"], "GFIConfig.background must be one of blur, mean, noise; got 'fog'"),
-    (["--early-stop-tol", "nan"], "RunOptions.early_stop_tol must be a finite number"),
+    (["--early-stop-tol", "nan"], "GFIConfig.early_stop_tol must be a finite number"),
     (["--method", "rise", "--n-masks", "0"], "RISESettings.n_masks must be >= 1"),
     (["--set", "gamma"], "--set 'gamma': expected KEY=VALUE"),
     (["--set", "gamm=1"], "--gamm: not a setting of --method gfi"),

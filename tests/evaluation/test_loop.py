@@ -78,8 +78,8 @@ def test_every_experiment_has_typed_options():
 
 def test_overrides_go_to_the_settings_or_the_run_options():
     config, options = method_config(EvalRun(data=".", out=".", method="gfi", preset="paper",
-                                            overrides={"iters2": "7", "early_stop": "true"}))
-    assert config.iters2 == 7 and config.gamma == 10 and options == RunOptions(early_stop=True)
+                                            overrides={"iters2": "7", "early_stop": "true", "chunk": "2"}))
+    assert config.iters2 == 7 and config.gamma == 10 and config.early_stop is True and options == RunOptions(chunk=2)
     config, _ = method_config(EvalRun(data=".", out=".", method="gfi-stage1"))
     assert config.stage2 is False  # what the method runs, known before any model is loaded
     _, options = method_config(EvalRun(data=".", out=".", method="center", run_options={"autocast": "bf16"}))

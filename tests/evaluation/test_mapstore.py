@@ -26,13 +26,19 @@ def test_map_store_accepts_settings_added_later_at_their_default(tmp_path):
 
 
 def test_map_store_ignores_the_run_options_old_configs_hold(tmp_path):
-    """Before the run options left GFI's config, ``_maps.json`` held them; they never decided a map."""
+    """Before the run options left GFI's config, ``_maps.json`` held them; they never decided a map.
+    Early stop, which those configs held too, does decide it (a setting again): recorded on, the
+    maps are not those of a run without it."""
     now = {"method": "gfi", "config": asdict(GFIConfig())}
-    old = {"method": "gfi", "config": {**now["config"], **OLD_RUN_FIELDS, "early_stop": True, "stage2_chunk": 2}}
+    old = {"method": "gfi", "config": {**now["config"], **OLD_RUN_FIELDS, "stage2_chunk": 2}}
     (tmp_path / META).write_text(json.dumps(old))
     MapStore(tmp_path, now)
     with pytest.raises(ValueError, match=r"config\.gamma"):  # a setting still counts
         MapStore(tmp_path, {"method": "gfi", "config": asdict(GFIConfig(gamma=3.0))})
+    (tmp_path / META).write_text(json.dumps({"method": "gfi", "config": {**old["config"], "early_stop": True}}))
+    with pytest.raises(ValueError, match=r"config\.early_stop: True there, False now"):
+        MapStore(tmp_path, now)
+    MapStore(tmp_path, {"method": "gfi", "config": asdict(GFIConfig(early_stop=True))})
 
 
 def test_map_store_reads_a_baselines_old_constructor_options(tmp_path):
@@ -81,11 +87,13 @@ def test_map_store_reads_a_field_added_since_as_the_old_behaviour(tmp_path):
 
 
 def test_stage2_fields_come_from_the_field_metadata():
-    """The set kept by hand before (GFIConfig.STAGE2_FIELDS) less the run options that left the config."""
+    """The set kept by hand before (GFIConfig.STAGE2_FIELDS) less the run options that left the config,
+    plus stage 2's early stop (a setting again)."""
     assert stage2_fields(GFIConfig) == {
         "delta", "lam", "lr2", "iters2", "lr_decay_every", "lr_decay", "score", "area2", "tv2",
         "blur_kernel2", "blur_sigma2", "stage2_init", "nonnegative", "fresh_optimizer", "contrast",
-        "keep_others", "stage2_step", "exclusion", "contrast_init", "joint"}
+        "keep_others", "stage2_step", "exclusion", "contrast_init", "joint", "early_stop", "early_stop_rule",
+        "early_stop_every", "early_stop_tol", "early_stop_windows", "early_stop_px"}
 
 
 def test_canonical_is_what_the_method_runs():

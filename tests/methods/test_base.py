@@ -16,8 +16,8 @@ from gfi.settings import describe
 
 def test_overrides_go_to_the_settings_or_to_the_run_options(tiny):
     e = GuidedFeatureInversion(tiny, "paper", iters2=5, early_stop=True, chunk=2)
-    assert e.config == GFIConfig.paper(iters2=5)
-    assert e.options == RunOptions(early_stop=True, chunk=2)
+    assert e.config == GFIConfig.paper(iters2=5, early_stop=True)  # early stop changes the map: a setting
+    assert e.options == RunOptions(chunk=2)
     r = get_method("rise", tiny, n_masks=10, batch_size=4)
     assert r.config.n_masks == 10 and r.options.batch_size == 4
     # given options are the start, overrides change them
@@ -48,18 +48,17 @@ def test_config_is_a_settings_object_of_the_method_or_a_preset(tiny):
 
 
 def test_provenance_is_the_name_and_the_settings(tiny):
-    e = GuidedFeatureInversion(tiny, "paper", early_stop=True)
-    assert e.provenance() == {"method": "gfi", "config": GFIConfig.paper().to_dict()}
-    assert "early_stop" not in e.provenance()["config"]  # how fast is not what decides the map
+    e = GuidedFeatureInversion(tiny, "paper", chunk=2)
+    assert e.provenance() == {"method": "gfi", "config": GFIConfig.paper().to_dict()}  # how fast is not in it
+    early = GuidedFeatureInversion(tiny, "paper", early_stop=True).provenance()
+    assert early["config"]["early_stop"] is True and early != e.provenance()  # early stop decides the map
     assert get_method("gradient", tiny).provenance() == {"method": "gradient", "config": {}}
     assert get_method("gfi-stage1", tiny).provenance()["config"]["stage2"] is False
 
 
 def test_run_options_are_speed_settings_with_help():
     infos = describe(RunOptions)
-    assert [i.name for i in infos] == ["autocast", "channels_last", "chunk", "batch_size", "compile", "early_stop",
-                                       "early_stop_rule", "early_stop_every", "early_stop_tol", "early_stop_windows",
-                                       "early_stop_px"]
+    assert [i.name for i in infos] == ["autocast", "channels_last", "chunk", "batch_size", "compile"]
     assert all(i.group == "speed" and i.help and "\n" not in i.help for i in infos)
     assert RunOptions() == RunOptions(autocast="none", channels_last=False, chunk=0, batch_size=0)
     assert describe(NoSettings) == ()

@@ -132,15 +132,22 @@ def test_stage2_fields_do_not_change_the_stage1_map(tiny, tiny_images):
                "stage2_init": "stage1", "nonnegative": True, "contrast": 1.0, "keep_others": 1.0, "exclusion": 1.0,
                "contrast_init": 1.0, "joint": "independent",
                "stage2_step": "relative", "fresh_optimizer": False, "early_stop": True, "early_stop_every": 1,
-               "early_stop_tol": 0.5, "chunk": 1}
+               "early_stop_tol": 0.5, "early_stop_rule": "peak", "early_stop_windows": 1, "early_stop_px": 1.0,
+               "chunk": 1}
+    # an early-stop field is read (and accepted away from its default) only with early stop on, by its rule
+    needs = {"early_stop_every": {"early_stop": True}, "early_stop_tol": {"early_stop": True},
+             "early_stop_rule": {"early_stop": True},
+             "early_stop_windows": {"early_stop": True, "early_stop_rule": "peak"},
+             "early_stop_px": {"early_stop": True, "early_stop_rule": "peak"}}
     stage2_fields = {i.name for i in describe(GFIConfig) if i.stage == 2}
-    run_options = {"early_stop", "early_stop_every", "early_stop_tol", "chunk"}
+    run_options = {"chunk"}
     assert run_options <= set(RunOptions.names())
     assert set(changed) == stage2_fields | run_options  # a new stage-2 field must be added here too
     fast = {**FAST, "joint": "separate"}  # the mode that reads every multi-target weight
     base = GuidedFeatureInversion(tiny, stage2=False, **fast).explain(tiny_images, 1)
     for key, value in changed.items():
-        other = GuidedFeatureInversion(tiny, stage2=False, **{**fast, key: value}).explain(tiny_images, 1)
+        other = GuidedFeatureInversion(tiny, stage2=False, **{**fast, **needs.get(key, {}), key: value}).explain(
+            tiny_images, 1)
         assert torch.equal(base.maps, other.maps), key
     # and a stage-1 field does change it
     other = GuidedFeatureInversion(tiny, stage2=False, **{**FAST, "area1": 0.0}).explain(tiny_images, 1)

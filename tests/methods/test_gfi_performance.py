@@ -1,8 +1,11 @@
 """GFI's performance options: early stop of stage 2, bf16 autocast, channels-last (issue 5)."""
 
+import re
+
 import pytest
 import torch
 
+from gfi.masks.optimizer import EarlyExit
 from gfi.methods.base import RunOptions
 from gfi.methods.gfi import GFIConfig, GuidedFeatureInversion, plateaued
 
@@ -63,19 +66,42 @@ def test_early_stop_in_gfi_is_a_prefix_of_the_full_schedule(tiny, tiny_images):
     assert early.loss_history["stage2"].shape[0] == 10
     assert torch.equal(early.loss_history["stage2"], full.loss_history["stage2"][:10])
     assert torch.equal(early.maps, short.maps)
-    # off: the schedule is untouched
-    off = GuidedFeatureInversion(tiny, base, early_stop=False, early_stop_tol=1e9).explain(
-        tiny_images, [[0, 2], [1, 3]])
+    # off: the schedule is untouched, and a tolerance without early stop is refused (it would change nothing)
+    off = GuidedFeatureInversion(tiny, base, early_stop=False).explain(tiny_images, [[0, 2], [1, 3]])
     assert torch.equal(off.maps, full.maps)
+    with pytest.raises(ValueError, match=re.escape(
+            "early_stop_tol=1000000000.0 is read only with early_stop=true and early_stop_rule=loss; add --early-stop "
+            "true, or leave early_stop_tol out")):
+        GuidedFeatureInversion(tiny, base, early_stop=False, early_stop_tol=1e9)
 
 
-def test_performance_options_are_validated():
-    with pytest.raises(ValueError, match="early_stop_every"):
-        RunOptions(early_stop_every=0)
-    with pytest.raises(ValueError, match="early_stop_tol"):
-        RunOptions(early_stop_tol=-1.0)
+def test_performance_options_and_early_stop_settings_are_validated():
+    with pytest.raises(ValueError, match=r"GFIConfig\.early_stop_every must be >= 1"):
+        GFIConfig(early_stop=True, early_stop_every=0)
+    with pytest.raises(ValueError, match=r"GFIConfig\.early_stop_tol must be >= 0"):
+        GFIConfig(early_stop=True, early_stop_tol=-1.0)
+    with pytest.raises(ValueError, match=r"early_stop_px=3\.0 is read only with early_stop=true and "
+                                         r"early_stop_rule=peak; add --early-stop-rule peak"):
+        GFIConfig(early_stop=True, early_stop_px=3.0)
+    with pytest.raises(ValueError, match="early_stop_rule=peak is read only with early_stop=true"):
+        GFIConfig(early_stop_rule="peak")
+    assert GFIConfig(early_stop=True, early_stop_rule="peak", early_stop_px=3.0).early_stop_px == 3.0
     with pytest.raises(ValueError, match="autocast"):
         RunOptions(autocast="fp16")
+
+
+def test_early_stop_is_a_setting_of_stage_2_not_a_run_option():
+    """Early stop ends the optimisation early and so changes the map (docs/PERFORMANCE.md): it is
+    one of GFI's settings (in the map store's key, listed with GFI's settings in --help), off in
+    every preset, and read by stage 2 only."""
+    from gfi.settings import describe
+
+    names = [n for n in GFIConfig.names() if n.startswith("early_stop")]
+    assert names == ["early_stop", "early_stop_rule", "early_stop_every", "early_stop_tol", "early_stop_windows",
+                     "early_stop_px"]
+    assert not set(names) & set(RunOptions.names())
+    assert all(i.stage == 2 and i.group == "method" for i in describe(GFIConfig) if i.name in names)
+    assert not any(GFIConfig.preset(p).early_stop for p in GFIConfig.PRESETS)
 
 
 def _peak(m: torch.Tensor) -> torch.Tensor:
@@ -170,6 +196,8 @@ def test_performance_options_are_cli_flags_and_help_renders(capsys):
     for flag in ("--early-stop ", "--early-stop-every", "--early-stop-tol", "--autocast", "--channels-last",
                  "--chunk"):  # RunOptions.chunk, formerly GFIConfig.stage2_chunk
         assert flag in out
+    settings, speed = out.split("gfi settings", 1)[1].split("speed (how fast", 1)
+    assert "--early-stop-tol" in settings and "--early-stop" not in speed and "--chunk" in speed
 
 
 def test_early_stop_drops_settled_images_from_the_batch(tiny, tiny_images, monkeypatch):
@@ -177,7 +205,7 @@ def test_early_stop_drops_settled_images_from_the_batch(tiny, tiny_images, monke
     batch (later forwards hold only image 1's kept and removed images), its losses are NaN from
     there, and each image's w is that of the schedule run on it alone (image 0 at 5 iterations,
     image 1 at all 30): leaving the batch changes no other image's iterations."""
-    monkeypatch.setattr(GuidedFeatureInversion, "_settled", lambda self, losses, peaks, active: active == 0)
+    monkeypatch.setattr(EarlyExit, "settled", lambda self, losses, peaks, active: active == 0)
     config = GFIConfig.paper(background="mean", iters1=1, iters2=30)
     rows = []
     handle = tiny.model.register_forward_pre_hook(lambda _m, a: rows.append(a[0].shape[0]))
@@ -209,4 +237,4 @@ def test_peak_rule_stops_once_the_maximum_stays_put(tiny, tiny_images):
     assert e.loss_history["stage2"].shape[0] == 12
     assert torch.equal(e.maps, short.maps)
     with pytest.raises(ValueError, match="early_stop_rule"):
-        RunOptions(early_stop_rule="box")
+        GFIConfig(early_stop=True, early_stop_rule="box")

@@ -1,4 +1,5 @@
-"""Shared mask machinery: backgrounds, the channel mask (Eq. 6-7), upsampling, blending (Eq. 2, 4)."""
+"""Shared mask machinery: backgrounds, the channel mask (Eq. 6-7), upsampling, blending (Eq. 2, 4), and
+the one projected-gradient optimiser of every mask method."""
 
 from gfi.masks.backgrounds import BACKGROUNDS, gaussian_blur, make_background
 from gfi.masks.channel_mask import (
@@ -12,11 +13,15 @@ from gfi.masks.channel_mask import (
     min_max,
     upsample,
 )
+from gfi.masks.optimizer import EarlyExit, MaskOptimizer, StepDecay
 from gfi.masks.priors import center_prior
 
 __all__ = [
     "BACKGROUNDS",
+    "EarlyExit",
     "KeptAndRemoved",
+    "MaskOptimizer",
+    "StepDecay",
     "Upsampler",
     "blend",
     "blend_kept_and_removed",

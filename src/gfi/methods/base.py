@@ -16,9 +16,9 @@ A method is a subclass of :class:`Explainer` that sets a few class attributes an
   ``shares_across_targets``, ``any_device``: the table of ``gfi methods --table``) and needs
   (``needs_module``: an ``nn.Module`` rather than any callable).
 
-How fast a map is computed (precision, memory layout, chunking, early stop) is a
+How fast a map is computed (precision, memory layout, chunking, batching, compiling) is a
 :class:`RunOptions` (``self.options``), the same for every method, and never changes a map beyond
-float noise.
+float noise; anything that changes a map (GFI's early stop too) is a setting.
 """
 
 from __future__ import annotations
@@ -59,22 +59,6 @@ class RunOptions(Settings):
         False, "torch.compile the network for its hook-free full forwards (GFI's stage 2, the perturbation "
                "methods' batches), compiled once per network and reused; warns and runs eagerly where it cannot "
                "compile", group="speed")
-    early_stop: bool = setting(
-        False, "GFI: end stage 2 of an image once its map has settled (beyond the paper); finished images "
-               "leave the batch", group="speed")
-    early_stop_rule: Literal["loss", "peak"] = setting(
-        "loss", "GFI: settled = the window-mean loss improves by less than early_stop_tol (loss), or the map's "
-                "maximum moved at most early_stop_px over early_stop_windows windows (peak)", group="speed")
-    early_stop_every: int = setting(
-        5, "GFI: iterations per window of the early-stop check", low=1, group="speed")
-    early_stop_tol: float = setting(
-        0.005, "GFI: relative improvement of the window-mean loss below which stage 2 stops", low=0,
-        group="speed")
-    early_stop_windows: int = setting(
-        3, "GFI, peak rule: windows over which the maximum must stay put", low=1, group="speed")
-    early_stop_px: float = setting(
-        15.0, "GFI, peak rule: how far (pixels of the model's input) the maximum may move and still count as "
-              "put", low=0, group="speed")
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,9 @@ has a margin of sigma pixels around it). Cheaper documented setting (``cheaper``
 
 from __future__ import annotations
 
+import itertools
 import math
+import operator
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -41,6 +43,7 @@ from torch import Tensor
 from gfi.errors import SettingsError
 from gfi.masks.backgrounds import gaussian_blur, kernel_for_sigma
 from gfi.masks.channel_mask import min_max
+from gfi.masks.optimizer import MaskOptimizer
 from gfi.methods.base import Explainer, Explanation, TargetsLike
 from gfi.models.layers import frozen
 from gfi.settings import Settings, setting
@@ -147,29 +150,25 @@ class ExtremalPerturbation(Explainer):
         pyr = blur_pyramid(images, cfg.levels, cfg.max_blur).repeat_interleave(k * a, 0)  # rows: (b, k, a)
         rows_t = t.repeat_interleave(a, 1).reshape(-1)
         areas = torch.tensor(cfg.areas, device=images.device).repeat(b * k)
-        mbar = torch.ones(b * k * a, *gen.shape_in, device=images.device, requires_grad=True)
-        opt = torch.optim.SGD([mbar], lr=cfg.lr, momentum=cfg.momentum, dampening=cfg.momentum)
-        weight = cfg.area_weight
-        hist = []
+        # lambda_t = lambda growth^t, multiplied up one iteration at a time
+        weights = list(itertools.accumulate([cfg.area_growth] * (cfg.iterations - 1), operator.mul,
+                                            initial=cfg.area_weight))
+
+        def preservation_game(mbar: Tensor, it: int) -> Tensor:
+            """Per row: -y_c(Phi(x, S(mbar))) + lambda_t ||vecsort(S(mbar)) - r_a||^2 / n."""
+            m = gen(mbar)
+            x = perturb(pyr, m)
+            if cfg.jitter and it % 2 == 0:
+                x = x.flip(-1)
+            reward = clf(x).float().gather(1, rows_t.view(-1, 1)).squeeze(1)
+            return -reward + weights[it] * area_loss(m, areas)
+
         with frozen(clf.model):
-            step = self._progress(cfg.iterations)
-            for it in range(cfg.iterations):
-                step()
-                m = gen(mbar)
-                x = perturb(pyr, m)
-                if cfg.jitter and it % 2 == 0:
-                    x = x.flip(-1)
-                reward = clf(x).float().gather(1, rows_t.view(-1, 1)).squeeze(1)
-                loss = -reward + weight * area_loss(m, areas)
-                opt.zero_grad(set_to_none=True)
-                loss.sum().backward()
-                opt.step()
-                with torch.no_grad():
-                    mbar.clamp_(0, 1)
-                weight *= cfg.area_growth
-                hist.append(loss.detach().view(b, k, a))
+            start = torch.ones(b * k * a, *gen.shape_in, device=images.device)
+            res = MaskOptimizer(cfg.lr, kind="sgd", momentum=cfg.momentum, project=(0, 1),
+                                progress=self._progress(cfg.iterations)).run(start, preservation_game, cfg.iterations)
             with torch.no_grad():
-                masks = gen(mbar.detach()).view(b, k, a, *size)
+                masks = gen(res.param).view(b, k, a, *size)
         maps, collapsed = min_max(masks.mean(2))
         return Explanation(maps=maps, targets=t, method=self.name, probs=probs, collapsed=collapsed,
-                           loss_history={"extremal": torch.stack(hist)})
+                           loss_history={"extremal": res.losses.view(-1, b, k, a)})

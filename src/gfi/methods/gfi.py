@@ -40,6 +40,7 @@ from torch import Tensor
 from gfi.errors import NotApplicable, SettingsError
 from gfi.masks.backgrounds import make_background
 from gfi.masks.channel_mask import KeptAndRemoved, Upsampler, channel_mask
+from gfi.masks.optimizer import EarlyExit, MaskOptimizer, Optimized, StepDecay, plateaued
 from gfi.methods.base import Explainer, Explanation, RunOptions, TargetsLike, paper_values, preset_settings
 from gfi.models.layers import LayerNotFoundError, capture, channels_last, frozen, layer_gradients, run_until
 from gfi.objectives import (
@@ -64,8 +65,9 @@ class GFIConfig(Settings):
 
     Each field's help says what it is; the readings of what the paper leaves open, the values of
     the default and the experiments behind them are in docs/METHOD.md. Fields with ``stage=2`` are
-    read by stage 2 only (with ``stage2=False`` they do not change the map). How fast a map is
-    computed (early stop, bf16, channels-last, chunking) is a :class:`~gfi.methods.base.RunOptions`.
+    read by stage 2 only (with ``stage2=False`` they do not change the map). Stage 2's early stop
+    (``early_stop*``) is a setting: it ends the optimisation early and so changes the map. How fast a
+    map is computed (bf16, channels-last, chunking) is a :class:`~gfi.methods.base.RunOptions`.
     """
 
     gamma: float = setting(1.0, "weight of ||w||_1 in stage 1 (Eq. 8)", paper=10.0, low=0)
@@ -139,6 +141,21 @@ class GFIConfig(Settings):
         paper="absolute", stage=2)
     fresh_optimizer: bool = setting(True, "stage 2 starts a new Adam rather than continuing stage 1's moments",
                                     paper=True, stage=2)
+    early_stop: bool = setting(
+        False, "end stage 2 of an image once its maps have settled (beyond the paper; it changes the map: "
+               "docs/PERFORMANCE.md); finished images leave the batch", paper=False, stage=2)
+    early_stop_rule: Literal["loss", "peak"] = setting(
+        "loss", "with early_stop: settled = the window-mean loss improves by at most early_stop_tol (loss), or "
+                "the map's maximum moved at most early_stop_px over early_stop_windows windows (peak)", stage=2)
+    early_stop_every: int = setting(5, "with early_stop: iterations per window of the check", low=1, stage=2)
+    early_stop_tol: float = setting(
+        0.005, "with early_stop and the loss rule: relative improvement of the window-mean loss at or below which "
+               "an image stops", low=0, stage=2)
+    early_stop_windows: int = setting(
+        3, "with early_stop and the peak rule: windows over which the maximum must stay put", low=1, stage=2)
+    early_stop_px: float = setting(
+        15.0, "with early_stop and the peak rule: how far (pixels of the model's input) the maximum may move "
+              "and still count as put", low=0, stage=2)
     stage2: bool = setting(True, "run stage 2; false gives the stage-1 inversion map")
     seed: int = setting(0, "seed of the noise background")
 
@@ -155,8 +172,15 @@ class GFIConfig(Settings):
         "separate": ("contrast_init", "contrast", "keep_others", "exclusion"),
     }
 
+    #: the early-stop fields each rule reads (with ``early_stop`` off, none is read)
+    EARLY_STOP_READS: ClassVar[dict[str, tuple[str, ...]]] = {
+        "loss": ("early_stop_rule", "early_stop_every", "early_stop_tol"),
+        "peak": ("early_stop_rule", "early_stop_every", "early_stop_windows", "early_stop_px"),
+    }
+
     def __post_init__(self) -> None:
         super().__post_init__()
+        self._check_early_stop()
         read = self.JOINT_TERMS[self.joint]
         for name in self.JOINT_TERMS["separate"]:
             value = getattr(self, name)
@@ -166,6 +190,24 @@ class GFIConfig(Settings):
                     f"{name}={value:g} is read only with {' or '.join(f'joint={m}' for m in modes)} "
                     f"({_JOINT_MEANS[modes[0]]}); joint={self.joint} ignores it: choose joint={modes[0]} "
                     f"(--joint {modes[0]}), or leave {name} out")
+
+    def _check_early_stop(self) -> None:
+        """An early-stop field away from its default that the early stop as set does not read is refused
+        (e.g. ``early_stop_tol`` without ``early_stop``): it would change nothing, silently."""
+        read = self.EARLY_STOP_READS[self.early_stop_rule] if self.early_stop else ()
+        for name in dict.fromkeys(self.EARLY_STOP_READS["loss"] + self.EARLY_STOP_READS["peak"]):
+            value = getattr(self, name)
+            if name in read or value == _DEFAULTS[name]:
+                continue
+            needs = {"early_stop": "true"}
+            if name not in self.EARLY_STOP_READS["peak"]:
+                needs["early_stop_rule"] = "loss"
+            elif name not in self.EARLY_STOP_READS["loss"]:
+                needs["early_stop_rule"] = "peak"
+            missing = [f"--{k.replace('_', '-')} {v}" for k, v in needs.items() if str(getattr(self, k)).lower() != v]
+            wanted = " and ".join(f"{k}={v}" for k, v in needs.items())
+            raise SettingsError(f"{name}={value} is read only with {wanted}; add {' '.join(missing)}, "
+                                f"or leave {name} out")
 
     def joint_weight(self, name: str) -> float:
         """The weight of the multi-target term ``name`` as stage 2 uses it: its value where ``joint``
@@ -197,8 +239,8 @@ class GFIConfig(Settings):
 
 
 #: the defaults of the multi-target weights (a mode that ignores a weight accepts it at its default or 0)
-_DEFAULTS: dict[str, float] = {f.name: f.default for f in fields(GFIConfig)
-                               if f.name in GFIConfig.JOINT_TERMS["separate"]}
+_DEFAULTS: dict[str, Any] = {f.name: f.default for f in fields(GFIConfig)
+                             if f.name in GFIConfig.JOINT_TERMS["separate"] or f.name.startswith("early_stop_")}
 _JOINT_MEANS = {"contrastive": "each target explained against the others",
                 "separate": "the targets are different objects"}
 
@@ -316,8 +358,9 @@ class GuidedFeatureInversion(Explainer):
     _step: Callable[..., None] = staticmethod(lambda n=1: None)  # replaced per explain call
 
     def stage1(self, x: Tensor, p: Tensor, f_inversion: Tensor, f_channel: Tensor) -> tuple[Tensor, Tensor, dict]:
-        """Alg. 1: minimise Eq. (8) over w >= 0. Returns w (B, 1, C), the losses (T, B) and Adam's
-        final state (moments), which stage 2 continues when ``fresh_optimizer`` is False.
+        """Alg. 1: minimise Eq. (8) over w >= 0 (projected Adam, :class:`~gfi.masks.optimizer.MaskOptimizer`).
+        Returns w (B, 1, C), the losses (T, B) and Adam's final state (moments), which stage 2
+        continues when ``fresh_optimizer`` is False.
 
         Each iteration runs the network only up to l0 (the forward stops there); the hook that
         reads l0 is registered once for the loop.
@@ -326,12 +369,10 @@ class GuidedFeatureInversion(Explainer):
         inversion_layer = clf.inversion_layer
         up = Upsampler(f_channel.shape[-2:], x.shape[-2:], device=x.device, dtype=f_channel.dtype)
         blend = KeptAndRemoved(x, p).kept
-        w = torch.full((x.shape[0], 1, f_channel.shape[1]), cfg.w_init, device=x.device, dtype=f_channel.dtype)
-        w.requires_grad_(True)
-        opt = torch.optim.Adam([w], lr=cfg.lr1)
-        losses = []
+        w0 = torch.full((x.shape[0], 1, f_channel.shape[1]), cfg.w_init, device=x.device, dtype=f_channel.dtype)
         with capture(clf.model, [inversion_layer], stop=True, clone=False) as store:
-            for _ in range(cfg.iters1):
+
+            def eq8(w: Tensor, _it: int) -> Tensor:
                 m, _ = channel_mask(w, f_channel, up)
                 phi = blend(m)[:, 0]
                 store.clear()
@@ -341,15 +382,10 @@ class GuidedFeatureInversion(Explainer):
                     raise LayerNotFoundError(f"layer {inversion_layer} was not reached by the forward pass; choose a "
                                              "layer that the model's forward runs (`gfi layers MODEL`)")
                 f_phi = clf.as_map(store[inversion_layer]).to(x.dtype)
-                loss = self._stage1_loss(f_phi, f_inversion, w, m)
-                opt.zero_grad(set_to_none=True)
-                loss.sum().backward()
-                opt.step()
-                with torch.no_grad():
-                    w.clamp_(min=0)
-                losses.append(loss.detach())
-                self._step()
-        return w.detach(), _stack(losses, (0, x.shape[0]), x.device), dict(opt.state.get(w, {}))
+                return self._stage1_loss(f_phi, f_inversion, w, m)
+
+            res = MaskOptimizer(cfg.lr1, project=(0, None), progress=self._step).run(w0, eq8, cfg.iters1)
+        return res.param, _history(res, (0, x.shape[0]), x.device), res.state
 
     def _stage1_loss(self, f_phi: Tensor, f_inversion: Tensor, w: Tensor, m: Tensor) -> Tensor:
         """Eq. (8) per image (plus the optional area and total-variation terms)."""
@@ -379,135 +415,83 @@ class GuidedFeatureInversion(Explainer):
 
     def stage2(self, x: Tensor, p: Tensor, f_channel: Tensor, w_init: Tensor, targets: Tensor,
                adam_state: dict | None = None, others: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        """Alg. 2: minimise Eq. (9) from stage 1's w. Kept and removed images of all K targets go
-        through the network in one batched forward of 2 * B * K images. Returns w (B, K, C) and
+        """Alg. 2: minimise Eq. (9) from stage 1's w (projected Adam with the step-decayed learning
+        rate, :class:`~gfi.masks.optimizer.MaskOptimizer`). Kept and removed images of all K targets
+        go through the network in one batched forward of 2 * B * K images. Returns w (B, K, C) and
         the losses (T, B, K).
 
-        With ``early_stop``, every ``early_stop_every`` iterations each image still running is
-        checked (:meth:`_settled`); an image whose K maps have all settled keeps its w and leaves
-        the batch, so later iterations forward only the others (its losses are NaN from there). Adam
-        is element-wise and the learning-rate schedule is shared, so every other image's iterations
-        are exactly those of the full schedule.
+        With ``early_stop`` (:class:`~gfi.masks.optimizer.EarlyExit`), every ``early_stop_every``
+        iterations each image still running is checked; an image whose K maps have all settled keeps
+        its w and leaves the batch, so later iterations forward only the others (its losses are NaN
+        from there). Adam is element-wise and the learning-rate schedule is shared, so every other
+        image's iterations are exactly those of the full schedule.
 
         ``others`` (B, K, K') are each row's other targets for the ``contrast`` and ``keep_others``
         terms (default: the other rows of ``targets``; a chunk is given all of the image's)."""
         cfg, clf = self.config, self.classifier
         up = Upsampler(f_channel.shape[-2:], x.shape[-2:], device=x.device, dtype=f_channel.dtype)
-        b = x.shape[0]
-        active = torch.arange(b, device=x.device)  # the images still optimised
-        done_idx = torch.zeros(b, dtype=torch.bool, device=x.device)  # those that left the batch
-        held = w_init  # their w, set when they leave (Adam moves a zero-gradient row by its moments)
         others = other_targets(targets) if others is None else others
-        x_all, p_all, f_all, t_all, o_all = x, p, f_channel, targets, others
-        kept_and_removed = KeptAndRemoved(x, p)
         relative = cfg.stage2_step == "relative"
         if relative and adam_state:
             raise SettingsError("stage2_step='relative' optimises theta, not w, so it cannot continue stage 1's "
                                 "Adam moments: use fresh_optimizer=True (the default) or stage2_step='absolute'")
         w_start = w_init.detach()
         scale = w_start.abs() if relative else None
-        # the optimised leaf: w itself, or theta with w = w_start + |w_start| * theta
-        w = (torch.zeros_like(w_start) if relative else w_start.clone()).requires_grad_(True)
-        opt = torch.optim.Adam([w], lr=cfg.lr2)
-        if adam_state:
-            # continue stage 1's moments (each target row starts from its image's stage-1 state)
-            opt.state[w] = {k: (v.expand_as(w).clone() if v.ndim else v.clone()) for k, v in adam_state.items()}
-        sched = torch.optim.lr_scheduler.StepLR(opt, step_size=cfg.lr_decay_every, gamma=cfg.lr_decay)
         # the multi-target terms that cfg.joint adds to Eq. 9 (0: left out)
         contrast, keep_others, exclusion = (cfg.joint_weight(n) for n in ("contrast", "keep_others", "exclusion"))
-        losses = []
-        peaks: list[Tensor] = []  # per check: (B, K, 2) position of each map's maximum (peak rule)
-        opts = self.options
-        every = opts.early_stop_every
-        for it in range(cfg.iters2):
-            wa = w if len(active) == b else w[active]
-            if relative:
-                wa = (w_start + scale * w) if len(active) == b else (w_start[active] + scale[active] * wa)
-            m, _ = channel_mask(wa, f_channel, up, rectify=not cfg.nonnegative)
-            both = kept_and_removed(m).flatten(0, 2)  # (2*B*K, 3, H, W)
+        # what the objective reads of the rows still running (all of them until early stop lets some leave)
+        rows = {"kept_and_removed": KeptAndRemoved(x, p), "f_channel": f_channel, "targets": targets,
+                "others": others, "w_start": w_start, "scale": scale}
+
+        def keep(active: Tensor) -> None:
+            rows.update(kept_and_removed=KeptAndRemoved(x[active], p[active]), f_channel=f_channel[active],
+                        targets=targets[active], others=others[active], w_start=w_start[active],
+                        scale=None if scale is None else scale[active])
+
+        def eq9(theta: Tensor, _it: int) -> tuple[Tensor, Tensor]:
+            # the optimised leaf: w itself, or theta with w = w_start + |w_start| * theta
+            w = rows["w_start"] + rows["scale"] * theta if relative else theta
+            t, o = rows["targets"], rows["others"]
+            m, _ = channel_mask(w, rows["f_channel"], up, rectify=not cfg.nonnegative)
+            both = rows["kept_and_removed"](m).flatten(0, 2)  # (2*B*K, 3, H, W)
             with self._autocast(x.device):
-                z = clf(self._layout(both)).to(x.dtype).view(2, *targets.shape, -1)
-            gain, removed = target_terms(z, targets, clf.multilabel, cfg.score)
-            loss = -gain + cfg.lam * removed + cfg.delta * l1_penalty(wa, cfg) + cfg.area2 * m.mean((-2, -1))
+                z = clf(self._layout(both)).to(x.dtype).view(2, *t.shape, -1)
+            gain, removed = target_terms(z, t, clf.multilabel, cfg.score)
+            loss = -gain + cfg.lam * removed + cfg.delta * l1_penalty(w, cfg) + cfg.area2 * m.mean((-2, -1))
             if cfg.tv2:
                 loss = loss + cfg.tv2 * total_variation(m, per_side=True)
             if contrast:
-                loss = loss + contrast * contrast_term(z[0], others, clf.multilabel)
+                loss = loss + contrast * contrast_term(z[0], o, clf.multilabel)
             if keep_others:
-                loss = loss + keep_others * others_removed_term(z[1], others, clf.multilabel)
+                loss = loss + keep_others * others_removed_term(z[1], o, clf.multilabel)
             if exclusion:
                 loss = loss + exclusion * mask_overlap(m)
-            opt.zero_grad(set_to_none=True)
-            loss.sum().backward()
-            opt.step()
-            sched.step()
-            with torch.no_grad():
-                if cfg.nonnegative and relative:  # w_start + s theta >= 0  <=>  theta >= -w_start / s
-                    w.copy_(torch.maximum(w, torch.where(scale > 0, -w_start / scale.clamp_min(1e-30), w)))
-                elif cfg.nonnegative:
-                    w.clamp_(min=0)
-                if len(active) < b:
-                    w[done_idx] = held[done_idx]
-            row = loss.detach() if len(active) == b else loss.new_full(t_all.shape, float("nan")).index_copy(
-                0, active, loss.detach())
-            losses.append(row)
-            self._step()
-            # the loop's only synchronisation: once per window, and only with early_stop
-            if opts.early_stop and (it + 1) % every == 0 and it + 1 < cfg.iters2:
-                if opts.early_stop_rule == "peak":
-                    flat = m.detach().flatten(-2).argmax(-1)
-                    peak = torch.stack((flat // m.shape[-1], flat % m.shape[-1]), -1).to(x.dtype)
-                    peaks.append(peak.new_full((*t_all.shape, 2), float("nan")).index_copy(0, active, peak))
-                settled = self._settled(losses, peaks, active)
-                if bool(settled.all()):
-                    break
-                if bool(settled.any()):
-                    active = active[~settled]
-                    done_idx = torch.ones(b, dtype=torch.bool, device=x.device).index_fill(0, active, False)
-                    held = w.detach().clone()
-                    kept_and_removed = KeptAndRemoved(x_all[active], p_all[active])
-                    f_channel, targets, others = f_all[active], t_all[active], o_all[active]
-        w = (w_start + scale * w) if relative else w
-        return w.detach(), _stack(losses, (0, *t_all.shape), x.device)
+            return loss, m
 
-    def _settled(self, losses: list[Tensor], peaks: list[Tensor], active: Tensor) -> Tensor:
-        """(len(active),) bool: which running images have settled, all K of their maps. ``loss`` rule:
-        :func:`plateaued` per image on its own losses (the last two windows); ``peak`` rule: every
-        map's maximum moved at most ``early_stop_px`` over the last ``early_stop_windows`` checks."""
-        opts = self.options
-        every = opts.early_stop_every
-        if opts.early_stop_rule == "loss":
-            if len(losses) < 2 * every:
-                return torch.zeros(len(active), dtype=torch.bool, device=active.device)
-            recent = torch.stack(losses[-2 * every:])[:, active]  # (2 every, B_active, K)
-            return _improved_little(recent, every, opts.early_stop_tol).all(-1)
-        n = opts.early_stop_windows
-        if len(peaks) < n + 1:
-            return torch.zeros(len(active), dtype=torch.bool, device=active.device)
-        recent = torch.stack(peaks[-(n + 1):])[:, active]  # (n + 1, B_active, K, 2)
-        moved = (recent[:-1] - recent[-1:]).norm(dim=-1)  # each earlier check against the latest
-        return (moved <= opts.early_stop_px).all(0).all(-1)
+        def nonnegative(theta: Tensor) -> None:
+            if relative:  # w_start + s theta >= 0  <=>  theta >= -w_start / s
+                theta.copy_(torch.maximum(theta, torch.where(scale > 0, -w_start / scale.clamp_min(1e-30), theta)))
+            else:
+                theta.clamp_(min=0)
 
+        state = None
+        if adam_state:  # continue stage 1's moments (each target row starts from its image's stage-1 state)
+            state = {k: (v.expand_as(w_start).clone() if v.ndim else v.clone()) for k, v in adam_state.items()}
+        optimizer = MaskOptimizer(cfg.lr2, decay=StepDecay(cfg.lr_decay_every, cfg.lr_decay),
+                                  project=nonnegative if cfg.nonnegative else None,
+                                  early_exit=self._early_exit(), progress=self._step)
+        res = optimizer.run(torch.zeros_like(w_start) if relative else w_start, eq9, cfg.iters2, state=state,
+                            restrict=keep)
+        w = (w_start + scale * res.param) if relative else res.param
+        return w, _history(res, (0, *targets.shape), x.device)
 
-def plateaued(losses: Tensor, every: int, tol: float) -> Tensor:
-    r"""The loss rule of stage 2's early stop for a whole batch, on the losses (T, ...) so far (the
-    explainer applies it per image, :meth:`GuidedFeatureInversion._settled`).
-
-    With :math:`\bar L_{cur}` the mean of the last ``every`` losses and :math:`\bar L_{prev}` the
-    mean of the ``every`` before, true (a 0-d bool tensor, left on the device) when
-    :math:`\bar L_{prev} - \bar L_{cur} \le tol \, |\bar L_{prev}|` for every row; false while
-    fewer than ``2 * every`` losses exist.
-    """
-    if losses.shape[0] < 2 * every:
-        return torch.zeros((), dtype=torch.bool, device=losses.device)
-    return _improved_little(losses[-2 * every:], every, tol).all()
-
-
-def _improved_little(recent: Tensor, every: int, tol: float) -> Tensor:
-    """Per element of the last two windows ``recent`` (2 every, ...): whether the mean loss of the
-    second window improved on the first by at most ``tol`` times the first's magnitude."""
-    cur, prev = recent[every:].mean(0), recent[:every].mean(0)
-    return (prev - cur) <= tol * prev.abs()
+    def _early_exit(self) -> EarlyExit | None:
+        """Stage 2's early stop as the optimiser's per-row exit (None: off)."""
+        cfg = self.config
+        if not cfg.early_stop:
+            return None
+        return EarlyExit(rule=cfg.early_stop_rule, every=cfg.early_stop_every, tol=cfg.early_stop_tol,
+                         windows=cfg.early_stop_windows, px=cfg.early_stop_px)
 
 
 def _cat_histories(hs: list[Tensor]) -> Tensor:
@@ -518,8 +502,9 @@ def _cat_histories(hs: list[Tensor]) -> Tensor:
     return torch.cat(pad, -1)
 
 
-def _stack(xs: list[Tensor], empty_shape: tuple[int, ...], device) -> Tensor:
-    return torch.stack(xs) if xs else torch.zeros(empty_shape, device=device)
+def _history(res: Optimized, empty_shape: tuple[int, ...], device) -> Tensor:
+    """The optimiser's losses, or an empty (0, ...) history when no iteration ran."""
+    return res.losses if res.losses is not None else torch.zeros(empty_shape, device=device)
 
 
 class GuidedFeatureInversionStage1(GuidedFeatureInversion):

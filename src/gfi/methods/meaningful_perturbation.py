@@ -38,6 +38,7 @@ from torch import Tensor
 
 from gfi.masks.backgrounds import gaussian_blur, kernel_for_sigma
 from gfi.masks.channel_mask import KeptAndRemoved, Upsampler, min_max
+from gfi.masks.optimizer import MaskOptimizer
 from gfi.methods.base import Explainer, Explanation, TargetsLike
 from gfi.models.layers import frozen
 from gfi.objectives import target_scores, total_variation
@@ -99,26 +100,21 @@ class MeaningfulPerturbation(Explainer):
         size = tuple(images.shape[-2:])
         p = gaussian_blur(images, kernel_for_sigma(cfg.blur_sigma), cfg.blur_sigma)
         gen = torch.Generator().manual_seed(cfg.seed)
-        m = torch.ones(b, k, cfg.mask_size, cfg.mask_size, device=images.device, requires_grad=True)
-        up = Upsampler(m.shape[-2:], size, device=images.device, dtype=m.dtype)
-        opt = torch.optim.Adam([m], lr=cfg.lr)
-        losses = []
+        start = torch.ones(b, k, cfg.mask_size, cfg.mask_size, device=images.device)  # m = 1: nothing deleted
+        up = Upsampler(start.shape[-2:], size, device=images.device, dtype=start.dtype)
+
+        def deletion_game(m: Tensor, _it: int) -> Tensor:
+            """Eq. (3)-(4) per row at one jitter tau: lambda1 ||1 - m||_1 + lambda2 TV_beta(m) + f_c."""
+            dy, dx = torch.randint(0, cfg.jitter, (2,), generator=gen).tolist()
+            big = self.upsampled(m, size, up)
+            phi = KeptAndRemoved(shift(images, dy, dx), shift(p, dy, dx)).kept(big).flatten(0, 1)
+            score = target_scores(clf(phi), t.reshape(-1), clf.multilabel).view(b, k)
+            return cfg.l1 * (1 - m).abs().sum((-2, -1)) + cfg.tv * total_variation(m, cfg.tv_beta) + score
+
         with frozen(clf.model):
-            step = self._progress(cfg.iterations)
-            for _ in range(cfg.iterations):
-                step()
-                dy, dx = torch.randint(0, cfg.jitter, (2,), generator=gen).tolist()
-                big = self.upsampled(m, size, up)
-                phi = KeptAndRemoved(shift(images, dy, dx), shift(p, dy, dx)).kept(big).flatten(0, 1)
-                score = target_scores(clf(phi), t.reshape(-1), clf.multilabel).view(b, k)
-                loss = cfg.l1 * (1 - m).abs().sum((-2, -1)) + cfg.tv * total_variation(m, cfg.tv_beta) + score
-                opt.zero_grad(set_to_none=True)
-                loss.sum().backward()
-                opt.step()
-                with torch.no_grad():
-                    m.clamp_(0, 1)
-                losses.append(loss.detach())
+            res = MaskOptimizer(cfg.lr, project=(0, 1), progress=self._progress(cfg.iterations)).run(
+                start, deletion_game, cfg.iterations)
             with torch.no_grad():
-                sal, collapsed = min_max(1 - self.upsampled(m.detach(), size, up))
+                sal, collapsed = min_max(1 - self.upsampled(res.param, size, up))
         return Explanation(maps=sal, targets=t, method=self.name, probs=probs, collapsed=collapsed,
-                           loss_history={"mask": torch.stack(losses)})
+                           loss_history={"mask": res.losses})

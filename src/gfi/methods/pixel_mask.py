@@ -45,6 +45,7 @@ from torch import Tensor
 
 from gfi.masks.backgrounds import make_background
 from gfi.masks.channel_mask import KeptAndRemoved, Upsampler, min_max
+from gfi.masks.optimizer import MaskOptimizer, StepDecay
 from gfi.methods.base import Explainer, Explanation, TargetsLike
 from gfi.models.layers import frozen
 from gfi.objectives import inversion_error, target_terms
@@ -108,48 +109,31 @@ class PixelMask(Explainer):
             p = make_background(images, cfg.background, blur_kernel=cfg.blur_kernel, blur_sigma=cfg.blur_sigma,
                                 noise_std=cfg.noise_std, generator=torch.Generator().manual_seed(cfg.seed))
             kept_and_removed = KeptAndRemoved(images, p)
-            # stage 1, Eq. (3)
-            m = torch.full((images.shape[0], 1, *res), cfg.init, device=images.device, requires_grad=True)
-            opt = torch.optim.Adam([m], lr=cfg.lr)
-            hist1 = []
             step = self._progress(cfg.iters1 + cfg.iters2)
-            for _ in range(cfg.iters1):
-                step()
+
+            def eq3(m: Tensor, _it: int) -> Tensor:
                 big = full(m)
                 phi = kept_and_removed.kept(big)[:, 0]
                 f_phi = clf.activations(phi, [inversion_layer], stop=True, clone=False)[0][inversion_layer]
-                loss = (inversion_error(f_phi, f_inversion, cfg.inversion_error == "relative")
+                return (inversion_error(f_phi, f_inversion, cfg.inversion_error == "relative")
                         + cfg.alpha * big.mean((-2, -1))[:, 0])
-                opt.zero_grad(set_to_none=True)
-                loss.sum().backward()
-                opt.step()
-                with torch.no_grad():
-                    m.clamp_(0, 1)
-                hist1.append(loss.detach())
-            m1 = m.detach()
-            # stage 2, Eq. (5), from stage 1's mask, one row per target
-            m = m1.expand(-1, t.shape[1], -1, -1).clone().requires_grad_(True)
-            opt = torch.optim.Adam([m], lr=cfg.lr)
-            sched = torch.optim.lr_scheduler.StepLR(opt, step_size=cfg.lr_decay_every, gamma=cfg.lr_decay)
-            hist2 = []
-            for _ in range(cfg.iters2):
-                step()
+
+            def eq5(m: Tensor, _it: int) -> Tensor:
                 big = full(m)
                 z = clf(kept_and_removed(big).flatten(0, 2)).view(2, *t.shape, -1)
                 gain, removed = target_terms(z, t, clf.multilabel, cfg.score)
-                loss = -gain + cfg.lam * removed + cfg.beta * big.mean((-2, -1))
-                opt.zero_grad(set_to_none=True)
-                loss.sum().backward()
-                opt.step()
-                sched.step()
-                with torch.no_grad():
-                    m.clamp_(0, 1)
-                hist2.append(loss.detach())
+                return -gain + cfg.lam * removed + cfg.beta * big.mean((-2, -1))
+
+            # stage 1, Eq. (3), then stage 2, Eq. (5) from stage 1's mask, one row per target
+            start = torch.full((images.shape[0], 1, *res), cfg.init, device=images.device)
+            first = MaskOptimizer(cfg.lr, project=(0, 1), progress=step).run(start, eq3, cfg.iters1)
+            m1 = first.param
+            second = MaskOptimizer(cfg.lr, decay=StepDecay(cfg.lr_decay_every, cfg.lr_decay), project=(0, 1),
+                                   progress=step).run(m1.expand(-1, t.shape[1], -1, -1), eq5, cfg.iters2)
+            m = second.param
         with torch.no_grad():
-            maps, collapsed = min_max(full(m.detach()))
+            maps, collapsed = min_max(full(m))
             s1, col1 = min_max(full(m1)[:, 0])
-        history = {"stage1": torch.stack(hist1)} if hist1 else {}
-        if hist2:
-            history["stage2"] = torch.stack(hist2)
+        history = {name: r.losses for name, r in (("stage1", first), ("stage2", second)) if r.losses is not None}
         return Explanation(maps=maps, targets=t, method=self.name, probs=probs, stage1_map=s1,
                            loss_history=history, collapsed=collapsed, stage1_collapsed=col1)

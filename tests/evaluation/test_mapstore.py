@@ -8,7 +8,7 @@ from dataclasses import asdict
 
 import pytest
 
-from gfi.evaluation.mapstore import ADDED, META, MapStore, canonical, stage2_fields
+from gfi.evaluation.mapstore import ADDED, META, UNRECORDED, MapStore, canonical, stage2_fields
 from gfi.methods.gfi import GFIConfig
 
 OLD_RUN_FIELDS = {"early_stop": False, "early_stop_every": 5, "early_stop_tol": 0.005, "autocast": "none",
@@ -39,6 +39,25 @@ def test_map_store_ignores_the_run_options_old_configs_hold(tmp_path):
     with pytest.raises(ValueError, match=r"config\.early_stop: True there, False now"):
         MapStore(tmp_path, now)
     MapStore(tmp_path, {"method": "gfi", "config": asdict(GFIConfig(early_stop=True))})
+
+
+def test_map_store_refuses_maps_made_while_early_stop_was_an_unrecorded_run_option(tmp_path):
+    """While early stop was a run option, ``_maps.json`` did not record it: such maps may have been
+    made with it on, so they serve no run (stage-1 maps excepted: early stop is stage 2's). Recorded
+    off (an older config), the fields only it reads do not count."""
+    unrecorded = {k: v for k, v in asdict(GFIConfig()).items() if not k.startswith("early_stop")}
+    (tmp_path / META).write_text(json.dumps({"method": "gfi", "config": unrecorded}))
+    for config in (GFIConfig(), GFIConfig(early_stop=True)):
+        with pytest.raises(ValueError, match=r"made before gfi recorded early_stop \(then a run option, possibly "
+                                             r"on\).*delete its \*\.npy and _maps\.json"):
+            MapStore(tmp_path, {"method": "gfi", "config": asdict(config)})
+    (tmp_path / META).write_text(json.dumps({"method": "gfi-stage1", "config": {**unrecorded, "stage2": False}}))
+    MapStore(tmp_path, {"method": "gfi-stage1", "config": asdict(GFIConfig(stage2=False))})
+    off = {**unrecorded, "early_stop": False, "early_stop_every": 5, "early_stop_tol": 0.01}  # tol unread
+    (tmp_path / META).write_text(json.dumps({"method": "gfi", "config": off}))
+    MapStore(tmp_path, {"method": "gfi", "config": asdict(GFIConfig())})
+    with pytest.raises(ValueError, match=r"config\.early_stop: False there, True now"):
+        MapStore(tmp_path, {"method": "gfi", "config": asdict(GFIConfig(early_stop=True))})
 
 
 def test_map_store_reads_a_baselines_old_constructor_options(tmp_path):
@@ -98,10 +117,10 @@ def test_stage2_fields_come_from_the_field_metadata():
 
 def test_canonical_is_what_the_method_runs():
     # a config recorded before the stage-2 blur fields: ADDED's None, resolved to stage 1's blur;
-    # before exclusion and contrast_init: 0; before joint: separate (those terms on)
+    # before exclusion and contrast_init: 0; before joint: separate (those terms on); early stop: unknown
     assert canonical("gfi", {}) == {**asdict(GFIConfig()), "blur_kernel2": GFIConfig().blur_kernel,
                                     "blur_sigma2": GFIConfig().blur_sigma, "exclusion": 0.0,
-                                    "contrast_init": 0.0, "joint": "separate"}
+                                    "contrast_init": 0.0, "joint": "separate", "early_stop": UNRECORDED}
     assert canonical("gfi-stage1", asdict(GFIConfig()))["stage2"] is False  # the method runs stage 1 only
     assert canonical("no-such-method", {"a": 1}) == {"a": 1}
 

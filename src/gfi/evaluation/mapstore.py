@@ -12,9 +12,12 @@ given with ``--maps`` is read as it is, and never written to.
 Cache compatibility lives here (:func:`canonical`): ``_maps.json`` files written by earlier
 versions of gfi stay usable. Settings recorded there are read as the values that decide the maps:
 
-* keys that are no longer settings of the method (the run options ``early_stop*``, ``autocast``,
-  ``channels_last``, ``stage2_chunk`` that GFI's config held) are dropped: they never decided a
-  map;
+* keys that are no longer settings of the method (the run options ``autocast``, ``channels_last``,
+  ``stage2_chunk`` that GFI's config held) are dropped: they never decided a map;
+* a setting that was for a while an unrecorded run option (GFI's ``early_stop``) and is missing
+  from the record cannot be known: it reads as :data:`UNRECORDED`, which equals no value, so the
+  maps are refused (except stage-1 maps, which it does not decide); recorded off, the fields only
+  it reads (:data:`SWITCHED`) do not count;
 * a setting added since is read as :data:`ADDED` says (the value that reproduces the code before
   it), else as its default;
 * the settings of a method other than GFI recorded as ``options`` (its constructor's overrides)
@@ -56,8 +59,14 @@ ADDED: dict[str, Any] = {"blur_kernel2": None, "blur_sigma2": None, "keep_others
                          "stage2_step": "absolute", "exclusion": 0.0,
                          "contrast_init": 0.0, "joint": "separate"}
 #: fields an earlier GFI config held that are run options now (they never decided a map)
-RETIRED = frozenset({"early_stop", "early_stop_every", "early_stop_tol", "autocast", "channels_last",
-                     "stage2_chunk"})
+RETIRED = frozenset({"autocast", "channels_last", "stage2_chunk"})
+#: settings that were run options, not recorded, for a while: missing from a record, their value is
+#: unknown (the maps may have been made with them on), and they read as UNRECORDED
+UNRECORDED_SETTINGS = ("early_stop",)
+UNRECORDED = "unrecorded"
+#: a switch and the fields only it reads: recorded off, those fields did not decide the maps
+SWITCHED = {"early_stop": ("early_stop_rule", "early_stop_every", "early_stop_tol", "early_stop_windows",
+                           "early_stop_px")}
 #: optional stage-2 fields whose None means the stage-1 field's value
 STAGE2_FALLBACK = {"blur_kernel2": "blur_kernel", "blur_sigma2": "blur_sigma"}
 
@@ -90,6 +99,10 @@ def canonical(method: str | None, config: Mapping[str, Any]) -> dict[str, Any]:
 
     dropped = RETIRED | set(RunOptions.names())
     given = {k: v for k, v in config.items() if k in names or k not in dropped}
+    for switch, only in SWITCHED.items():
+        if given.get(switch) is False:
+            given = {k: v for k, v in given.items() if k not in only}
+    unknown = [k for k in UNRECORDED_SETTINGS if k in names and k not in config]
     given = {**{k: v for k, v in ADDED.items() if k in names}, **given}
     if set(given) <= names:
         try:  # as the method runs them (a method may fix a setting, e.g. gfi-stage1's stage2)
@@ -101,6 +114,8 @@ def canonical(method: str | None, config: Mapping[str, Any]) -> dict[str, Any]:
     for key, stage1 in STAGE2_FALLBACK.items():
         if key in out and out[key] is None:
             out[key] = out.get(stage1)
+    if out.get("stage2") is not False:  # stage-1 maps: no stage-2 setting decided them
+        out.update(dict.fromkeys(unknown, UNRECORDED))
     return out
 
 
@@ -211,6 +226,12 @@ class MapStore:
         diff = sorted(differing(found, self.provenance), key=lambda k: k.startswith("config."))  # method first
         if diff:
             old, new = canonical_provenance(found), canonical_provenance(self.provenance)
+            unknown = [k.removeprefix("config.") for k in diff if _value(old, k) == UNRECORDED]
+            if unknown:
+                raise MapStoreError(f"the maps in {self.folder} were made before gfi recorded {', '.join(unknown)} "
+                                    "(then a run option, possibly on), so they may not be the maps of these "
+                                    f"settings: delete its *.npy and {META} to recompute them, or give another "
+                                    "--maps folder")
             shown = "; ".join(f"{k}: {_value(old, k)!r} there, {_value(new, k)!r} now" for k in diff[:4])
             raise MapStoreError(f"the maps in {self.folder} were made with other settings ({shown}); "
                              "give another --maps folder or the same settings")

@@ -28,7 +28,8 @@ import torch
 from torch import Tensor
 
 from gfi.errors import InputError, SettingsError, TargetError
-from gfi.models.classifier import Classifier
+from gfi.models.classifier import Classifier, channel_problem, shape_problem
+from gfi.models.forward_args import ForwardArgs
 from gfi.models.layers import LayerRef, frozen
 from gfi.settings import Settings, describe, setting
 
@@ -267,13 +268,14 @@ def _flat_fits(n: int, batch: int, what: str) -> None:
 PIXEL_TOLERANCE = 1e-3  # resampling round-off; anything further out is the wrong scale
 
 
-def check_images(images: Tensor) -> Tensor:
-    """``images`` if they are a finite (B, 3, H, W) float batch in [0, 1]; else a one-line error
-    naming the fix (e.g. pixels in 0..255)."""
-    if not isinstance(images, Tensor) or images.ndim != 4 or images.shape[1] != 3:
-        shape = tuple(images.shape) if isinstance(images, Tensor) else type(images).__name__
-        raise InputError(f"images must be a (B, 3, H, W) tensor in [0, 1], got {shape}; "
-                         "use Classifier.prepare() or gfi.data.load_image()")
+def check_images(images: Tensor, channels: int = 3) -> Tensor:
+    """``images`` if they are a finite (B, C, H, W) float batch in [0, 1] with C = ``channels`` (the
+    classifier's); else a one-line error naming the fix (e.g. pixels in 0..255, a grey image for an
+    RGB model, a 3-D volume)."""
+    if not isinstance(images, Tensor) or images.ndim != 4:
+        raise InputError(shape_problem(images, channels))
+    if images.shape[1] != channels:
+        raise InputError(channel_problem(images.shape[1], channels))
     if not torch.is_floating_point(images):
         raise InputError(f"images must be floating point in [0, 1], got {images.dtype}")
     if not torch.isfinite(images).all():
@@ -378,8 +380,15 @@ class Explainer(ABC):
 
         return step
 
-    def explain(self, images: Tensor, targets: TargetsLike = None) -> Explanation:
-        """Maps for ``images`` (B, 3, H, W) in [0, 1] at the model's input size, per target.
+    def explain(self, images: Tensor, targets: TargetsLike = None, *, forward_args: Any = None,
+                forward_kwargs: Mapping[str, Any] | None = None) -> Explanation:
+        """Maps for ``images`` (B, C, H, W) in [0, 1] at the model's input size, per target (C: the
+        classifier's ``channels``).
+
+        ``forward_args`` (Captum's ``additional_forward_args``: a tuple, or one value) and
+        ``forward_kwargs`` (a mapping) go to every forward of the model after the images: non-tensors
+        and batch-1 tensors to every row, a tensor with one row per image follows its image
+        (:mod:`gfi.models.forward_args`; such a call explains its images one at a time).
 
         Works whatever the caller's grad mode (``torch.no_grad()``, ``torch.inference_mode()``):
         the methods need gradients with respect to their masks or inputs, never the caller's graph,
@@ -396,9 +405,14 @@ class Explainer(ABC):
         length than B, or more targets than the model has classes is a one-line
         :class:`~gfi.errors.TargetError`), and so is their number against free memory
         (:func:`gfi.models.memory.target_cap`)."""
-        images = check_images(images)
+        images = check_images(images, self.classifier.channels)
+        extra = ForwardArgs.of(forward_args, forward_kwargs, self.classifier.device)
+        if extra.per_image(images.shape[0]):
+            from gfi.methods.per_image import explain_one_at_a_time
+
+            return explain_one_at_a_time(self, images, targets, extra)
         with torch.inference_mode(False), torch.enable_grad(), frozen(self.classifier.model), \
-                self.classifier.compiling(self.options.compile):
+                self.classifier.compiling(self.options.compile), self.classifier.passing(extra):
             images = images.detach().to(self.classifier.device)
             if images.is_inference():
                 images = images.clone()  # an inference tensor cannot enter autograd

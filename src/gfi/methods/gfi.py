@@ -82,8 +82,8 @@ class GFIConfig(Settings):
     lr_decay: float = setting(0.5, "factor of stage 2's learning-rate decay", paper=0.5, low=0, low_open=True,
                               stage=2)
     background: Literal["blur", "mean", "noise"] = setting(
-        "blur", "the background p of Eq. 2 and 4: a blur of the image, the ImageNet mean colour, or noise",
-        paper="blur")
+        "blur", "the background p of Eq. 2 and 4: a blur of the image, the mean colour (ImageNet's; a non-RGB "
+                "model's own mean), or noise", paper="blur")
     blur_kernel: int = setting(11, "kernel size of stage 1's blurred background", paper=11, odd=True)
     blur_sigma: float = setting(5.0, "sigma of stage 1's blurred background", paper=5.0, low=0, low_open=True)
     blur_kernel2: int | None = setting(81, "kernel size of stage 2's blurred background (none: stage 1's)",
@@ -305,7 +305,8 @@ class GuidedFeatureInversion(Explainer):
         """p of stage 1 and of stage 2 (the same tensor unless stage 2 runs with another blur)."""
         cfg = self.config
         p = make_background(images, cfg.background, blur_kernel=cfg.blur_kernel, blur_sigma=cfg.blur_sigma,
-                            noise_std=cfg.noise_std, generator=torch.Generator().manual_seed(cfg.seed))
+                            noise_std=cfg.noise_std, generator=torch.Generator().manual_seed(cfg.seed),
+                            mean=self.classifier.background_mean)
         kernel2, sigma2 = cfg.stage2_blur
         if not cfg.stage2 or cfg.background != "blur" or (kernel2, sigma2) == (cfg.blur_kernel, cfg.blur_sigma):
             return p, p

@@ -515,7 +515,7 @@ def _array_layout(shape: tuple[int, ...], channels: int | None, path: Path) -> s
         if first == last == channels:
             raise ImageLoadError(f"{path}: shape {shape} could be (C, H, W) or (H, W, C) with C = {channels}; "
                                  "save it with a side longer than the number of channels")
-        raise ImageLoadError(f"{path}: has shape {shape}, but the model takes {channels} channels; give (C, H, W) or "
+        raise ImageLoadError(f"{path}: has shape {shape}, but the model takes {channels} channel(s); give (C, H, W) or "
                              f"(H, W, C) with C = {channels}")
     if first < min(shape[1:]):
         return "chw"

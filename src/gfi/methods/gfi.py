@@ -217,7 +217,7 @@ def l1_penalty(w: Tensor, cfg: GFIConfig) -> Tensor:
 class GuidedFeatureInversion(Explainer):
     """Guided Feature Inversion: ``GuidedFeatureInversion(classifier, config).explain(images, targets)``.
 
-    ``images`` is (B, 3, H, W) in [0, 1]; ``targets`` is None (top-1), an int, B ints, or (B, K)
+    ``images`` is (B, C, H, W) in [0, 1]; ``targets`` is None (top-1), an int, B ints, or (B, K)
     indices. Returns an :class:`Explanation` with the class maps, the stage-1 map, w, the loss
     history and the target's score on the kept and on the removed image.
     """
@@ -424,7 +424,7 @@ class GuidedFeatureInversion(Explainer):
             if relative:
                 wa = (w_start + scale * w) if len(active) == b else (w_start[active] + scale[active] * wa)
             m, _ = channel_mask(wa, f_channel, up, rectify=not cfg.nonnegative)
-            both = kept_and_removed(m).flatten(0, 2)  # (2*B*K, 3, H, W)
+            both = kept_and_removed(m).flatten(0, 2)  # (2*B*K, C, H, W)
             with self._autocast(x.device):
                 z = clf(self._layout(both)).to(x.dtype).view(2, *targets.shape, -1)
             gain, removed = target_terms(z, targets, clf.multilabel, cfg.score)

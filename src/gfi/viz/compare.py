@@ -29,7 +29,7 @@ class Panel:
 
 
 def display_image(image: Tensor, max_side: int = 320) -> Tensor:
-    """The (3, H, W) image shrunk so that its longer side is at most ``max_side`` (figures stay small)."""
+    """The (C, H, W) image shrunk so that its longer side is at most ``max_side`` (figures stay small)."""
     import torch.nn.functional as F
 
     h, w = image.shape[-2:]

@@ -80,3 +80,11 @@ def test_an_rgb_npy_for_a_1_channel_model_is_refused_and_listed(grey_model, tmp_
           "--method", "gradcam"])
     err = capsys.readouterr().err
     assert "but the model takes 1 channel(s)" in err and "Traceback" not in err
+
+
+def test_gfi_compare_reads_the_image_as_grey_for_a_1_channel_model(grey_model, tmp_path, capsys):
+    image = write_grey_png(tmp_path / "scan.png")
+    out = tmp_path / "cmp.png"
+    rc = main(["compare", str(image), "--weights", str(grey_model), "--methods", "gradcam,gradient", "--out", str(out)])
+    assert rc == 0, capsys.readouterr().err
+    assert Image.open(out).size[0] > 100

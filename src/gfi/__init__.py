@@ -37,7 +37,7 @@ logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 def explain(image, method: str = "gfi", target=None, *, model: str | Classifier = "efficientnet_lite0",
             config=None, **settings) -> Explanation:
-    """One call: explain ``image`` (a path, or a (3, H, W) tensor in [0, 1]) with ``method`` for
+    """One call: explain ``image`` (a path, or a (C, H, W) tensor in [0, 1]) with ``method`` for
     ``target`` (None: the top-1 class; an index, a class name, or a list of them), on ``model`` (a
     preset name or a :class:`Classifier`). The maps come back at the image's own size.
 
@@ -50,7 +50,7 @@ def explain(image, method: str = "gfi", target=None, *, model: str | Classifier 
 
     spec = resolve(method, config, settings)  # a bad method or setting: refused before the model loads
     clf = model if isinstance(model, Classifier) else load_model(model)[0]
-    img = image if isinstance(image, Tensor) else load_image(image)
+    img = image if isinstance(image, Tensor) else load_image(image, channels=clf.channels)
     names = target if isinstance(target, list | tuple) else [target]
     targets = None if target is None else [[clf.class_index(t) for t in names]]
     return spec.explainer(clf).explain(clf.prepare(img).to(clf.device), targets).resize_to(tuple(img.shape[-2:]))

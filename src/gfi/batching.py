@@ -34,7 +34,7 @@ def group_by_target_count(targets: Sequence[Sequence[int]]) -> list[list[int]]:
 
 def explain_grouped(explainer: Explainer, images: Tensor,
                     targets: Sequence[Sequence[int]]) -> list[tuple[list[int], Explanation]]:
-    """Explain ``images`` (B, 3, H, W) for ``targets`` (B lists of classes, of any lengths): one
+    """Explain ``images`` (B, C, H, W) for ``targets`` (B lists of classes, of any lengths): one
     ``explainer.explain`` call per group of :func:`group_by_target_count`.
 
     Returns ``(rows, explanation)`` per call: row ``r`` of ``explanation`` is image ``rows[r]`` of

@@ -91,7 +91,12 @@ class Figure:
     def model(self, name: str):
         a = argparse.Namespace(**{**vars(self.args), "model": name})
         clf, _ = common.load_classifier(a, self.device)
-        return clf, clf.prepare(self.image).to(self.device)
+        image = self.image
+        if clf.channels != image.shape[0]:  # e.g. a grey model: the file read again with its channel count
+            from gfi.data.images import load_image
+
+            image = load_image(self.args.image or common.DEMO_IMAGE, channels=clf.channels)
+        return clf, clf.prepare(image).to(self.device)
 
 
 def _target(clf, spec: str, x: torch.Tensor) -> int:

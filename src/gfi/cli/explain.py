@@ -338,7 +338,7 @@ class ExplainJob:
         images, ok, failed = [], [], []
         for p in chunk:
             try:
-                images.append(load_image(p, max_side=self.args.max_side))
+                images.append(load_image(p, max_side=self.args.max_side, channels=self.clf.channels))
                 ok.append(p)
             except ImageLoadError as exc:
                 failed.append((p, str(exc)))

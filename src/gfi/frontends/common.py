@@ -160,7 +160,7 @@ def pixels_and_classifier(model: nn.Module | Callable[[Tensor], Tensor], x: Tens
         m, s = (-lo / span,) * channels, (1.0 / span,) * channels
         pixels = (x - lo) / span
     net = model if isinstance(model, nn.Module) else _Forward(model)
-    clf = Classifier(net, mean=m, std=s, input_size=size, **kwargs)
+    clf = Classifier(net, mean=m, std=s, channels=channels, input_size=size, **kwargs)
     clf = clf.to(clf.device if isinstance(model, nn.Module) else x.device)
     return clf, pixels
 

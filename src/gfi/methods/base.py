@@ -34,7 +34,8 @@ import torch
 from torch import Tensor
 
 from gfi.errors import InputError, SettingsError, TargetError
-from gfi.models.classifier import Classifier
+from gfi.models.classifier import Classifier, channel_problem, shape_problem
+from gfi.models.forward_args import ForwardArgs
 from gfi.models.layers import LayerRef, frozen
 from gfi.settings import Settings, describe, setting
 
@@ -167,6 +168,27 @@ class Explanation:
     def __len__(self) -> int:
         return self.maps.shape[0]
 
+    @staticmethod
+    def cat(parts: Sequence[Explanation]) -> Explanation:
+        """The explanations of consecutive batches as one: every tensor field (batch first) concatenated
+        along the batch, None where a part has none; loss histories ((T, B, ...)) along their batch
+        dimension, a shorter one (an early stop) padded with NaN; other fields (the method) the first's."""
+        def history(hs: list[Tensor]) -> Tensor:
+            t = max(h.shape[0] for h in hs)
+            return torch.cat([torch.cat([h, h.new_full((t - h.shape[0], *h.shape[1:]), float("nan"))]) for h in hs],
+                             1)
+
+        out = {}
+        for f in fields(Explanation):
+            values = [getattr(p, f.name) for p in parts]
+            if f.name == "loss_history":
+                out[f.name] = {key: history([v[key] for v in values]) for key in values[0]}
+            elif isinstance(values[0], Tensor):
+                out[f.name] = None if any(v is None for v in values) else torch.cat(values)
+            else:
+                out[f.name] = values[0]
+        return Explanation(**out)
+
 
 def _class_index(value: Any, where: str) -> int:
     """``value`` as one class index: an int (a numpy or 0-d integer tensor too); a string, a bool or a
@@ -257,13 +279,14 @@ def _flat_fits(n: int, batch: int, what: str) -> None:
 PIXEL_TOLERANCE = 1e-3  # resampling round-off; anything further out is the wrong scale
 
 
-def check_images(images: Tensor) -> Tensor:
-    """``images`` if they are a finite (B, 3, H, W) float batch in [0, 1]; else a one-line error
-    naming the fix (e.g. pixels in 0..255)."""
-    if not isinstance(images, Tensor) or images.ndim != 4 or images.shape[1] != 3:
-        shape = tuple(images.shape) if isinstance(images, Tensor) else type(images).__name__
-        raise InputError(f"images must be a (B, 3, H, W) tensor in [0, 1], got {shape}; "
-                         "use Classifier.prepare() or gfi.data.load_image()")
+def check_images(images: Tensor, channels: int = 3) -> Tensor:
+    """``images`` if they are a finite (B, C, H, W) float batch in [0, 1] with C = ``channels`` (the
+    classifier's); else a one-line error naming the fix (e.g. pixels in 0..255, a grey image for an
+    RGB model, a 3-D volume)."""
+    if not isinstance(images, Tensor) or images.ndim != 4:
+        raise InputError(shape_problem(images, channels))
+    if images.shape[1] != channels:
+        raise InputError(channel_problem(images.shape[1], channels))
     if not torch.is_floating_point(images):
         raise InputError(f"images must be floating point in [0, 1], got {images.dtype}")
     if not torch.isfinite(images).all():
@@ -391,8 +414,15 @@ class Explainer(ABC):
 
         return step
 
-    def explain(self, images: Tensor, targets: TargetsLike = None) -> Explanation:
-        """Maps for ``images`` (B, 3, H, W) in [0, 1] at the model's input size, per target.
+    def explain(self, images: Tensor, targets: TargetsLike = None, *, forward_args: Any = None,
+                forward_kwargs: Mapping[str, Any] | None = None) -> Explanation:
+        """Maps for ``images`` (B, C, H, W) in [0, 1] at the model's input size, per target (C: the
+        classifier's ``channels``).
+
+        ``forward_args`` (Captum's ``additional_forward_args``: a tuple, or one value) and
+        ``forward_kwargs`` (a mapping) go to every forward of the model after the images: non-tensors
+        and batch-1 tensors to every row, a tensor with one row per image follows its image
+        (:mod:`gfi.models.forward_args`; such a call explains its images one at a time).
 
         Works whatever the caller's grad mode (``torch.no_grad()``, ``torch.inference_mode()``):
         the methods need gradients with respect to their masks or inputs, never the caller's graph,
@@ -409,9 +439,12 @@ class Explainer(ABC):
         length than B, or more targets than the model has classes is a one-line
         :class:`~gfi.errors.TargetError`), and so is their number against free memory
         (:func:`gfi.models.memory.target_cap`)."""
-        images = check_images(images)
+        images = check_images(images, self.classifier.channels)
+        extra = ForwardArgs.of(forward_args, forward_kwargs, self.classifier.device)
+        if extra.per_image(images.shape[0]):
+            return self._one_image_at_a_time(images, targets, extra)
         with torch.inference_mode(False), torch.enable_grad(), frozen(self.classifier.model), \
-                self.classifier.compiling(self.options.compile):
+                self.classifier.compiling(self.options.compile), self.classifier.passing(extra):
             images = images.detach().to(self.classifier.device)
             if images.is_inference():
                 images = images.clone()  # an inference tensor cannot enter autograd
@@ -420,6 +453,26 @@ class Explainer(ABC):
             if targets is not None:
                 self._check_targets(images, targets)
             return self._explain(images, targets)
+
+    def _one_image_at_a_time(self, images: Tensor, targets: TargetsLike, extra: ForwardArgs) -> Explanation:
+        """:meth:`explain` with forward arguments that hold one row per image: one call per image, each
+        with its own row, and the explanations joined (:meth:`Explanation.cat`).
+
+        Such a call cannot be batched the way the methods batch their images: each lays its rows out
+        in its own way (GFI's stage 2 sends (2, B, K) kept and removed images, RISE B x N masked
+        copies, SmoothGrad B x N noisy samples), and an argument would have to follow each image into
+        every one. The result is the one a batch would give, at the cost of B calls instead of one.
+        Targets are checked for the whole batch first (:func:`as_targets`; None stays each image's
+        top-1)."""
+        b = images.shape[0]
+        rows = None if targets is None else as_targets(targets, b, images.device,
+                                                       num_classes=self.classifier.num_classes)
+        parts = []
+        for i in range(b):
+            one = extra.image(i, b)
+            parts.append(self.explain(images[i:i + 1], None if rows is None else rows[i:i + 1],
+                                      forward_args=one.args, forward_kwargs=dict(one.kwargs)))
+        return Explanation.cat(parts)
 
     def _check_targets(self, images: Tensor, targets: TargetsLike) -> None:
         """Refuse, before any work, targets that are not class indices of the model for this batch

@@ -103,7 +103,7 @@ class SmoothMaskGenerator:
 
 
 def blur_pyramid(x: Tensor, levels: int, max_blur: float) -> Tensor:
-    """(B, L, 3, H, W): level l is x blurred with sigma = max_blur (1 - l / (L - 1)); the last is x."""
+    """(B, L, C, H, W): level l is x blurred with sigma = max_blur (1 - l / (L - 1)); the last is x."""
     out = []
     for level in range(levels):
         s = max_blur * (1 - level / (levels - 1))
@@ -112,7 +112,7 @@ def blur_pyramid(x: Tensor, levels: int, max_blur: float) -> Tensor:
 
 
 def perturb(pyramid: Tensor, m: Tensor) -> Tensor:
-    """Phi(x, m): pyramid (N, L, 3, H, W), mask (N, H, W) -> (N, 3, H, W), linear in the level m (L - 1)."""
+    """Phi(x, m): pyramid (N, L, C, H, W), mask (N, H, W) -> (N, C, H, W), linear in the level m (L - 1)."""
     levels = pyramid.shape[1]
     pos = m.unsqueeze(1) * (levels - 1)  # (N, 1, H, W)
     lv = torch.arange(levels, device=m.device, dtype=m.dtype).view(1, -1, 1, 1)

@@ -84,8 +84,8 @@ class GFIConfig(Settings):
     lr_decay: float = setting(0.5, "factor of stage 2's learning-rate decay", paper=0.5, low=0, low_open=True,
                               stage=2)
     background: Literal["blur", "mean", "noise"] = setting(
-        "blur", "the background p of Eq. 2 and 4: a blur of the image, the ImageNet mean colour, or noise",
-        paper="blur")
+        "blur", "the background p of Eq. 2 and 4: a blur of the image, the mean colour (ImageNet's; a non-RGB "
+                "model's own mean), or noise", paper="blur")
     blur_kernel: int = setting(11, "kernel size of stage 1's blurred background", paper=11, odd=True)
     blur_sigma: float = setting(5.0, "sigma of stage 1's blurred background", paper=5.0, low=0, low_open=True)
     blur_kernel2: int | None = setting(81, "kernel size of stage 2's blurred background (none: stage 1's)",
@@ -259,7 +259,7 @@ def l1_penalty(w: Tensor, cfg: GFIConfig) -> Tensor:
 class GuidedFeatureInversion(Explainer):
     """Guided Feature Inversion: ``GuidedFeatureInversion(classifier, config).explain(images, targets)``.
 
-    ``images`` is (B, 3, H, W) in [0, 1]; ``targets`` is None (top-1), an int, B ints, or (B, K)
+    ``images`` is (B, C, H, W) in [0, 1]; ``targets`` is None (top-1), an int, B ints, or (B, K)
     indices. Returns an :class:`Explanation` with the class maps, the stage-1 map, w, the loss
     history and the target's score on the kept and on the removed image.
     """
@@ -348,7 +348,8 @@ class GuidedFeatureInversion(Explainer):
         """p of stage 1 and of stage 2 (the same tensor unless stage 2 runs with another blur)."""
         cfg = self.config
         p = make_background(images, cfg.background, blur_kernel=cfg.blur_kernel, blur_sigma=cfg.blur_sigma,
-                            noise_std=cfg.noise_std, generator=torch.Generator().manual_seed(cfg.seed))
+                            noise_std=cfg.noise_std, generator=torch.Generator().manual_seed(cfg.seed),
+                            mean=self.classifier.background_mean)
         kernel2, sigma2 = cfg.stage2_blur
         if not cfg.stage2 or cfg.background != "blur" or (kernel2, sigma2) == (cfg.blur_kernel, cfg.blur_sigma):
             return p, p
@@ -453,7 +454,7 @@ class GuidedFeatureInversion(Explainer):
             w = rows["w_start"] + rows["scale"] * theta if relative else theta
             t, o = rows["targets"], rows["others"]
             m, _ = channel_mask(w, rows["f_channel"], up, rectify=not cfg.nonnegative)
-            both = rows["kept_and_removed"](m).flatten(0, 2)  # (2*B*K, 3, H, W)
+            both = rows["kept_and_removed"](m).flatten(0, 2)  # (2*B*K, C, H, W)
             with self._autocast(x.device):
                 z = clf(self._layout(both)).to(x.dtype).view(2, *t.shape, -1)
             gain, removed = target_terms(z, t, clf.multilabel, cfg.score)

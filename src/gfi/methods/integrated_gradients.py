@@ -42,7 +42,7 @@ class IntegratedGradients(Explainer):
     config: IntegratedGradientsSettings
 
     def raw(self, images: Tensor, targets: Tensor) -> Tensor:
-        """Captum's IG, one (3, H, W) row per (image, target): (B*K, 3, H, W)."""
+        """Captum's IG, one (C, H, W) row per (image, target): (B*K, C, H, W)."""
         from captum.attr import IntegratedGradients as CaptumIG
 
         clf = self.classifier

@@ -95,7 +95,7 @@ class LRP(Explainer):
                 "'integrated-gradients' for residual networks.")
 
     def raw(self, images: Tensor, targets: Tensor) -> Tensor:
-        """Captum's relevance at the normalised input, one (3, H, W) row per (image, target)."""
+        """Captum's relevance at the normalised input, one (C, H, W) row per (image, target)."""
         from captum.attr import LRP as CaptumLRP
 
         self.check()

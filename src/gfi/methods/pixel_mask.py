@@ -70,8 +70,8 @@ class PixelMaskSettings(Settings):
                                   paper=10, low=1)
     lr_decay: float = setting(0.5, "factor of stage 2's learning-rate decay", paper=0.5, low=0, low_open=True)
     background: Literal["blur", "mean", "noise"] = setting(
-        "blur", "the background p of Eq. 2 and 4: a blur of the image, the ImageNet mean colour, or noise",
-        paper="blur")
+        "blur", "the background p of Eq. 2 and 4: a blur of the image, the mean colour (ImageNet's; a non-RGB "
+                "model's own mean), or noise", paper="blur")
     blur_kernel: int = setting(11, "kernel size of the blurred background", paper=11, odd=True)
     blur_sigma: float = setting(5.0, "sigma of the blurred background", paper=5.0, low=0, low_open=True)
     noise_std: float = setting(0.2, "standard deviation of the noise background", low=0)
@@ -107,7 +107,8 @@ class PixelMask(Explainer):
             t, probs = self._targets_and_probs(images, targets, logits)
             f_inversion = feats[inversion_layer]
             p = make_background(images, cfg.background, blur_kernel=cfg.blur_kernel, blur_sigma=cfg.blur_sigma,
-                                noise_std=cfg.noise_std, generator=torch.Generator().manual_seed(cfg.seed))
+                                noise_std=cfg.noise_std, generator=torch.Generator().manual_seed(cfg.seed),
+                                mean=clf.background_mean)
             kept_and_removed = KeptAndRemoved(images, p)
             step = self._progress(cfg.iters1 + cfg.iters2)
 

@@ -50,7 +50,7 @@ def rise_masks(n: int, s: int, p: float, size: tuple[int, int], generator: torch
 
 def rise_saliency(classifier: Classifier, images: Tensor, masks: Tensor, targets: Tensor, p: float,
                   batch_size: int = 64, step: Callable[[int], None] | None = None) -> Tensor:
-    """Eq. (6): ``1/(N p) sum_i f_c(x * M_i) M_i`` for (B, 3, H, W) images, (N, H, W) masks and (B, K)
+    """Eq. (6): ``1/(N p) sum_i f_c(x * M_i) M_i`` for (B, C, H, W) images, (N, H, W) masks and (B, K)
     targets; returns (B, K, H, W), not normalised."""
     b, n = images.shape[0], masks.shape[0]
     masks = masks.to(images.device, images.dtype)
@@ -61,7 +61,7 @@ def rise_saliency(classifier: Classifier, images: Tensor, masks: Tensor, targets
             m = masks[start:start + per_image]
             if step is not None:
                 step(m.shape[0])
-            masked = (images.unsqueeze(1) * m[None, :, None]).flatten(0, 1)  # (B * n_chunk, 3, H, W)
+            masked = (images.unsqueeze(1) * m[None, :, None]).flatten(0, 1)  # (B * n_chunk, C, H, W)
             scores = classifier.scores(classifier(masked).float()).view(b, m.shape[0], -1)
             f = scores.gather(2, targets.unsqueeze(1).expand(-1, m.shape[0], -1))  # (B, n_chunk, K)
             sal += torch.einsum("bnk,nhw->bkhw", f, m.float())

@@ -4,7 +4,7 @@ Eq. (1) of the paper: ``M_c(x) = 1/n sum_{i=1}^n d y_c / d x |_{x + N(0, sigma^2
 published n = 50 samples and noise level sigma / (x_max - x_min) = 15% (the paper's 10-20%
 range); pixels are in [0, 1], so sigma = 0.15. ``y_c`` is the logit.
 
-gfi adaptation: the (B, 3, H, W) average of the signed gradients (what Captum's
+gfi adaptation: the (B, C, H, W) average of the signed gradients (what Captum's
 ``NoiseTunnel(Saliency(abs=False))`` returns for ``nt_type="smoothgrad"``); the map is
 ``max_channel |M_c(x)|``, min-max normalised, the reduction of :mod:`gfi.methods.gradient`
 (Simonyan et al. 2014), so ``smoothgrad`` is exactly the noise-averaged ``gradient``.
@@ -53,8 +53,8 @@ class SmoothGrad(Explainer):
     config: SmoothGradSettings
 
     def raw(self, images: Tensor, targets: Tensor) -> Tensor:
-        """The mean signed gradient of the logit over the noisy copies, one (3, H, W) row per
-        (image, target): (B*K, 3, H, W). Equals Captum's ``NoiseTunnel(Saliency(clf)).attribute(x,
+        """The mean signed gradient of the logit over the noisy copies, one (C, H, W) row per
+        (image, target): (B*K, C, H, W). Equals Captum's ``NoiseTunnel(Saliency(clf)).attribute(x,
         nt_type="smoothgrad", nt_samples=samples, nt_samples_batch_size=16, stdevs=noise, abs=False)``
         after ``torch.manual_seed(seed)``."""
         cfg, clf = self.config, self.classifier

@@ -37,11 +37,14 @@ def escape(text: object) -> str:
 
 def thumbnail(image: Tensor, saliency: Tensor | None = None, *, cmap: str = "jet", side: int = THUMB_SIDE,
               quality: int = 80) -> bytes:
-    """JPEG bytes of ``image`` (3, H, W) in [0, 1], long side ``side`` px, with ``saliency`` (H, W)
-    blended on it when given (the colour map of :func:`gfi.viz.overlay.overlay`)."""
+    """JPEG bytes of ``image`` (C, H, W) in [0, 1] (shown as :func:`gfi.viz.overlay.display_rgb` shows
+    it), long side ``side`` px, with ``saliency`` (H, W) blended on it when given (the colour map of
+    :func:`gfi.viz.overlay.overlay`)."""
     from PIL import Image
 
-    from gfi.viz.overlay import overlay
+    from gfi.viz.overlay import display_rgb, overlay
+
+    image = display_rgb(image)
 
     h, w = image.shape[-2:]
     scale = side / max(h, w)

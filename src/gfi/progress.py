@@ -4,15 +4,17 @@ what the rest will cost, told to whoever asked (``progress=`` of :func:`gfi.expl
 
 * :class:`Progress`: one snapshot; a ``progress=`` callable receives one at every update.
 * :class:`Tracker`: what a job drives. It counts images and the steps of each explain call (the
-  explainer's ``progress(done, total)`` hook) and estimates the cost per image from the costliest
-  steps measured so far, then from whole calls once one has finished: a method whose later steps
-  cost more than its first (GFI's stage 2 against stage 1) is not projected from its cheap ones,
-  and the estimate is said again when it changes.
+  explainer's ``progress(done, total)`` hook) and estimates the method's cost per image: during
+  the first call, its time so far plus the steps left at the rate of the costliest twentieth of
+  its steps measured so far; then the first whole call; for the time left, the images finished.
+  A method whose later steps cost more than its first (GFI's stage 2 after stage 1) is estimated
+  again as soon as they start, and each estimate that differs by more than a quarter from the
+  last one said is said.
 * :class:`ConsoleReporter`, what ``progress=True`` gives: bars on a terminal; in a log (a file, a
   pipe, CI) occasional plain lines, never a carriage return or a cursor escape.
 
 ``progress`` arguments: None or False (silent), True (a :class:`ConsoleReporter` on stderr), or a
-callable taking a :class:`Progress` (a reporter object; its ``close()``, if any, is not called).
+callable taking a :class:`Progress` (e.g. an object with ``__call__``).
 """
 
 from __future__ import annotations
@@ -165,12 +167,19 @@ class Tracker:
 
     @contextmanager
     def hooked(self, explainer) -> Iterator[None]:
-        """The explainer reports its steps here for the duration (its own hook is put back)."""
+        """The explainer reports its steps here for the duration (a hook of its own still hears
+        them, and is put back after)."""
         if not self.active:
             yield
             return
         before = explainer.progress
-        explainer.progress = self.step
+
+        def both(done: int, total: int) -> None:
+            self.step(done, total)
+            if before is not None:
+                before(done, total)
+
+        explainer.progress = both
         try:
             yield
         finally:

@@ -253,3 +253,17 @@ def test_explain_folder_stopped_saves_what_is_done_and_the_same_call_finishes(tm
     assert result.explained == 2 and result.resumed and len(result.images) == 3 and result.summary["complete"]
     with pytest.raises(GFIError, match="other arguments"):
         gfi.explain_folder(folder, tmp_path / "o", method="gradcam", model=clf, cmap="viridis")
+
+
+def test_explain_folder_takes_an_explainer_and_refuses_settings_beside_it(tmp_path):
+    from gfi.methods.registry import get_method
+
+    folder = write_images(tmp_path / "in", 2)
+    explainer = get_method("gfi", cli_tiny.make(), iters1=2, iters2=3)
+    result = gfi.explain_folder(folder, tmp_path / "o", method=explainer)
+    assert result.summary["config"]["iters2"] == 3 and result.summary["preset"] == "default"
+    assert re.fullmatch(r"im0_\d+\.png", result.images[0]["targets"][0]["overlay"])  # gfi's names: no tag
+    for extra in ({"iters2": 5}, {"model": cli_tiny.make()}, {"preset": "fast"}):
+        with pytest.raises(GFIError, match="explainer already made"):
+            gfi.explain_folder(folder, tmp_path / "p", method=explainer, **extra)
+    assert not (tmp_path / "p").exists()

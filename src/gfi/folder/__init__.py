@@ -37,7 +37,7 @@ def explain_folder(
     out: PathLike = "gfi-out",
     *,
     method: str | Explainer = "gfi",
-    model: str | Classifier = "efficientnet_lite0",
+    model: str | Classifier | None = None,
     targets: TargetSpec | Iterable[TargetSpec] | Mapping[PathLike, TargetSpec | Iterable[TargetSpec]] | None = None,
     preset: str | None = None,
     save_npy: bool = False,
@@ -57,8 +57,9 @@ def explain_folder(
     Args:
         method: a method's name (``gfi methods``) or an :class:`~gfi.methods.base.Explainer` already
             made (then ``model``, ``preset`` and ``settings`` are its own).
-        model: a preset's or model source's name (loaded with :func:`gfi.load_model`) or a
-            :class:`~gfi.models.classifier.Classifier`.
+        model: a preset's or model source's name (loaded with :func:`gfi.load_model`, on the CPU;
+            default ``efficientnet_lite0``) or a :class:`~gfi.models.classifier.Classifier` (it runs
+            where it is: ``clf.to("cuda")`` first for a GPU).
         targets: None (each image's top-1 class); a spec for every image (``"top5"``, a class name,
             an index) or a list of them; or a mapping from an image (its path, file name or stem)
             to its spec(s).
@@ -134,16 +135,17 @@ def _explainer(method, model, preset: str | None, settings: dict, model_info: di
     from gfi.methods.base import Explainer
     from gfi.methods.registry import get_method
     from gfi.models.classifier import Classifier
-    from gfi.models.presets import load_model
+    from gfi.models.presets import DEFAULT_MODEL, load_model
 
     if isinstance(method, Explainer):
-        if preset is not None or settings:
-            raise UsageError("method is an explainer already made: give its settings when making it, not here")
+        if preset is not None or settings or (model is not None and model is not method.classifier):
+            raise UsageError("method is an explainer already made: its model and settings are its own; give them "
+                             "when making it, not here")
         return method, model_info or {"model": method.classifier.name}
     if isinstance(model, Classifier):
         clf, info = model, {"model": model.name}
     else:
-        clf, info = load_model(model)
+        clf, info = load_model(model or DEFAULT_MODEL)
     return get_method(method, clf, preset, **settings), model_info or info
 
 

@@ -126,12 +126,11 @@ class FolderJob:
         locked now when it is new): nothing is written before every argument is known to be good."""
         from gfi.runs import RunFolder
 
-        paths, per_image = list(paths), dict(per_image or {})
+        paths, per_image, outputs = list(paths), dict(per_image or {}), outputs or OutputSettings()
         clf = explainer.classifier
         check_target_specs([*(target or []), *(c for v in per_image.values() for c in v)], clf)
         check_target_memory(clf, [per_image.get(p) or target or ["top1"] for p in paths],
-                            batch=min(batch_size, len(paths)), max_side=(outputs or OutputSettings()).max_side)
-        outputs = outputs or OutputSettings()
+                            batch=min(batch_size, len(paths)), max_side=outputs.max_side)
         arguments = {
             "inputs": [str(p.resolve()) for p in paths], "model": info, **explainer.provenance(),
             "run_options": explainer.options.to_dict(),

@@ -216,7 +216,7 @@ def test_an_image_named_like_another_ones_output_gets_its_own_files(tmp_path, ca
 def test_output_names_of_different_stems_never_collide():
     import random
 
-    from gfi.cli.outputs import planned_files
+    from gfi.folder.outputs import planned_files
 
     rng = random.Random(9)
     parts = ["a", "3", "243", "stage1", "input", "gradcam", "x-y", "", "0"]

@@ -5,8 +5,9 @@ import json
 
 import pytest
 
-from gfi.cli.targets import read_targets_csv, unique_inputs
+from gfi.cli.targets import read_targets_csv
 from gfi.errors import UsageError
+from gfi.folder.targets import unique_inputs
 from tests.cli.test_reliability import run, write_images
 
 

@@ -1,5 +1,6 @@
-"""What ``gfi explain`` writes for one image: overlays, ``.npy`` maps and report thumbnails at the
-image's own size, and the image's record for ``results.json``."""
+"""What a folder job (``gfi explain``, :func:`gfi.explain_folder`) writes for one image: overlays,
+``.npy`` maps and report thumbnails at the image's own size, and the image's record for
+``results.json``."""
 
 from __future__ import annotations
 
@@ -10,10 +11,13 @@ from pathlib import Path
 
 import torch
 
-from gfi.cli.common import format_prob
 from gfi.data.samples import safe_stem
+from gfi.viz.report import format_prob
 
-log = logging.getLogger("gfi")
+log = logging.getLogger(__name__)
+
+#: the method whose overlays carry no method tag in their names
+DEFAULT_METHOD = "gfi"
 
 
 @dataclass(frozen=True)
@@ -25,6 +29,11 @@ class OutputSettings:
     colorbar: bool = False
     max_side: int = 4096
     method_tag: str = ""  # in overlay names: "" for the default method (gfi), else the method's name
+
+
+def method_tag(method: str) -> str:
+    """The tag in the overlay names of ``method``'s maps: none for the default method, else its name."""
+    return "" if method == DEFAULT_METHOD else method
 
 
 def overlay_name(stem: str, cls: int, tag: str = "") -> str:

@@ -143,10 +143,14 @@ class _ClassScore(Target):
         if self.class_index < 0:
             raise TargetError(f"{type(self).__name__}'s class must be >= 0, got {self.class_index}")
 
+    #: the name errors give it (a plain class index read as this score is named as the index)
+    _shown: str | None = None
+
     def _column(self, output: Any) -> Tensor:
-        z = _class_scores(output, self.describe())
+        who = self._shown or self.describe()
+        z = _class_scores(output, who)
         if self.class_index >= z.shape[1]:
-            raise TargetError(f"target {self.describe()} is out of range: the model returns {z.shape[1]} scores "
+            raise TargetError(f"target {who} is out of range: the model returns {z.shape[1]} scores "
                               f"(0..{z.shape[1] - 1})")
         return z
 
@@ -172,16 +176,19 @@ class Logit(_ClassScore):
 
 
 class Softmax(_ClassScore):
-    """Class c's softmax probability (pytorch-grad-cam's ``ClassifierOutputSoftmaxTarget``), in float32."""
+    """Class c's softmax probability (pytorch-grad-cam's ``ClassifierOutputSoftmaxTarget``), in float32,
+    computed as :func:`gfi.objectives.target_terms` computes f_c (``exp(y_c - logsumexp(y))``), so that
+    a method reads ``Softmax(c)`` exactly as its own reading of class c when that is f_c."""
 
     kind = "softmax"
     probability = True
 
     def __call__(self, output: Any) -> Tensor:
-        return self._column(output).float().softmax(-1)[:, self.class_index]
+        return self.log(output).exp()
 
     def log(self, output: Any) -> Tensor:
-        return self._column(output).float().log_softmax(-1)[:, self.class_index]
+        z = self._column(output).float()
+        return z[:, self.class_index] - z.logsumexp(-1)
 
     def log1m(self, output: Any) -> Tensor:
         z = self._column(output).float()
@@ -223,12 +230,13 @@ class ClassTarget(_ClassScore):
     kind = "class"
 
     def __call__(self, output: Any) -> Tensor:
-        return Logit(self.class_index)(output)
+        return self.read("logit", False)(output)
 
     def read(self, reading: Reading, multilabel: bool) -> Target:
-        if reading == "logit":
-            return Logit(self.class_index)
-        return Sigmoid(self.class_index) if multilabel else Softmax(self.class_index)
+        kind = Logit if reading == "logit" else Sigmoid if multilabel else Softmax
+        score = kind(self.class_index)
+        score._shown = self.describe()
+        return score
 
 
 class OutputIndex(Target):
@@ -383,7 +391,7 @@ class DetectionTarget(Target):
         hit = (d["labels"] == self.class_index).nonzero().squeeze(1)
         if hit.numel():
             box = torch.tensor(self.box, device=d["boxes"].device, dtype=d["boxes"].dtype)
-            iou = _box_iou(box, d["boxes"][hit])
+            iou = _box_iou(box, d["boxes"][hit].detach())
             best = int(iou.argmax())
             if float(iou[best]) >= self.iou:
                 return scores[hit[best]]

@@ -121,3 +121,12 @@ def test_an_output_that_does_not_depend_on_the_image_gives_a_collapsed_map(regre
     clf, x = regression
     e = explain("gradcam", clf, x, OutputIndex(1))  # constant 0
     assert e.collapsed.all() and (e.maps == 0).all()
+
+
+def test_gfi_explain_in_one_call_takes_a_target_object(regression):
+    import gfi
+
+    clf, x = regression
+    e = gfi.explain(x[0], "gradcam", target=[OutputIndex(0), 0], model=clf)  # a target and a class index
+    assert e.target_descriptions == [["output:0", "class:0"]]
+    assert nets.in_box(e.maps[0, 0], nets.RESNET_BOX)

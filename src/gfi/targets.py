@@ -39,6 +39,7 @@ import functools
 import hashlib
 import math
 import numbers
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, ClassVar, Literal
 
@@ -59,7 +60,8 @@ Reading = Literal["logit", "prob"]
 
 
 def describe_output(output: Any) -> str:
-    """A model output in a few words, for error messages: ``(2, 21, 64, 64)``, ``a list of 2 dict``."""
+    """A model output in a few words, for error messages: ``a tensor of shape (2, 21, 64, 64)``,
+    ``a list of 2 dict``."""
     if isinstance(output, Tensor):
         return f"a tensor of shape {tuple(output.shape)}"
     if isinstance(output, list | tuple):
@@ -91,7 +93,7 @@ def _class_scores(output: Any, who: str) -> Tensor:
     return output
 
 
-class Target:
+class Target(ABC):
     """One differentiable score per image from the model's output: ``target(output) -> (N,)``.
 
     Subclasses set :attr:`probability` when the score is a probability in [0, 1] (GFI then reads
@@ -103,12 +105,13 @@ class Target:
     #: the class the target is about (names, records), or None
     class_index: int | None = None
 
+    @abstractmethod
     def __call__(self, output: Any) -> Tensor:
-        raise NotImplementedError
+        """(N,) scores of the model's output for N images."""
 
+    @abstractmethod
     def describe(self) -> str:
         """A short stable text naming the target (records, file names, the map store's key)."""
-        raise NotImplementedError
 
     def read(self, reading: Reading, multilabel: bool) -> Target:
         """The explicit target this one is under a method's native ``reading`` of a class index:

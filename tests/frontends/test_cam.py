@@ -380,16 +380,21 @@ def test_a_one_channel_model_lights_its_planted_patch():
 
 
 class Tiny3D(nn.Module):
+    """The model of pytorch-grad-cam's test_gradient_cam_methods_support_3d_conv_layers: conv 3x3x3
+    (1 -> 2) -> ReLU -> global average pool -> linear (2 -> 2)."""
+
     def __init__(self) -> None:
         super().__init__()
-        self.conv = nn.Conv3d(1, 2, 3, padding=1)
+        self.conv = nn.Conv3d(1, 2, kernel_size=3, padding=1)
+        self.pool = nn.AdaptiveAvgPool3d(1)
         self.fc = nn.Linear(2, 2)
 
     def forward(self, x):
-        return self.fc(torch.relu(self.conv(x)).mean((2, 3, 4)))
+        return self.fc(self.pool(torch.relu(self.conv(x))).flatten(1))
 
 
 def test_volumes_are_refused_in_one_line():
+    """The skip of the vendored 3-D test (tests/peers/pytorch_grad_cam) says this."""
     net = Tiny3D().eval()
     with pytest.raises(UsageError, match=r"^GFICAM explains \(N, C, H, W\) images, got \(1, 1, 3, 4, 5\): GFI's mask "
                                          r"and background are 2-D \(Eq\. 2, 6-7\), so 3-D volumes are not "

@@ -271,7 +271,8 @@ def test_aug_smooth_averages_the_maps_of_the_augmented_inputs_mapped_back(setup)
 
 def test_aug_smooth_with_mean_and_std(setup):
     """The x1.1 copy of a normalised photo has pixels outside [0, 1] under mean/std: rescaled by its
-    own range where that is exact (GFI's blur background), refused in one line where it is not."""
+    own range, which is exact for GFI's blur background (the map is the one without mean/std), and
+    refused in one line under the mean background (a fixed pixel colour), and for a gfi.Classifier."""
     from gfi.constants import IMAGENET_MEAN, IMAGENET_STD
 
     net, clf, p = setup
@@ -282,8 +283,8 @@ def test_aug_smooth_with_mean_and_std(setup):
     rescaled = GFICAM(net, [net[2]], **quick("gfi"))(x, t, aug_smooth=True)
     np.testing.assert_allclose(with_norm, rescaled, rtol=0, atol=1e-4)  # blur: both the native maps
     with pytest.raises(UsageError, match=r"^GFICAM: an aug_smooth copy \(times a factor above 1\) has pixels outside "
-                                         r"\[0, 1\] under mean/std, which method 'gfi' .*background='blur', "
-                                         r"clamp=True"):
+                                         r"\[0, 1\] under mean/std, which background='mean' \(a fixed pixel value\) "
+                                         r"cannot explain exactly; use background='blur', clamp=True"):
         GFICAM(net, [net[2]], background="mean", **norm, **quick("gfi"))(x, t, aug_smooth=True)
     with pytest.raises(UsageError, match=r"^GFICAM: an aug_smooth copy of the pixels leaves \[0, 1\] \(a "
                                          r"gfi\.Classifier takes pixels in \[0, 1\]\); pass tta_transforms"):

@@ -40,7 +40,7 @@ from gfi.errors import UsageError
 from gfi.frontends.common import check_normalization, module_name, one_target_each, pixels_and_classifier
 from gfi.masks.channel_mask import min_max, upsample
 from gfi.methods.base import PIXEL_TOLERANCE, Explanation, RunOptions
-from gfi.methods.spec import MethodSpec, resolve
+from gfi.methods.spec import resolve
 from gfi.models.classifier import Classifier
 from gfi.models.layers import frozen
 from gfi.settings import Settings
@@ -137,14 +137,6 @@ def _peer_targets() -> dict[str, type]:
     return {n: getattr(model_targets, n) for n in names if hasattr(model_targets, n)}
 
 
-def _rescaling_is_exact(spec: MethodSpec) -> bool:
-    """Whether ``spec``'s maps are the native ones when a batch is rescaled by its own range (rule 3
-    of :mod:`gfi.frontends`): GFI with its blur background, Grad-CAM and CAM."""
-    if spec.name in ("gradcam", "cam"):
-        return True
-    return spec.name in ("gfi", "gfi-stage1") and getattr(spec.config, "background", None) == "blur"
-
-
 class GFICAM:
     """Guided Feature Inversion (or any gfi method) called like pytorch-grad-cam's ``GradCAM``.
 
@@ -225,9 +217,11 @@ class GFICAM:
         ``aug_smooth``: the maps of the augmented inputs (``tta_transforms``; by default the input
         and its mirror image, each times 0.9, 1 and 1.1: 6 runs), each mapped back (unflipped) and
         averaged, with no new min-max (as pytorch-grad-cam does). A copy times 1.1 whose pixels
-        leave [0, 1] under ``mean``/``std`` is rescaled by its own range where that gives the
-        native map (GFI's blur background, Grad-CAM, CAM), clamped with ``clamp=True``, and
-        otherwise refused in one line.
+        leave [0, 1] under ``mean``/``std`` is clamped with ``clamp=True``, and otherwise rescaled
+        by its own range (rule 3 of :mod:`gfi.frontends`: exact for GFI's blur background, Grad-CAM
+        and CAM; for a method that fixes a pixel value, e.g. integrated gradients' black baseline,
+        the copy's darkest value plays that role), except under GFI's ``background="mean"`` or
+        ``"noise"``, where it is refused in one line.
 
         ``eigen_smooth``: each layer's map is the first principal component of GFI's weighted
         channels ``w_i f_i^{l1}(x)`` (Eq. 6 before the sum; :func:`first_component`, with the sign
@@ -326,12 +320,13 @@ class GFICAM:
             p = x * torch.tensor(std, dtype=x.dtype, device=x.device).view(shape) \
                 + torch.tensor(mean, dtype=x.dtype, device=x.device).view(shape)
             if float(p.min()) < -PIXEL_TOLERANCE or float(p.max()) > 1 + PIXEL_TOLERANCE:
-                if not _rescaling_is_exact(self.spec):
+                background = getattr(self.spec.config, "background", None)
+                if background not in (None, "blur"):
                     raise UsageError(f"GFICAM: an aug_smooth copy (times a factor above 1) has pixels outside [0, 1] "
-                                     f"under mean/std, which method {self.spec.name!r} with these settings cannot "
-                                     "explain exactly; use GFI's background='blur', clamp=True, or tta_transforms "
-                                     "without factors above 1")
-                mean = std = None  # rescaled by its own range: exact for this method (gfi.frontends)
+                                     f"under mean/std, which background={background!r} (a fixed pixel value) cannot "
+                                     "explain exactly; use background='blur', clamp=True, or tta_transforms without "
+                                     "factors above 1")
+                mean = std = None  # rescaled by its own range (rule 3 of gfi.frontends)
         return pixels_and_classifier(self.model, x, layer=self.layers[0], reshape_transform=self.reshape_transform,
                                      mean=mean, std=std, clamp=clamp and mean is not None, who="GFICAM")
 

@@ -39,8 +39,9 @@ logging.getLogger(__name__).addHandler(logging.NullHandler())
 def explain(image, method: str = "gfi", target=None, *, model: str | Classifier = "efficientnet_lite0",
             config=None, progress=None, **settings) -> Explanation:
     """One call: explain ``image`` (a path, or a (C, H, W) tensor in [0, 1]) with ``method`` for
-    ``target`` (None: the top-1 class; an index, a class name, or a list of them), on ``model`` (a
-    preset name or a :class:`Classifier`). The maps come back at the image's own size.
+    ``target`` (None: the top-1 class; an index, a class name, a :mod:`gfi.targets` target, or a list
+    of them), on ``model`` (a preset name or a :class:`Classifier`). The maps come back at the image's
+    own size.
 
     ``progress``: None or False (silent), True (a bar of the method's steps on a terminal, plain
     lines in a log, on stderr, with the estimated cost), or a callable taking a
@@ -58,7 +59,7 @@ def explain(image, method: str = "gfi", target=None, *, model: str | Classifier 
     clf = model if isinstance(model, Classifier) else load_model(model)[0]
     img = image if isinstance(image, Tensor) else load_image(image, channels=clf.channels)
     names = target if isinstance(target, list | tuple) else [target]
-    targets = None if target is None else [[clf.class_index(t) for t in names]]
+    targets = None if target is None else [[t if callable(t) else clf.class_index(t) for t in names]]
     explainer = spec.explainer(clf)
     steps = tracker(progress, explainer.name)
     steps.start(1)

@@ -103,10 +103,27 @@ def test_wrong_layer_lists_nearest_names():
         load_model("resnet18", weights="random")[0].with_layers(channel_layer="layer4.1.conv3")
 
 
-def test_non_2d_output_is_an_error():
+def test_an_output_that_is_not_class_scores_needs_a_target():
+    """A (B, C, H, W) output passes through forward (a target reads it); class probabilities, top-1 and
+    an output that is no tensor are refused in one line."""
+    from gfi.errors import TargetError
+    from gfi.methods.registry import get_method
+
     clf = Classifier(nn.Conv2d(3, 4, 3), input_size=(8, 8))
+    x = torch.rand(1, 3, 8, 8)
+    assert clf(x).shape == (1, 4, 6, 6)
     with pytest.raises(ValueError, match=r"2-D \(batch, classes\) score tensor"):
-        clf(torch.rand(1, 3, 8, 8))
+        clf.scores(clf(x))
+    with pytest.raises(TargetError, match=r"top-1 class, for which the model must return a 2-D \(batch, classes\) "
+                                          r"score tensor; it returned a tensor of shape \(1, 4, 6, 6\): give a target"):
+        get_method("gradient", clf).explain(x)
+
+    class Strange(nn.Module):
+        def forward(self, x):
+            return "scores"
+
+    with pytest.raises(ValueError, match=r"the model returned a str; gfi reads a tensor"):
+        Classifier(Strange(), input_size=(8, 8))(x)
 
 
 def test_unknown_model_lists_valid_ones():

@@ -372,6 +372,9 @@ def run_experiment(exp: Experiment, run: EvalRun, opts: Settings | None = None, 
         options = record_options(exp, run, opts, dataset, provenance(run, config))
         with manifest.active():
             prepare_out(run, options, shard, manifest, store_folder if run.overwrite else None)
+            if shard.rank == 0:
+                exp.write_inputs(run, dataset, manifest)
+            shard.barrier()
             ctx = Context(run, opts, dataset, config=config, run_options=run_options, classifier=classifier,
                           info=info, device=device)
             ctx.store.prepare(selected, given=run.maps is not None)

@@ -291,7 +291,8 @@ class FolderJob:
         images, ok, failed = [], [], []
         for p in chunk:
             try:
-                images.append(load_image(p, max_side=self.settings.max_side, channels=self.explainer.classifier.channels))
+                images.append(load_image(p, max_side=self.settings.max_side,
+                                      channels=self.explainer.classifier.channels))
                 ok.append(p)
             except ImageLoadError as exc:
                 failed.append((p, str(exc)))

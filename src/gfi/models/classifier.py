@@ -277,10 +277,16 @@ class Classifier(nn.Module):
         finally:
             handle.remove()
 
-    def forward(self, x: Tensor) -> Tensor:
-        """Logits for (B, C, H, W) images in [0, 1]. The normalised images are cast to the model's
-        dtype (a float16, bfloat16 or float64 model takes the methods' float32 images), and the
-        logits come back in the images' dtype."""
+    def forward(self, x: Tensor) -> Any:
+        """The model's output for (B, C, H, W) images in [0, 1]: logits (B, classes) for a classifier.
+        The normalised images are cast to the model's dtype (a float16, bfloat16 or float64 model takes
+        the methods' float32 images), and a tensor output comes back in the images' dtype.
+
+        Outputs that are not (B, classes) scores are passed on for a target to read
+        (:mod:`gfi.targets`): an object with ``.logits`` (Hugging Face) and a dict's ``"out"``
+        (torchvision's segmentation models) are unwrapped, a list (torchvision's detection models:
+        one dict per image) and any other tensor are returned as they are. Anything else is
+        :class:`~gfi.errors.NotApplicable`. Each image's top-1 class and :meth:`scores` need (B, classes)."""
         z = self.normalize(x)
         dtype = self.dtype
         with _runnable(dtype, z.device):
@@ -288,19 +294,28 @@ class Classifier(nn.Module):
             out = run_compiled(self.model, z) if self._compile else self.model(z)
         if not isinstance(out, Tensor) and isinstance(getattr(out, "logits", None), Tensor):
             out = out.logits  # Hugging Face's ImageClassifierOutput
+        elif isinstance(out, dict) and isinstance(out.get("out"), Tensor):
+            out = out["out"]  # torchvision's segmentation models
         if isinstance(out, Tensor) and out.is_floating_point() and out.dtype != x.dtype:
             out = out.to(x.dtype)
-        if not isinstance(out, Tensor) or out.ndim != 2:
-            shape = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
+        if not (isinstance(out, Tensor) and out.ndim >= 1) and not isinstance(out, list):
             raise NotApplicable(
-                f"the model must return a 2-D (batch, classes) score tensor; it returned {shape}. "
-                "Wrap it so that forward() returns the logits."
+                f"the model returned a {type(out).__name__}; gfi reads a tensor (batch, ...), an object with "
+                ".logits, a dict with 'out' (torchvision segmentation) or a list of dicts (torchvision detection). "
+                "Wrap it so that forward() returns one of those."
             )
         return out
 
     def scores(self, logits: Tensor) -> Tensor:
-        """f_c of the paper: softmax probabilities, or sigmoids for a multi-label model
-        (:func:`gfi.objectives.class_scores`)."""
+        """f_c of the paper for every class: softmax probabilities, or sigmoids for a multi-label model
+        (:func:`gfi.objectives.class_scores`), of (B, classes) logits; a one-line
+        :class:`~gfi.errors.NotApplicable` for an output that is not (batch, classes) scores."""
+        if not isinstance(logits, Tensor) or logits.ndim != 2:
+            shape = tuple(logits.shape) if isinstance(logits, Tensor) else type(logits).__name__
+            raise NotApplicable(
+                f"the model must return a 2-D (batch, classes) score tensor for class probabilities; it returned "
+                f"{shape}. Explain another output with a target (gfi.targets), or wrap the model so that "
+                "forward() returns the logits.")
         return class_scores(logits, self.multilabel)
 
     def activations(self, x: Tensor, layers: Sequence[LayerRef], *, stop: bool = True,

@@ -6,8 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from torch import nn
 
-from gfi.errors import SettingsError, UsageError
+from gfi.errors import SettingsError, TargetError, UsageError
 from gfi.methods.registry import get_method
 from tests.frontends.test_rule import quick
 
@@ -190,27 +191,45 @@ def test_targets_select_what_captum_selects(setup, target):
     assert (got - other).abs().max() > 0.05, "another class gives another map: the test can fail"
 
 
+class Grid(nn.Module):
+    """A model with a (N, 3, 4) output: conv 1x1 (3 -> 4) -> ReLU -> pooled -> linear (4 -> 12) -> (3, 4)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        with torch.random.fork_rng():
+            torch.manual_seed(4)
+            self.conv, self.relu, self.fc = nn.Conv2d(3, 4, 1), nn.ReLU(), nn.Linear(4, 12)
+
+    def forward(self, x):
+        return self.fc(self.relu(self.conv(x)).mean((2, 3))).view(-1, 3, 4)
+
+
 def test_a_tuple_is_an_index_not_a_list_of_classes(setup):
-    """(3, 5) is Captum's index output[:, 3, 5] (an error on (N, classes) scores, in Captum too), never
-    'class 3 for image 0 and class 5 for image 1'; a tuple of one class is that class for every image."""
+    """(3, 1) is Captum's index output[:, 3, 1], never 'class 3 for image 0 and class 1 for image 1': on
+    an output of three dimensions it is that entry (Captum's own Saliency gives the same map); on
+    (N, classes) scores an error (in Captum too); a tuple of one class is that class for every image."""
     from captum.attr import Saliency
 
     net, clf, p = setup
     x = clf.normalize(p)
+    grid = Grid().eval()
+    for target in [(2, 1), [(0, 3), (2, 1)]]:
+        got = GuidedFeatureInversion(grid, method="gradient").attribute(x, target=target)[:, 0]
+        want = captum_gradient_map(grid, x, target)
+        assert (want.flatten(1).std(1) > 0.05).all(), "the maps are flat: the comparison would prove nothing"
+        assert torch.allclose(got, want, atol=1e-5)
     a = GuidedFeatureInversion(net, method="gradcam")
     with pytest.raises(AssertionError):
         Saliency(net).attribute(x.clone().requires_grad_(True), target=(3, 1))
-    for bad in ((3, 1), [(0, 1), (1,)], ()):
-        with pytest.raises(UsageError, match=r"^GuidedFeatureInversion\.attribute: .*indexes (a 3-D output "
-                                             r"\(output\[:, 0?3?, 1\]\)|the whole output), as Captum reads a "
-                                             r"tuple .*give an int, a 1-tuple \(c,\), or a list of N ints$"):
-            a.attribute(x, target=bad)
+    with pytest.raises(TargetError, match=r"^target output:3,1 gives 2 index\(es\), but the model's output \(\d, 4\) "
+                                          r"has 1 dim\(s\) after the batch"):
+        a.attribute(x, target=(3, 1))
     assert torch.equal(a.attribute(x, target=(1,)), a.attribute(x, target=[1, 1]))
     with pytest.raises(UsageError, match=r"^GuidedFeatureInversion\.attribute: target must be an integer tensor"):
         a.attribute(x, target=torch.tensor([1.0, 2.0]))
     with pytest.raises(UsageError, match=r"target of shape \(2, 1\): Captum takes one class, or a 1-D tensor"):
         a.attribute(x, target=torch.tensor([[1], [2]]))
-    with pytest.raises(UsageError, match=r"must be a class index \(an int\), got True"):
+    with pytest.raises(UsageError, match=r"must be an index \(an int\), got True"):
         a.attribute(x, target=True)
 
 

@@ -37,13 +37,14 @@ import torch
 from torch import Tensor, nn
 
 from gfi.errors import UsageError
-from gfi.frontends.common import check_normalization, module_name, one_target_each, pixels_and_classifier
+from gfi.frontends.common import check_normalization, module_name, pixels_and_classifier
 from gfi.masks.channel_mask import min_max, upsample
 from gfi.methods.base import PIXEL_TOLERANCE, Explanation, RunOptions
 from gfi.methods.spec import resolve
 from gfi.models.classifier import Classifier
 from gfi.models.layers import frozen
 from gfi.settings import Settings
+from gfi.targets import CallableTarget, Softmax, Target, class_index_of
 
 __all__ = ["GFICAM", "first_component", "gfi_target"]
 
@@ -207,10 +208,22 @@ class GFICAM:
                  eigen_smooth: bool = False) -> np.ndarray:
         """Maps of ``input_tensor`` (N, C, H, W) for ``targets``: a float32 array (N, H, W) in [0, 1].
 
-        ``targets``: one per input, each ``pytorch_grad_cam.utils.model_targets.ClassifierOutputTarget(c)``
-        or ``ClassifierOutputSoftmaxTarget(c)``, or None for each input's top-1 class. Both name
-        class c, which gfi's methods score in their own way: GFI with the class score f_c of Eq. (9)
-        (the softmax probability, a sigmoid for a multi-label classifier), Grad-CAM with the logit.
+        ``targets``: one per input (or None for each input's top-1 class), each a target of
+        ``pytorch_grad_cam.utils.model_targets`` or any function of one image's model output that
+        returns its score, as pytorch-grad-cam calls them:
+
+        * ``ClassifierOutputTarget(c)``: class c, which each method scores in its own way: GFI with
+          the class score f_c of Eq. (9) (the softmax probability, a sigmoid for a multi-label
+          classifier), Grad-CAM with the logit (pytorch-grad-cam's reading);
+        * ``ClassifierOutputSoftmaxTarget(c)``: c's softmax probability (:class:`gfi.targets.Softmax`;
+          for GFI the same as class c);
+        * any other (``ClassifierOutputReST``, ``BinaryClassifierOutputTarget``,
+          ``SemanticSegmentationTarget``, ``FasterRCNNBoxScoreTarget``, ``FinerWeightedTarget``, a
+          lambda): called on each image's output (a row of a tensor output, an item of a detector's
+          list) by :func:`gfi_target`, a :class:`gfi.targets.CallableTarget` (GFI reads Eq. 9 for a
+          score that is not a probability as docs/METHOD.md, "Targets", says);
+        * ``SoftmaxOutputTarget`` and ``RawScoresOutputTarget`` (a score per class) are refused.
+
         A list of another length than N is an error (pytorch-grad-cam's ``zip`` would leave the
         images without a target with maps of zeros).
 
@@ -275,7 +288,7 @@ class GFICAM:
 
     def _maps(self, x: Tensor, targets: Sequence[Any] | None, eigen_smooth: bool, augmented: bool = False) -> Tensor:
         """(N, H, W) float32: the per-layer maps, their mean min-maxed per image."""
-        classes = self._categories(targets, x.shape[0])
+        classes = self._targets(targets, x.shape[0])
         clf, pixels = self._pixels(x, augmented)
         size = (int(x.shape[-2]), int(x.shape[-1]))
         per_layer = []
@@ -331,30 +344,43 @@ class GFICAM:
                                      mean=mean, std=std, clamp=clamp and mean is not None, who="GFICAM")
 
     @staticmethod
-    def _categories(targets: Sequence[Any] | None, n: int) -> list[int] | None:
-        """pytorch-grad-cam's targets as N class indices (None: each image's top-1)."""
+    def _targets(targets: Sequence[Any] | None, n: int) -> list[int | Target] | None:
+        """pytorch-grad-cam's targets as N gfi targets (None: each image's top-1 class):
+        ``ClassifierOutputTarget(c)`` as class c (each method's own reading of a class),
+        ``ClassifierOutputSoftmaxTarget(c)`` as :class:`~gfi.targets.Softmax` ``(c)``, any other target
+        callable through :func:`gfi_target`."""
         if targets is None:
             return None
         if not isinstance(targets, Sequence) or isinstance(targets, str | bytes):
-            raise UsageError(f"GFICAM: targets must be a list of ClassifierOutputTarget (one per input) or None, "
+            raise UsageError(f"GFICAM: targets must be a list of pytorch-grad-cam targets (one per input) or None, "
                              f"got {type(targets).__name__}")
         known = _peer_targets()
-        classes = tuple(known[k] for k in ("ClassifierOutputTarget", "ClassifierOutputSoftmaxTarget") if k in known)
-        vectors = tuple(known[k] for k in ("SoftmaxOutputTarget", "RawScoresOutputTarget") if k in known)
+        out: list[int | Target] = []
         for t in targets:
-            if type(t) in classes:
-                continue
             name = type(t).__name__
-            if type(t) in vectors:
+            if type(t) is known.get("ClassifierOutputTarget"):
+                out.append(class_index_of(t.category, f"GFICAM: {name}'s category {t.category!r}"))
+            elif type(t) is known.get("ClassifierOutputSoftmaxTarget"):
+                out.append(Softmax(class_index_of(t.category, f"GFICAM: {name}'s category {t.category!r}")))
+            elif type(t) in (known.get("SoftmaxOutputTarget"), known.get("RawScoresOutputTarget")):
                 raise UsageError(f"GFICAM: {name} returns a score per class, not one per image (pytorch-grad-cam's "
                                  "GradCAM cannot backpropagate it either); pass ClassifierOutputTarget(c)")
-            if callable(t) and not isinstance(t, type):
-                # gfi_target(t) is this target as a gfi target; the explainers here take class indices
-                raise UsageError(f"GFICAM: {name} targets are not supported yet: gfi explains class indices here "
-                                 "(ClassifierOutputTarget(c) / ClassifierOutputSoftmaxTarget(c))")
-            raise UsageError(f"GFICAM: every target must be a pytorch-grad-cam target such as "
-                             f"ClassifierOutputTarget(c), got {name}")
-        if len(targets) != n:
-            raise UsageError(f"GFICAM: {len(targets)} targets for {n} inputs; give one target per input (or None "
+            elif callable(t) and not isinstance(t, type | int | Tensor):
+                out.append(CallableTarget(gfi_target(t), name=_describe(t)))
+            else:
+                raise UsageError(f"GFICAM: every target must be a pytorch-grad-cam target such as "
+                                 f"ClassifierOutputTarget(c), or a function of one image's output, got {name}")
+        if len(out) != n:
+            raise UsageError(f"GFICAM: {len(out)} targets for {n} inputs; give one target per input (or None "
                              "for each input's top-1 class)")
-        return one_target_each([t.category for t in targets], n, who="GFICAM")
+        return out
+
+
+def _describe(target: Any) -> str:
+    """A name for a pytorch-grad-cam target object or a function: its class (or the function's name)
+    with its simple attributes, e.g. ``ClassifierOutputReST(category=3)``."""
+    if hasattr(target, "__qualname__"):
+        return target.__qualname__
+    simple = {k: v for k, v in vars(target).items() if isinstance(v, int | float | str | bool)} \
+        if hasattr(target, "__dict__") else {}
+    return f"{type(target).__name__}({', '.join(f'{k}={v!r}' for k, v in simple.items())})"

@@ -41,6 +41,7 @@ from gfi.frontends.common import (
 from gfi.methods.base import RunOptions
 from gfi.methods.spec import resolve
 from gfi.settings import Settings
+from gfi.targets import OutputIndex
 
 __all__ = ["GuidedFeatureInversion", "captum_targets"]
 
@@ -49,34 +50,35 @@ TargetType = int | tuple[int, ...] | Tensor | list[int] | list[tuple[int, ...]] 
 
 
 def _index(t: Any, where: str) -> int:
-    """``t`` as one class index (a Python or numpy integer, or a 0-d integer tensor); bools are refused."""
+    """``t`` as one index (a Python or numpy integer, or a 0-d integer tensor); bools are refused."""
     if not isinstance(t, bool):
         try:
             return operator.index(t)
         except TypeError:
             pass
-    raise UsageError(f"{where} must be a class index (an int), got {t!r}")
+    raise UsageError(f"{where} must be an index (an int), got {t!r}")
 
 
-def _tuple_class(t: tuple, where: str) -> int:
-    """Captum's tuple target on gfi's (N, classes) scores: ``(c,)`` is class c; any other length indexes
-    an output of another rank (``output[:, *t]``), a one-line error."""
+def _tuple_target(t: tuple, where: str) -> int | OutputIndex:
+    """Captum's tuple target: one index into every example's output, ``output[:, *t]``. ``(c,)`` is
+    class c (what an int means); any other length is :class:`gfi.targets.OutputIndex` ``(t)``, an entry
+    of an output of more dimensions (an error at the call when the model's output has another rank,
+    as Captum asserts)."""
     if len(t) == 1:
         return _index(t[0], where)
-    dims = f"a {len(t) + 1}-D output (output[:, {', '.join(map(str, t))}])" if t else "the whole output"
-    raise UsageError(f"{where} {t!r} indexes {dims}, as Captum reads a tuple (one index for every example); "
-                     "gfi explains a classifier's (N, classes) scores: give an int, a 1-tuple (c,), or a list "
-                     "of N ints")
+    return OutputIndex(tuple(_index(i, where) for i in t))
 
 
-def captum_targets(target: TargetType, n: int, *, who: str = "GuidedFeatureInversion.attribute") -> list[int] | None:
-    """Captum's ``target`` for N examples of (N, classes) scores as N class indices (None: each
-    example's top-1), read as Captum reads it (``captum._utils.common._select_targets``):
+def captum_targets(target: TargetType, n: int, *,
+                   who: str = "GuidedFeatureInversion.attribute") -> list[int | OutputIndex] | None:
+    """Captum's ``target`` for N examples as N gfi targets (None: each example's top-1 class), read as
+    Captum reads it (``captum._utils.common._select_targets``):
 
     * an int, or a 1-element integer tensor: that class for every example;
-    * a tuple: one index into every example's output, ``output[:, *target]``; on (N, classes)
-      scores only ``(c,)`` (class c for every example) applies, a longer tuple is a one-line error
-      (Captum asserts too), never N classes;
+    * a tuple: one index into every example's output, ``output[:, *target]``: ``(c,)`` is class c for
+      every example, a longer tuple :class:`gfi.targets.OutputIndex` ``(target)`` (an output of more
+      dimensions; on (N, classes) scores it is a one-line error at the call, as Captum asserts),
+      never N classes;
     * a list of N ints, or of N tuples (each as above), or a 1-D integer tensor of N: one per example.
 
     A list or tensor of another length than N, a float or 2-D tensor, and a bool are each a one-line
@@ -95,13 +97,13 @@ def captum_targets(target: TargetType, n: int, *, who: str = "GuidedFeatureInver
                              "of one class per example")
         target = target.tolist()
     if isinstance(target, tuple):
-        return [_tuple_class(target, f"{who}: target")] * n
+        return [_tuple_target(target, f"{who}: target")] * n
     if isinstance(target, list):
         if len(target) != n:
             raise UsageError(f"{who}: {len(target)} targets for {n} inputs; give one per input (an int or a "
                              "1-tuple), or one int for all")
         where = f"{who}: every target of a list"
-        return [_tuple_class(t, where) if isinstance(t, tuple) else _index(t, where) for t in target]
+        return [_tuple_target(t, where) if isinstance(t, tuple) else _index(t, where) for t in target]
     if hasattr(target, "ndim") and hasattr(target, "tolist"):  # numpy arrays and scalars
         return captum_targets(target.tolist() if target.ndim else target.item(), n, who=who)
     return [_index(target, f"{who}: target")] * n

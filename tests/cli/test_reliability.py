@@ -448,3 +448,16 @@ def test_prefetch_reads_the_next_batch_in_a_thread_and_changes_no_output(tmp_pat
     assert len(got[False]["failures"]) == 1 and "bad.png" in got[False]["failures"][0]["image"]
     assert_same_summary({k: v for k, v in got[False].items() if k != "out"},
                         {k: v for k, v in got[True].items() if k != "out"})
+
+
+def test_reliability_doc_quotes_the_model_message_the_parser_prints(tmp_path, capsys):
+    """docs/RELIABILITY.md quoted --model resnet50's message from before model sources existed; the
+    row must hold the line the parser prints now."""
+    from tests.conftest import REPO
+
+    rc, _, err = run(["explain", str(tmp_path / "x.png"), "--model", "resnet50"], capsys)
+    last = err.strip().splitlines()[-1]
+    assert rc == 2 and last.startswith("gfi explain: error: argument --model: invalid choice: 'resnet50'")
+    row = next(line for line in (REPO / "docs" / "RELIABILITY.md").read_text().splitlines()
+               if line.startswith("| `--model resnet50` |"))
+    assert f"`` {last} ``" in row, row

@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import io
 import logging
+import re
 from html import escape as _html
 from pathlib import Path
 from urllib.parse import quote
@@ -61,6 +62,18 @@ def thumbnail(image: Tensor, saliency: Tensor | None = None, *, cmap: str = "jet
     return buf.getvalue()
 
 
+#: characters after which a file name may wrap onto the next line in the report
+SEPARATORS = "_-./\\ "
+
+
+def breakable(text: object) -> str:
+    """``text`` as :func:`escape` shows it, with a line-break opportunity (``<wbr>``) after each
+    separator (``_ - . / \\`` and space), so a long file name wraps between its words; only a run
+    longer than its column between separators is cut inside (CSS ``overflow-wrap: break-word``)."""
+    shown = escape(text)
+    return re.sub(r"([_\-./\\ ])(?=.)", r"\1<wbr>", shown)
+
+
 def _img(root: Path, name: str | None, alt: str) -> str:
     if not name:
         return '<span class="none">-</span>'
@@ -95,7 +108,7 @@ th{background:#eee;cursor:pointer;user-select:none;position:sticky;top:0}
 th[aria-sort=ascending]::after{content:" \\25B2"}th[aria-sort=descending]::after{content:" \\25BC"}
 dl{display:grid;grid-template-columns:max-content auto;gap:2px 12px;font-size:13px}dt{font-weight:600}dd{margin:0}
 td.n{text-align:right;font-variant-numeric:tabular-nums}img{display:block;max-width:160px}
-.none{color:#999}.warn{color:#b00}.sub{color:#666;font-size:85%}ol{margin:0;padding-left:1.4em}.name{max-width:16em;overflow-wrap:anywhere}
+.none{color:#999}.warn{color:#b00}.sub{color:#666;font-size:85%}ol{margin:0;padding-left:1.4em}.name{max-width:16em;overflow-wrap:break-word}
 """
 
 SCRIPT = """
@@ -159,7 +172,7 @@ def render_report(summary: dict, root: Path, title: str = "gfi explain") -> str:
                           for c in rec.get("top5", [])[:3])
             cells = [
                 f'<td class="n" data-v="{i}">{i + 1}</td>',
-                f'<td class="name" data-v="{escape(name)}" title="{escape(rec["image"])}">{escape(name)}</td>',
+                f'<td class="name" data-v="{escape(name)}" title="{escape(rec["image"])}">{breakable(name)}</td>',
                 f'<td>{_img(root, rec.get("thumb_input"), "input " + name)}</td>',
             ]
             if has_stage1:
@@ -183,7 +196,7 @@ def render_report(summary: dict, root: Path, title: str = "gfi explain") -> str:
     ths = "".join(f'<th{" class=nosort" if h in nosort else ""} scope="col">{escape(h)}</th>' for h in head)
     fail_html = ""
     if failures:
-        frows = "".join(f'<tr><td class="name">{escape(f["image"])}</td><td>{escape(f["error"])}</td></tr>'
+        frows = "".join(f'<tr><td class="name">{breakable(f["image"])}</td><td>{escape(f["error"])}</td></tr>'
                         for f in failures)
         fail_html = (f'<h2>Not explained ({len(failures)})</h2><table id="failures" class="sortable"><thead><tr>'
                      f'<th scope="col">image</th><th scope="col">error</th></tr></thead><tbody>{frows}</tbody></table>')

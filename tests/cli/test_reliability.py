@@ -37,6 +37,12 @@ def results(out):
     return json.loads((out / "results.json").read_text(), parse_constant=no_nan)
 
 
+def without_evidence_lines(err: str) -> str:
+    """stderr without the evidence check's warnings (gfi.evidence: one line per map that does not hold
+    its class's evidence, as the tiny model's random maps often do), for tests about other lines."""
+    return "".join(line for line in err.splitlines(keepends=True) if "the class's evidence" not in line)
+
+
 def run(argv, capsys):
     try:
         rc = main(argv)
@@ -295,7 +301,7 @@ def test_verbose_and_quiet(tmp_path, capsys, tiny_cli):
     folder = write_images(tmp_path / "in", 2)
     rc, out, err = run(["explain", str(folder), "--out", str(tmp_path / "q"), "--method", "gradcam", "--quiet"],
                        capsys)
-    assert rc == 0 and out == "" and err == ""
+    assert rc == 0 and out == "" and without_evidence_lines(err) == ""  # warnings only (maps without evidence)
     rc, out, err = run(["explain", str(folder), "--out", str(tmp_path / "v"), "--method", "gradcam"], capsys)
     assert rc == 0 and out.count(" -> ") == 2
     assert "2/2" in err and ("img/s" in err or "s/img" in err)  # the progress bar: rate and time left

@@ -189,7 +189,7 @@ def test_file_names_wrap_at_their_separators_not_mid_word(browser, tmp_path):
     assert any(len(lines) > 1 for lines in wrapped), "nothing wrapped: the test would prove nothing"
     for lines in wrapped:
         for line in lines[:-1]:
-            assert line[-1] in "_-./ " or len(line) >= 12 and set(line) == {"x"}, lines
+            assert line[-1] in "_-./ " or (len(line) >= 12 and set(line) == {"x"}), lines
     # a name that fits on one line is not cut at all
     assert wrapped[0] == [names[0]] or all(line[-1] in "_-./" for line in wrapped[0][:-1])
     page.close()

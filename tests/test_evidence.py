@@ -1,7 +1,8 @@
 """The evidence check (gfi.evidence): on a model that looks at one quadrant only, a map on that
 quadrant holds the class's evidence, the same map placed by hand on the opposite quadrant does not,
-an all-zero map is empty; the scores are those of Eq. 2 and 4 under the check's blur, computed in one
-forward of 2 * B * K images, and GFI's own scores are reused only where its background is the check's."""
+an all-zero map is empty; the scores are those of Eq. 2 and 4 with the map's upper half under the
+check's blur, computed in one forward of 2 * B * K images; the verdict depends on the map's ranking
+only (a sparse, gradient-like map on the quadrant holds)."""
 
 from __future__ import annotations
 
@@ -17,7 +18,8 @@ from gfi.evidence import (
     check_evidence,
     empty_maps,
     evidence_of,
-    reuses_scores,
+    flat_maps,
+    upper_half,
 )
 from gfi.masks.backgrounds import gaussian_blur
 from gfi.methods.registry import get_method
@@ -40,28 +42,59 @@ def test_a_map_on_the_evidence_holds_it_one_on_the_wrong_region_does_not_and_zer
     assert ev.holds.tolist() == [[True, False, False]] * 2
     assert [ev.problem(0, k) for k in range(3)] == [None, "kept_below_removed", "empty"]
     assert (ev.prob_kept[:, 0] > ev.prob_removed[:, 0]).all() and (ev.prob_kept[:, 1] < ev.prob_removed[:, 1]).all()
-    assert not ev.reused
     rec = ev.record(0, 1)
     assert rec["holds"] is False and rec["problem"] == "kept_below_removed"
     assert rec["prob_kept"] == pytest.approx(float(ev.prob_kept[0, 1]), abs=1e-6)
 
 
-def test_the_scores_are_eq2_and_eq4_under_the_checks_blur_computed_by_hand():
+def test_the_scores_are_eq2_and_eq4_of_the_upper_half_under_the_checks_blur_computed_by_hand():
     clf, x = region_classifier(), region_images(2)
-    m = planted_maps(2)[:, :2]
+    m = torch.rand(2, 2, SIZE, SIZE, generator=torch.Generator().manual_seed(1))  # a soft map, no ties
     t = torch.tensor([[0, 2], [1, 0]])
     ev = check_evidence(clf, x, m, t)
     p = gaussian_blur(x, BLUR_KERNEL, BLUR_SIGMA)
     assert torch.equal(background(x), p)
     for b in range(2):
         for k in range(2):
-            mk = m[b, k]
-            kept = x[b] * mk + p[b] * (1 - mk)
-            removed = x[b] * (1 - mk) + p[b] * mk
+            u = (m[b, k] > m[b, k].flatten().median()).float()  # the pixels above the map's median
+            assert int(u.sum()) == SIZE * SIZE // 2
+            kept = x[b] * u + p[b] * (1 - u)
+            removed = x[b] * (1 - u) + p[b] * u
             with torch.no_grad():
                 want = clf.scores(clf(torch.stack([kept, removed])))[:, t[b, k]]
             assert ev.prob_kept[b, k].item() == pytest.approx(want[0].item(), abs=1e-6)
             assert ev.prob_removed[b, k].item() == pytest.approx(want[1].item(), abs=1e-6)
+
+
+def test_the_verdict_depends_on_the_maps_ranking_only():
+    """A sparse map on the quadrant (a few bright pixels, faint values elsewhere: a gradient map's shape)
+    holds the evidence as the full quadrant does, and any monotone rescaling gives the same numbers;
+    as a soft mask it would keep almost nothing (its kept image all blur) and fail."""
+    clf, x = region_classifier(), region_images(2)
+    g = torch.Generator().manual_seed(2)
+    sparse = torch.rand(2, 1, SIZE, SIZE, generator=g) * 0.01
+    sparse[:, :, :HALF, :HALF] += torch.rand(2, 1, HALF, HALF, generator=g) * 0.02 + 0.01
+    sparse[:, :, 2, 3] = 1.0
+    t = torch.zeros(2, 1, dtype=torch.long)
+    ev = check_evidence(clf, x, sparse, t)
+    assert ev.holds.all()
+    again = check_evidence(clf, x, sparse ** 3 * 5 + 2, t)
+    assert torch.equal(again.prob_kept, ev.prob_kept) and torch.equal(again.prob_removed, ev.prob_removed)
+    p = background(x)
+    with torch.no_grad():  # the same map as a soft mask keeps almost nothing
+        soft = clf.scores(clf(x * sparse + p * (1 - sparse)))[:, 0], clf.scores(clf(x * (1 - sparse) + p * sparse))[:, 0]
+    assert (soft[0] < soft[1]).all()
+
+
+def test_the_upper_half_and_flat_maps():
+    m = torch.tensor([[0.0, 0.1], [0.5, 0.9]])
+    assert upper_half(m).tolist() == [[0.0, 0.0], [1.0, 1.0]]
+    plateau = torch.tensor([[1.0, 1.0], [1.0, 0.2]])  # the top value holds 3 of 4 pixels: the plateau
+    assert upper_half(plateau).tolist() == [[1.0, 1.0], [1.0, 0.0]]
+    sparse = torch.zeros(4, 4)
+    sparse[0, 0] = 0.3  # most pixels 0: the map marks only what lies above them
+    assert upper_half(sparse).sum() == 1
+    assert flat_maps(torch.stack([m, torch.zeros(2, 2), torch.full((2, 2), 0.4)])).tolist() == [False, True, True]
 
 
 def test_one_forward_of_2bk_images_without_gradients_and_the_model_left_as_it_was():
@@ -78,27 +111,22 @@ def test_one_forward_of_2bk_images_without_gradients_and_the_model_left_as_it_wa
     assert clf.model.training  # the user's mode is restored
 
 
-def test_gfis_own_scores_are_reused_only_under_the_checks_background():
+def test_evidence_of_an_explanation_is_the_check_of_its_maps():
+    """GFI's own prob_kept / prob_removed are of its soft mask under its stage-2 background: another
+    question; the check is computed for every method alike."""
     clf, x = region_classifier(), region_images(2)
-    default = get_method("gfi", clf, iters1=3, iters2=3)
-    assert reuses_scores(default) and reuses_scores(get_method("gfi", clf, "fast"))
-    e = default.explain(x, [[0], [0]])
-    ev = evidence_of(default, x, e)
-    assert ev.reused and torch.equal(ev.prob_kept, e.prob_kept.float())
-    fresh = check_evidence(clf, x, e.maps, e.targets)  # the same numbers the check would compute
-    torch.testing.assert_close(fresh.prob_kept, ev.prob_kept, rtol=0, atol=1e-5)
-    torch.testing.assert_close(fresh.prob_removed, ev.prob_removed, rtol=0, atol=1e-5)
-    for other in (get_method("gfi", clf, "paper", iters1=3, iters2=3), get_method("gfi-stage1", clf, iters1=3),
-                  get_method("gfi", clf, iters1=3, iters2=3, background="mean"), get_method("gradcam", clf)):
-        assert not reuses_scores(other)
-        e = other.explain(x, [[0], [0]])
-        assert not evidence_of(other, x, e).reused
+    for method, settings in (("gfi", {"iters1": 3, "iters2": 3}), ("gradcam", {})):
+        ex = get_method(method, clf, **settings)
+        e = ex.explain(x, [[0], [0]])
+        ev = evidence_of(ex, x, e)
+        want = check_evidence(clf, x, e.maps, e.targets)
+        assert torch.equal(ev.prob_kept, want.prob_kept) and torch.equal(ev.prob_removed, want.prob_removed)
 
 
 def test_empty_maps_and_a_batch_without_targets():
     m = torch.zeros(2, 1, 4, 4)
     m[0, 0, 1, 1] = 1e-6
-    assert empty_maps(m).tolist() == [[False], [True]]
+    assert empty_maps(m).tolist() == [[False], [True]] and flat_maps(m).tolist() == [[False], [True]]
     clf = region_classifier()
     ev = check_evidence(clf, torch.rand(0, 3, SIZE, SIZE), torch.zeros(0, 1, SIZE, SIZE), torch.zeros(0, 1).long())
     assert isinstance(ev, Evidence) and len(ev) == 0

@@ -144,16 +144,19 @@ LEGEND_KEPT = LEGEND.replace("</dl>", (
     '(&Phi;(x, m), Eq. 2): high when the map holds the evidence</dd>'
     '<dt>p removed</dt><dd>the score with the map\'s region blurred away (&Phi;<sub>bg</sub>, Eq. 4): low when '
     'the map holds all of it</dd></dl>'))
-LEGEND_EVIDENCE = LEGEND_KEPT.replace("</dl>", (
-    '<dt>evidence</dt><dd>whether the map holds its class\'s evidence: it is not all zeros and p kept &ge; p '
-    'removed. The check blurs with the same Gaussian (kernel 81, sigma 20) for every method, so two methods\' '
-    'rows compare; a map that fails is marked in red, with what to try in the run\'s log</dd></dl>'))
+LEGEND_EVIDENCE = LEGEND.replace("</dl>", (
+    '<dt>p kept</dt><dd>the score of the image with only the half the map ranks higher kept (its pixels above '
+    'the map\'s median) and the rest blurred (&Phi;(x, u), Eq. 2)</dd>'
+    '<dt>p removed</dt><dd>the score with that half blurred away (&Phi;<sub>bg</sub>, Eq. 4)</dd>'
+    '<dt>evidence</dt><dd>whether the map holds its class\'s evidence: it is not flat and p kept &ge; p removed. '
+    'The check blurs with the same Gaussian (kernel 81, sigma 20) for every method, so two methods\' rows '
+    'compare; a map that fails is marked in red, with what to try in the run\'s log</dd></dl>'))
 
 
 def evidence_flag(ev: dict) -> str:
     """The row's note for a map that fails the evidence check (:mod:`gfi.evidence`)."""
     if ev.get("problem") == "empty":
-        return "the map is all zeros: it holds none of the class's evidence"
+        return "the map is flat: it marks no region and holds none of the class's evidence"
     if ev.get("problem") == "kept_below_removed":
         return (f"does not hold the class's evidence: p kept {format_prob(ev.get('prob_kept'))} < p removed "
                 f"{format_prob(ev.get('prob_removed'))}")

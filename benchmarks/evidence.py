@@ -202,7 +202,8 @@ def two_dogs(args) -> dict:
     clf = _model()
     pairs = _two_dog_images(args)
     results = {}
-    for label, method, preset, settings, second in VARIANTS:
+    variants = [v for v in VARIANTS if not args.variants or v[0] in args.variants.split(",")]
+    for label, method, preset, settings, second in variants:
         ex = get_method(method, clf, preset, **settings) if preset else get_method(method, clf, **settings)
         rows = []
         for img, side, other, name in pairs:
@@ -226,9 +227,11 @@ def two_dogs(args) -> dict:
         print(f"{label:32s} fails {n_fail}/{len(rows)}; mass on the greyhound {statistics.fmean(shares):.2f} "
               f"(> half in {results[label]['maps_mostly_on_greyhound']})", flush=True)
     # the maps the default fails: what each variant does with them
+    if "gfi default" not in results:
+        return results
     failing = [i for i, r in enumerate(results["gfi default"]["rows"]) if not r["holds"]]
     results["default_failures"] = {label: sum(results[label]["rows"][i]["holds"] for i in failing)
-                                   for label, *_ in VARIANTS}
+                                   for label, *_ in variants}
     print(f"default fails on {len(failing)} pair(s); each variant holds on: {results['default_failures']}")
     return results
 
@@ -239,6 +242,7 @@ def main() -> None:
     p.add_argument("--data", default="/work/shared/data/imagenet-val-dev")
     p.add_argument("--images", default="150:300")
     p.add_argument("--methods", default="gradcam,gradient,integrated-gradients,gfi@fast,gfi")
+    p.add_argument("--variants", help="two-dogs: only these variants (comma-separated labels; default all)")
     p.add_argument("--batch", type=int, default=4)
     p.add_argument("--batches", type=int, nargs="+", default=[1, 4])
     p.add_argument("--repeats", type=int, default=3)

@@ -264,3 +264,25 @@ def test_additional_forward_args_steer_gfi():
     assert [half_of(maps[b, 0]) for b in range(2)] == [0, 1]
     with pytest.raises(TypeError):
         GuidedFeatureInversion(net, method="gradient").attribute(x, target=0)  # the model needs its argument
+
+
+def test_an_all_zero_attribution_is_zeros_with_a_warning(setup):
+    """Captum's visualize_image_attr asserts on an all-zero attribution; the front end returns finite
+    zeros (no evidence found) and warns, naming the inputs and that figure's limit."""
+    import warnings
+
+    from gfi.evidence import EmptyMapWarning
+    from tests.frontends.test_rule import small_net
+
+    net, clf, p = setup
+    dead = small_net()
+    with torch.no_grad():
+        for w in dead.parameters():
+            w.zero_()
+    attr = GuidedFeatureInversion(dead, method="gradcam")
+    with pytest.warns(EmptyMapWarning, match=r"input\(s\) 0, 1 \(of 2\) is all zeros.*visualize_image_attr"):
+        out = attr.attribute(clf.normalize(p), target=[1, 2])
+    assert torch.isfinite(out).all() and (out == 0).all() and out.shape == p.shape
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", EmptyMapWarning)
+        assert GuidedFeatureInversion(net, method="gradcam").attribute(clf.normalize(p), target=[1, 2]).max() > 0

@@ -192,6 +192,21 @@ def test_class_names_match_exactly_never_on_a_prefix(lite0, name, expected):
     assert [i for i, _ in lite0.find_classes("retriever")] == [205, 206, 207, 208, 209]
 
 
+def test_a_word_of_exactly_one_class_name_is_that_class(lite0):
+    """--target greyhound was refused although "Italian greyhound" is the one ImageNet name that holds
+    the word (there is no class "greyhound"; 172 is "whippet"): a whole word of exactly one class's
+    name resolves to it; a word of several stays an error listing them, a part of a word matches nothing."""
+    assert lite0.class_index("greyhound") == lite0.class_index("Greyhound ") == 171
+    assert lite0.class_name(171) == "Italian greyhound"
+    assert lite0.class_index("italian") == 171
+    with pytest.raises(ValueError, match=re.escape("a word in 14")):
+        lite0.class_index("dog")
+    with pytest.raises(ValueError, match="ambiguous"):
+        lite0.class_index("crane")
+    with pytest.raises(ValueError, match="unknown class name 'greyhou'"):
+        lite0.class_index("greyhou")
+
+
 def test_gfi_classes_lists_indices_and_names(capsys):
     from gfi.cli import main
 

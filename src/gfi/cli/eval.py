@@ -23,6 +23,21 @@ from gfi.cli import common
 #: the folder ``gfi eval EXPERIMENT`` writes into without --out: DEFAULT_OUT/EXPERIMENT
 DEFAULT_OUT = Path("gfi-eval")
 
+#: ``gfi eval --help``'s description: the docstring's words as plain text (help shows no markup)
+DESCRIPTION = """\
+gfi eval EXPERIMENT: the paper's experiments (and later checks) over a dataset folder.
+
+    gfi eval localization --data imagenet-val --method gfi   # writes into gfi-eval/localization
+    gfi eval localization --data imagenet-val --method gfi --out runs/loc-gfi
+    gfi eval pointing --data VOCdevkit --method gradcam --weights voc_head.pt --multilabel --out runs/pt
+    gfi eval saliency --data sod --out runs/sod            # method gfi-stage1
+    gfi eval voc-head --data VOCdevkit --split trainval --out runs/voc-head
+
+The protocols are in docs/EVALUATION.md. Each experiment has its own options (gfi eval
+EXPERIMENT --help); the method's settings are the options gfi explain has (a setting whose name
+an experiment option already has, e.g. seed, is reached with --set KEY=VALUE).
+"""
+
 
 def _data_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("data and output")
@@ -77,7 +92,7 @@ def add_parser(sub, argv: Sequence[str]) -> argparse.ArgumentParser:
     from gfi.evaluation.registry import EXPERIMENTS, VOC_HEAD
 
     ev = sub.add_parser("eval", help="run an evaluation (localization, pointing, saliency, ...) over a dataset",
-                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+                        description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
     esub = ev.add_subparsers(dest="experiment", required=True)
     for exp in EXPERIMENTS.values():
         _experiment_parser(esub, exp, argv)

@@ -3,7 +3,9 @@ runs.
 
 For each image: an overlay per target (``STEM_CLASS.png``; another method than gfi:
 ``STEM_METHOD_CLASS.png``), with ``save_npy`` its map as float32 ``.npy`` at the image's size, and
-its record; for the run ``results.json`` (every record in input order) and ``report.html``. Each
+its record, which carries the map's evidence check (:mod:`gfi.evidence`: whether the map holds its
+class's evidence; a map that does not is one warning line with what to try and a marked row of the
+report); for the run ``results.json`` (every record in input order) and ``report.html``. Each
 image's record is saved as soon as it is done, so a job stopped by Ctrl-C, a kill or a full disk
 resumes where it stopped when called again with the same arguments; other arguments on a folder
 that holds a run are refused unless ``overwrite=True``; gfi replaces or deletes only the files it

@@ -20,6 +20,7 @@ from typing import Any
 
 import torch
 
+from gfi import evidence
 from gfi.data.samples import safe_stem
 from gfi.errors import UsageError
 from gfi.folder.outputs import ImageWriter, OutputSettings, planned_files
@@ -143,7 +144,7 @@ class FolderJob:
         log.debug("model %s (weights %s), method %s, l0=%s, l1=%s, device %s; %d input(s); output in %s",
                   info.get("model"), info.get("weights"), explainer.name, clf.inversion_layer, clf.channel_layer,
                   clf.device, len(paths), out)
-        return cls(paths, out, explainer, info, run, ImageWriter(run, clf, outputs, explainer.name), target,
+        return cls(paths, out, explainer, info, run, ImageWriter(run, clf, outputs, explainer.name, explainer), target,
                    per_image, batch_size, prefetch, preset, again, redo)
 
     def __enter__(self) -> FolderJob:
@@ -180,6 +181,9 @@ class FolderJob:
             "inversion_layer": str(clf.inversion_layer), "channel_layer": str(clf.channel_layer),
             "device": str(clf.device), "seed": getattr(e.config, "seed", None),
             "seconds_total": round(time.time() - self.t_start, 3), "complete": complete,
+            "evidence_check": evidence.description(),
+            "evidence_failures": sum(1 for r in recs if r["status"] == "ok" for t in r["targets"]
+                                     if t.get("evidence", {}).get("holds") is False),
             "images": [r for r in recs if r["status"] == "ok"],
             "failures": [{"image": r["image"], "error": r["error"]} for r in recs if r["status"] == "failed"],
         }
@@ -334,20 +338,22 @@ class FolderJob:
                 self.fail(paths[j], str(exc))
         n = 0
         for group, e, seconds in explain_groups(self.explainer, x[rows], [targets[j] for j in rows], self.progress):
+            checked = evidence.evidence_of(self.explainer, x[[rows[i] for i in group]], e).cpu()
             e = e.cpu()
             for row, i in enumerate(group):
                 j = rows[i]
-                n += self.write_image(paths[j], images[j], e, row, probs[j], seconds, targets[j], len(group))
+                n += self.write_image(paths[j], images[j], e, row, probs[j], seconds, targets[j], len(group),
+                                      checked)
         return n
 
     def write_image(self, path: Path, image, e, row: int, probs, seconds: float, classes: list[int],
-                    batch_images: int = 1) -> int:
+                    batch_images: int = 1, checked=None) -> int:
         from gfi.persist import OutputFolderError
 
         key = safe_stem(path)
         self.run.start(key, str(path), self.planned(path, classes))
         try:
-            rec = self.writer.write(path, image, e, row, probs, seconds, batch_images)
+            rec = self.writer.write(path, image, e, row, probs, seconds, batch_images, checked)
         except OutputFolderError as exc:
             self.fail(path, str(exc))
             return 0

@@ -5,6 +5,7 @@ image."""
 
 from __future__ import annotations
 
+import logging
 import re
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
@@ -14,6 +15,8 @@ import torch
 
 from gfi.data.samples import safe_stem
 from gfi.errors import UsageError
+
+log = logging.getLogger(__name__)
 
 _TOPK = re.compile(r"top(\d+)")
 
@@ -73,9 +76,21 @@ def check_target_specs(specs: list[str], clf) -> None:
             raise _too_many(spec, k, n)
         if k is None:
             try:
-                clf.class_index(spec)
+                c = clf.class_index(spec)
             except ValueError as exc:
                 raise UsageError(str(exc)) from exc
+            said_as_word(spec, c, clf)
+
+
+def said_as_word(spec: str, c: int, clf) -> None:
+    """Say (once per check, at info level) when a name was read as the one class whose name holds it
+    as a word (``--target greyhound`` is 171, "Italian greyhound"), not as a class's name or synonym."""
+    key = " ".join(str(spec).strip().lower().split())
+    if key.lstrip("-").isdigit() or clf.class_names is None:
+        return
+    name = clf.class_name(c)
+    if key != name.lower() and key not in (s.strip() for s in name.lower().split(",")):
+        log.info("target %r: read as class %d, %s (the one class whose name holds that word)", spec, c, name)
 
 
 def target_count(specs: Sequence[str], num_classes: int | None) -> int:

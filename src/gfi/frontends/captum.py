@@ -32,6 +32,7 @@ from captum.log import log_usage
 from torch import Tensor
 
 from gfi.errors import UsageError
+from gfi.evidence import warn_empty
 from gfi.frontends.common import (
     check_normalization,
     explain_maps,
@@ -108,6 +109,10 @@ def captum_targets(target: TargetType, n: int, *,
         return captum_targets(target.tolist() if target.ndim else target.item(), n, who=who)
     return [_index(target, f"{who}: target")] * n
 
+#: what Captum does with an all-zero attribution, said when one is returned
+CAPTUM_ZEROS = ("captum.attr.visualization.visualize_image_attr cannot draw an all-zero attribution (it asserts "
+                "'Cannot normalize by scale factor = 0'): leave these inputs out of the figure")
+
 
 class GuidedFeatureInversion(Attribution):
     """Guided Feature Inversion (or any gfi method) as a ``captum.attr.Attribution``.
@@ -157,7 +162,8 @@ class GuidedFeatureInversion(Attribution):
 
         The result is the method's (N, H, W) map in [0, 1] at the inputs' size **repeated over the C
         channels** (the map is one value per pixel), in the inputs' dtype and on their device. A
-        1-tuple of inputs gives a 1-tuple back.
+        1-tuple of inputs gives a 1-tuple back. A map that is all zeros (the method found none of the class's
+        evidence, e.g. GFI on random weights) is returned as zeros with a :class:`gfi.evidence.EmptyMapWarning`.
         """
         is_tuple = isinstance(inputs, tuple)
         if is_tuple:
@@ -170,5 +176,6 @@ class GuidedFeatureInversion(Attribution):
                                             who=type(self).__name__)
         targets = captum_targets(target, pixels.shape[0], who=f"{type(self).__name__}.attribute")
         maps = explain_maps(self.spec, clf, pixels, targets, forward_args=additional_forward_args)
+        warn_empty(maps, f"{type(self).__name__}.attribute", CAPTUM_ZEROS)
         out = maps.unsqueeze(1).to(device=inputs.device, dtype=inputs.dtype).expand_as(inputs).contiguous()
         return (out,) if is_tuple else out

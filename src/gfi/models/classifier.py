@@ -352,10 +352,12 @@ class Classifier(nn.Module):
         return torch.cat(out)
 
     def class_index(self, target: int | str) -> int:
-        """A class index from an index or a class name. A name must equal a class's full name or
-        one of its comma-separated synonyms (case-insensitive): ``"tabby cat"`` is 281, ``"dog"`` is
-        no class (it is a word in many), and an ambiguous or unknown name is an error listing the
-        candidates and the way out (``gfi classes PATTERN``, or an index)."""
+        """A class index from an index or a class name (case-insensitive, spaces collapsed): a
+        class's full name or one of its comma-separated synonyms (``"tabby cat"`` is 281), else a
+        whole word of exactly one class's name (``"greyhound"`` is 171, "Italian greyhound": no
+        other ImageNet name holds that word). An ambiguous name is an error listing the candidates
+        (``"crane"`` names two classes, ``"dog"`` is a word in 14), and so is an unknown one, with
+        the nearest names and the way out (``gfi classes PATTERN``, or an index)."""
         n = self.num_classes
         if isinstance(target, int) or (isinstance(target, str) and target.strip().lstrip("-").isdigit()):
             idx = int(target)
@@ -377,6 +379,8 @@ class Classifier(nn.Module):
             raise TargetError(f"class name {target!r} is ambiguous: it names {len(hits)} classes ({shown}); "
                               "give the full name or an index")
         words = [i for i, c in enumerate(names) if re.search(rf"\b{re.escape(key)}\b", c)]
+        if len(words) == 1:  # a whole word of one class's name only: that class
+            return words[0]
         if words:
             shown = "; ".join(f"{i}: {self.class_names[i]}" for i in words[:10])
             more = f" and {len(words) - 10} more" if len(words) > 10 else ""

@@ -42,4 +42,5 @@ class TargetError(GFIError, ValueError):
 
 
 class InputError(GFIError, ValueError):
-    """Images a method cannot take (not a (B, 3, H, W) float tensor in [0, 1]); the message says how to fix them."""
+    """Images a method cannot take (not a (B, C, H, W) float tensor in [0, 1] with the model's C channels);
+    the message says how to fix them."""

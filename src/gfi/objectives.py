@@ -9,6 +9,8 @@ r"""The objectives the mask methods minimise, in one place (Du et al. KDD 2018; 
   is :func:`class_scores`.
 * :func:`target_terms`: Eq. (9)'s class terms of the kept and the removed image, in the probability
   or the log form.
+* :func:`score_term`: beyond the paper, one of Eq. (9)'s class terms for any target's own score s
+  (:mod:`gfi.targets`), which need not be a probability.
 * :func:`contrast_term`, :func:`others_removed_term`: beyond the paper, the image's other targets'
   scores on target c's kept and removed images (several targets explained against each other: GFI's
   ``joint="contrastive"`` or ``"separate"``).
@@ -23,7 +25,8 @@ Pure tensor functions: nothing here knows about models, methods or settings obje
 
 from __future__ import annotations
 
-from typing import Literal
+from collections.abc import Callable
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -89,6 +92,26 @@ def target_terms(logits: Tensor, targets: Tensor, multilabel: bool,
         return s[0], s[1]
     others = logits[1].scatter(-1, targets.unsqueeze(-1), float("-inf")).logsumexp(-1)
     return z[0] - lse[0], -(others - lse[1])
+
+
+def score_term(target: Callable, output: Any, log: bool, *, removed: bool) -> Tensor:
+    r"""Beyond the paper: one of Eq. (9)'s class terms for a target's own score s (a
+    :mod:`gfi.targets` target: any differentiable score of the model's output in place of f_c), on
+    the model's ``output`` for the kept images (the gain) or, with ``removed``, for the removed images
+    (the loss), with Eq. (9) = -gain + lambda * loss + delta :math:`\|w\|_1`:
+
+    * a probability (``target.probability``: a softmax or sigmoid class score) in the log form
+      (``log``): gain = :math:`\log s(\Phi)`, loss = :math:`-\log(1 - s(\Phi_{bg}))`, from the target's own
+      ``log`` and ``log1m`` (computed from the logits for a class score), as :func:`target_terms`;
+    * otherwise (the probability form, or a score that is not a probability: a logit, a contrastive
+      difference, a sum of segmentation logits, a regression output, a detection score read
+      linearly): gain = :math:`s(\Phi)`, loss = :math:`s(\Phi_{bg})`. The log form needs s in [0, 1]; an
+      unbounded score is read linearly, and weighs against :math:`\delta \|w\|_1` on its own scale.
+
+    ``target`` is called on ``output`` (N rows) and returns (N,)."""
+    if log and getattr(target, "probability", False):
+        return -target.log1m(output) if removed else target.log(output)
+    return target(output)
 
 
 def other_targets(targets: Tensor) -> Tensor:

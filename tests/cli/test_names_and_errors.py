@@ -78,12 +78,12 @@ def test_an_argparse_error_is_printable(capsys):
 
 
 def test_a_value_error_from_a_bug_shows_its_traceback(tmp_path, tiny_cli, monkeypatch):
-    from gfi.cli import explain
+    from gfi.folder.job import FolderJob
 
-    def bug(self):
+    def bug(self, progress=None):
         raise ValueError("an internal invariant broke")
 
-    monkeypatch.setattr(explain.ExplainJob, "execute", bug)
+    monkeypatch.setattr(FolderJob, "execute", bug)
     with pytest.raises(ValueError, match="an internal invariant broke"):  # not swallowed into exit code 2
         main(["explain", "--out", str(tmp_path / "o"), *FAST])
 
@@ -92,9 +92,9 @@ def test_a_bug_exits_1_with_a_traceback_from_the_command_line(tmp_path):
     import subprocess
     import sys
 
-    code = ("import sys; from tests import cli_tiny; cli_tiny.patch(); import gfi.cli.explain as e\n"
-            "def bug(self): raise ValueError('an internal invariant broke')\n"
-            "e.ExplainJob.execute = bug\n"
+    code = ("import sys; from tests import cli_tiny; cli_tiny.patch(); import gfi.folder.job as j\n"
+            "def bug(self, progress=None): raise ValueError('an internal invariant broke')\n"
+            "j.FolderJob.execute = bug\n"
             "from gfi.cli import main; sys.exit(main(sys.argv[1:]))")
     done = subprocess.run([sys.executable, "-c", code, "explain", "--out", str(tmp_path / "o"), *FAST],
                           capture_output=True, text=True, timeout=300, cwd=Path(__file__).resolve().parents[2])

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from gfi.cli.targets import check_target_memory, resolve_targets, target_count
 from gfi.errors import UsageError
+from gfi.folder.targets import check_target_memory, resolve_targets, target_count
 from gfi.models import memory
 from tests import cli_tiny
 from tests.cli.test_reliability import FAST, run, write_images

@@ -5,8 +5,9 @@ import json
 
 import pytest
 
-from gfi.cli.targets import read_targets_csv, unique_inputs
+from gfi.cli.targets import read_targets_csv
 from gfi.errors import UsageError
+from gfi.folder.targets import unique_inputs
 from tests.cli.test_reliability import run, write_images
 
 
@@ -60,3 +61,17 @@ def test_a_file_given_twice_and_in_the_csv_has_its_targets_merged(tmp_path, caps
     assert rc == 0, err
     res = json.loads((tmp_path / "o" / "results.json").read_text())
     assert len(res["images"]) == 1 and [t["class"] for t in res["images"][0]["targets"]] == [2, 5]
+
+
+def test_a_word_of_one_class_name_is_that_class_and_said_so(tmp_path, capsys, monkeypatch):
+    """--target greyhound was refused though one class name ("Italian greyhound") holds the word: a
+    whole word of exactly one class's name is that class, and the run says how it read it."""
+    from tests import cli_tiny
+
+    cli_tiny.patch(monkeypatch)  # class 3 is "<b>bold</b> & 'q'": "bold" is a word of that name only
+    folder = write_images(tmp_path / "in", 1)
+    out = tmp_path / "o"
+    rc, _, err = run(["explain", str(folder), "--target", "bold", "--out", str(out), "--method", "gradcam"], capsys)
+    assert rc == 0, err
+    assert [t["class"] for t in json.loads((out / "results.json").read_text())["images"][0]["targets"]] == [3]
+    assert "target 'bold': read as class 3, <b>bold</b> & 'q' (the one class whose name holds that word)" in err

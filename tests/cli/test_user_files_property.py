@@ -105,8 +105,9 @@ def argv_for(rng: random.Random, command: str, out, inputs) -> list[str]:
 
 
 #: imported once by the server, not by every run
-PRELOAD = ["gfi.cli", "gfi.cli.explain", "gfi.cli.eval", "gfi.cli.compare", "gfi.cli.info", "gfi.methods.registry",
-           "gfi.evaluation.loop", "gfi.evaluation.registry", "gfi.viz.overlay", "gfi.viz.report", "gfi.data.images",
+PRELOAD = ["gfi.cli", "gfi.cli.explain", "gfi.folder.job", "gfi.cli.eval", "gfi.cli.compare", "gfi.cli.info",
+           "gfi.methods.registry", "gfi.evaluation.loop", "gfi.evaluation.registry", "gfi.viz.overlay",
+           "gfi.viz.report", "gfi.data.images",
            "matplotlib.pyplot", "tqdm", "tqdm.contrib.logging", "PIL.PngImagePlugin", "PIL.JpegImagePlugin"]
 
 

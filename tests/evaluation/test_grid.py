@@ -256,3 +256,31 @@ def test_gfi_told_the_classes_are_separate_objects_beats_gradcam_on_a_dev_grid(t
     assert gfi["joint"] == "separate"
     assert gfi["n_targets"] == 4 and gfi["pointing"] == 1.0
     assert gfi["mass_share"] > cam["mass_share"] + margin, (gfi["mass_share"], cam["mass_share"])
+
+
+def test_grid_files_never_replace_a_users_file_and_nothing_is_written_before_a_refusal(tmp_path, colour_clf):
+    """The grids are built in memory and written under the folder's lock through the list of files
+    gfi wrote: a user's grids.json, or a file at a grid image's name, is refused in one line and
+    left byte for byte (with and without --overwrite); a refusal in setup writes nothing."""
+    from gfi.persist import OutputFolderError
+
+    data = colour_folder(tmp_path / "data")
+    ref = tmp_path / "ref"
+    evaluate("grid", colour_clf, data=data, method="center", out=ref, grids="5", seed="3")
+    names = sorted(p.name for p in (ref / "grids").iterdir())
+    assert len(names) == 2
+    for planted, overwrite in [("grids.json", False), ("grids.json", True), (f"grids/{names[0]}", False),
+                               (f"grids/{names[1]}", True)]:
+        out = tmp_path / f"out-{planted.replace('/', '-')}-{overwrite}"
+        (out / "grids").mkdir(parents=True)
+        mine = out / planted
+        mine.write_bytes(b"the user's own file\n")
+        with pytest.raises(OutputFolderError, match="gfi did not write it"):
+            evaluate("grid", colour_clf, data=data, method="center", out=out, grids="5", seed="3",
+                     overwrite=overwrite)
+        assert mine.read_bytes() == b"the user's own file\n"
+        assert not (out / "records.jsonl").exists() and not (out / "options.json").exists()
+    # a bad option refused in setup: the folder is not even made
+    with pytest.raises(Exception, match="--classes"):
+        evaluate("grid", colour_clf, data=data, method="center", out=tmp_path / "never", classes="n00000001")
+    assert not (tmp_path / "never").exists()

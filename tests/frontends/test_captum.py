@@ -3,10 +3,12 @@ Captum's metrics."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
+from torch import nn
 
-from gfi.errors import SettingsError, UsageError
+from gfi.errors import SettingsError, TargetError, UsageError
 from gfi.methods.registry import get_method
 from tests.frontends.test_rule import quick
 
@@ -156,3 +158,131 @@ def test_errors(setup):
     # a Classifier takes pixels: normalised inputs are refused by the native explainer
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
         GuidedFeatureInversion(clf, method="gradcam").attribute(clf.normalize(p), target=0)
+
+
+# -- targets and extra forward arguments as Captum reads them ----------------------------------------
+def captum_gradient_map(model, x, target, additional_forward_args=None) -> torch.Tensor:
+    """Captum's own Saliency, reduced as gfi's gradient method reduces |d y / d x|: the maximum over the
+    channels, min-maxed per image."""
+    from captum.attr import Saliency
+
+    from gfi.masks.channel_mask import min_max
+
+    sal = Saliency(model).attribute(x.clone().requires_grad_(True), target=target,
+                                    additional_forward_args=additional_forward_args)
+    return min_max(sal.amax(1))[0]
+
+
+@pytest.mark.parametrize("target", [(2,), 2, torch.tensor([2]), [(1,), (3,)], [1, 3], torch.tensor([1, 3]),
+                                    [np.int64(1), np.int64(3)]])
+def test_targets_select_what_captum_selects(setup, target):
+    """Each of Captum's target forms picks, for each example, the class Captum's own Saliency picks: the
+    maps equal Saliency's (the gradient method rescales the inputs by their range, which scales every
+    gradient alike, so the min-maxed maps agree to float rounding)."""
+    net, clf, p = setup
+    x = clf.normalize(p)
+    got = GuidedFeatureInversion(net, method="gradient").attribute(x, target=target)[:, 0]
+    theirs = target if not isinstance(target, list) or not isinstance(target[0], np.integer) else \
+        [int(t) for t in target]  # Captum's own check wants Python ints in a list
+    want = captum_gradient_map(net, x, theirs)
+    assert (want.flatten(1).std(1) > 0.05).all(), "the maps are flat: the comparison would prove nothing"
+    assert torch.allclose(got, want, atol=1e-5)
+    other = captum_gradient_map(net, x, 0)
+    assert (got - other).abs().max() > 0.05, "another class gives another map: the test can fail"
+
+
+class Grid(nn.Module):
+    """A model with a (N, 3, 4) output: conv 1x1 (3 -> 4) -> ReLU -> pooled -> linear (4 -> 12) -> (3, 4)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        with torch.random.fork_rng():
+            torch.manual_seed(4)
+            self.conv, self.relu, self.fc = nn.Conv2d(3, 4, 1), nn.ReLU(), nn.Linear(4, 12)
+
+    def forward(self, x):
+        return self.fc(self.relu(self.conv(x)).mean((2, 3))).view(-1, 3, 4)
+
+
+def test_a_tuple_is_an_index_not_a_list_of_classes(setup):
+    """(3, 1) is Captum's index output[:, 3, 1], never 'class 3 for image 0 and class 1 for image 1': on
+    an output of three dimensions it is that entry (Captum's own Saliency gives the same map); on
+    (N, classes) scores an error (in Captum too); a tuple of one class is that class for every image."""
+    from captum.attr import Saliency
+
+    net, clf, p = setup
+    x = clf.normalize(p)
+    grid = Grid().eval()
+    for target in [(2, 1), [(0, 3), (2, 1)]]:
+        got = GuidedFeatureInversion(grid, method="gradient").attribute(x, target=target)[:, 0]
+        want = captum_gradient_map(grid, x, target)
+        assert (want.flatten(1).std(1) > 0.05).all(), "the maps are flat: the comparison would prove nothing"
+        assert torch.allclose(got, want, atol=1e-5)
+    a = GuidedFeatureInversion(net, method="gradcam")
+    with pytest.raises(AssertionError):
+        Saliency(net).attribute(x.clone().requires_grad_(True), target=(3, 1))
+    with pytest.raises(TargetError, match=r"^target output:3,1 gives 2 index\(es\), but the model's output \(\d, 4\) "
+                                          r"has 1 dim\(s\) after the batch"):
+        a.attribute(x, target=(3, 1))
+    assert torch.equal(a.attribute(x, target=(1,)), a.attribute(x, target=[1, 1]))
+    with pytest.raises(UsageError, match=r"^GuidedFeatureInversion\.attribute: target must be an integer tensor"):
+        a.attribute(x, target=torch.tensor([1.0, 2.0]))
+    with pytest.raises(UsageError, match=r"target of shape \(2, 1\): Captum takes one class, or a 1-D tensor"):
+        a.attribute(x, target=torch.tensor([[1], [2]]))
+    with pytest.raises(UsageError, match=r"must be an index \(an int\), got True"):
+        a.attribute(x, target=True)
+
+
+@pytest.mark.parametrize(("n", "side"), [(2, 1.0), (2, torch.tensor([0.0, 1.0])), (1, torch.tensor([1.0]))])
+def test_additional_forward_args_reach_the_model_as_in_captum(n, side):
+    """A model whose forward takes which half of the image it looks at (HalfNet): the gradient map with
+    additional_forward_args equals Captum's own Saliency with the same arguments (a number for every
+    example, one value per example), through the module and through a plain callable."""
+    from tests.methods.channel_nets import HalfNet
+
+    net = HalfNet().eval()
+    x = torch.rand(n, 3, 16, 16, generator=torch.Generator().manual_seed(2))
+    want = captum_gradient_map(net, x, 0, additional_forward_args=(side,))
+    for model in (net, lambda z, s: net(z, s)):
+        got = GuidedFeatureInversion(model, method="gradient").attribute(x, target=0, additional_forward_args=(side,))
+        assert torch.allclose(got[:, 0], want, atol=1e-5)
+    # one argument given bare (not in a tuple) is one argument, as in Captum
+    bare = GuidedFeatureInversion(net, method="gradient").attribute(x, target=(0,), additional_forward_args=side)
+    assert torch.allclose(bare[:, 0], want, atol=1e-5)
+
+
+def test_additional_forward_args_steer_gfi():
+    """GFI through Captum's front end with a per-example argument: each map peaks in the half that
+    example's argument shows the model."""
+    from tests.methods.channel_nets import HalfNet, half_of
+
+    net = HalfNet().eval()
+    x = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(2))
+    side = torch.tensor([0.0, 1.0])
+    maps = GuidedFeatureInversion(net, **quick("gfi")).attribute(x, target=[(0,), (0,)],
+                                                                 additional_forward_args=(side,))
+    assert [half_of(maps[b, 0]) for b in range(2)] == [0, 1]
+    with pytest.raises(TypeError):
+        GuidedFeatureInversion(net, method="gradient").attribute(x, target=0)  # the model needs its argument
+
+
+def test_an_all_zero_attribution_is_zeros_with_a_warning(setup):
+    """Captum's visualize_image_attr asserts on an all-zero attribution; the front end returns finite
+    zeros (no evidence found) and warns, naming the inputs and that figure's limit."""
+    import warnings
+
+    from gfi.evidence import EmptyMapWarning
+    from tests.frontends.test_rule import small_net
+
+    net, clf, p = setup
+    dead = small_net()
+    with torch.no_grad():
+        for w in dead.parameters():
+            w.zero_()
+    attr = GuidedFeatureInversion(dead, method="gradcam")
+    with pytest.warns(EmptyMapWarning, match=r"input\(s\) 0, 1 \(of 2\) is all zeros.*visualize_image_attr"):
+        out = attr.attribute(clf.normalize(p), target=[1, 2])
+    assert torch.isfinite(out).all() and (out == 0).all() and out.shape == p.shape
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", EmptyMapWarning)
+        assert GuidedFeatureInversion(net, method="gradcam").attribute(clf.normalize(p), target=[1, 2]).max() > 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from gfi.constants import IMAGENET_MEAN, IMAGENET_STD
 from gfi.errors import UsageError
@@ -85,3 +86,28 @@ def test_errors(setup):
         explain(net, x * 10, np.array([1, 2]), method="gradcam", mean=IMAGENET_MEAN, std=IMAGENET_STD)
     with pytest.raises(UsageError, match=r"must be a torch\.nn\.Module"):
         explain(lambda z: z, x, np.array([1, 2]))
+
+
+def test_an_all_zero_map_is_returned_as_zeros_with_a_warning_never_nan(setup):
+    """On a model whose maps collapse (every weight zero, as random weights can give GFI), the front
+    end returns finite zeros, their meaning (no evidence found), and warns naming the inputs and what
+    Quantus makes of such an explanation; a model whose maps are not empty gives no warning."""
+    import warnings
+
+    from gfi.evidence import EmptyMapWarning
+    from tests.frontends.test_rule import small_net
+
+    net, clf, p = setup
+    dead = small_net()
+    with torch.no_grad():
+        for w in dead.parameters():
+            w.zero_()
+    x = clf.normalize(p).numpy()
+    for method in ("gradcam", "gfi"):
+        with pytest.warns(EmptyMapWarning, match=r"input\(s\) 0, 1 \(of 2\) is all zeros.*Quantus scores such an "
+                                                 r"explanation NaN"):
+            got = explain(dead, x, np.array([1, 2]), method=method, **quick(method))
+        assert np.isfinite(got).all() and (got == 0).all()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", EmptyMapWarning)
+        assert explain(net, x, np.array([1, 2]), method="gradcam").max() > 0

@@ -115,36 +115,36 @@ def test_maps_cached_before_the_setting_are_read_as_separate_not_independent(tmp
 
 # -- front ends and the command line: the setting passes like any other ------------------------------
 def test_front_ends_pass_joint_and_refuse_an_ignored_weight():
-    import gfi.cam
-    import gfi.captum
+    import gfi.frontends.cam
+    import gfi.frontends.captum
     from gfi.errors import UsageError
     from tests.frontends.test_rule import small_net
 
     net = small_net()
     layer = [m for m in net.modules() if isinstance(m, torch.nn.ReLU)][-1]
-    cam = gfi.cam.GFICAM(net, target_layers=[layer], joint="separate", exclusion=5.0)
+    cam = gfi.frontends.cam.GFICAM(net, target_layers=[layer], joint="separate", exclusion=5.0)
     assert cam.spec.config.joint == "separate" and cam.spec.config.exclusion == 5.0
-    attr = gfi.captum.GuidedFeatureInversion(net, joint="contrastive", contrast=1.0)
+    attr = gfi.frontends.captum.GuidedFeatureInversion(net, joint="contrastive", contrast=1.0)
     assert attr.spec.config.joint == "contrastive"
-    for make in (lambda: gfi.cam.GFICAM(net, target_layers=[layer], exclusion=5.0),
-                 lambda: gfi.captum.GuidedFeatureInversion(net, contrast=1.0)):
+    for make in (lambda: gfi.frontends.cam.GFICAM(net, target_layers=[layer], exclusion=5.0),
+                 lambda: gfi.frontends.captum.GuidedFeatureInversion(net, contrast=1.0)):
         with pytest.raises((SettingsError, UsageError), match="choose joint="):
             make()
 
 
 def test_quantus_front_end_passes_joint(monkeypatch):
-    import gfi.quantus
-    from gfi.frontends import MethodSpec
+    import gfi.frontends.quantus
+    from gfi.methods.spec import MethodSpec
     from tests.frontends.test_rule import small_net
 
     seen = []
-    original = MethodSpec.maps
-    monkeypatch.setattr(MethodSpec, "maps", lambda self, *a: seen.append(self.config.joint) or original(self, *a))
+    original = MethodSpec.explainer
+    monkeypatch.setattr(MethodSpec, "explainer", lambda self, *a: seen.append(self.config.joint) or original(self, *a))
     x = torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(0))
-    out = gfi.quantus.explain(small_net(), x.numpy(), [1], joint="separate", iters1=1, iters2=1)
+    out = gfi.frontends.quantus.explain(small_net(), x.numpy(), [1], joint="separate", iters1=1, iters2=1)
     assert seen == ["separate"] and out.shape == (1, 1, 16, 16)
     with pytest.raises(SettingsError, match="choose joint=separate"):
-        gfi.quantus.explain(small_net(), x.numpy(), [1], exclusion=5.0)
+        gfi.frontends.quantus.explain(small_net(), x.numpy(), [1], exclusion=5.0)
 
 
 def test_cli_records_joint_and_refuses_an_ignored_weight_in_one_line(tmp_path, capsys, monkeypatch):

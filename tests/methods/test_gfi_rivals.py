@@ -3,10 +3,13 @@ classes for the image, less those whose Grad-CAM map overlaps the target's (anot
 same object). Checked by hand on a linear model whose maps and logits are known, then: a target's
 map is the same alone and with other targets, bit for bit; the paper preset has no rivals."""
 
+import logging
+
 import pytest
 import torch
 from torch import nn
 
+from gfi import targets
 from gfi.errors import SettingsError
 from gfi.methods.gfi import GFIConfig, GuidedFeatureInversion
 from gfi.models.classifier import Classifier
@@ -136,3 +139,25 @@ def test_a_rival_field_without_rivals_is_refused_in_one_line(name, value):
     assert "\n" not in str(err.value)
     with pytest.raises(SettingsError, match="--rivals N"):  # strings, as --set gives them
         GFIConfig.paper().with_overrides({name: str(value)})
+
+
+@pytest.mark.parametrize("make", [lambda: targets.Softmax(0), lambda: targets.Logit(0),
+                                  lambda: targets.Contrastive(0, [2], beta=0.5)])
+def test_a_target_that_is_not_a_class_index_is_explained_without_rivals_said_once(hand, caplog, make):
+    """Rivals are other classes of the image, contrasted through their logits: they apply to plain
+    class indices (ints, ClassTarget). Any other target is explained as with rivals=0, bit for bit,
+    and the log says so once per explainer."""
+    clf, x = hand
+    fast = dict(iters1=2, iters2=6)
+    plain = GuidedFeatureInversion(clf, **fast).explain(x, [[make()]])
+    gfi = GuidedFeatureInversion(clf, rivals=1, **fast)
+    with caplog.at_level(logging.INFO, logger="gfi"):
+        got = gfi.explain(x, [[make()]])
+        gfi.explain(x, [[make()]])
+    assert torch.equal(got.maps, plain.maps) and torch.equal(got.weights, plain.weights)
+    said = [r.getMessage() for r in caplog.records if "without rivals" in r.getMessage()]
+    assert len(said) == 1 and "rivals=1 applies to class indices" in said[0] and make().describe() in said[0]
+    # a ClassTarget is a class index: its rival (the dog) weighs against the cat, as with the int
+    with_class = gfi.explain(x, [[targets.ClassTarget(0)]])
+    assert torch.equal(with_class.maps, gfi.explain(x, [[0]]).maps)
+    assert with_class.weights[0, 0, 1] < 0

@@ -13,9 +13,9 @@ from gfi.methods.registry import METHODS, get_method
 
 
 def test_overrides_go_to_the_settings_or_the_run_options_before_any_model():
-    spec = resolve("gfi", "paper", {"iters2": "7", "early_stop": "true"})
+    spec = resolve("gfi", "paper", {"iters2": "7", "chunk": "2"})
     assert isinstance(spec, MethodSpec) and spec.name == "gfi" and spec.cls is METHODS["gfi"]
-    assert spec.config == GFIConfig.paper(iters2=7) and spec.options == RunOptions(early_stop=True)
+    assert spec.config == GFIConfig.paper(iters2=7) and spec.options == RunOptions(chunk=2)
     # the run options start from options= (an object or its fields by name), then the overrides change them
     assert resolve("center", options={"autocast": "bf16"}).options == RunOptions(autocast="bf16")
     assert resolve("gradcam", None, {"channels_last": True}, options=RunOptions(chunk=2)).options == \

@@ -38,7 +38,7 @@ def test_a_flat_list_of_b_entries_is_one_class_per_image_and_nested_lists_are_k_
     assert e.targets.tolist() == [[2], [1], [0]]
     e = get_method("gradcam", clf).explain(x, [[2, 1]] * 3)
     assert e.targets.tolist() == [[2, 1]] * 3
-    assert as_targets(np.array([1, 0, 2]), 3, CPU).tolist() == [[1], [0], [2]]
+    assert as_targets(np.array([1, 0, 2]), 3, CPU).indices.tolist() == [[1], [0], [2]]
 
 
 @pytest.mark.parametrize("targets", ["2", "zero", b"1", ["2", "1", "0"], [["2"]] * 3])

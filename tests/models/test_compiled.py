@@ -47,7 +47,9 @@ def test_compiled_form_is_made_once_and_hooked_passes_stay_eager(tiny, tiny_imag
 
     monkeypatch.setattr(compiled.torch, "compile", lambda m: Spy(m))
     assert compiled.compiled_module(tiny.model) is compiled.compiled_module(tiny.model)
-    GuidedFeatureInversion(tiny, iters1=2, iters2=3, compile=True).explain(tiny_images, [[0, 1], [2, 3]])
+    # joint=separate: both targets in one stage 2 (independent targets run one stage 2 each)
+    GuidedFeatureInversion(tiny, iters1=2, iters2=3, compile=True, joint="separate").explain(
+        tiny_images, [[0, 1], [2, 3]])
     # stage 2's 3 forwards of 2 * B * K = 8 and the final one; not the stage-1 passes (hooks), nor f(x)'s
     assert calls == [8, 8, 8, 8]
     with capture(tiny.model, [tiny.channel_layer]):

@@ -79,8 +79,12 @@ def test_load_source_hf_folder(hf_folder):
     with torch.no_grad():  # the folder's own weights were loaded, not a fresh initialisation
         torch.testing.assert_close(clf(x), Classifier.from_transformers(saved, mean=(0.4, 0.5, 0.6),
                                                                         std=(0.2, 0.25, 0.3), input_size=(64, 64))(x))
+    from gfi.models.weights import file_sha256
+
+    weights = next(hf_folder / n for n in ("model.safetensors", "pytorch_model.bin") if (hf_folder / n).is_file())
+    assert info["weights"] == str(weights) and info["sha256"] == file_sha256(weights)  # the file read, its hash
     _, info = load_source(f"hf:{hf_folder}", weights="random")
-    assert info["weights"] == "random"
+    assert info["weights"] == "random" and info["sha256"] is None
 
 
 def test_load_source_hf_errors(tmp_path):

@@ -103,10 +103,27 @@ def test_wrong_layer_lists_nearest_names():
         load_model("resnet18", weights="random")[0].with_layers(channel_layer="layer4.1.conv3")
 
 
-def test_non_2d_output_is_an_error():
+def test_an_output_that_is_not_class_scores_needs_a_target():
+    """A (B, C, H, W) output passes through forward (a target reads it); class probabilities, top-1 and
+    an output that is no tensor are refused in one line."""
+    from gfi.errors import TargetError
+    from gfi.methods.registry import get_method
+
     clf = Classifier(nn.Conv2d(3, 4, 3), input_size=(8, 8))
+    x = torch.rand(1, 3, 8, 8)
+    assert clf(x).shape == (1, 4, 6, 6)
     with pytest.raises(ValueError, match=r"2-D \(batch, classes\) score tensor"):
-        clf(torch.rand(1, 3, 8, 8))
+        clf.scores(clf(x))
+    with pytest.raises(TargetError, match=r"top-1 class, for which the model must return a 2-D \(batch, classes\) "
+                                          r"score tensor; it returned a tensor of shape \(1, 4, 6, 6\): give a target"):
+        get_method("gradient", clf).explain(x)
+
+    class Strange(nn.Module):
+        def forward(self, x):
+            return "scores"
+
+    with pytest.raises(ValueError, match=r"the model returned a str; gfi reads a tensor"):
+        Classifier(Strange(), input_size=(8, 8))(x)
 
 
 def test_unknown_model_lists_valid_ones():
@@ -173,6 +190,21 @@ def test_class_names_match_exactly_never_on_a_prefix(lite0, name, expected):
     assert lite0.class_index("Tabby Cat") == 281 and lite0.class_index("golden retriever") == 207
     assert lite0.class_index("German shepherd dog") == 235 and lite0.class_index("dog sled") == 537
     assert [i for i, _ in lite0.find_classes("retriever")] == [205, 206, 207, 208, 209]
+
+
+def test_a_word_of_exactly_one_class_name_is_that_class(lite0):
+    """--target greyhound was refused although "Italian greyhound" is the one ImageNet name that holds
+    the word (there is no class "greyhound"; 172 is "whippet"): a whole word of exactly one class's
+    name resolves to it; a word of several stays an error listing them, a part of a word matches nothing."""
+    assert lite0.class_index("greyhound") == lite0.class_index("Greyhound ") == 171
+    assert lite0.class_name(171) == "Italian greyhound"
+    assert lite0.class_index("italian") == 171
+    with pytest.raises(ValueError, match=re.escape("a word in 14")):
+        lite0.class_index("dog")
+    with pytest.raises(ValueError, match="ambiguous"):
+        lite0.class_index("crane")
+    with pytest.raises(ValueError, match="unknown class name 'greyhou'"):
+        lite0.class_index("greyhou")
 
 
 def test_gfi_classes_lists_indices_and_names(capsys):

@@ -50,6 +50,11 @@ def test_timm_model_explains_end_to_end_from_a_checkpoint(tmp_path, capsys):
     info = res["model"]
     assert info["model"] == "timm:resnet18" and info["source"] == "timm" and info["architecture"] == "resnet18"
     assert info["weights"] == str(ckpt) and len(info["sha256"]) == 16
+    from gfi.models.weights import file_sha256
+
+    assert info["sha256"] == file_sha256(ckpt)
+    # what was loaded is the local file: no hub id that would say the hub's weights were used
+    assert "hf_hub_id" not in info and "timm/" not in json.dumps(info)
     assert info["input_size"] == [224, 224] and info["num_classes"] == 1000
     assert clf.class_names == list(imagenet_class_names())  # timm's ImageNet info, 1000 classes
     top = res["images"][0]["targets"][0]
@@ -62,7 +67,9 @@ def test_torchvision_model_explains_end_to_end_from_a_checkpoint(tmp_path, capsy
 
     clf, res, ckpt = explain_with_checkpoint("torchvision:resnet18", tmp_path, capsys)
     info = res["model"]
-    assert info["source"] == "torchvision" and info["weights_enum"] == "ResNet18_Weights.IMAGENET1K_V1"
+    # the enum gave the class names and preprocessing, not the weights (a local file)
+    assert info["source"] == "torchvision" and info["preprocessing_of"] == "ResNet18_Weights.IMAGENET1K_V1"
+    assert "weights_enum" not in info
     assert info["weights"] == str(ckpt) and info["input_size"] == [224, 224] and info["resize_size"] == [256]
     categories = torchvision.models.ResNet18_Weights.DEFAULT.meta["categories"]
     assert clf.class_names == categories and len(categories) == 1000
@@ -84,7 +91,8 @@ def test_timm_mean_std_size_interpolation_come_from_its_data_config():
         assert clf.input_size == size == tuple(config["input_size"][1:]) and info["interpolation"] == interp
         assert torch.allclose(clf.mean.flatten(), torch.tensor(mean))
         assert clf.prepare(torch.rand(3, 50, 70)).shape == (1, 3, *size)
-        assert info["weights"] == "random" and clf.name == spec
+        assert info["weights"] == "random" and info["sha256"] is None and clf.name == spec
+        assert "hf_hub_id" not in info  # random weights: no hub id that would say where they came from
 
 
 def test_torchvision_enum_gives_categories_and_the_crop_size_as_input_size():
@@ -94,11 +102,12 @@ def test_torchvision_enum_gives_categories_and_the_crop_size_as_input_size():
     enum = torchvision.models.ResNet50_Weights.IMAGENET1K_V2
     # gfi resizes the whole image to the crop size (224); the resize size (232) is recorded, not used
     assert clf.input_size == (224, 224) and info["resize_size"] == [232] and info["interpolation"] == "bilinear"
-    assert info["weights_enum"] == str(enum) and clf.class_names == enum.meta["categories"]
+    assert info["preprocessing_of"] == str(enum) and clf.class_names == enum.meta["categories"]
+    assert info["weights"] == "random" and info["sha256"] is None and "weights_enum" not in info
     assert info["mean"] == (0.485, 0.456, 0.406) and info["std"] == (0.229, 0.224, 0.225)
     # the full enum name works too; DEFAULT is the default
     _, full = gfi.load_model("torchvision:resnet50:ResNet50_Weights.IMAGENET1K_V2", weights="random")
-    assert full["weights_enum"] == str(enum)
+    assert full["preprocessing_of"] == str(enum)
     with pytest.raises(ModelSpecError, match=r"no member 'V9'; its weights: DEFAULT, IMAGENET1K_V1, IMAGENET1K_V2$"):
         gfi.load_model("torchvision:resnet50:V9", weights="random")
 
@@ -134,6 +143,7 @@ def test_default_weights_are_read_from_the_local_caches(empty_caches):
     save_file({k: v.contiguous() for k, v in ref.model.state_dict().items()}, str(snapshot / "model.safetensors"))
     clf, info = gfi.load_model(spec)
     assert info["weights"] == str(snapshot / "model.safetensors")
+    assert info["hf_hub_id"] == "timm/tf_mobilenetv3_small_minimal_100.in1k"  # the hub's weights: named
     assert all(torch.equal(a, b) for a, b in zip(clf.model.state_dict().values(), ref.model.state_dict().values(),
                                                   strict=True))
 
@@ -142,6 +152,7 @@ def test_default_weights_are_read_from_the_local_caches(empty_caches):
     torch.save(tv.model.state_dict(), hub / "checkpoints" / "resnet18-f37072fd.pth")
     clf, info = gfi.load_model("torchvision:resnet18")
     assert info["weights"] == str(hub / "checkpoints" / "resnet18-f37072fd.pth")
+    assert info["weights_enum"] == "ResNet18_Weights.IMAGENET1K_V1" and "preprocessing_of" not in info
     assert torch.equal(clf.model.fc.weight, tv.model.fc.weight)
 
 

@@ -148,3 +148,48 @@ def test_report_in_headless_chromium(browser, report):
     assert problems == []
     assert all(u.startswith(("file:", "data:")) for u in requests), requests  # nothing from the network
     page.close()
+
+
+def _line_breaks(page, selector: str) -> list[list[str]]:
+    """For each element of ``selector``: its text cut where the browser wrapped it onto a new line."""
+    return page.eval_on_selector_all(selector, """cells => cells.map(cell => {
+        const walker = document.createTreeWalker(cell, NodeFilter.SHOW_TEXT);
+        const lines = []; let top = null; let line = '';
+        for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+          for (let i = 0; i < node.length; i++) {
+            const r = document.createRange(); r.setStart(node, i); r.setEnd(node, i + 1);
+            const rect = r.getClientRects()[0]; if (!rect) continue;
+            if (top !== null && rect.top > top + 2) { lines.push(line); line = ''; }
+            top = rect.top; line += node.data[i];
+          }
+        }
+        lines.push(line); return lines;
+    })""")
+
+
+def test_file_names_wrap_at_their_separators_not_mid_word(browser, tmp_path):
+    """The report wrapped ILSVRC2012_val_00046154.JPEG as "ILSVRC2012_val_000461" / "54.JPEG": a name
+    breaks after a separator (_ - . / space) where it must break at all, and only a run longer than
+    the column between separators is cut inside."""
+    from gfi.viz.report import render_report
+
+    names = ["ILSVRC2012_val_00046154.JPEG", "holiday-photos_2023-08-14_beach-dog-running.jpg",
+             "a_very_long_name_made_of_many_short_words_joined_by_underscores_in_a_row.png",
+             "x" * 70 + ".png"]
+    summary = {"images": [{"image": f"/data/{n}", "targets": [{"class": 1, "class_name": "one", "prob": 0.5}],
+                           "top5": [], "seconds_per_image": 1.0} for n in names],
+               "failures": [{"image": "/data/some-folder/another_long_file_name_for_the_failures_table.jpg",
+                             "error": "not an image"}]}
+    html = tmp_path / "report.html"
+    html.write_text(render_report(summary, tmp_path))
+    page = browser.new_page(viewport={"width": 700, "height": 900})
+    page.goto(html.as_uri())
+    wrapped = _line_breaks(page, "#results td.name") + _line_breaks(page, "#failures td.name")
+    assert all("".join(lines) in (*names, summary["failures"][0]["image"]) for lines in wrapped)
+    assert any(len(lines) > 1 for lines in wrapped), "nothing wrapped: the test would prove nothing"
+    for lines in wrapped:
+        for line in lines[:-1]:
+            assert line[-1] in "_-./ " or (len(line) >= 12 and set(line) == {"x"}), lines
+    # a name that fits on one line is not cut at all
+    assert wrapped[0] == [names[0]] or all(line[-1] in "_-./" for line in wrapped[0][:-1])
+    page.close()

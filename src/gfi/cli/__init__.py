@@ -17,7 +17,8 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 log = logging.getLogger("gfi")
 
@@ -58,7 +59,11 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     return parser
 
 
-def _logging(args: argparse.Namespace) -> None:
+@contextmanager
+def _logging(args: argparse.Namespace) -> Iterator[None]:
+    """gfi's log lines on stderr for one command (``--quiet``: warnings; ``--verbose``: debug); the
+    ``gfi`` logger's handlers, level and propagation are restored afterwards, so ``main()`` called
+    from Python (a test, a notebook) leaves logging as it found it."""
     level = logging.WARNING
     if getattr(args, "verbose", False):
         level = logging.DEBUG
@@ -66,9 +71,15 @@ def _logging(args: argparse.Namespace) -> None:
         level = logging.INFO
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(_Printable("gfi: %(message)s"))
+    before = log.handlers[:], log.level, log.propagate
     log.handlers[:] = [handler]
     log.setLevel(level)
     log.propagate = False
+    try:
+        yield
+    finally:
+        log.handlers[:], log.propagate = before[0], before[2]
+        log.setLevel(before[1])
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -78,13 +89,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser(argv).parse_args(argv)
-    _logging(args)
     handler = getattr(args, "handler", None) or info.COMMANDS[args.command]
-    try:
-        return handler(args)
-    except GFIError as exc:  # gfi's own, about the user's input: one line (anything else is a bug: its traceback)
-        print(f"gfi: error: {printable(exc)}", file=sys.stderr)
-        return 2
+    with _logging(args):
+        try:
+            return handler(args)
+        except GFIError as exc:  # gfi's own, about the user's input: one line (anything else is a bug: its traceback)
+            print(f"gfi: error: {printable(exc)}", file=sys.stderr)
+            return 2
 
 
 if __name__ == "__main__":

@@ -229,8 +229,7 @@ def add_method_arguments(p: argparse.ArgumentParser, methods: Sequence[str], *, 
     top = group or p.add_argument_group("method")
     if presets and every:
         top.add_argument("--preset", default=None, choices=every,
-                       help=f"settings preset of {', '.join(c.name for c in classes if c.presets)}: the tuned "
-                            "default or exactly the paper's (default: default)" if shown else argparse.SUPPRESS)
+                         help=preset_help(classes) if shown else argparse.SUPPRESS)
     seen: set[str] = set(skip)  # names a command's own options already have: reached with --set
     for cls in [*classes, *others]:
         infos = [i for i in describe(cls.settings_class) if i.name not in seen]
@@ -249,6 +248,29 @@ def add_method_arguments(p: argparse.ArgumentParser, methods: Sequence[str], *, 
                    help=f"any setting of {', '.join(c.name for c in classes)} by its field name (the same as its "
                         "option); repeatable")
     return speed
+
+
+def preset_help(classes: Sequence[type]) -> str:
+    """``--preset``'s help: every preset the methods ``classes`` list, each with what it is (read from
+    the settings class: ``default`` its fields' defaults, ``paper`` their ``paper=`` values, another
+    the fields its ``PRESET_CHANGES`` entry changes), so a preset added to a class appears here."""
+    owners = [c for c in classes if c.presets]
+    said: dict[str, str] = {}
+    for cls in owners:
+        changes = getattr(cls.settings_class, "PRESET_CHANGES", {})
+        for name in cls.preset_names():
+            if name == "default":
+                said.setdefault(name, "default (the method's own settings)")
+            elif name == "paper":
+                said.setdefault(name, "paper (exactly the paper's)")
+            elif name in changes:
+                diff = ", ".join(f"{k}={v}" for k, v in changes[name].items())
+                said.setdefault(name, f"{name} (the default with {diff})")
+            else:
+                said.setdefault(name, name)
+    order = sorted(said, key=lambda n: (n != "default", n))
+    return (f"settings preset of {', '.join(c.name for c in owners)}: {'; '.join(said[n] for n in order)} "
+            "(default: default)")
 
 
 def given_settings(args: argparse.Namespace) -> dict[str, str]:

@@ -24,6 +24,19 @@ from gfi.errors import NotApplicable, UsageError
 
 log = logging.getLogger("gfi")
 
+#: ``gfi compare --help``'s description: the docstring's words as plain text (help shows no markup)
+DESCRIPTION = """\
+gfi compare: one figure comparing methods, classes or architectures on one image.
+
+  gfi compare IMAGE [--methods a,b,...|all]  the paper's Figure 2 (input, one column per method)
+  gfi compare IMAGE --classes A,B            Figure 3 (input, GFI's stage-1 inversion map, one
+                                             class map per class)
+  gfi compare IMAGE --models m1,m2,...       Figure 5 (input, one column per architecture)
+
+Slow methods run with their documented cheaper setting unless --settings published (the
+figure's footnote says which). A method that cannot run on the model gets a panel saying why.
+"""
+
 FIGURE2_METHODS = ("gradient", "guided-backprop", "smoothgrad", "integrated-gradients", "mask", "gradcam", "gfi")
 FIGURE5_MODELS = ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2")
 PAPER_MODELS = ("vgg19", "resnet18", "alexnet")
@@ -31,7 +44,7 @@ PAPER_MODELS = ("vgg19", "resnet18", "alexnet")
 
 def add_parser(sub, argv: Sequence[str]) -> argparse.ArgumentParser:
     p = sub.add_parser("compare", help="one figure comparing methods (Fig. 2), classes (Fig. 3) or models (Fig. 5)",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+                       description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("image", nargs="?", type=Path, help="image file (default: the bundled photo dog_cat.jpg)")
     p.add_argument("--methods", help=f"comma-separated methods or 'all' (default: the paper's Figure 2 set "
                                      f"{','.join(FIGURE2_METHODS)}; with --models: gfi)")
@@ -91,7 +104,12 @@ class Figure:
     def model(self, name: str):
         a = argparse.Namespace(**{**vars(self.args), "model": name})
         clf, _ = common.load_classifier(a, self.device)
-        return clf, clf.prepare(self.image).to(self.device)
+        image = self.image
+        if clf.channels != image.shape[0]:  # e.g. a grey model: the file read again with its channel count
+            from gfi.data.images import load_image
+
+            image = load_image(self.args.image or common.DEMO_IMAGE, channels=clf.channels)
+        return clf, clf.prepare(image).to(self.device)
 
 
 def _target(clf, spec: str, x: torch.Tensor) -> int:

@@ -1,5 +1,6 @@
 """``gfi eval EXPERIMENT``: the paper's experiments (and later checks) over a dataset folder.
 
+    gfi eval localization --data imagenet-val --method gfi   # writes into gfi-eval/localization
     gfi eval localization --data imagenet-val --method gfi --out runs/loc-gfi
     gfi eval pointing --data VOCdevkit --method gradcam --weights voc_head.pt --multilabel --out runs/pt
     gfi eval saliency --data sod --out runs/sod            # method gfi-stage1
@@ -19,6 +20,24 @@ from pathlib import Path
 
 from gfi.cli import common
 
+#: the folder ``gfi eval EXPERIMENT`` writes into without --out: DEFAULT_OUT/EXPERIMENT
+DEFAULT_OUT = Path("gfi-eval")
+
+#: ``gfi eval --help``'s description: the docstring's words as plain text (help shows no markup)
+DESCRIPTION = """\
+gfi eval EXPERIMENT: the paper's experiments (and later checks) over a dataset folder.
+
+    gfi eval localization --data imagenet-val --method gfi   # writes into gfi-eval/localization
+    gfi eval localization --data imagenet-val --method gfi --out runs/loc-gfi
+    gfi eval pointing --data VOCdevkit --method gradcam --weights voc_head.pt --multilabel --out runs/pt
+    gfi eval saliency --data sod --out runs/sod            # method gfi-stage1
+    gfi eval voc-head --data VOCdevkit --split trainval --out runs/voc-head
+
+The protocols are in docs/EVALUATION.md. Each experiment has its own options (gfi eval
+EXPERIMENT --help); the method's settings are the options gfi explain has (a setting whose name
+an experiment option already has, e.g. seed, is reached with --set KEY=VALUE).
+"""
+
 
 def _data_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("data and output")
@@ -30,7 +49,8 @@ def _data_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--range", metavar="START:STOP",
                    help="only images START..STOP-1 of the sorted order, e.g. 150:300 (the reporting half)")
     g.add_argument("--limit", type=int, default=0, help="only the first N images (after --range; 0: all)")
-    g.add_argument("--out", type=Path, required=True, help="output folder (resumes a run with the same options)")
+    g.add_argument("--out", type=Path, help=f"output folder (default: {DEFAULT_OUT}/EXPERIMENT); the same "
+                                            "options on the same folder resume a run")
     g.add_argument("--maps", type=Path, help="folder of cached maps to read and fill (default: OUT/maps)")
     g.add_argument("--overwrite", action="store_true", help="discard the lines and maps of an earlier run in OUT "
                                                             "(the files gfi wrote there; no other file)")
@@ -72,13 +92,13 @@ def add_parser(sub, argv: Sequence[str]) -> argparse.ArgumentParser:
     from gfi.evaluation.registry import EXPERIMENTS, VOC_HEAD
 
     ev = sub.add_parser("eval", help="run an evaluation (localization, pointing, saliency, ...) over a dataset",
-                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+                        description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
     esub = ev.add_subparsers(dest="experiment", required=True)
     for exp in EXPERIMENTS.values():
         _experiment_parser(esub, exp, argv)
     vh = esub.add_parser(VOC_HEAD.name, help=VOC_HEAD.help, description=VOC_HEAD.help)
     vh.add_argument("--data", type=Path, required=True, help="VOCdevkit folder")
-    vh.add_argument("--out", type=Path, required=True, help="output folder")
+    vh.add_argument("--out", type=Path, help=f"output folder (default: {DEFAULT_OUT}/{VOC_HEAD.name})")
     vh.add_argument("--overwrite", action="store_true", help="discard an earlier run in OUT")
     common.add_log_arguments(vh, verbose=False)
     common.add_model_arguments(vh, layers=False)
@@ -97,7 +117,8 @@ def eval_run(args: argparse.Namespace):
     from gfi.evaluation import EvalRun
     from gfi.evaluation.registry import VOC_HEAD
 
-    shared = dict(data=args.data, out=args.out, model=args.model, weights=args.weights,
+    out = args.out if args.out is not None else DEFAULT_OUT / args.experiment
+    shared = dict(data=args.data, out=out, model=args.model, weights=args.weights,
                   allow_pickle=args.unsafe_allow_pickle, download=args.download, device=args.device,
                   threads=args.threads, overwrite=args.overwrite, quiet=args.quiet)
     if args.experiment == VOC_HEAD.name:

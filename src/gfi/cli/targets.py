@@ -1,37 +1,13 @@
-"""The inputs of ``gfi explain``: image paths (each file once), the classes to explain per image
-(``--target`` specs and the ``--targets`` CSV), resolved to class indices at the edge."""
+"""``gfi explain --targets FILE``: the CSV of ``image,class`` lines (the classes' checks and their
+resolution are the folder job's, :mod:`gfi.folder.targets`)."""
 
 from __future__ import annotations
 
 import csv
-import re
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-import torch
-
-from gfi.data.samples import safe_stem
 from gfi.errors import UsageError
-
-_TOPK = re.compile(r"top(\d+)")
-
-
-def unique_inputs(paths: list[Path]) -> list[Path]:
-    """``paths`` with repeats of the same file removed (the same file is one input); two different
-    files with the same output name are refused."""
-    seen: dict[Path, Path] = {}
-    for p in paths:
-        seen.setdefault(p.resolve(), p)
-    out = list(seen.values())
-    stems: dict[str, Path] = {}
-    for p in out:
-        s = safe_stem(p)
-        if s in stems:
-            raise UsageError(f"two inputs share the output name {s!r}: {stems[s]} and {p}; "
-                             "rename one or run them apart")
-        stems[s] = p
-    return out
 
 
 def read_targets_csv(path: Path) -> dict[str, list[str]]:
@@ -66,91 +42,3 @@ def read_targets_csv(path: Path) -> dict[str, list[str]]:
             raise UsageError(f"--targets {path}, line {n}: no class for {cells[0]}")
         out[cells[0]].append(cls)
     return dict(out)
-
-
-def match_csv_to_inputs(per_image: dict[str, list[str]], paths: list[Path]) -> dict[Path, list[str]]:
-    """The CSV's classes by input path (a CSV name may be the path, the file name or the stem;
-    several names of one file are merged)."""
-    by_name: dict[str, Path] = {}
-    for p in paths:
-        for name in (str(p), p.name, p.stem, str(p.resolve())):
-            by_name.setdefault(name, p)
-    unknown = [k for k in per_image if k not in by_name]
-    if unknown:
-        raise UsageError(f"--targets names images that are not among the inputs: {', '.join(unknown[:5])}")
-    out: dict[Path, list[str]] = defaultdict(list)
-    for name, classes in per_image.items():
-        out[by_name[name]].extend(classes)
-    return dict(out)
-
-
-def _topk(spec: str) -> int | None:
-    m = _TOPK.fullmatch(spec.strip().lower())
-    return int(m.group(1)) if m else None
-
-
-def _too_many(spec: str, k: int, n: int) -> UsageError:
-    return UsageError(f"--target {spec}: asks for the top {k} classes, but the model has {n}; the most is "
-                      f"top{n} (or give the classes you mean)")
-
-
-def check_target_specs(specs: list[str], clf) -> None:
-    """Class names and indices are checked before anything is written (topK needs the scores);
-    a topK beyond the model's number of classes is refused, naming the most there is."""
-    n = clf.num_classes
-    for spec in specs:
-        k = _topk(spec)
-        if k is not None and k < 1:
-            raise UsageError(f"--target {spec}: K must be >= 1")
-        if k is not None and n is not None and k > n:
-            raise _too_many(spec, k, n)
-        if k is None:
-            try:
-                clf.class_index(spec)
-            except ValueError as exc:
-                raise UsageError(str(exc)) from exc
-
-
-def target_count(specs: Sequence[str], num_classes: int | None) -> int:
-    """The most classes ``specs`` can name for one image (topK counts K; each name or index 1; never
-    more than the model's classes)."""
-    k = sum(_topk(s) or 1 for s in specs)
-    return min(k, num_classes) if num_classes is not None else k
-
-
-def check_target_memory(clf, per_image: Iterable[Sequence[str]], *, batch: int, max_side: int,
-                        available: int | None = None) -> None:
-    """Refuse, before anything is written, more targets per image than memory holds: each target
-    costs its image-target rows in the model (``batch`` images explained together; see
-    :func:`gfi.models.memory.target_cap`) and its map at the image's own size (up to ``max_side``
-    pixels a side, float32). ``per_image``: the target specs of each image. The message names the
-    cap and the options that lift it."""
-    from gfi.models.memory import target_cap
-
-    k = max((target_count(s, clf.num_classes) for s in per_image), default=1)
-    if k <= 1:
-        return
-    cap = target_cap(clf, batch, tuple(clf.input_size), extra_per_target=4 * max_side * max_side,
-                     available=available)
-    if cap is not None and k > cap.most:
-        fix = (f"ask for at most {cap.most} (e.g. --target top{cap.most})" if cap.most else "no target fits")
-        raise UsageError(cap.refusal(k, f"{batch} image(s) a batch at up to {max_side} px a side",
-                                     f"{fix}, or lower --batch-size or --max-side"))
-
-
-def resolve_targets(specs: list[str], clf, probs: torch.Tensor) -> list[int]:
-    """Class indices of ``specs`` for one image (``probs``: its scores), each class once; a topK
-    beyond the number of scores is refused (a model without class names is checked here)."""
-    out: list[int] = []
-    for spec in specs:
-        k = _topk(spec)
-        if k is not None:
-            if k > probs.numel():
-                raise _too_many(spec, k, probs.numel())
-            out.extend(int(i) for i in probs.topk(k).indices)
-        else:
-            try:
-                out.append(clf.class_index(spec))
-            except ValueError as exc:
-                raise UsageError(str(exc)) from exc
-    return list(dict.fromkeys(out))

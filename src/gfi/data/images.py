@@ -1,8 +1,27 @@
-"""Reading images into RGB tensors in [0, 1] at their own size.
+"""Reading images into (C, H, W) tensors in [0, 1] at their own size.
 
 Handles EXIF orientation, grayscale / palette / CMYK / RGBA (composited on white) and 16-bit
 images (scaled by 65535, not clipped). Every failure is an :class:`ImageLoadError` whose message
-names the file and the reason. Size limits (see docs/RELIABILITY.md):
+names the file and the reason.
+
+Channels (``load_image(path, channels=C)``, C the model's :attr:`~gfi.models.classifier.Classifier.channels`):
+
+- 3 (or left out): RGB; a grey image has its grey repeated in the three channels;
+- 1: grey; a grey file (8- or 16-bit) as it is, a colour file converted to its luma (ITU-R 601-2,
+  Pillow's ``L``; a warning says so when its channels differ);
+- another C: the file's own bands, when it has C of them: a ``.npy`` array, a multi-page TIFF (the
+  bands of its pages in order, e.g. one grey page per band), or a picture whose mode has C bands
+  (RGBA as 4 bands, its alpha kept, not composited; CMYK). Pillow reads no TIFF of more than 4
+  bands in one page (nor planar float ones): such a file is refused in one line naming the ways
+  out (one band per page, or a ``.npy``).
+
+``.npy`` files hold one image, a float array (C, H, W) or (H, W, C) in [0, 1] (uint8 and uint16
+arrays are divided by 255 and 65535; a 2-D array is one channel), read without pickles; the
+channel axis is the one of size C (when C is left out: the first or last axis, whichever is
+smaller than the other two). They and multi-page TIFFs are decoded whole, then reduced to
+``max_side``.
+
+Size limits (see docs/RELIABILITY.md):
 
 - fewer than ``min_size`` (8) pixels on a side: refused (nothing to explain);
 - fewer than 32 pixels on a side: loaded, with a warning (the model sees an upsampled blur);
@@ -36,6 +55,9 @@ from gfi.errors import GFIError
 log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".jfif")
+ARRAY_SUFFIXES = (".npy",)
+#: what ``find_images`` takes from a folder: picture files and ``.npy`` arrays
+INPUT_SUFFIXES = IMAGE_SUFFIXES + ARRAY_SUFFIXES
 SMALL_SIDE = 32
 DEFAULT_MAX_PIXELS = 20_000 * 20_000
 
@@ -50,6 +72,17 @@ _ORIENT = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4:
            5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,
            8: Image.Transpose.ROTATE_90}
 _STRIP_BYTES = 8 << 20  # decoded bytes per strip of a large image
+
+
+def _read(img: Image.Image, *, sixteen: bool | None = None, channels: int | None = 3) -> tuple[np.ndarray, bool]:
+    """(array, converted): a (C, H, W) float32 array in [0, 1], RGB for ``channels`` 3 or None
+    (:func:`_to_array`), grey for 1 (:func:`_grey`), the image's own bands otherwise
+    (:func:`_bands`); ``converted``: a colour image was made grey."""
+    if channels == 1:
+        return _grey(img, sixteen)
+    if channels not in (None, 3):
+        return _bands(img, sixteen), False
+    return _to_array(img, sixteen=sixteen), False
 
 
 def _to_array(img: Image.Image, *, sixteen: bool | None = None) -> np.ndarray:
@@ -79,6 +112,48 @@ def _to_array(img: Image.Image, *, sixteen: bool | None = None) -> np.ndarray:
         out[c] = rgb[..., c]
     out /= 255.0
     return out
+
+
+def _on_white(img: Image.Image) -> Image.Image:
+    """An image with transparency composited on white (RGBA), others as they are."""
+    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+        rgba = img.convert("RGBA")
+        return Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba)
+    return img
+
+
+def _grey(img: Image.Image, sixteen: bool | None) -> tuple[np.ndarray, bool]:
+    """((1, H, W) float32 array in [0, 1], converted): the channel :func:`_to_array` repeats in RGB for
+    a grey image (16-bit levels divided by 65535, a float image spread over [0, 1], transparency on
+    white); a colour image's luma (Pillow's ``L``, ITU-R 601-2), ``converted`` when its channels
+    differ somewhere."""
+    if img.mode in (*_SIXTEEN, "I", "F"):
+        return _to_array(img, sixteen=sixteen)[:1].copy(), False
+    img = _on_white(img)
+    colour = False
+    if img.mode not in ("L", "1"):
+        img = img.convert("RGB")
+        arr = np.asarray(img)
+        colour = bool((arr != arr[..., :1]).any())
+    return (np.asarray(img.convert("L"), dtype=np.float32) / 255.0)[None], colour
+
+
+def _bands(img: Image.Image, sixteen: bool | None) -> np.ndarray:
+    """The image's own bands, (k, H, W) float32: 8-bit levels divided by 255, 16-bit by 65535, a
+    float band as it is (checked to lie in [0, 1] by the caller); a palette as its colours."""
+    if img.mode in (*_SIXTEEN, "I"):
+        arr = np.asarray(img, dtype=np.float32)
+        if sixteen is None:
+            sixteen = img.mode.startswith("I;16") or arr.max() > 255
+        return (arr / (65535.0 if sixteen else 255.0))[None]
+    if img.mode == "F":
+        return np.asarray(img, dtype=np.float32)[None].copy()
+    if img.mode == "P":
+        img = img.convert("RGBA" if "transparency" in img.info else "RGB")
+    if img.mode == "1":
+        img = img.convert("L")
+    arr = np.asarray(img, dtype=np.float32) / 255.0
+    return arr[None] if arr.ndim == 2 else np.ascontiguousarray(np.moveaxis(arr, -1, 0))
 
 
 def _reducible(img: Image.Image) -> Image.Image:
@@ -289,22 +364,29 @@ def _missing(path: Path, what: str) -> str:
 def load_image(
     path: str | os.PathLike,
     *,
+    channels: int | None = None,
     min_size: int = 8,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     max_side: int | None = None,
 ) -> Tensor:
-    """A (3, H, W) float32 tensor in [0, 1] from an image file, EXIF rotation applied.
+    """A (C, H, W) float32 tensor in [0, 1] from an image file or a ``.npy`` array, EXIF rotation applied.
 
     Args:
         path: the file.
+        channels: C, the channels the model takes (``Classifier.channels``): 3 or None for RGB (a
+            ``.npy`` array: its own channels), 1 for grey, another C for the file's own C bands
+            (the rules of this module's docstring); a file that cannot give C channels is refused.
         min_size: shorter sides are refused.
         max_pixels: larger images (W * H from the header) are refused before decoding.
         max_side: when given, images with a longer side are reduced to it (aspect kept) while
             they are read, so that memory is bounded by ``max_side`` rather than by the file's size
-            (PNG is decoded in strips; JPEG at a DCT scale; other formats in their own mode).
+            (PNG is decoded in strips; JPEG at a DCT scale; other formats in their own mode;
+            ``.npy`` arrays and multi-page TIFFs are decoded whole, then reduced).
             Images within it are loaded exactly as without it.
     """
     path = Path(path)
+    if channels is not None and (isinstance(channels, bool) or not isinstance(channels, int) or channels < 1):
+        raise ImageLoadError(f"channels must be a positive int (1 for grey, 3 for RGB) or None, got {channels!r}")
     if not path.exists():
         raise ImageLoadError(_missing(path, "file"))
     if path.is_dir():
@@ -312,8 +394,29 @@ def load_image(
     special = not_regular(path)
     if special:
         raise ImageLoadError(f"{path}: is {special}, not a regular file; gfi reads image files only")
+    if path.suffix.lower() in ARRAY_SUFFIXES:
+        arr = _load_array(path, channels, min_size, max_pixels)
+    else:
+        arr = _load_picture(path, channels, min_size, max_pixels, max_side)
+    h, w = arr.shape[-2:]
+    out = torch.from_numpy(arr)
+    if max_side is not None and max(h, w) > max_side and (path.suffix.lower() in ARRAY_SUFFIXES
+                                                          or channels not in (None, 1, 3)):
+        tw, th = _target_size(w, h, max_side)
+        out = torch.nn.functional.interpolate(out[None], size=(th, tw), mode="area")[0].contiguous()
+    if min(h, w) < SMALL_SIDE:
+        log.warning("%s: image is only %dx%d pixels; it is upsampled to the model's input size, "
+                    "so its map is coarse", path, w, h)
+    return out
+
+
+def _load_picture(path: Path, channels: int | None, min_size: int, max_pixels: int,
+                  max_side: int | None) -> np.ndarray:
+    """:func:`load_image` of a file Pillow reads: a (C, H, W) float32 array in [0, 1]."""
     old = Image.MAX_IMAGE_PIXELS
     Image.MAX_IMAGE_PIXELS = None  # the size is checked below, from the header, with a clearer message
+    bands = channels not in (None, 1, 3)
+    converted = False
     try:
         with Image.open(path) as img:
             w, h = img.size
@@ -321,7 +424,9 @@ def load_image(
                 raise ImageLoadError(
                     f"{path}: image is {w}x{h} pixels ({w * h / 1e6:.0f} megapixels), above the limit of "
                     f"{max_pixels / 1e6:.0f} megapixels; downscale it first (this guards against decompression bombs)")
-            if max_side is not None and max(w, h) > max_side:
+            if bands and getattr(img, "n_frames", 1) > 1:
+                arr = _pages(path, img, min_size)
+            elif max_side is not None and max(w, h) > max_side and not bands:
                 orientation = _orientation(path, img)
                 if orientation in (5, 6, 7, 8):
                     w, h = h, w
@@ -331,7 +436,7 @@ def load_image(
                 reduced, sixteen = _load_reduced(path, img, max_side)
                 if orientation in _ORIENT:
                     reduced = reduced.transpose(_ORIENT[orientation])
-                arr = _to_array(reduced, sixteen=sixteen)
+                arr, converted = _read(reduced, sixteen=sixteen, channels=channels)
             else:
                 img.load()
                 img = ImageOps.exif_transpose(img)
@@ -339,8 +444,13 @@ def load_image(
                 if min(w, h) < min_size:
                     raise ImageLoadError(
                         f"{path}: image is {w}x{h} pixels, smaller than the minimum of {min_size} px a side")
-                arr = _to_array(img)
+                arr, converted = _read(img, channels=channels)
     except UnidentifiedImageError as exc:
+        if bands and path.suffix.lower() in (".tif", ".tiff"):
+            raise ImageLoadError(
+                f"{path}: Pillow cannot read this TIFF (it reads at most 4 bands in a page, and no planar float "
+                f"bands); for a {channels}-channel model save the bands as the pages of one TIFF (one grey page a "
+                "band) or as a .npy (C, H, W) float array in [0, 1]") from exc
         raise ImageLoadError(f"{path}: not an image, or a format Pillow cannot read") from exc
     except (OSError, SyntaxError, ValueError, zlib.error, Image.DecompressionBombError) as exc:
         if isinstance(exc, ImageLoadError):
@@ -348,14 +458,116 @@ def load_image(
         raise ImageLoadError(f"{path}: cannot read as an image ({type(exc).__name__}: {exc})") from exc
     finally:
         Image.MAX_IMAGE_PIXELS = old
-    if min(w, h) < SMALL_SIDE:
-        log.warning("%s: image is only %dx%d pixels; it is upsampled to the model's input size, "
-                    "so its map is coarse", path, w, h)
-    return torch.from_numpy(arr)
+    if converted:
+        log.warning("%s: a colour image, converted to grey (its luma, ITU-R 601-2) for a 1-channel model", path)
+    if bands:
+        if arr.shape[0] != channels:
+            raise ImageLoadError(
+                f"{path}: has {arr.shape[0]} band(s), but the model takes {channels} channels; give a file with "
+                f"{channels} bands (a .npy (C, H, W) array, a TIFF of {channels} pages, or a {channels}-band image)")
+        _check_range(arr, path)
+    return arr
+
+
+def _pages(path: Path, img: Image.Image, min_size: int) -> np.ndarray:
+    """The bands of every page of a multi-page image (a TIFF), in order: (k, H, W) float32."""
+    out: list[np.ndarray] = []
+    for i in range(img.n_frames):
+        img.seek(i)
+        page = ImageOps.exif_transpose(img.copy())
+        if i == 0 and min(page.size) < min_size:
+            raise ImageLoadError(f"{path}: image is {page.size[0]}x{page.size[1]} pixels, smaller than the minimum "
+                                 f"of {min_size} px a side")
+        arr = _bands(page, None)
+        if out and arr.shape[1:] != out[0].shape[1:]:
+            raise ImageLoadError(f"{path}: page {i + 1} is {arr.shape[2]}x{arr.shape[1]} pixels, page 1 "
+                                 f"{out[0].shape[2]}x{out[0].shape[1]}; the pages of a multi-band image must be "
+                                 "the same size")
+        out.append(arr)
+    return np.concatenate(out)
+
+
+def _check_range(arr: np.ndarray, path: Path) -> None:
+    """Refuse values that are not finite or lie outside [0, 1] (beyond round-off), clip the round-off."""
+    if not np.isfinite(arr).all():
+        raise ImageLoadError(f"{path}: contains NaN or inf; give finite values in [0, 1]")
+    lo, hi = float(arr.min()), float(arr.max())
+    if lo < -1e-3 or hi > 1 + 1e-3:
+        raise ImageLoadError(f"{path}: values lie in [{lo:.4g}, {hi:.4g}]; gfi takes floats in [0, 1]: rescale them "
+                             "first (e.g. divide by the sensor's maximum), so that every image keeps the same scale")
+    np.clip(arr, 0, 1, out=arr)
+
+
+def _array_layout(shape: tuple[int, ...], channels: int | None, path: Path) -> str:
+    """``"chw"``, ``"hwc"`` or ``"hw"`` for a ``.npy`` array of ``shape`` (the rule of the module's docstring)."""
+    if len(shape) == 2:
+        return "hw"
+    if len(shape) != 3:
+        raise ImageLoadError(f"{path}: a .npy array of shape {shape}; gfi takes one image per file, (C, H, W) or "
+                             "(H, W, C) (or (H, W) for one channel)"
+                             + ("; 3-D volumes are not supported" if len(shape) == 4 else ""))
+    first, last = shape[0], shape[2]
+    if channels is not None:
+        if first == channels and last != channels:
+            return "chw"
+        if last == channels and first != channels:
+            return "hwc"
+        if first == last == channels:
+            raise ImageLoadError(f"{path}: shape {shape} could be (C, H, W) or (H, W, C) with C = {channels}; "
+                                 "save it with a side longer than the number of channels")
+        raise ImageLoadError(f"{path}: has shape {shape}, but the model takes {channels} channel(s); give (C, H, W) or "
+                             f"(H, W, C) with C = {channels}")
+    if first < min(shape[1:]):
+        return "chw"
+    if last < min(shape[:2]):
+        return "hwc"
+    raise ImageLoadError(f"{path}: cannot tell which axis of shape {shape} holds the channels; pass channels= (the "
+                         "model's number)")
+
+
+def _load_array(path: Path, channels: int | None, min_size: int, max_pixels: int) -> np.ndarray:
+    """:func:`load_image` of a ``.npy`` file: a (C, H, W) float32 array in [0, 1]."""
+    try:
+        data = np.load(path, mmap_mode="r", allow_pickle=False)
+    except (OSError, ValueError, EOFError) as exc:
+        raise ImageLoadError(f"{path}: cannot read as a .npy array ({type(exc).__name__}: {exc})") from exc
+    if not isinstance(data, np.ndarray):
+        raise ImageLoadError(f"{path}: holds no single array; save one image with numpy.save")
+    layout = _array_layout(tuple(data.shape), channels, path)
+    h, w = (data.shape[1:] if layout == "chw" else data.shape[:2])
+    if w * h > max_pixels:
+        raise ImageLoadError(f"{path}: image is {w}x{h} pixels ({w * h / 1e6:.0f} megapixels), above the limit of "
+                             f"{max_pixels / 1e6:.0f} megapixels; downscale it first")
+    if min(w, h) < min_size:
+        raise ImageLoadError(f"{path}: image is {w}x{h} pixels, smaller than the minimum of {min_size} px a side")
+    kind = data.dtype
+    if kind == np.uint8 or kind == np.uint16:
+        arr = np.asarray(data, dtype=np.float32) / (255.0 if kind == np.uint8 else 65535.0)
+    elif np.issubdtype(kind, np.floating):
+        arr = np.array(data, dtype=np.float32)
+        _check_range(arr, path)
+    else:
+        raise ImageLoadError(f"{path}: a .npy array of {kind}; gfi takes float arrays in [0, 1] (or uint8, uint16 "
+                             "levels)")
+    if layout == "hw":
+        arr = arr[None]
+    elif layout == "hwc":
+        arr = np.moveaxis(arr, -1, 0)
+    if channels is not None and arr.shape[0] != channels:
+        raise ImageLoadError(f"{path}: has {arr.shape[0]} channel(s), but the model takes {channels}; give an array "
+                             f"of {channels} channels")
+    return np.ascontiguousarray(arr)
 
 
 def image_size(path: str | os.PathLike) -> tuple[int, int]:
-    """(H, W) of an image file as displayed (EXIF rotation applied), read from the header only."""
+    """(H, W) of an image file as displayed (EXIF rotation applied), read from the header only; of a
+    ``.npy`` array, from its shape (the channel axis as :func:`load_image` finds it without ``channels``)."""
+    if Path(path).suffix.lower() in ARRAY_SUFFIXES:
+        try:
+            shape = tuple(np.load(path, mmap_mode="r", allow_pickle=False).shape)
+        except (OSError, ValueError, EOFError, AttributeError) as exc:
+            raise ImageLoadError(f"{path}: cannot read as a .npy array ({type(exc).__name__}: {exc})") from exc
+        return shape[1:] if _array_layout(shape, None, Path(path)) == "chw" else shape[:2]
     old = Image.MAX_IMAGE_PIXELS
     Image.MAX_IMAGE_PIXELS = None
     try:
@@ -381,9 +593,9 @@ def find_images(inputs: Iterable[str | os.PathLike]) -> list[Path]:
     for item in inputs:
         p = Path(item)
         if p.is_dir():
-            found = sorted(q for q in p.iterdir() if q.suffix.lower() in IMAGE_SUFFIXES and q.is_file())
+            found = sorted(q for q in p.iterdir() if q.suffix.lower() in INPUT_SUFFIXES and q.is_file())
             if not found:
-                problems.append(f"{p}: folder has no images (looked for {', '.join(IMAGE_SUFFIXES)})")
+                problems.append(f"{p}: folder has no images (looked for {', '.join(INPUT_SUFFIXES)})")
             out.extend(found)
         elif not_regular(p):
             problems.append(f"{p}: is {not_regular(p)}, not a regular file; gfi reads image files only")

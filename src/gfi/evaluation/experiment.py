@@ -177,6 +177,14 @@ class Experiment:
 
         return open_dataset(run.data, run.dataset, run.split), classifier, info
 
+    def write_inputs(self, run: EvalRun, dataset: Any, manifest: Any) -> None:
+        """Write the files of ``dataset`` that live in ``run.out`` (``grid``: its grid images and
+        ``grids.json``). Called once, on rank 0, under the folder's lock and after ``--overwrite``
+        has cleared what gfi wrote; every file goes through ``manifest``
+        (:class:`gfi.persist.Manifest`), which refuses a file of the user's at its name. ``setup``
+        itself writes nothing: a refusal there leaves the folder as it was."""
+        return None
+
     def check(self, run: EvalRun, opts: Any, dataset: Any) -> None:
         if dataset.kind not in self.datasets:
             raise EvalError(f"{self.name} needs a dataset of kind {' or '.join(self.datasets)}; "

@@ -5,7 +5,9 @@ From an ILSVRC-layout folder, the images the model classifies correctly with pro
 ``--min-prob`` on their own are grouped by class; each grid takes four distinct classes (``dogs``:
 four distinct dog breeds, ImageNet 151-268) and one unused image of each, seeded. A cell is the
 whole image resized to the model's input size S (as :meth:`Classifier.prepare` does, quantised to
-8 bits); the 2x2 grid, 2S x 2S, is written as a PNG to ``OUT/grids/`` and is the model's input
+8 bits); the 2x2 grid, 2S x 2S, is written as a PNG to ``OUT/grids/`` (once the run holds the
+folder's lock, through its list of the files gfi wrote: a file of the user's at a grid's name is
+refused, never replaced) and is the model's input
 as it is: the run's model is a copy of the classifier whose input size is doubled (a fully
 convolutional model with global pooling, as every preset is, takes it). All four classes of a grid
 are explained in one call (GFI: one stage 1, four stage-2 targets). What four targets explained
@@ -193,6 +195,7 @@ class GridDataset:
         self.grids = grids
         self.class_names = class_names
         self.paths = [folder / f"{g['key']}.png" for g in grids]
+        self.pending: tuple[dict, dict[str, Any]] = ({"grids": grids}, {})  # (grids.json, pixels by key) to write
 
     def __len__(self) -> int:
         return len(self.grids)
@@ -210,14 +213,11 @@ class GridDataset:
                           index=i, sources=list(g["sources"]), probs=list(g["probs"]))
 
 
-def build_grids(run: EvalRun, opts: GridOptions, clf: Any, device: torch.device) -> dict:
-    """Classify the folder's images alone, choose the grids and write their PNGs; the contents of
-    ``grids.json``."""
-    from PIL import Image
-
+def build_grids(run: EvalRun, opts: GridOptions, clf: Any, device: torch.device) -> tuple[dict, dict[str, Any]]:
+    """Classify the folder's images alone and choose the grids: the contents of ``grids.json`` and
+    each grid's pixels (uint8, 2S x 2S x 3) by key, written later by :meth:`Grid.write_inputs`."""
     from gfi.data.imagenet import ImageNetVal
     from gfi.data.images import ImageLoadError, load_image
-    from gfi.persist import atomic_write
 
     data = ImageNetVal(run.data)
     allowed = class_filter(opts.classes, data.synsets)
@@ -260,21 +260,18 @@ def build_grids(run: EvalRun, opts: GridOptions, clf: Any, device: torch.device)
     if len(chosen) < opts.grids:
         log.warning("grid: %d grids of the %d asked for (the confident images of distinct classes ran out)",
                     len(chosen), opts.grids)
-    folder = run.out / GRID_DIR
-    folder.mkdir(parents=True, exist_ok=True)
     root = str(Path(run.data).resolve())
-    grids = []
+    grids, pixels_of = [], {}
     for n, cellset in enumerate(chosen):
         names = [c["name"] for c in cellset]
         digest = hashlib.sha1("|".join([root, f"{size[0]}x{size[1]}", *names]).encode()).hexdigest()[:10]
         key = f"grid{n:04d}_{digest}"
         top = torch.cat([cells[names[0]], cells[names[1]]], dim=2)
         bottom = torch.cat([cells[names[2]], cells[names[3]]], dim=2)
-        pixels = (torch.cat([top, bottom], dim=1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
-        atomic_write(folder / f"{key}.png", lambda tmp, px=pixels: Image.fromarray(px).save(tmp, format="PNG"))
+        pixels_of[key] = (torch.cat([top, bottom], dim=1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
         grids.append({"key": key, "sources": names, "classes": [c["label"] for c in cellset],
                       "probs": [c["prob"] for c in cellset]})
-    return {"made_from": made_from(run, opts, size), "n_candidates": len(candidates), "grids": grids}
+    return {"made_from": made_from(run, opts, size), "n_candidates": len(candidates), "grids": grids}, pixels_of
 
 
 def made_from(run: EvalRun, opts: GridOptions, size: tuple[int, ...]) -> dict:
@@ -312,7 +309,7 @@ class Grid(Experiment):
               info: dict | None = None) -> tuple[GridDataset, Any, dict | None]:
         from gfi.data.imagenet import read_synsets
         from gfi.models.device import choose_device
-        from gfi.persist import atomic_write_text, check_folder
+        from gfi.persist import check_folder
 
         if run.dataset not in ("auto", "imagenet"):
             raise EvalError(f"grid builds its grids from an ImageNet folder, not --dataset {run.dataset}")
@@ -325,14 +322,38 @@ class Grid(Experiment):
 
             classifier, info = load_classifier(run)
         check_folder(run.out)
-        run.out.mkdir(parents=True, exist_ok=True)
         stored_file = run.out / GRIDS_JSON
         want = made_from(run, opts, tuple(classifier.input_size))
-        stored = json.loads(stored_file.read_text()) if stored_file.is_file() and not run.overwrite else None
-        if stored is None or stored.get("made_from") != want:
-            stored = build_grids(run, opts, classifier, choose_device(run.device))
-            atomic_write_text(stored_file, json.dumps(stored, indent=1))
-        return GridDataset(run.out / GRID_DIR, stored["grids"], synsets), doubled(classifier), info
+        stored, pixels = None, {}
+        if stored_file.is_file() and not run.overwrite:  # whose it is: checked in write_inputs, under the lock
+            try:
+                stored = json.loads(stored_file.read_text())
+            except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+                stored = None
+        if not isinstance(stored, dict) or stored.get("made_from") != want:
+            stored, pixels = build_grids(run, opts, classifier, choose_device(run.device))
+        dataset = GridDataset(run.out / GRID_DIR, stored["grids"], synsets)
+        dataset.pending = (stored, pixels)
+        return dataset, doubled(classifier), info
+
+    def write_inputs(self, run: EvalRun, dataset: GridDataset, manifest: Any) -> None:
+        """``grids.json`` and the grid PNGs built by :meth:`setup` (none when a rerun read them): each
+        written through ``manifest``, so a file of the user's at one of their names is refused. Grids
+        read from an earlier run must be files gfi wrote."""
+        from PIL import Image
+
+        stored, pixels = dataset.pending
+        if not pixels:
+            manifest.check_free([run.out / GRIDS_JSON, *dataset.paths])
+            missing = [p for p in dataset.paths if not p.is_file()]
+            if not missing:
+                return
+            raise DataError(f"{missing[0]}: grid image is missing (rerun with --overwrite to rebuild the grids)")
+        manifest.check_free([run.out / GRIDS_JSON, *dataset.paths])  # before the first is written
+        dataset.folder.mkdir(parents=True, exist_ok=True)
+        for path, key in zip(dataset.paths, dataset.keys, strict=True):
+            manifest.write(path, lambda tmp, px=pixels[key]: Image.fromarray(px).save(tmp, format="PNG"))
+        manifest.write_text(run.out / GRIDS_JSON, json.dumps(stored, indent=1))
 
     def targets(self, sample: Sample, opts: GridOptions) -> list[int]:
         return list(sample.classes)

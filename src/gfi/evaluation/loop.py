@@ -35,7 +35,6 @@ import json
 import logging
 import os
 import secrets
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -44,7 +43,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from gfi.batching import explain_grouped
+from gfi.batching import chunked, explain_groups
 from gfi.data.images import ImageLoadError, load_image
 from gfi.data.prefetch import prefetched
 from gfi.data.samples import DataError, Sample
@@ -65,6 +64,7 @@ from gfi.persist import (
     resume_or_refuse,
     run_id,
 )
+from gfi.progress import ProgressLike, Tracker, tracker
 from gfi.settings import Settings
 
 log = logging.getLogger("gfi")
@@ -120,6 +120,7 @@ class Context:
         self.store = MapStore(run.maps or run.out / "maps", self.settings)
         self.manifest: Manifest | None = None  # OUT's, while the loop runs
         self.info_file: Path | None = None  # where the loaded model's info is kept
+        self.progress: Tracker = tracker(None, run.method or "")  # told of every explain call and image
 
     @property
     def clf(self):
@@ -173,12 +174,12 @@ class Context:
                     sizes: list[tuple[int, int]]) -> tuple[list[dict[int, Tensor]], float]:
         """Maps (at each image's size, float32) of ``targets`` for the model-size images ``x``,
         computed without the cache (images with equally many targets share one call,
-        :func:`gfi.batching.explain_grouped`); and the seconds it took."""
+        :func:`gfi.batching.explain_groups`); and the seconds it took."""
         from gfi.viz.overlay import to_original_size
 
         out: list[dict[int, Tensor]] = [{} for _ in targets]
         t0 = time.perf_counter()
-        for rows, e in explain_grouped(explainer, x, targets):
+        for rows, e, _ in explain_groups(explainer, x, targets, self.progress):
             for row, j in enumerate(rows):
                 maps = to_original_size(e.maps[row].detach(), sizes[j]).cpu()
                 for k, c in enumerate(targets[j]):
@@ -289,12 +290,13 @@ def select(n: int, span: str | None, limit: int = 0) -> list[int]:
 
 # -- entry points ----------------------------------------------------------------------------------
 def run_models(exp: Experiment, run: EvalRun, opts: Settings | None = None, *, classifier=None,
-               info: dict | None = None, report: Callable[[str], Any] | None = None) -> dict[str, dict]:
+               info: dict | None = None, report: Callable[[str], Any] | None = None,
+               progress: ProgressLike = True) -> dict[str, dict]:
     """Run ``exp`` for every model of ``run.model`` (a comma list): one model into ``run.out``,
     several into ``run.out/<model>/`` (and ``run.maps/<model>/``) with a table of their headlines
     in ``run.out/summary.json`` (Sec. 4.1.4). ``report`` gets each finished run's
-    :meth:`Experiment.headline` (the CLI prints it). Returns the summaries by model (none on
-    ranks > 0 of a sharded run)."""
+    :meth:`Experiment.headline` (the CLI prints it); ``progress`` is :func:`run_experiment`'s.
+    Returns the summaries by model (none on ranks > 0 of a sharded run)."""
     opts = exp.options() if opts is None else opts
     models = [m.strip() for m in str(run.model).split(",") if m.strip()]
     if not models:
@@ -306,7 +308,7 @@ def run_models(exp: Experiment, run: EvalRun, opts: Settings | None = None, *, c
         one = run.replace(model=m)
         if len(models) > 1:
             one = one.replace(out=run.out / m, maps=run.maps / m if run.maps is not None else None)
-        s = run_experiment(exp, one, opts, classifier=classifier, info=info)
+        s = run_experiment(exp, one, opts, classifier=classifier, info=info, progress=progress)
         if s is not None:
             summaries[m] = s
             if report is not None:
@@ -324,11 +326,13 @@ def run_models(exp: Experiment, run: EvalRun, opts: Settings | None = None, *, c
 
 
 def run_experiment(exp: Experiment, run: EvalRun, opts: Settings | None = None, *, classifier=None,
-                   info: dict | None = None) -> dict | None:
+                   info: dict | None = None, progress: ProgressLike = True) -> dict | None:
     """Run ``exp`` over ``run.data`` into ``run.out`` for one model; returns the summary (None on
     ranks > 0, and on rank 0 of a job array without ``torch.distributed``). Every check (the
     options, ``--range``, files of the user's in the way, the map store) comes before anything is
-    written."""
+    written. ``progress`` (:mod:`gfi.progress`: True, the default, shows bars on a terminal and
+    plain lines in a log; None or False, or ``run.quiet``: nothing; or a callable) hears of every
+    image and of the steps inside every explain call, on rank 0."""
     from gfi.evaluation.mapstore import STORE_MANIFEST, map_files
     from gfi.models.device import choose_device
 
@@ -368,17 +372,26 @@ def run_experiment(exp: Experiment, run: EvalRun, opts: Settings | None = None, 
         options = record_options(exp, run, opts, dataset, provenance(run, config))
         with manifest.active():
             prepare_out(run, options, shard, manifest, store_folder if run.overwrite else None)
+            if shard.rank == 0:
+                exp.write_inputs(run, dataset, manifest)
+            shard.barrier()
             ctx = Context(run, opts, dataset, config=config, run_options=run_options, classifier=classifier,
                           info=info, device=device)
             ctx.store.prepare(selected, given=run.maps is not None)
             ctx.manifest, ctx.info_file = manifest, run.out / MODEL_INFO
+            quiet = run.quiet or shard.rank != 0
+            ctx.progress = tracker(None if quiet else progress, run.method, f"{exp.name}, method {run.method}")
             write_options(run, options, shard, manifest)
             if classifier is not None:
                 classifier.to(device)
             done = {k for k, r in read_records(run.out, manifest).items() if "error" not in r}
             left = sum(1 for i in indices if keys[i] not in done)
-            if shard.rank == 0 and left < len(indices):
-                log.info("resuming: %d of %d images already done", len(indices) - left, len(indices))
+            if shard.rank == 0 and not left:
+                log.warning("nothing to do: all %d images are already scored in %s; the summary is made again from "
+                            "their lines (pass --overwrite to redo them)", len(indices), run.out)
+            elif shard.rank == 0 and left < len(indices):
+                log.info("resuming the run in %s: %d of %d images are done, %d to go", run.out, len(indices) - left,
+                         len(indices), left)
             try:
                 _loop(exp, ctx, shard.mine(indices), done, shard)
                 shard.barrier()
@@ -418,19 +431,16 @@ def _write_failed(exc: WriteError, run: EvalRun, manifest: Manifest, keys: list[
 def _loop(exp: Experiment, ctx: Context, mine: list[int], done: set[str], shard: Shard) -> None:
     """Score this process's images ``mine`` (of the selection) that have no line yet (``done``),
     chunk by chunk of ``--batch-size`` images; a chunk is computed whole (see :meth:`Context.maps`)
-    and the lines of its images without one are appended."""
-    from tqdm import tqdm
-
+    and the lines of its images without one are appended. ``ctx.progress`` hears of each image and
+    of the steps inside each explain call."""
     run = ctx.run
-    chunks = [mine[b0:b0 + run.batch_size] for b0 in range(0, len(mine), run.batch_size)]
-    chunks = [c for c in chunks if any(ctx.keys[i] not in done for i in c)]
+    chunks = [c for c in chunked(mine, run.batch_size) if any(ctx.keys[i] not in done for i in c)]
     todo = sum(1 for c in chunks for i in c if ctx.keys[i] not in done)
     if not chunks:
         return
     # a new part file for every run (its name holds the process's id, listed in the manifest)
     writer = RecordWriter(run.out / part_name(shard.rank, f"{run_id()}.{secrets.token_hex(3)}"), ctx.manifest)
-    bar = tqdm(total=todo, unit="img", disable=run.quiet or shard.rank != 0, file=sys.stderr,
-               desc=f"{exp.name} {run.method}", dynamic_ncols=True)
+    ctx.progress.start(todo)
     try:
         read = functools.partial(_read_batch, exp, ctx)
         for samples, images, lines in prefetched(read, chunks, run.prefetch):
@@ -438,9 +448,9 @@ def _loop(exp: Experiment, ctx: Context, mine: list[int], done: set[str], shard:
                 lines.extend(_score_batch(exp, ctx, samples, images))
             new = [r for r in lines if r["key"] not in done]
             writer.write(sorted(new, key=lambda r: r["index"]))
-            bar.update(len(new))
+            ctx.progress.advance(len(new))
     finally:
-        bar.close()
+        ctx.progress.end()
         writer.close()
 
 

@@ -2,8 +2,10 @@
 rule:
 
 * :mod:`gfi.frontends.captum`: ``GuidedFeatureInversion(model).attribute(x, target=c)``, a
-  ``captum.attr.Attribution`` (Captum's wrappers and metrics take it);
-* :mod:`gfi.frontends.cam`: ``GFICAM(model, target_layers=[layer])``, called like pytorch-grad-cam's CAMs;
+  ``captum.attr.Attribution`` (Captum's wrappers and metrics take it; targets and
+  ``additional_forward_args`` as Captum reads them);
+* :mod:`gfi.frontends.cam`: ``GFICAM(model, target_layers=[...])``, called like pytorch-grad-cam's
+  ``GradCAM`` (several layers, ``eigen_smooth``, ``aug_smooth``, its wrappers ``RefineCAM`` and ``SESS``);
 * :mod:`gfi.frontends.quantus`: ``explain``, a Quantus ``explain_func``.
 
 Each takes ``method=`` (any name of ``gfi methods``, a plugin's too), ``config=`` (a preset name or

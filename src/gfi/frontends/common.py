@@ -36,8 +36,8 @@ class _Forward(nn.Module):
         super().__init__()
         self.func = func
 
-    def forward(self, x: Tensor) -> Tensor:
-        return self.func(x)
+    def forward(self, x: Tensor, *args: Any, **kwargs: Any) -> Tensor:
+        return self.func(x, *args, **kwargs)
 
 
 def module_name(model: nn.Module, layer: Any, *, who: str) -> str:
@@ -160,7 +160,7 @@ def pixels_and_classifier(model: nn.Module | Callable[[Tensor], Tensor], x: Tens
         m, s = (-lo / span,) * channels, (1.0 / span,) * channels
         pixels = (x - lo) / span
     net = model if isinstance(model, nn.Module) else _Forward(model)
-    clf = Classifier(net, mean=m, std=s, input_size=size, **kwargs)
+    clf = Classifier(net, mean=m, std=s, channels=channels, input_size=size, **kwargs)
     clf = clf.to(clf.device if isinstance(model, nn.Module) else x.device)
     return clf, pixels
 
@@ -176,9 +176,11 @@ def _per_channel(values: tuple[float, ...], channels: int, label: str, who: str)
 
 
 def explain_maps(spec: MethodSpec, classifier: Classifier, pixels: Tensor,
-                 targets: Tensor | list[int] | None) -> Tensor:
-    """(N, H, W) maps in [0, 1] of ``spec``'s method at the pixels' size, one target per image (None: top-1)."""
-    e = spec.explainer(classifier).explain(pixels, targets)
+                 targets: Tensor | list[int] | None, forward_args: Any = None) -> Tensor:
+    """(N, H, W) maps in [0, 1] of ``spec``'s method at the pixels' size, one target per image (None: top-1).
+    ``forward_args``: Captum's ``additional_forward_args``, given to every forward of the model after the
+    images (:meth:`gfi.methods.base.Explainer.explain`)."""
+    e = spec.explainer(classifier).explain(pixels, targets, forward_args=forward_args)
     size = (int(pixels.shape[-2]), int(pixels.shape[-1]))
     if tuple(e.maps.shape[-2:]) != size:
         e = e.resize_to(size)

@@ -28,12 +28,18 @@ import torch
 from torch import Tensor, nn
 
 from gfi.errors import UsageError
+from gfi.evidence import warn_empty
 from gfi.frontends.common import check_normalization, explain_maps, one_target_each, pixels_and_classifier
 from gfi.methods.base import RunOptions
 from gfi.methods.spec import resolve
 from gfi.settings import Settings
 
 __all__ = ["explain"]
+
+#: what Quantus does with an all-zero explanation (quantus 0.6: measured), said when one is returned
+QUANTUS_ZEROS = ("Quantus scores such an explanation NaN where a metric divides by its sum or correlates with it "
+                 "(e.g. Complexity, RelevanceMassAccuracy, FaithfulnessEstimate), and refuses a batch of only zeros "
+                 "(AssertionError): leave these inputs out, or average with np.nanmean")
 
 
 def explain(model: nn.Module, inputs: np.ndarray | Tensor, targets: np.ndarray | Tensor | int | None, *,
@@ -42,6 +48,10 @@ def explain(model: nn.Module, inputs: np.ndarray | Tensor, targets: np.ndarray |
             std: Sequence[float] | float | None = None, clamp: bool = False, **settings: Any) -> np.ndarray:
     """Maps of ``inputs`` (N, 3, H, W) for ``targets`` (N class indices, one int, or None: top-1) as a
     float32 numpy array (N, 1, H, W) in [0, 1], the layout Quantus expects of an explanation.
+
+    A map that is all zeros means the method found none of the class's evidence (e.g. GFI on random
+    weights); it is returned as zeros, never replaced, with a :class:`gfi.evidence.EmptyMapWarning`
+    naming the inputs and what Quantus makes of it (NaN in metrics that divide by the map's sum).
 
     Args:
         model: a :class:`gfi.Classifier` (inputs are pixels in [0, 1]) or the raw ``nn.Module``
@@ -76,6 +86,7 @@ def explain(model: nn.Module, inputs: np.ndarray | Tensor, targets: np.ndarray |
     clf, pixels = pixels_and_classifier(model, x, mean=mean, std=std, clamp=clamp, who="gfi.frontends.quantus.explain")
     classes = one_target_each(targets, pixels.shape[0], who="gfi.frontends.quantus.explain")
     maps = explain_maps(spec, clf, pixels, classes)
+    warn_empty(maps, "gfi.frontends.quantus.explain", QUANTUS_ZEROS)
     return maps.unsqueeze(1).detach().float().cpu().numpy()
 
 

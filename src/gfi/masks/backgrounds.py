@@ -8,14 +8,20 @@ The paper (Sec. 3.2) names three choices of p, all in pixel space [0, 1]:
   (``blur_kernel``/``blur_sigma``, and ``blur_kernel2``/``blur_sigma2`` for stage 2). The ``paper``
   preset uses kernel 11, sigma 5 in both stages; the default keeps it for stage 1 and blurs stage
   2's p with kernel 81, sigma 20 (beyond the paper). The numbers are in ``docs/METHOD.md``.
-* ``"mean"``: a constant image of the ImageNet mean colour (0.485, 0.456, 0.406).
+* ``"mean"``: a constant image of the ImageNet mean colour (0.485, 0.456, 0.406); for a model of
+  another number of channels, of the model's own normalisation mean, one value per channel
+  (:attr:`gfi.models.classifier.Classifier.background_mean`).
 * ``"noise"``: Gaussian white noise, mean 0.5, standard deviation ``noise_std``, clipped to [0, 1]
   (the paper gives no parameters; this reading keeps p inside the valid pixel range).
+
+Every kind works per channel on (B, C, H, W) images of any C: the blur convolves each channel with
+the same Gaussian, the noise is drawn independently for every pixel of every channel.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Literal
 
 import torch
@@ -69,16 +75,27 @@ def make_background(
     blur_sigma: float = 5.0,
     noise_std: float = 0.2,
     generator: torch.Generator | None = None,
+    mean: Sequence[float] | None = None,
 ) -> Tensor:
-    """Return p for a batch ``x`` of (B, 3, H, W) images in [0, 1] (same shape, device, dtype)."""
+    """Return p for a batch ``x`` of (B, C, H, W) images in [0, 1] (same shape, device, dtype).
+
+    ``mean``: the colour of the ``"mean"`` background, one value per channel (or one for all); None:
+    the ImageNet mean colour, which needs C = 3 (a classifier's is its ``background_mean``)."""
     if kind == "blur":
         return gaussian_blur(x, blur_kernel, blur_sigma)
     if kind == "mean":
-        if x.shape[1] != 3:
-            raise SettingsError("the 'mean' background is an RGB colour; the input has "
-                                f"{x.shape[1]} channels. Use background='blur' or 'noise'.")
-        mean = torch.tensor(IMAGENET_MEAN, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
-        return mean.expand_as(x).clone()
+        c = x.shape[1]
+        if mean is None:
+            if c != 3:
+                raise SettingsError(f"the 'mean' background defaults to the ImageNet mean colour (3 channels); the "
+                                    f"input has {c}: pass mean= (one value per channel, e.g. the classifier's "
+                                    "background_mean), or use background='blur' or 'noise'")
+            mean = IMAGENET_MEAN
+        colour = torch.as_tensor(mean, device=x.device, dtype=x.dtype).reshape(-1)
+        if colour.numel() not in (1, c):
+            raise SettingsError(f"the 'mean' background has {colour.numel()} values for images of {c} channels; "
+                                "give one per channel or one for all")
+        return colour.view(1, -1, 1, 1).expand_as(x).clone()
     if kind == "noise":
         noise = torch.randn(x.shape, generator=generator, device="cpu", dtype=torch.float32)
         return (0.5 + noise_std * noise).clamp_(0, 1).to(device=x.device, dtype=x.dtype)

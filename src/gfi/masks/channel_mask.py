@@ -10,7 +10,7 @@ Built for the methods' loops, with the constant parts made once per call:
   costs more than the rest of the mask arithmetic together).
 * Eq. (2) and Eq. (4) share :math:`d = x - p`: :math:`\Phi = p + d \odot m` and
   :math:`\Phi_{bg} = x - d \odot m`. :class:`KeptAndRemoved` stores ``(p, x)`` and ``(d, -d)`` once
-  and writes both images in one ``addcmul`` into the (2, B, K, 3, H, W) batch of the forward pass.
+  and writes both images in one ``addcmul`` into the (2, B, K, C, H, W) batch of the forward pass.
 
 :func:`upsample`, :func:`channel_mask`, :func:`blend` and :func:`blend_kept_and_removed` are the
 one-call forms of the same code. (The straightforward versions, ``F.interpolate`` and stacked
@@ -95,34 +95,34 @@ def channel_mask(w: Tensor, features: Tensor, size: tuple[int, int] | Upsampler,
 
 
 class KeptAndRemoved:
-    r"""Eq. (2) and Eq. (4) for one batch ``x``, ``p`` (B, 3, H, W): ``self(m)`` with m (B, K, H, W)
-    returns (2, B, K, 3, H, W), the kept images :math:`\Phi(x, m) = x \odot m + p \odot (1 - m)`
+    r"""Eq. (2) and Eq. (4) for one batch ``x``, ``p`` (B, C, H, W): ``self(m)`` with m (B, K, H, W)
+    returns (2, B, K, C, H, W), the kept images :math:`\Phi(x, m) = x \odot m + p \odot (1 - m)`
     first, then the removed images :math:`\Phi_{bg}(x, m) = x \odot (1 - m) + p \odot m`."""
 
     def __init__(self, x: Tensor, p: Tensor) -> None:
         d = x - p
-        self.base = torch.stack((p, x)).unsqueeze(2)      # (2, B, 1, 3, H, W)
-        self.signed_d = torch.stack((d, -d)).unsqueeze(2)  # (2, B, 1, 3, H, W)
+        self.base = torch.stack((p, x)).unsqueeze(2)      # (2, B, 1, C, H, W)
+        self.signed_d = torch.stack((d, -d)).unsqueeze(2)  # (2, B, 1, C, H, W)
 
     def __call__(self, m: Tensor) -> Tensor:
         return torch.addcmul(self.base, self.signed_d, m.unsqueeze(0).unsqueeze(3))
 
     def kept(self, m: Tensor) -> Tensor:
-        """Eq. (2) only: (B, K, 3, H, W)."""
+        """Eq. (2) only: (B, K, C, H, W)."""
         return torch.addcmul(self.base[0], self.signed_d[0], m.unsqueeze(2))
 
 
 def blend(x: Tensor, p: Tensor, m: Tensor) -> Tensor:
     r"""Eq. (2): :math:`\Phi(x, m) = x \odot m + p \odot (1 - m)`.
 
-    ``x`` and ``p`` are (B, 3, H, W), ``m`` is (B, K, H, W); returns (B, K, 3, H, W).
+    ``x`` and ``p`` are (B, C, H, W), ``m`` is (B, K, H, W); returns (B, K, C, H, W).
     Eq. (4)'s :math:`\Phi_{bg}` is ``blend(x, p, 1 - m)``.
     """
     return KeptAndRemoved(x, p).kept(m)
 
 
 def blend_kept_and_removed(x: Tensor, p: Tensor, m: Tensor) -> Tensor:
-    """Eq. (2) and Eq. (4) for one batched forward: (2, B, K, 3, H, W), kept first."""
+    """Eq. (2) and Eq. (4) for one batched forward: (2, B, K, C, H, W), kept first."""
     return KeptAndRemoved(x, p)(m)
 
 

@@ -33,10 +33,21 @@ from typing import Any, ClassVar, Literal, TypeVar
 import torch
 from torch import Tensor
 
-from gfi.errors import InputError, SettingsError, TargetError
-from gfi.models.classifier import Classifier
+from gfi.errors import InputError, NotApplicable, SettingsError, TargetError
+from gfi.models.classifier import Classifier, channel_problem, shape_problem
+from gfi.models.forward_args import ForwardArgs
 from gfi.models.layers import LayerRef, frozen
+from gfi.objectives import score_term
 from gfi.settings import Settings, describe, setting
+from gfi.targets import (
+    ClassTarget,
+    Target,
+    TargetGrid,
+    as_target,
+    class_index_of,
+    describe_output,
+    split_rows,
+)
 
 S = TypeVar("S", bound=Settings)
 
@@ -108,7 +119,11 @@ def preset_settings(cls: type[S], name: str, overrides: Mapping[str, Any] | None
     return base.with_overrides(overrides)
 
 
-TargetsLike = int | Sequence[int] | Sequence[Sequence[int]] | Tensor | None
+#: what ``explain`` takes as targets: None (top-1), one target for every image, B of them, B lists of K,
+#: or a (B,) / (B, K) tensor of class indices; a target is an int (a class) or a :class:`~gfi.targets.Target`
+#: or any callable of the model's output
+TargetsLike = (int | Target | Callable[..., Tensor] | Sequence[int | Target | Callable[..., Tensor]]
+               | Sequence[Sequence[int | Target | Callable[..., Tensor]]] | Tensor | None)
 
 
 @dataclass
@@ -117,9 +132,15 @@ class Explanation:
 
     Attributes:
         maps: (B, K, H, W) saliency in [0, 1] at the model's input size, one per image and target.
-        targets: (B, K) class indices.
+        targets: (B, K) class indices: the class each target is about (a class index, a class score,
+            a contrastive target's class, a segmentation class, a detection label), -1 for a target
+            about no class (an output index, a callable).
         method: the method's registry name.
-        probs: (B, K) the model's score f_c(x) of each target on the unmodified input.
+        probs: (B, K) each target's score on the unmodified input: f_c(x) (the softmax probability,
+            or sigmoid for a multi-label model) for a plain class index, the target's own score for
+            a :class:`~gfi.targets.Target` (a logit, a contrastive difference, a detection's score).
+        target_descriptions: B lists of K texts, each target's :meth:`~gfi.targets.Target.describe`
+            (``"class:243"``, ``"box:10,20,100,200:3"``, ...).
         stage1_map: (B, H, W) GFI's class-agnostic inversion map (Fig. 3b), when the method has one.
         weights: (B, K, C) GFI's channel weights w after stage 2 (or stage 1 for ``gfi-stage1``).
         stage1_weights: (B, C) w after stage 1.
@@ -142,6 +163,7 @@ class Explanation:
     loss_history: dict[str, Tensor] = field(default_factory=dict)
     collapsed: Tensor | None = None
     stage1_collapsed: Tensor | None = None
+    target_descriptions: list[list[str]] | None = None
 
     def to(self, device: torch.device | str) -> Explanation:
         def move(v):
@@ -167,39 +189,69 @@ class Explanation:
     def __len__(self) -> int:
         return self.maps.shape[0]
 
+    @staticmethod
+    def cat(parts: Sequence[Explanation]) -> Explanation:
+        """The explanations of consecutive batches as one: every tensor field (batch first) concatenated
+        along the batch, None where a part has none; loss histories ((T, B, ...)) along their batch
+        dimension, a shorter one (an early stop) padded with NaN; other fields (the method) the first's."""
+        def history(hs: list[Tensor]) -> Tensor:
+            t = max(h.shape[0] for h in hs)
+            return torch.cat([torch.cat([h, h.new_full((t - h.shape[0], *h.shape[1:]), float("nan"))]) for h in hs],
+                             1)
+
+        out = {}
+        for f in fields(Explanation):
+            values = [getattr(p, f.name) for p in parts]
+            if f.name == "loss_history":
+                out[f.name] = {key: history([v[key] for v in values]) for key in values[0]}
+            elif isinstance(values[0], Tensor):
+                out[f.name] = None if any(v is None for v in values) else torch.cat(values)
+            elif f.name == "target_descriptions":
+                out[f.name] = None if any(v is None for v in values) else [row for v in values for row in v]
+            else:
+                out[f.name] = values[0]
+        return Explanation(**out)
+
 
 def _class_index(value: Any, where: str) -> int:
-    """``value`` as one class index: an int (a numpy or 0-d integer tensor too); a string, a bool or a
-    float is refused, never converted. ``where`` names it in the message (``targets=...``, ``target
-    ... of image 2``)."""
-    if isinstance(value, str | bytes):
-        digits = value.strip() if isinstance(value, str) and value.strip().isdigit() else None
-        raise TargetError(f"{where} is a string, which gfi does not read as a class: give an int class index "
-                          f"({f'{digits}, not {value!r}' if digits else 'e.g. 243'}), or look a class name up with "
-                          "classifier.class_index(name) (`gfi classes PATTERN` lists the names)")
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral | Tensor):
-        raise TargetError(f"{where} is a {type(value).__name__}, not a class index; give ints")
-    if isinstance(value, Tensor) and (value.ndim != 0 or value.is_floating_point() or value.is_complex()
-                                      or value.dtype == torch.bool):
-        raise TargetError(f"{where} is a {value.dtype} tensor of shape {tuple(value.shape)}, not one integer "
-                          "class index")
-    return int(value)
+    """``value`` as one class index (:func:`gfi.targets.class_index_of`)."""
+    return class_index_of(value, where)
 
 
-def as_targets(targets: TargetsLike, batch: int, device: torch.device, logits: Tensor | None = None,
-               num_classes: int | None = None) -> Tensor:
-    """Normalise targets to a (B, K) long tensor; anything else is a one-line :class:`TargetError`.
+def as_targets(targets: TargetsLike, batch: int, device: torch.device, logits: Any = None,
+               num_classes: int | None = None) -> TargetGrid:
+    """Targets as the (B, K) :class:`~gfi.targets.TargetGrid` every method consumes; anything else
+    is a one-line :class:`TargetError`.
 
-    ``None`` = each image's top-1 class (needs ``logits``); an int = that class for every image;
-    a flat sequence (or 1-D tensor) of exactly B ints = one class per image; a sequence of B
-    sequences of K ints, or a (B, K) tensor = K classes per image (stage 1 of GFI runs once per
-    image for all K). Nothing is reinterpreted: a flat sequence of another length than B, a string
-    (``"243"`` is not class 243, and never the classes 2, 4, 3), a bool or a float is refused, and so
-    is K above the model's ``num_classes``.
+    ``None`` = each image's top-1 class (needs ``logits``, (B, classes) scores); a :class:`TargetGrid`
+    = itself (checked against the batch and the classes); an int or a target
+    (a :class:`~gfi.targets.Target`, or any callable of the model's output, wrapped in a
+    :class:`~gfi.targets.CallableTarget`) = that target for every image; a flat sequence (or 1-D
+    tensor) of exactly B of those = one per image; a sequence of B sequences of K, or a (B, K)
+    tensor = K per image (stage 1 of GFI runs once per image for all K). A plain int is
+    :class:`~gfi.targets.ClassTarget`, each method's own reading of the class; when every target is
+    one, the grid keeps them as a (B, K) tensor (:attr:`~gfi.targets.TargetGrid.indices`). Nothing
+    is reinterpreted: a flat sequence of another length than B, a string (``"243"`` is not class 243,
+    and never the classes 2, 4, 3), a bool, a float or a target class rather than an instance
+    (``Softmax`` for ``Softmax(3)``) is refused, and so are class indices out of the model's
+    ``num_classes`` and more plain class indices per image than it has classes.
     """
-    if targets is None:
+    t: Tensor | None = None
+    rows: list[list[Target]] | None = None
+    if isinstance(targets, TargetGrid):  # already a grid (one image's rows of a batch's)
+        if targets.shape[0] != batch:
+            raise TargetError(f"a grid of targets for {targets.shape[0]} image(s) does not fit a batch of {batch}")
+        if targets.indices is None:
+            rows = [list(r) for r in targets.rows]
+        else:
+            t = targets.indices.to(device)
+    elif targets is None:
         if logits is None:
             raise ValueError("targets=None means top-1, which needs the model's logits")
+        if not isinstance(logits, Tensor) or logits.ndim != 2:
+            raise TargetError(f"targets=None means each image's top-1 class, for which the model must return a 2-D "
+                              f"(batch, classes) score tensor; it returned {describe_output(logits)}: give a target "
+                              "(gfi.targets: SegmentationTarget, DetectionTarget, OutputIndex, or a callable)")
         t = logits.argmax(-1, keepdim=True)
     elif isinstance(targets, Tensor):
         if targets.is_floating_point() or targets.is_complex() or targets.dtype == torch.bool:
@@ -214,7 +266,7 @@ def as_targets(targets: TargetsLike, batch: int, device: torch.device, logits: T
     elif hasattr(targets, "__array__") and not isinstance(targets, numbers.Integral):  # a numpy array
         return as_targets(torch.as_tensor(targets), batch, device, logits, num_classes)
     elif not isinstance(targets, Sequence) or isinstance(targets, str | bytes):
-        t = torch.full((batch, 1), _class_index(targets, f"targets={targets!r}"), dtype=torch.long, device=device)
+        rows = [[as_target(targets, f"targets={targets!r}")]] * batch
     else:
         seq = list(targets)
         nested = [isinstance(s, Sequence | Tensor) and not isinstance(s, str | bytes) and
@@ -224,15 +276,27 @@ def as_targets(targets: TargetsLike, batch: int, device: torch.device, logits: T
             if len(lens) != 1:
                 raise TargetError(f"every image needs the same number of targets, got counts {sorted(lens)}; "
                                   "explain images with different counts in separate calls")
-            rows = [[_class_index(c, f"target {c!r} of image {i}") for c in s] for i, s in enumerate(seq)]
-            t = torch.tensor(rows, dtype=torch.long, device=device).reshape(len(seq), -1)
+            rows = [[as_target(c, f"target {c!r} of image {i}") for c in s] for i, s in enumerate(seq)]
         elif any(nested):
-            raise TargetError("targets mix single classes and lists of classes; give one class per image "
-                              "(a flat list of B ints) or K classes per image (B lists of K ints)")
+            raise TargetError("targets mix single targets and lists of targets; give one target per image "
+                              "(a flat list of B) or K targets per image (B lists of K)")
         else:
             _flat_fits(len(seq), batch, "a flat list")
-            flat = [_class_index(c, f"target {c!r} of image {i}") for i, c in enumerate(seq)]
-            t = torch.tensor(flat, dtype=torch.long, device=device).reshape(-1, 1)
+            rows = [[as_target(c, f"target {c!r} of image {i}")] for i, c in enumerate(seq)]
+    if t is None and rows is not None and all(type(c) is ClassTarget for r in rows for c in r):
+        t = torch.tensor([[c.class_index for c in r] for r in rows], dtype=torch.long,
+                         device=device).reshape(len(rows), -1)
+    if t is None:
+        grid = TargetGrid(rows)
+        if grid.shape[0] != batch or grid.shape[1] == 0:
+            raise TargetError(f"targets for {grid.shape[0]} image(s) x {grid.shape[1]} do not fit a batch of "
+                              f"{batch} images; give one target per image or K per image")
+        if num_classes is not None:
+            bad = sorted({c for r in rows for tg in r for c in tg.classes() if not 0 <= c < num_classes})
+            if bad:
+                raise TargetError(f"target class(es) {bad} out of range: the model has {num_classes} classes "
+                                  f"(0..{num_classes - 1})")
+        return grid
     if t.ndim != 2 or t.shape[0] != batch or t.shape[1] == 0:
         raise TargetError(f"targets of shape {tuple(t.shape)} do not fit a batch of {batch} images; "
                           "give (B,) or (B, K) class indices")
@@ -243,7 +307,21 @@ def as_targets(targets: TargetsLike, batch: int, device: torch.device, logits: T
         bad = t[(t < 0) | (t >= num_classes)].unique().tolist()
         raise TargetError(f"target class(es) {bad} out of range: the model has {num_classes} classes "
                           f"(0..{num_classes - 1})")
-    return t.contiguous()
+    return TargetGrid.of_indices(t.contiguous())
+
+
+def target_score_terms(grid: TargetGrid, output: Any, score: Literal["prob", "log"],
+                       multilabel: bool) -> tuple[Tensor, Tensor]:
+    """Eq. (9)'s class terms (gain, loss), each (B, K), of a grid's targets from the model's output for
+    2 x B x K images (the kept images, then the removed; row b * K + k of each half is target (b, k)):
+    each target's own score through :func:`gfi.objectives.score_term`, a plain class index read as
+    f_c (what :func:`gfi.objectives.target_terms` computes from the logits)."""
+    grid = grid.read("prob", multilabel)
+    kept, removed = split_rows(output, grid.shape[0] * grid.shape[1])
+    log = score == "log"
+    gain = grid.apply(kept, lambda t, o: score_term(t, o, log, removed=False))
+    loss = grid.apply(removed, lambda t, o: score_term(t, o, log, removed=True))
+    return gain.view(grid.shape), loss.view(grid.shape)
 
 
 def _flat_fits(n: int, batch: int, what: str) -> None:
@@ -257,13 +335,14 @@ def _flat_fits(n: int, batch: int, what: str) -> None:
 PIXEL_TOLERANCE = 1e-3  # resampling round-off; anything further out is the wrong scale
 
 
-def check_images(images: Tensor) -> Tensor:
-    """``images`` if they are a finite (B, 3, H, W) float batch in [0, 1]; else a one-line error
-    naming the fix (e.g. pixels in 0..255)."""
-    if not isinstance(images, Tensor) or images.ndim != 4 or images.shape[1] != 3:
-        shape = tuple(images.shape) if isinstance(images, Tensor) else type(images).__name__
-        raise InputError(f"images must be a (B, 3, H, W) tensor in [0, 1], got {shape}; "
-                         "use Classifier.prepare() or gfi.data.load_image()")
+def check_images(images: Tensor, channels: int = 3) -> Tensor:
+    """``images`` if they are a finite (B, C, H, W) float batch in [0, 1] with C = ``channels`` (the
+    classifier's); else a one-line error naming the fix (e.g. pixels in 0..255, a grey image for an
+    RGB model, a 3-D volume)."""
+    if not isinstance(images, Tensor) or images.ndim != 4:
+        raise InputError(shape_problem(images, channels))
+    if images.shape[1] != channels:
+        raise InputError(channel_problem(images.shape[1], channels))
     if not torch.is_floating_point(images):
         raise InputError(f"images must be floating point in [0, 1], got {images.dtype}")
     if not torch.isfinite(images).all():
@@ -317,6 +396,10 @@ class Explainer(ABC):
     #: perturbations), so a plain callable runs it too (Captum's ``forward_func``; gfi.frontends).
     #: True unless a method says otherwise: a plain callable is then refused in one line, never half run.
     needs_module: ClassVar[bool] = True
+    #: it explains :mod:`gfi.targets` objects (a class score, a segmentation or detection target, a
+    #: contrastive difference, a callable), reading them through :meth:`_target_grid`; False: plain
+    #: class indices only, through :meth:`_targets_and_probs` (other targets are refused before any work)
+    target_objects: ClassVar[bool] = False
 
     def __init__(self, classifier: Classifier, config: Settings | str | None = None, *,
                  options: RunOptions | None = None, **overrides: Any) -> None:
@@ -391,8 +474,15 @@ class Explainer(ABC):
 
         return step
 
-    def explain(self, images: Tensor, targets: TargetsLike = None) -> Explanation:
-        """Maps for ``images`` (B, 3, H, W) in [0, 1] at the model's input size, per target.
+    def explain(self, images: Tensor, targets: TargetsLike = None, *, forward_args: Any = None,
+                forward_kwargs: Mapping[str, Any] | None = None) -> Explanation:
+        """Maps for ``images`` (B, C, H, W) in [0, 1] at the model's input size, per target (C: the
+        classifier's ``channels``).
+
+        ``forward_args`` (Captum's ``additional_forward_args``: a tuple, or one value) and
+        ``forward_kwargs`` (a mapping) go to every forward of the model after the images: non-tensors
+        and batch-1 tensors to every row, a tensor with one row per image follows its image
+        (:mod:`gfi.models.forward_args`; such a call explains its images one at a time).
 
         Works whatever the caller's grad mode (``torch.no_grad()``, ``torch.inference_mode()``):
         the methods need gradients with respect to their masks or inputs, never the caller's graph,
@@ -409,9 +499,12 @@ class Explainer(ABC):
         length than B, or more targets than the model has classes is a one-line
         :class:`~gfi.errors.TargetError`), and so is their number against free memory
         (:func:`gfi.models.memory.target_cap`)."""
-        images = check_images(images)
+        images = check_images(images, self.classifier.channels)
+        extra = ForwardArgs.of(forward_args, forward_kwargs, self.classifier.device)
+        if extra.per_image(images.shape[0]):
+            return self._one_image_at_a_time(images, targets, extra)
         with torch.inference_mode(False), torch.enable_grad(), frozen(self.classifier.model), \
-                self.classifier.compiling(self.options.compile):
+                self.classifier.compiling(self.options.compile), self.classifier.passing(extra):
             images = images.detach().to(self.classifier.device)
             if images.is_inference():
                 images = images.clone()  # an inference tensor cannot enter autograd
@@ -421,14 +514,39 @@ class Explainer(ABC):
                 self._check_targets(images, targets)
             return self._explain(images, targets)
 
+    def _one_image_at_a_time(self, images: Tensor, targets: TargetsLike, extra: ForwardArgs) -> Explanation:
+        """:meth:`explain` with forward arguments that hold one row per image: one call per image, each
+        with its own row, and the explanations joined (:meth:`Explanation.cat`).
+
+        Such a call cannot be batched the way the methods batch their images: each lays its rows out
+        in its own way (GFI's stage 2 sends (2, B, K) kept and removed images, RISE B x N masked
+        copies, SmoothGrad B x N noisy samples), and an argument would have to follow each image into
+        every one. The result is the one a batch would give, at the cost of B calls instead of one.
+        Targets are checked for the whole batch first (:func:`as_targets`; None stays each image's
+        top-1)."""
+        b = images.shape[0]
+        rows = None if targets is None else as_targets(targets, b, images.device,
+                                                       num_classes=self.classifier.num_classes)
+        parts = []
+        for i in range(b):
+            one = extra.image(i, b)
+            parts.append(self.explain(images[i:i + 1], None if rows is None else rows.images(slice(i, i + 1)),
+                                      forward_args=one.args, forward_kwargs=dict(one.kwargs)))
+        return Explanation.cat(parts)
+
     def _check_targets(self, images: Tensor, targets: TargetsLike) -> None:
         """Refuse, before any work, targets that are not class indices of the model for this batch
-        (:func:`as_targets`) and a number per image beyond what memory holds
+        (:func:`as_targets`), kinds of target the method cannot explain (:meth:`check_target`) and a
+        number per image beyond what memory holds
         (:func:`gfi.models.memory.target_cap`; checked when B x K exceeds ``CHECKED_ROWS``)."""
         from gfi.models.memory import CHECKED_ROWS, target_cap
 
         b = images.shape[0]
-        k = as_targets(targets, b, images.device, num_classes=self.classifier.num_classes).shape[1]
+        grid = as_targets(targets, b, images.device, num_classes=self.classifier.num_classes)
+        if grid.indices is None:
+            for target in {id(t): t for t in grid.flat}.values():
+                self.check_target(target)
+        k = grid.shape[1]
         if b * k <= CHECKED_ROWS:
             return
         cap = target_cap(self.classifier, b, tuple(images.shape[-2:]))
@@ -436,6 +554,15 @@ class Explainer(ABC):
             h, w = images.shape[-2:]
             raise TargetError(cap.refusal(k, f"{b} image(s) of {h}x{w}",
                                           "explain fewer targets per call (or fewer images per call)"))
+
+    def check_target(self, target: Target) -> None:
+        """Refuse, before any work, a kind of target the method cannot explain (a one-line
+        :class:`~gfi.errors.NotApplicable` naming why). A method with ``target_objects`` accepts every
+        kind unless it says otherwise (CAM: class logits and their contrastive differences; LRP: class
+        logits); one without takes plain class indices only."""
+        if not self.target_objects and type(target) is not ClassTarget:
+            raise NotApplicable(f"{self.name or type(self).__name__} explains plain class indices only, not "
+                                f"{target.describe()}; gfi's own methods take any target (gfi.targets)")
 
     def _empty(self, images: Tensor, targets: TargetsLike) -> Explanation:
         k = 1
@@ -446,7 +573,8 @@ class Explainer(ABC):
             k = len(targets[0])
         h, w = images.shape[-2:]
         return Explanation(maps=images.new_zeros(0, k, h, w), targets=torch.zeros(0, k, dtype=torch.long,
-                           device=images.device), method=self.name, probs=images.new_zeros(0, k))
+                           device=images.device), method=self.name, probs=images.new_zeros(0, k),
+                           target_descriptions=[])
 
     __call__ = explain
 
@@ -455,13 +583,34 @@ class Explainer(ABC):
 
     def _targets_and_probs(self, images: Tensor, targets: TargetsLike,
                            logits: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        """(B, K) targets and the model's scores for them on ``images``."""
+        """(B, K) class indices and the model's scores f_c for them on ``images``: for a method that
+        reads plain class indices only (``target_objects`` False; a target object is refused before any
+        work by :meth:`check_target`). A method that takes :mod:`gfi.targets` objects calls
+        :meth:`_target_grid`."""
+        grid, probs = self._target_grid(images, targets, logits)
+        if grid.indices is None:
+            raise NotApplicable(f"{self.name} explains plain class indices only, not "
+                                f"{next(t.describe() for t in grid.flat if type(t) is not ClassTarget)}")
+        return grid.indices, probs
+
+    def _target_grid(self, images: Tensor, targets: TargetsLike, logits: Any = None) -> tuple[TargetGrid, Tensor]:
+        """The (B, K) :class:`~gfi.targets.TargetGrid` and each target's score on ``images``
+        (:attr:`Explanation.probs`) from the model's output ``logits`` (computed when None)."""
         if logits is None:
             with torch.no_grad():
                 logits = self.classifier(images)
-        t = as_targets(targets, images.shape[0], images.device, logits, logits.shape[-1])
-        probs = self.classifier.scores(logits.float()).gather(1, t)
-        return t, probs
+        classes = logits.shape[-1] if isinstance(logits, Tensor) and logits.ndim == 2 else self.classifier.num_classes
+        grid = as_targets(targets, images.shape[0], images.device, logits, classes)
+        if grid.indices is not None and isinstance(logits, Tensor) and logits.ndim == 2:
+            return grid, self.classifier.scores(logits.float()).gather(1, grid.indices)
+        with torch.no_grad():
+            probs = grid.score_each(logits, "prob", self.classifier.multilabel).float()
+        return grid, probs.to(images.device)
+
+    def _fields(self, grid: TargetGrid, probs: Tensor) -> dict[str, Any]:
+        """The :class:`Explanation` fields that say what was explained: ``targets`` (the class
+        indices), ``target_descriptions`` and ``probs``."""
+        return {"targets": grid.classes(probs.device), "target_descriptions": grid.describe(), "probs": probs}
 
     # -- run options ------------------------------------------------------------------------------
     def _autocast(self, device: torch.device) -> contextlib.AbstractContextManager:

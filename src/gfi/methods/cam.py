@@ -14,6 +14,9 @@ global average pool, ``get_classifier()``), and fails with a clear error for VGG
 after the features) or a pooled feature map that passes through another layer (e.g. a 1x1 conv
 head after the pooling). ``A`` is read at ``layer`` (default: the last module that outputs a
 spatial map, as for :func:`gfi.models.classifier.auto_layers`).
+
+Targets: a class (its weights ``w_c``) and a contrastive difference of logits (weights
+``w_c - beta mean_j w_j``, :func:`class_weights`); CAM has no weights for any other score.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from gfi.methods.base import Explainer, Explanation, LayerSettings, TargetsLike
 from gfi.models.classifier import auto_layers
 from gfi.models.layers import LayerRef, capture, frozen
 from gfi.settings import setting
+from gfi.targets import ClassTarget, Contrastive, Logit, Target
 
 
 class CAMStructureError(NotApplicable):
@@ -49,6 +53,7 @@ class CAMSettings(LayerSettings):
 
 class CAM(Explainer):
     name = "cam"
+    target_objects = True  # class logits (and contrastive differences of them) only: check_target
     needs_module = True  # reads its layer's activations and the linear layer's weights
     shares_across_targets = "all"
     supports_tokens = False  # needs global-average-pooled conv maps into one linear layer
@@ -90,9 +95,31 @@ class CAM(Explainer):
                 f"{layer}'s feature map (e.g. VGG/AlexNet have fully connected layers after the features). {advice}")
         return feats, dict(clf.model.named_modules())[fc].weight.detach(), logits
 
+    def check_target(self, target: Target) -> None:
+        class_weights(torch.zeros(max(target.classes(), default=0) + 1, 1), target)
+
     def _explain(self, images: Tensor, targets: TargetsLike) -> Explanation:
         feats, weight, logits = self.features_and_weights(images)
-        t, probs = self._targets_and_probs(images, targets, logits)
-        cam, collapsed = min_max(combine_channels(weight[t], feats))
-        return Explanation(maps=upsample(cam, images.shape[-2:]), targets=t, method=self.name, probs=probs,
-                           collapsed=collapsed)
+        grid, probs = self._target_grid(images, targets, logits)
+        w = weight[grid.indices] if grid.indices is not None else \
+            torch.stack([torch.stack([class_weights(weight, x) for x in row]) for row in grid.rows])
+        cam, collapsed = min_max(combine_channels(w, feats))
+        return Explanation(maps=upsample(cam, images.shape[-2:]), method=self.name, collapsed=collapsed,
+                           **self._fields(grid, probs))
+
+
+def class_weights(weight: Tensor, target: Target) -> Tensor:
+    r"""The (C,) weights of ``target``'s score on the pooled features: row c of the linear layer's
+    ``weight`` (n_classes, C) for a class (a plain index or its :class:`~gfi.targets.Logit`), and for a
+    :class:`~gfi.targets.Contrastive` difference of logits :math:`w_c - \beta\,\mathrm{mean}_j\, w_j`
+    (the logits are linear in the pooled features, so is their difference). Any other target is
+    :class:`~gfi.errors.NotApplicable`: CAM has no weights for a probability or a non-class output."""
+    if type(target) in (ClassTarget, Logit):
+        return weight[target.class_index]
+    parts = (target.target, *target.others) if isinstance(target, Contrastive) else ()
+    if parts and all(type(p) in (ClassTarget, Logit) for p in parts):
+        others = torch.stack([weight[p.class_index] for p in target.others])
+        return weight[target.class_index] - target.beta * others.mean(0)
+    raise NotApplicable(f"cam reads the last linear layer's weights of a class, so it explains class logits and "
+                        f"contrastive differences of logits only, not {target.describe()}; use 'gradcam' for "
+                        "any other target")

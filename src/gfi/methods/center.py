@@ -10,12 +10,13 @@ from gfi.methods.base import Explainer, Explanation, TargetsLike
 
 class Center(Explainer):
     name = "center"
+    target_objects = True  # any gfi.targets target, through the target grid
     needs_module = False
     shares_across_targets = "all"
     summary = "Center: a centred Gaussian, the sanity baseline that ignores the model"
 
     def _explain(self, images: Tensor, targets: TargetsLike) -> Explanation:
-        t, probs = self._targets_and_probs(images, targets)
+        grid, probs = self._target_grid(images, targets)
         prior = center_prior(*images.shape[-2:]).to(images.device)
-        maps = prior.expand(*t.shape, *prior.shape).clone()
-        return Explanation(maps=maps, targets=t, method=self.name, probs=probs)
+        maps = prior.expand(*grid.shape, *prior.shape).clone()
+        return Explanation(maps=maps, method=self.name, **self._fields(grid, probs))

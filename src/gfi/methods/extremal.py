@@ -16,8 +16,8 @@ logit y_c largest::
 * Perturbation Phi (Sec. 3.1, blur): a pyramid of L = 8 blurs of x with sigma_l = 20 (1 - l / 7),
   level 7 being x itself; pixel u takes the linear interpolation of the pyramid at level
   ``m(u) (L - 1)`` (m = 1 keeps the pixel, m = 0 is the strongest blur).
-* Reward: the logit y_c (TorchRay's ``simple_reward``); jitter: the perturbed image is flipped
-  horizontally every other iteration.
+* Reward: the logit y_c (TorchRay's ``simple_reward``; a :mod:`gfi.targets` target: its own score);
+  jitter: the perturbed image is flipped horizontally every other iteration.
 
 Settings: the authors' reference code (TorchRay ``extremal_perturbation``, read for the maths,
 not copied): 800 iterations, SGD with momentum 0.9 (dampening 0.9) and learning rate 0.01,
@@ -103,7 +103,7 @@ class SmoothMaskGenerator:
 
 
 def blur_pyramid(x: Tensor, levels: int, max_blur: float) -> Tensor:
-    """(B, L, 3, H, W): level l is x blurred with sigma = max_blur (1 - l / (L - 1)); the last is x."""
+    """(B, L, C, H, W): level l is x blurred with sigma = max_blur (1 - l / (L - 1)); the last is x."""
     out = []
     for level in range(levels):
         s = max_blur * (1 - level / (levels - 1))
@@ -112,7 +112,7 @@ def blur_pyramid(x: Tensor, levels: int, max_blur: float) -> Tensor:
 
 
 def perturb(pyramid: Tensor, m: Tensor) -> Tensor:
-    """Phi(x, m): pyramid (N, L, 3, H, W), mask (N, H, W) -> (N, 3, H, W), linear in the level m (L - 1)."""
+    """Phi(x, m): pyramid (N, L, C, H, W), mask (N, H, W) -> (N, C, H, W), linear in the level m (L - 1)."""
     levels = pyramid.shape[1]
     pos = m.unsqueeze(1) * (levels - 1)  # (N, 1, H, W)
     lv = torch.arange(levels, device=m.device, dtype=m.dtype).view(1, -1, 1, 1)
@@ -131,6 +131,7 @@ def area_loss(m: Tensor, areas: Tensor) -> Tensor:
 
 class ExtremalPerturbation(Explainer):
     name = "extremal"
+    target_objects = True  # any gfi.targets target, through the target grid
     needs_module = False
     summary = "Extremal Perturbation (Fong et al. 2019): smooth masks of fixed area that preserve the class"
     settings_class = ExtremalSettings
@@ -142,13 +143,13 @@ class ExtremalPerturbation(Explainer):
 
     def _explain(self, images: Tensor, targets: TargetsLike) -> Explanation:
         cfg, clf = self.config, self.classifier
-        t, probs = self._targets_and_probs(images, targets)
-        b, k = t.shape
+        grid, probs = self._target_grid(images, targets)
+        b, k = grid.shape
         a = len(cfg.areas)
         size = tuple(images.shape[-2:])
         gen = SmoothMaskGenerator(size, cfg.step, cfg.sigma, device=images.device)
         pyr = blur_pyramid(images, cfg.levels, cfg.max_blur).repeat_interleave(k * a, 0)  # rows: (b, k, a)
-        rows_t = t.repeat_interleave(a, 1).reshape(-1)
+        rows = torch.arange(b * k).repeat_interleave(a)  # each mask's target number
         areas = torch.tensor(cfg.areas, device=images.device).repeat(b * k)
         # lambda_t = lambda growth^t, multiplied up one iteration at a time
         weights = list(itertools.accumulate([cfg.area_growth] * (cfg.iterations - 1), operator.mul,
@@ -160,7 +161,7 @@ class ExtremalPerturbation(Explainer):
             x = perturb(pyr, m)
             if cfg.jitter and it % 2 == 0:
                 x = x.flip(-1)
-            reward = clf(x).float().gather(1, rows_t.view(-1, 1)).squeeze(1)
+            reward = grid.score(clf(x), "logit", clf.multilabel, rows=rows).float()
             return -reward + weights[it] * area_loss(m, areas)
 
         with frozen(clf.model):
@@ -170,5 +171,5 @@ class ExtremalPerturbation(Explainer):
             with torch.no_grad():
                 masks = gen(res.param).view(b, k, a, *size)
         maps, collapsed = min_max(masks.mean(2))
-        return Explanation(maps=maps, targets=t, method=self.name, probs=probs, collapsed=collapsed,
-                           loss_history={"extremal": res.losses.view(-1, b, k, a)})
+        return Explanation(maps=maps, method=self.name, collapsed=collapsed,
+                           loss_history={"extremal": res.losses.view(-1, b, k, a)}, **self._fields(grid, probs))

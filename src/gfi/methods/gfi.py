@@ -30,6 +30,7 @@ experiments behind them are in ``docs/METHOD.md``.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields, replace
 from typing import Any, ClassVar, Literal
@@ -37,13 +38,22 @@ from typing import Any, ClassVar, Literal
 import torch
 from torch import Tensor
 
-from gfi.errors import NotApplicable, SettingsError
+from gfi.errors import NotApplicable, SettingsError, TargetError
 from gfi.masks.backgrounds import make_background
 from gfi.masks.channel_mask import KeptAndRemoved, Upsampler, channel_mask
 from gfi.masks.optimizer import EarlyExit, MaskOptimizer, Optimized, StepDecay, plateaued
-from gfi.methods.base import Explainer, Explanation, RunOptions, TargetsLike, paper_values, preset_settings
+from gfi.methods.base import (
+    Explainer,
+    Explanation,
+    RunOptions,
+    TargetsLike,
+    paper_values,
+    preset_settings,
+    target_score_terms,
+)
 from gfi.models.layers import LayerNotFoundError, capture, channels_last, frozen, layer_gradients, run_until
 from gfi.objectives import (
+    class_scores,
     contrast_term,
     inversion_error,
     l1_norm,
@@ -54,6 +64,9 @@ from gfi.objectives import (
     total_variation,
 )
 from gfi.settings import Settings, setting
+from gfi.targets import ClassTarget, TargetGrid
+
+_log = logging.getLogger(__name__)
 
 __all__ = ["PAPER_SETTINGS", "GFIConfig", "GuidedFeatureInversion", "GuidedFeatureInversionStage1",
            "inversion_error", "l1_penalty", "plateaued", "target_terms"]
@@ -84,8 +97,8 @@ class GFIConfig(Settings):
     lr_decay: float = setting(0.5, "factor of stage 2's learning-rate decay", paper=0.5, low=0, low_open=True,
                               stage=2)
     background: Literal["blur", "mean", "noise"] = setting(
-        "blur", "the background p of Eq. 2 and 4: a blur of the image, the ImageNet mean colour, or noise",
-        paper="blur")
+        "blur", "the background p of Eq. 2 and 4: a blur of the image, the mean colour (ImageNet's; a non-RGB "
+                "model's own mean), or noise", paper="blur")
     blur_kernel: int = setting(11, "kernel size of stage 1's blurred background", paper=11, odd=True)
     blur_sigma: float = setting(5.0, "sigma of stage 1's blurred background", paper=5.0, low=0, low_open=True)
     blur_kernel2: int | None = setting(81, "kernel size of stage 2's blurred background (none: stage 1's)",
@@ -284,12 +297,13 @@ def l1_penalty(w: Tensor, cfg: GFIConfig) -> Tensor:
 class GuidedFeatureInversion(Explainer):
     """Guided Feature Inversion: ``GuidedFeatureInversion(classifier, config).explain(images, targets)``.
 
-    ``images`` is (B, 3, H, W) in [0, 1]; ``targets`` is None (top-1), an int, B ints, or (B, K)
+    ``images`` is (B, C, H, W) in [0, 1]; ``targets`` is None (top-1), an int, B ints, or (B, K)
     indices. Returns an :class:`Explanation` with the class maps, the stage-1 map, w, the loss
     history and the target's score on the kept and on the removed image.
     """
 
     name = "gfi"
+    target_objects = True  # any gfi.targets target, through the target grid
     summary = "Guided Feature Inversion (Du et al. 2018): stage 1 + class-discriminative stage 2"
     settings_class = GFIConfig
     presets = GFIConfig.PRESETS
@@ -310,8 +324,10 @@ class GuidedFeatureInversion(Explainer):
             # One forward: f^{l0}(x), f^{l1}(x) and the logits. Nothing here needs a graph.
             with torch.no_grad(), self._autocast(images.device):
                 feats, logits = clf.activations(self._layout(images), [inversion_layer, channel_layer], stop=False)
-            feats, logits = {k: v.to(images.dtype) for k, v in feats.items()}, logits.to(images.dtype)
-            t, probs = self._targets_and_probs(images, targets, logits)
+            feats = {k: v.to(images.dtype) for k, v in feats.items()}
+            logits = logits.to(images.dtype) if isinstance(logits, Tensor) else logits
+            t, probs = self._target_grid(images, targets, logits)
+            self._check_target_terms(t)
             f_inversion, f_channel = feats[inversion_layer], feats[channel_layer]
             if f_channel.ndim != 4:
                 raise NotApplicable(f"channel layer {channel_layer} gives a {f_channel.ndim}-D tensor; Eq. (6) needs "
@@ -336,18 +352,21 @@ class GuidedFeatureInversion(Explainer):
             # a target's rivals come from the image's logits and the target alone, so an independent target's
             # are found with it (as alone); the contrastive start of all K needs them at once
             together = cfg.joint != "independent"
-            rivals_all = self.find_rivals(images, t, logits) if cfg.stage2 and cfg.rivals and together else None
+            with_rivals = bool(cfg.stage2 and cfg.rivals) and self._rivals_apply(t, logits)
+            rivals_all = self.find_rivals(images, t.indices, logits) if with_rivals and together else None
             whole = self.gradient_weights(images, t, rivals_all) if cfg.stage2 and cfg.stage2_init == "gradient" \
                 and together else None
-            others = other_targets(t)  # each row's other targets: all K, whatever the chunk
+            # each row's other targets (all K, whatever the chunk), for the contrast terms of class indices
+            others = other_targets(t.indices) if t.indices is not None else \
+                torch.zeros(*t.shape, t.shape[1] - 1, dtype=torch.long, device=images.device)
             parts = []
             for k in range(0, t.shape[1], step):
-                tk = t[:, k:k + step]
+                tk = t.columns(k, k + step)
                 if not cfg.stage2:
                     wk, hk = w1.expand(-1, tk.shape[1], -1), None
                 else:
                     rk = rivals_all.part(k, k + step) if rivals_all is not None else \
-                        self.find_rivals(images, tk, logits) if cfg.rivals else None
+                        self.find_rivals(images, tk.indices, logits) if with_rivals else None
                     start = (whole[:, k:k + step] if whole is not None else self.gradient_weights(images, tk, rk)) \
                         if cfg.stage2_init == "gradient" else w1.expand(-1, tk.shape[1], -1)
                     wk, hk = self.stage2(images, p2, f_channel, start, tk,
@@ -357,8 +376,14 @@ class GuidedFeatureInversion(Explainer):
                     mk, colk = channel_mask(wk, f_channel, up, rectify=not cfg.nonnegative)
                     both = KeptAndRemoved(images, p2)(mk).flatten(0, 2)
                     with self._autocast(images.device):
-                        z = clf(self._layout(both)).float().view(2, *tk.shape, -1)
-                    sk = clf.scores(z).gather(-1, tk.unsqueeze(0).unsqueeze(-1).expand(2, *tk.shape, 1)).squeeze(-1)
+                        out = clf(self._layout(both))
+                    if tk.indices is not None and isinstance(out, Tensor) and out.ndim == 2:
+                        z = out.float().view(2, *tk.shape, -1)
+                        idx = tk.indices.unsqueeze(0).unsqueeze(-1).expand(2, *tk.shape, 1)
+                        sk = class_scores(z, clf.multilabel).gather(-1, idx).squeeze(-1)
+                    else:  # each target's own score (f_c for a class index) on the kept and the removed images
+                        rows = torch.arange(tk.shape[0] * tk.shape[1]).repeat(2)
+                        sk = tk.score(out, "prob", clf.multilabel, rows=rows).float().view(2, *tk.shape)
                 parts.append((wk, hk, mk, colk, sk))
             w2 = torch.cat([q[0] for q in parts], 1)
             hist2 = _cat_histories([q[1] for q in parts]) if cfg.stage2 else None
@@ -368,18 +393,56 @@ class GuidedFeatureInversion(Explainer):
         if hist2 is not None:
             history["stage2"] = hist2
         return Explanation(
-            maps=m, targets=t, method=self.name if cfg.stage2 else GuidedFeatureInversionStage1.name, probs=probs,
+            maps=m, method=self.name if cfg.stage2 else GuidedFeatureInversionStage1.name,
             stage1_map=m1[:, 0], weights=w2.detach(), stage1_weights=w1[:, 0].detach(),
             prob_kept=s[0], prob_removed=s[1], loss_history=history, collapsed=col,
-            stage1_collapsed=col1[:, 0],
+            stage1_collapsed=col1[:, 0], **self._fields(t, probs),
         )
+
+    def _check_target_terms(self, grid: TargetGrid) -> None:
+        """Refuse what stage 2 cannot read of targets that are not plain class indices (the ``contrast`` and
+        ``keep_others`` terms read the other targets' class probabilities), and say once that a score that
+        is not a probability is read linearly in Eq. 9 (docs/METHOD.md, "Targets")."""
+        cfg = self.config
+        if not cfg.stage2 or grid.indices is not None:
+            return
+        terms = [n for n in ("contrast", "keep_others") if cfg.joint_weight(n)]
+        if terms:
+            raise TargetError(f"{' and '.join(f'{n}={getattr(cfg, n):g}' for n in terms)} read(s) the other targets' "
+                              "class probabilities, so it needs plain class indices as targets; with "
+                              f"{grid.flat[0].describe()} leave {' and '.join(terms)} at 0, or explain a Contrastive "
+                              "target (gfi.targets.Contrastive)")
+        linear = sorted({x.describe() for x in grid.read("prob", self.classifier.multilabel).flat
+                         if not x.probability})
+        if cfg.score == "log" and linear and not getattr(self, "_noted_linear", False):
+            self._noted_linear = True
+            _log.info("gfi: %s %s not a probability, so Eq. 9 reads it linearly (-s(kept) + lambda s(removed)) "
+                      "rather than in score=log's form (docs/METHOD.md, \"Targets\")", ", ".join(linear[:3]),
+                      "is" if len(linear) == 1 else "are")
+
+    def _rivals_apply(self, grid: TargetGrid, logits: Any) -> bool:
+        """Whether ``rivals`` applies to these targets: plain class indices (ints or
+        :class:`~gfi.targets.ClassTarget`) of a model whose output is (B, classes) scores. A rival is
+        another class of the image, contrasted through its logit; any other target (a
+        :class:`~gfi.targets.Contrastive` target names its own contrast, a softmax, segmentation or
+        detection score has no class logits to rival) is explained without rivals, said once in the
+        log (docs/METHOD.md, "Rivals")."""
+        if grid.indices is not None and isinstance(logits, Tensor) and logits.ndim == 2:
+            return True
+        if not getattr(self, "_noted_no_rivals", False):
+            self._noted_no_rivals = True
+            _log.info("gfi: rivals=%d applies to class indices; %s is explained without rivals (docs/METHOD.md, "
+                      "\"Rivals\")", self.config.rivals,
+                      next((x.describe() for x in grid.flat if type(x) is not ClassTarget), "this model's output"))
+        return False
 
     # ------------------------------------------------------------------------------------------
     def backgrounds(self, images: Tensor) -> tuple[Tensor, Tensor]:
         """p of stage 1 and of stage 2 (the same tensor unless stage 2 runs with another blur)."""
         cfg = self.config
         p = make_background(images, cfg.background, blur_kernel=cfg.blur_kernel, blur_sigma=cfg.blur_sigma,
-                            noise_std=cfg.noise_std, generator=torch.Generator().manual_seed(cfg.seed))
+                            noise_std=cfg.noise_std, generator=torch.Generator().manual_seed(cfg.seed),
+                            mean=self.classifier.background_mean)
         kernel2, sigma2 = cfg.stage2_blur
         if not cfg.stage2 or cfg.background != "blur" or (kernel2, sigma2) == (cfg.blur_kernel, cfg.blur_sigma):
             return p, p
@@ -425,10 +488,12 @@ class GuidedFeatureInversion(Explainer):
                 + cfg.gamma * l1_penalty(w, cfg)[:, 0] + cfg.area1 * m.mean((-2, -1))[:, 0])
         return (loss + cfg.tv1 * total_variation(m, per_side=True)[:, 0]) if cfg.tv1 else loss
 
-    def gradient_weights(self, x: Tensor, targets: Tensor, rivals: Rivals | None = None) -> Tensor:
+    def gradient_weights(self, x: Tensor, targets: Tensor | TargetGrid, rivals: Rivals | None = None) -> Tensor:
         """Grad-CAM's channel weights at l1, clipped at 0 (``nonnegative``) and rescaled to mean |w| =
-        ``w_init``: (B, K, C). With ``joint`` contrastive or separate, ``contrast_init`` = beta and K > 1
-        targets, target c's are those of the logit difference
+        ``w_init``: (B, K, C). A :mod:`gfi.targets` target's are those of its own score (a
+        :class:`~gfi.targets.Contrastive` target starts from contrastive Grad-CAM). With ``joint``
+        contrastive or separate, ``contrast_init`` = beta and K > 1 targets, target c's are those of the
+        logit difference
         :math:`y_c - \\beta \\frac{1}{K-1} \\sum_{j \\ne c} y_j` (beyond the paper: channels the other
         targets share count less). With ``rivals`` (:meth:`find_rivals`), ``rival_init`` x the mean of
         the kept rivals' weights is subtracted too: the weights of
@@ -473,7 +538,7 @@ class GuidedFeatureInversion(Explainer):
         return Rivals(index=index, keep=similarity <= cfg.rival_overlap, similarity=similarity,
                       weights=w[:, :, 1:], own=w[:, :, 0])
 
-    def stage2(self, x: Tensor, p: Tensor, f_channel: Tensor, w_init: Tensor, targets: Tensor,
+    def stage2(self, x: Tensor, p: Tensor, f_channel: Tensor, w_init: Tensor, targets: Tensor | TargetGrid,
                adam_state: dict | None = None, others: Tensor | None = None,
                rivals: Rivals | None = None) -> tuple[Tensor, Tensor]:
         """Alg. 2: minimise Eq. (9) from stage 1's w (projected Adam with the step-decayed learning
@@ -488,10 +553,16 @@ class GuidedFeatureInversion(Explainer):
         image's iterations are exactly those of the full schedule.
 
         ``others`` (B, K, K') are each row's other targets for the ``contrast`` and ``keep_others``
-        terms (default: the other rows of ``targets``; a chunk is given all of the image's)."""
+        terms (default: the other rows of ``targets``; a chunk is given all of the image's).
+
+        ``targets``: (B, K) class indices, or a :class:`~gfi.targets.TargetGrid` (a target other than a
+        plain class index enters Eq. 9 as its own score: :func:`gfi.objectives.score_term`)."""
         cfg, clf = self.config, self.classifier
         up = Upsampler(f_channel.shape[-2:], x.shape[-2:], device=x.device, dtype=f_channel.dtype)
-        others = other_targets(targets) if others is None else others
+        targets = targets if isinstance(targets, TargetGrid) else TargetGrid.of_indices(targets)
+        if others is None:
+            others = other_targets(targets.indices) if targets.indices is not None else \
+                torch.zeros(*targets.shape, targets.shape[1] - 1, dtype=torch.long, device=x.device)
         relative = cfg.stage2_step == "relative"
         if relative and adam_state:
             raise SettingsError("stage2_step='relative' optimises theta, not w, so it cannot continue stage 1's "
@@ -514,7 +585,8 @@ class GuidedFeatureInversion(Explainer):
                 "rival_masks": rival_masks if rival_exclusion else None}
 
         def keep(active: Tensor) -> None:
-            rows.update({name: (v[active] if isinstance(v, Tensor) else v) for name, v in rows.items()
+            rows.update({name: (v[active] if isinstance(v, Tensor) else v.images(active)
+                                if isinstance(v, TargetGrid) else v) for name, v in rows.items()
                          if name != "kept_and_removed"},
                         kept_and_removed=KeptAndRemoved(x[active], p[active]))
 
@@ -523,10 +595,14 @@ class GuidedFeatureInversion(Explainer):
             w = rows["w_start"] + rows["scale"] * theta if relative else theta
             t, o = rows["targets"], rows["others"]
             m, _ = channel_mask(w, rows["f_channel"], up, rectify=not cfg.nonnegative)
-            both = rows["kept_and_removed"](m).flatten(0, 2)  # (2*B*K, 3, H, W)
+            both = rows["kept_and_removed"](m).flatten(0, 2)  # (2*B*K, C, H, W)
             with self._autocast(x.device):
-                z = clf(self._layout(both)).to(x.dtype).view(2, *t.shape, -1)
-            gain, removed = target_terms(z, t, clf.multilabel, cfg.score)
+                out = clf(self._layout(both))
+            if t.indices is not None and isinstance(out, Tensor) and out.ndim == 2:
+                z = out.to(x.dtype).view(2, *t.shape, -1)
+                gain, removed = target_terms(z, t.indices, clf.multilabel, cfg.score)
+            else:  # each target's own score (the contrast terms need class indices: _check_target_terms)
+                gain, removed = (v.to(x.dtype) for v in target_score_terms(t, out, cfg.score, clf.multilabel))
             loss = -gain + cfg.lam * removed + cfg.delta * l1_penalty(w, cfg) + cfg.area2 * m.mean((-2, -1))
             if cfg.tv2:
                 loss = loss + cfg.tv2 * total_variation(m, per_side=True)

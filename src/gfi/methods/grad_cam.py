@@ -1,6 +1,8 @@
 """Grad-CAM (Selvaraju et al. 2017) on gfi's own hooks.
 
-``cam = ReLU(sum_k a_k A^k)`` with ``a_k`` the spatial mean of d y_c / d A^k (y_c the logit),
+``cam = ReLU(sum_k a_k A^k)`` with ``a_k`` the spatial mean of d y_c / d A^k (y_c the logit; a
+:mod:`gfi.targets` target: its own score, e.g. the contrastive ``y_c - beta mean_j y_j``, whose
+``a_k`` is ``a_k(c) - beta mean_j a_k(j)``),
 upsampled bilinearly and min-max normalised. The layer defaults to the classifier's l0 (the last
 spatial feature map), the usual Grad-CAM choice.
 
@@ -32,6 +34,7 @@ class GradCAMSettings(LayerSettings):
 
 class GradCAM(Explainer):
     name = "gradcam"
+    target_objects = True  # any gfi.targets target, through the target grid
     needs_module = True  # reads its layer's activations and gradients
     summary = "Grad-CAM (Selvaraju et al. 2017): gradient-weighted class activation map"
     settings_class = GradCAMSettings
@@ -50,11 +53,11 @@ class GradCAM(Explainer):
     def _explain(self, images: Tensor, targets: TargetsLike) -> Explanation:
         clf = self.classifier
         layer = self.layer or clf.inversion_layer
-        t, probs = self._targets_and_probs(images, targets)
-        b, k = t.shape
+        grid, probs = self._target_grid(images, targets)
+        b, k = grid.shape
         with frozen(clf.model):
-            act, grad = layer_gradients(clf, images, t, layer)
+            act, grad = layer_gradients(clf, images, grid, layer)
         cam = torch.relu((self.channel_weights(act, grad) * act).sum(1))
         cam, collapsed = min_max(cam.view(b, k, *cam.shape[-2:]))
-        return Explanation(maps=upsample(cam, images.shape[-2:]), targets=t, method=self.name,
-                           probs=probs, collapsed=collapsed)
+        return Explanation(maps=upsample(cam, images.shape[-2:]), method=self.name, collapsed=collapsed,
+                           **self._fields(grid, probs))

@@ -29,6 +29,7 @@ from gfi.errors import NotApplicable
 from gfi.masks.channel_mask import min_max
 from gfi.methods.base import Explainer, Explanation, TargetsLike
 from gfi.models.layers import frozen
+from gfi.targets import ClassTarget, Logit, Target
 
 
 class LRPNotSupportedError(NotApplicable):
@@ -72,6 +73,7 @@ def residual_additions(model: nn.Module) -> list[str]:
 
 class LRP(Explainer):
     name = "lrp"
+    target_objects = True  # class logits only: check_target
     needs_module = True  # a rule per module
     supports_tokens = False  # Captum has no LRP rule for LayerNorm / attention
     supports_cnn = "layers with a Captum LRP rule (Conv, Linear, ReLU, pooling, BatchNorm)"
@@ -94,8 +96,14 @@ class LRP(Explainer):
                 "cannot propagate relevance through an addition written in forward(). Use 'gradcam' or "
                 "'integrated-gradients' for residual networks.")
 
+    def check_target(self, target: Target) -> None:
+        if type(target) not in (ClassTarget, Logit):
+            raise NotApplicable(f"lrp starts its relevance at one output unit, a class's logit, so it explains class "
+                                f"indices and Logit targets only, not {target.describe()}; use 'gradient', "
+                                "'integrated-gradients' or 'gradcam' for other targets")
+
     def raw(self, images: Tensor, targets: Tensor) -> Tensor:
-        """Captum's relevance at the normalised input, one (3, H, W) row per (image, target)."""
+        """Captum's relevance at the normalised input, one (C, H, W) row per (image, target)."""
         from captum.attr import LRP as CaptumLRP
 
         self.check()
@@ -112,7 +120,11 @@ class LRP(Explainer):
 
     def _explain(self, images: Tensor, targets: TargetsLike) -> Explanation:
         self.check()
-        t, probs = self._targets_and_probs(images, targets)
-        b, k = t.shape
+        grid, probs = self._target_grid(images, targets)
+        t = grid.logit_classes()
+        if t is None:
+            for target in grid.flat:
+                self.check_target(target)
+        b, k = grid.shape
         sal, collapsed = min_max(self.raw(images, t).sum(1).clamp(min=0).view(b, k, *images.shape[-2:]))
-        return Explanation(maps=sal, targets=t, method=self.name, probs=probs, collapsed=collapsed)
+        return Explanation(maps=sal, method=self.name, collapsed=collapsed, **self._fields(grid, probs))

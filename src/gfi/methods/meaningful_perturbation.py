@@ -14,7 +14,8 @@ Settings (the paper's Sec. 4 "implementation details", also TorchRay/authors' va
 Adam, learning rate 0.1, 300 iterations, lambda1 = 1e-4, lambda2 = 1e-2, beta = 3, a 28 x 28
 mask upsampled by 8 (to 224), the upsampled mask blurred with sigma_m = 5, blur perturbation
 sigma0 = 10, and jitter tau drawn uniformly from {0, ..., 3} pixels in each axis at every
-iteration. f_c is the softmax probability. The mask starts at 1 (nothing deleted) and is clipped to
+iteration. f_c is the softmax probability (a :mod:`gfi.targets` target: its own score, which the
+game then lowers). The mask starts at 1 (nothing deleted) and is clipped to
 [0, 1] after every step. The regularisers are sums over the 28 x 28 parameter (the paper writes
 them over the mask; these are the entries that are optimised). The paper's blur perturbation is a
 spatially varying blur of width ``sigma0 (1 - m(u))``; like the authors' released code this
@@ -76,6 +77,7 @@ def shift(x: Tensor, dy: int, dx: int) -> Tensor:
 
 class MeaningfulPerturbation(Explainer):
     name = "mask"
+    target_objects = True  # any gfi.targets target, through the target grid
     needs_module = False
     summary = "Meaningful Perturbation (Fong & Vedaldi 2017): smallest blurred 28x28 mask that deletes the class"
     settings_class = MeaningfulPerturbationSettings
@@ -95,8 +97,8 @@ class MeaningfulPerturbation(Explainer):
 
     def _explain(self, images: Tensor, targets: TargetsLike) -> Explanation:
         cfg, clf = self.config, self.classifier
-        t, probs = self._targets_and_probs(images, targets)
-        b, k = t.shape
+        grid, probs = self._target_grid(images, targets)
+        b, k = grid.shape
         size = tuple(images.shape[-2:])
         p = gaussian_blur(images, kernel_for_sigma(cfg.blur_sigma), cfg.blur_sigma)
         gen = torch.Generator().manual_seed(cfg.seed)
@@ -108,7 +110,10 @@ class MeaningfulPerturbation(Explainer):
             dy, dx = torch.randint(0, cfg.jitter, (2,), generator=gen).tolist()
             big = self.upsampled(m, size, up)
             phi = KeptAndRemoved(shift(images, dy, dx), shift(p, dy, dx)).kept(big).flatten(0, 1)
-            score = target_scores(clf(phi), t.reshape(-1), clf.multilabel).view(b, k)
+            out = clf(phi)
+            score = target_scores(out, grid.indices.reshape(-1), clf.multilabel).view(b, k) \
+                if grid.indices is not None and isinstance(out, Tensor) and out.ndim == 2 else \
+                grid.score(out, "prob", clf.multilabel).float().view(b, k)
             return cfg.l1 * (1 - m).abs().sum((-2, -1)) + cfg.tv * total_variation(m, cfg.tv_beta) + score
 
         with frozen(clf.model):
@@ -116,5 +121,5 @@ class MeaningfulPerturbation(Explainer):
                 start, deletion_game, cfg.iterations)
             with torch.no_grad():
                 sal, collapsed = min_max(1 - self.upsampled(res.param, size, up))
-        return Explanation(maps=sal, targets=t, method=self.name, probs=probs, collapsed=collapsed,
-                           loss_history={"mask": res.losses})
+        return Explanation(maps=sal, method=self.name, collapsed=collapsed, loss_history={"mask": res.losses},
+                           **self._fields(grid, probs))

@@ -46,7 +46,7 @@ from torch import Tensor
 from gfi.masks.backgrounds import make_background
 from gfi.masks.channel_mask import KeptAndRemoved, Upsampler, min_max
 from gfi.masks.optimizer import MaskOptimizer, StepDecay
-from gfi.methods.base import Explainer, Explanation, TargetsLike
+from gfi.methods.base import Explainer, Explanation, TargetsLike, target_score_terms
 from gfi.models.layers import frozen
 from gfi.objectives import inversion_error, target_terms
 from gfi.settings import Settings, setting
@@ -70,8 +70,8 @@ class PixelMaskSettings(Settings):
                                   paper=10, low=1)
     lr_decay: float = setting(0.5, "factor of stage 2's learning-rate decay", paper=0.5, low=0, low_open=True)
     background: Literal["blur", "mean", "noise"] = setting(
-        "blur", "the background p of Eq. 2 and 4: a blur of the image, the ImageNet mean colour, or noise",
-        paper="blur")
+        "blur", "the background p of Eq. 2 and 4: a blur of the image, the mean colour (ImageNet's; a non-RGB "
+                "model's own mean), or noise", paper="blur")
     blur_kernel: int = setting(11, "kernel size of the blurred background", paper=11, odd=True)
     blur_sigma: float = setting(5.0, "sigma of the blurred background", paper=5.0, low=0, low_open=True)
     noise_std: float = setting(0.2, "standard deviation of the noise background", low=0)
@@ -86,6 +86,7 @@ class PixelMaskSettings(Settings):
 
 class PixelMask(Explainer):
     name = "pixel-mask"
+    target_objects = True  # any gfi.targets target, through the target grid
     needs_module = True  # stage 1 inverts the inversion layer's features
     test_settings: ClassVar[dict[str, Any]] = {"iters1": 5, "iters2": 10}
     shares_across_targets = "stage 1"
@@ -104,10 +105,11 @@ class PixelMask(Explainer):
         with frozen(clf.model):
             with torch.no_grad():
                 feats, logits = clf.activations(images, [inversion_layer], stop=False)
-            t, probs = self._targets_and_probs(images, targets, logits)
+            grid, probs = self._target_grid(images, targets, logits)
             f_inversion = feats[inversion_layer]
             p = make_background(images, cfg.background, blur_kernel=cfg.blur_kernel, blur_sigma=cfg.blur_sigma,
-                                noise_std=cfg.noise_std, generator=torch.Generator().manual_seed(cfg.seed))
+                                noise_std=cfg.noise_std, generator=torch.Generator().manual_seed(cfg.seed),
+                                mean=clf.background_mean)
             kept_and_removed = KeptAndRemoved(images, p)
             step = self._progress(cfg.iters1 + cfg.iters2)
 
@@ -120,8 +122,11 @@ class PixelMask(Explainer):
 
             def eq5(m: Tensor, _it: int) -> Tensor:
                 big = full(m)
-                z = clf(kept_and_removed(big).flatten(0, 2)).view(2, *t.shape, -1)
-                gain, removed = target_terms(z, t, clf.multilabel, cfg.score)
+                out = clf(kept_and_removed(big).flatten(0, 2))
+                if grid.indices is not None and isinstance(out, Tensor) and out.ndim == 2:
+                    gain, removed = target_terms(out.view(2, *grid.shape, -1), grid.indices, clf.multilabel, cfg.score)
+                else:
+                    gain, removed = target_score_terms(grid, out, cfg.score, clf.multilabel)
                 return -gain + cfg.lam * removed + cfg.beta * big.mean((-2, -1))
 
             # stage 1, Eq. (3), then stage 2, Eq. (5) from stage 1's mask, one row per target
@@ -129,11 +134,11 @@ class PixelMask(Explainer):
             first = MaskOptimizer(cfg.lr, project=(0, 1), progress=step).run(start, eq3, cfg.iters1)
             m1 = first.param
             second = MaskOptimizer(cfg.lr, decay=StepDecay(cfg.lr_decay_every, cfg.lr_decay), project=(0, 1),
-                                   progress=step).run(m1.expand(-1, t.shape[1], -1, -1), eq5, cfg.iters2)
+                                   progress=step).run(m1.expand(-1, grid.shape[1], -1, -1), eq5, cfg.iters2)
             m = second.param
         with torch.no_grad():
             maps, collapsed = min_max(full(m))
             s1, col1 = min_max(full(m1)[:, 0])
         history = {name: r.losses for name, r in (("stage1", first), ("stage2", second)) if r.losses is not None}
-        return Explanation(maps=maps, targets=t, method=self.name, probs=probs, stage1_map=s1,
-                           loss_history=history, collapsed=collapsed, stage1_collapsed=col1)
+        return Explanation(maps=maps, method=self.name, stage1_map=s1, loss_history=history, collapsed=collapsed,
+                           stage1_collapsed=col1, **self._fields(grid, probs))

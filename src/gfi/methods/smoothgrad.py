@@ -4,7 +4,7 @@ Eq. (1) of the paper: ``M_c(x) = 1/n sum_{i=1}^n d y_c / d x |_{x + N(0, sigma^2
 published n = 50 samples and noise level sigma / (x_max - x_min) = 15% (the paper's 10-20%
 range); pixels are in [0, 1], so sigma = 0.15. ``y_c`` is the logit.
 
-gfi adaptation: the (B, 3, H, W) average of the signed gradients (what Captum's
+gfi adaptation: the (B, C, H, W) average of the signed gradients (what Captum's
 ``NoiseTunnel(Saliency(abs=False))`` returns for ``nt_type="smoothgrad"``); the map is
 ``max_channel |M_c(x)|``, min-max normalised, the reduction of :mod:`gfi.methods.gradient`
 (Simonyan et al. 2014), so ``smoothgrad`` is exactly the noise-averaged ``gradient``.
@@ -26,8 +26,9 @@ from torch import Tensor
 
 from gfi.masks.channel_mask import min_max
 from gfi.methods.base import Explainer, Explanation, TargetsLike
-from gfi.models.layers import frozen
+from gfi.models.layers import frozen, gradient_of
 from gfi.settings import Settings, setting
+from gfi.targets import TargetGrid
 
 #: noisy copies per image drawn at a time (Captum's ``nt_samples_batch_size``; gfi's former batch)
 NOISE_GROUP = 16
@@ -45,6 +46,7 @@ class SmoothGradSettings(Settings):
 
 class SmoothGrad(Explainer):
     name = "smoothgrad"
+    target_objects = True  # any gfi.targets target, through the target grid
     needs_module = False
     summary = "SmoothGrad (Smilkov et al. 2017): gradient averaged over 50 noisy copies (Captum NoiseTunnel)"
     settings_class = SmoothGradSettings
@@ -52,15 +54,17 @@ class SmoothGrad(Explainer):
     test_settings: ClassVar[dict[str, Any]] = {"samples": 8}
     config: SmoothGradSettings
 
-    def raw(self, images: Tensor, targets: Tensor) -> Tensor:
-        """The mean signed gradient of the logit over the noisy copies, one (3, H, W) row per
-        (image, target): (B*K, 3, H, W). Equals Captum's ``NoiseTunnel(Saliency(clf)).attribute(x,
+    def raw(self, images: Tensor, targets: Tensor | TargetGrid) -> Tensor:
+        """The mean signed gradient of the logit (or of a :mod:`gfi.targets` target's score) over the
+        noisy copies, one (C, H, W) row per (image, target): (B*K, C, H, W), for (B, K) class indices or
+        a :class:`~gfi.targets.TargetGrid`. Equals Captum's ``NoiseTunnel(Saliency(clf)).attribute(x,
         nt_type="smoothgrad", nt_samples=samples, nt_samples_batch_size=16, stdevs=noise, abs=False)``
         after ``torch.manual_seed(seed)``."""
         cfg, clf = self.config, self.classifier
-        x = images.repeat_interleave(targets.shape[1], 0)
-        rows = targets.reshape(-1)
+        grid = targets if isinstance(targets, TargetGrid) else TargetGrid.of_indices(targets)
+        x = images.repeat_interleave(grid.shape[1], 0)
         n = x.shape[0]
+        rows = torch.arange(n)  # each row's target number
         # at most 2 groups of noisy copies per forward unless asked (memory bounded whatever the batch:
         # 8 rows of 448 x 448 grids at once took 16 GB and were killed)
         forward_batch = self._batch_size(min(n, 2) * NOISE_GROUP)
@@ -76,20 +80,20 @@ class SmoothGrad(Explainer):
                 std = torch.tensor(cfg.noise, device=x.device).repeat((n * g, *x.shape[1:]))
                 noisy = x.repeat_interleave(g, 0) + torch.normal(0, std)
                 t = rows.repeat_interleave(g)
-                grads = [self._gradient(noisy[i:i + forward_batch], t[i:i + forward_batch])
+                grads = [self._gradient(noisy[i:i + forward_batch], grid, t[i:i + forward_batch])
                          for i in range(0, n * g, forward_batch)]
                 total += torch.cat(grads).view(n, g, *x.shape[1:]).sum(1)
         return total / cfg.samples
 
-    def _gradient(self, x: Tensor, targets: Tensor) -> Tensor:
-        """d y_c / d x of every row (Captum's ``Saliency(abs=False)``)."""
+    def _gradient(self, x: Tensor, grid: TargetGrid, rows: Tensor) -> Tensor:
+        """d y_c / d x of every row (Captum's ``Saliency(abs=False)``); ``rows``: each row's target number."""
+        clf = self.classifier
         x = x.detach().requires_grad_(True)
         with torch.enable_grad():
-            logits = self.classifier(x)
-            return torch.autograd.grad(logits.gather(1, targets.view(-1, 1)).sum(), x)[0].detach()
+            return gradient_of(grid.score(clf(x), "logit", clf.multilabel, rows=rows).sum(), x).detach()
 
     def _explain(self, images: Tensor, targets: TargetsLike) -> Explanation:
-        t, probs = self._targets_and_probs(images, targets)
-        b, k = t.shape
-        sal, collapsed = min_max(self.raw(images, t).abs().amax(1).view(b, k, *images.shape[-2:]))
-        return Explanation(maps=sal, targets=t, method=self.name, probs=probs, collapsed=collapsed)
+        grid, probs = self._target_grid(images, targets)
+        b, k = grid.shape
+        sal, collapsed = min_max(self.raw(images, grid).abs().amax(1).view(b, k, *images.shape[-2:]))
+        return Explanation(maps=sal, method=self.name, collapsed=collapsed, **self._fields(grid, probs))

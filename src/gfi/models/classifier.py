@@ -6,6 +6,7 @@ inside :meth:`Classifier.forward`, so blending (Eq. 2, 4) never needs to know ab
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -19,6 +20,7 @@ from torch import Tensor, nn
 from gfi.constants import IMAGENET_MEAN, IMAGENET_STD
 from gfi.errors import InputError, NotApplicable, TargetError, UsageError
 from gfi.models.compiled import run_compiled
+from gfi.models.forward_args import ForwardArgs
 from gfi.models.layers import (
     LayerNotFoundError,
     LayerRef,
@@ -40,11 +42,17 @@ class NotAConvNetError(NotApplicable):
 
 
 class Classifier(nn.Module):
-    """A classifier taking (B, 3, H, W) images in [0, 1] and returning (B, n_classes) scores.
+    """A classifier taking (B, C, H, W) images in [0, 1] and returning (B, n_classes) scores.
 
     Args:
         model: any ``nn.Module`` mapping normalised images to logits.
-        mean, std: the model's input normalisation (applied inside :meth:`forward`).
+        mean, std: the model's input normalisation (applied inside :meth:`forward`): one value per
+            channel, or one value for all. Left out: ImageNet's for a 3-channel model; a model of
+            another number of channels must give its own (``mean=0, std=1`` for none).
+        channels: C, the number of channels the model takes. Left out, it is read from the model
+            (timm's ``in_chans``, a Hugging Face ``config.num_channels``, else the ``in_channels``
+            of its first ``Conv2d``), else from the length of ``mean``/``std``, else 3 (RGB); a
+            mean or std whose length contradicts the model is a one-line error (give ``channels=``).
         input_size: (H, W) the image is resized to (the whole image, no crop).
         class_names: names of the output classes, for targets by name and for outputs.
         inversion_layer: l0, the layer whose features Eq. (8) inverts. ``None`` = automatic.
@@ -66,8 +74,9 @@ class Classifier(nn.Module):
         self,
         model: nn.Module,
         *,
-        mean: Sequence[float] = IMAGENET_MEAN,
-        std: Sequence[float] = IMAGENET_STD,
+        mean: Sequence[float] | float | None = None,
+        std: Sequence[float] | float | None = None,
+        channels: int | None = None,
         input_size: tuple[int, int] = (224, 224),
         class_names: Sequence[str] | None = None,
         inversion_layer: str | LayerRef | None = None,
@@ -80,6 +89,7 @@ class Classifier(nn.Module):
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
         self.model = model
+        self.channels, mean, std = _channels_and_normalization(model, channels, mean, std)
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1), persistent=False)
         self.input_size = (int(input_size[0]), int(input_size[1]))
@@ -117,7 +127,8 @@ class Classifier(nn.Module):
                 mean = mean if mean is not None else getattr(processor, "image_mean", None)
                 std = std if std is not None else getattr(processor, "image_std", None)
             else:
-                mean, std = mean or (0.0, 0.0, 0.0), std or (1.0, 1.0, 1.0)
+                mean = mean if mean is not None else 0.0
+                std = std if std is not None else 1.0
             input_size = input_size or _processor_size(processor)
         if input_size is None and getattr(config, "image_size", None):
             size = config.image_size
@@ -128,7 +139,7 @@ class Classifier(nn.Module):
         labels = getattr(config, "id2label", None) or {}
         names = [str(labels[i]) for i in sorted(labels, key=int)] if labels else None
         multilabel = getattr(config, "problem_type", None) == "multi_label_classification"
-        return cls(model.eval(), mean=tuple(float(m) for m in mean), std=tuple(float(s) for s in std),
+        return cls(model.eval(), mean=_floats(mean, "mean"), std=_floats(std, "std"),
                    input_size=(int(input_size[0]), int(input_size[1])), class_names=names,
                    multilabel=kwargs.pop("multilabel", multilabel),
                    name=name or getattr(config, "name_or_path", "") or type(model).__name__, **kwargs)
@@ -189,10 +200,19 @@ class Classifier(nn.Module):
         return self._layers_found().source
 
     def probe_input(self) -> Tensor:
-        """The grey image (batch 1, ``input_size``) the layer rules trace, normalised and cast to the
-        model's dtype as :meth:`forward` casts the methods' images."""
+        """The grey image (batch 1, :attr:`channels`, ``input_size``) the layer rules trace, normalised
+        and cast to the model's dtype as :meth:`forward` casts the methods' images."""
         h, w = self.input_size
-        return self.normalize(torch.full((1, 3, h, w), 0.5, device=self.device)).to(self.dtype)
+        return self.normalize(torch.full((1, self.channels, h, w), 0.5, device=self.device)).to(self.dtype)
+
+    @property
+    def background_mean(self) -> tuple[float, ...]:
+        """The colour of the ``"mean"`` background p (Eq. 2, 4), one value per channel: the ImageNet
+        mean colour for a 3-channel model (the paper's), else the model's own normalisation mean
+        (the pixel value its normalisation maps to 0)."""
+        if self.channels == 3:
+            return IMAGENET_MEAN
+        return tuple(float(v) for v in self.mean.flatten().tolist())
 
     def _layers_found(self) -> _Found:
         if self._found is None:
@@ -241,10 +261,32 @@ class Classifier(nn.Module):
         finally:
             self._compile = before
 
-    def forward(self, x: Tensor) -> Tensor:
-        """Logits for (B, 3, H, W) images in [0, 1]. The normalised images are cast to the model's
-        dtype (a float16, bfloat16 or float64 model takes the methods' float32 images), and the
-        logits come back in the images' dtype."""
+    @contextmanager
+    def passing(self, extra: ForwardArgs | None) -> Iterator[Classifier]:
+        """Within the block, every call of the model (the methods' forwards, the probes that find its
+        layers and measure its memory) gets ``extra``'s arguments after the images, batch-1 tensors
+        expanded to the rows of each call (:mod:`gfi.models.forward_args`). A forward pre-hook on
+        the model, removed afterwards whatever happens; the compiled path (``compile``) runs eagerly
+        meanwhile, as for any hooked pass."""
+        if not extra:
+            yield self
+            return
+        handle = self.model.register_forward_pre_hook(extra.pre_hook, with_kwargs=True)
+        try:
+            yield self
+        finally:
+            handle.remove()
+
+    def forward(self, x: Tensor) -> Any:
+        """The model's output for (B, C, H, W) images in [0, 1]: logits (B, classes) for a classifier.
+        The normalised images are cast to the model's dtype (a float16, bfloat16 or float64 model takes
+        the methods' float32 images), and a tensor output comes back in the images' dtype.
+
+        Outputs that are not (B, classes) scores are passed on for a target to read
+        (:mod:`gfi.targets`): an object with ``.logits`` (Hugging Face) and a dict's ``"out"``
+        (torchvision's segmentation models) are unwrapped, a list (torchvision's detection models:
+        one dict per image) and any other tensor are returned as they are. Anything else is
+        :class:`~gfi.errors.NotApplicable`. Each image's top-1 class and :meth:`scores` need (B, classes)."""
         z = self.normalize(x)
         dtype = self.dtype
         with _runnable(dtype, z.device):
@@ -252,19 +294,28 @@ class Classifier(nn.Module):
             out = run_compiled(self.model, z) if self._compile else self.model(z)
         if not isinstance(out, Tensor) and isinstance(getattr(out, "logits", None), Tensor):
             out = out.logits  # Hugging Face's ImageClassifierOutput
+        elif isinstance(out, dict) and isinstance(out.get("out"), Tensor):
+            out = out["out"]  # torchvision's segmentation models
         if isinstance(out, Tensor) and out.is_floating_point() and out.dtype != x.dtype:
             out = out.to(x.dtype)
-        if not isinstance(out, Tensor) or out.ndim != 2:
-            shape = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
+        if not (isinstance(out, Tensor) and out.ndim >= 1) and not isinstance(out, list):
             raise NotApplicable(
-                f"the model must return a 2-D (batch, classes) score tensor; it returned {shape}. "
-                "Wrap it so that forward() returns the logits."
+                f"the model returned a {type(out).__name__}; gfi reads a tensor (batch, ...), an object with "
+                ".logits, a dict with 'out' (torchvision segmentation) or a list of dicts (torchvision detection). "
+                "Wrap it so that forward() returns one of those."
             )
         return out
 
     def scores(self, logits: Tensor) -> Tensor:
-        """f_c of the paper: softmax probabilities, or sigmoids for a multi-label model
-        (:func:`gfi.objectives.class_scores`)."""
+        """f_c of the paper for every class: softmax probabilities, or sigmoids for a multi-label model
+        (:func:`gfi.objectives.class_scores`), of (B, classes) logits; a one-line
+        :class:`~gfi.errors.NotApplicable` for an output that is not (batch, classes) scores."""
+        if not isinstance(logits, Tensor) or logits.ndim != 2:
+            shape = tuple(logits.shape) if isinstance(logits, Tensor) else type(logits).__name__
+            raise NotApplicable(
+                f"the model must return a 2-D (batch, classes) score tensor for class probabilities; it returned "
+                f"{shape}. Explain another output with a target (gfi.targets), or wrap the model so that "
+                "forward() returns the logits.")
         return class_scores(logits, self.multilabel)
 
     def activations(self, x: Tensor, layers: Sequence[LayerRef], *, stop: bool = True,
@@ -281,12 +332,15 @@ class Classifier(nn.Module):
 
     # -- inputs -------------------------------------------------------------------------------
     def prepare(self, images: Tensor | Sequence[Tensor]) -> Tensor:
-        """Resize (3, h, w) images in [0, 1] (or a batch) to ``input_size``: the whole image, no crop."""
+        """Resize (C, h, w) images in [0, 1] (or a batch) to ``input_size``: the whole image, no crop.
+        Images of another number of channels than the model's are refused (one line), never converted."""
         if isinstance(images, Tensor) and images.ndim == 3:
             images = [images]
         if isinstance(images, Tensor):
             if images.ndim != 4:
-                raise InputError(f"expected images of shape (B, 3, H, W), got {tuple(images.shape)}")
+                raise InputError(shape_problem(images, self.channels))
+            if images.shape[1] != self.channels:
+                raise InputError(channel_problem(images.shape[1], self.channels))
             batch = images
             if tuple(batch.shape[-2:]) != self.input_size:
                 batch = F.interpolate(batch, size=self.input_size, mode="bilinear",
@@ -298,10 +352,12 @@ class Classifier(nn.Module):
         return torch.cat(out)
 
     def class_index(self, target: int | str) -> int:
-        """A class index from an index or a class name. A name must equal a class's full name or
-        one of its comma-separated synonyms (case-insensitive): ``"tabby cat"`` is 281, ``"dog"`` is
-        no class (it is a word in many), and an ambiguous or unknown name is an error listing the
-        candidates and the way out (``gfi classes PATTERN``, or an index)."""
+        """A class index from an index or a class name (case-insensitive, spaces collapsed): a
+        class's full name or one of its comma-separated synonyms (``"tabby cat"`` is 281), else a
+        whole word of exactly one class's name (``"greyhound"`` is 171, "Italian greyhound": no
+        other ImageNet name holds that word). An ambiguous name is an error listing the candidates
+        (``"crane"`` names two classes, ``"dog"`` is a word in 14), and so is an unknown one, with
+        the nearest names and the way out (``gfi classes PATTERN``, or an index)."""
         n = self.num_classes
         if isinstance(target, int) or (isinstance(target, str) and target.strip().lstrip("-").isdigit()):
             idx = int(target)
@@ -323,6 +379,8 @@ class Classifier(nn.Module):
             raise TargetError(f"class name {target!r} is ambiguous: it names {len(hits)} classes ({shown}); "
                               "give the full name or an index")
         words = [i for i, c in enumerate(names) if re.search(rf"\b{re.escape(key)}\b", c)]
+        if len(words) == 1:  # a whole word of one class's name only: that class
+            return words[0]
         if words:
             shown = "; ".join(f"{i}: {self.class_names[i]}" for i in words[:10])
             more = f" and {len(words) - 10} more" if len(words) > 10 else ""
@@ -444,3 +502,98 @@ def _find_layers(model: nn.Module, x: Tensor, input_size: tuple[int, int], *, ch
     if spatial and not channels_last:
         return _Found(LayerRef(spatial[-1]), None, "generic")
     return _Found(None, None, "none")
+
+
+def _floats(value: Any, label: str) -> tuple[float, ...]:
+    """``mean`` or ``std`` (a number, a sequence or a tensor) as a flat tuple of finite floats."""
+    try:
+        values = tuple(float(v) for v in torch.as_tensor(value, dtype=torch.float64).reshape(-1).tolist())
+    except (TypeError, ValueError, RuntimeError) as exc:
+        raise UsageError(f"{label} must be one number per channel or one for all (e.g. {label}=0.5), "
+                         f"got {value!r}") from exc
+    if not values or not all(math.isfinite(v) for v in values):
+        raise UsageError(f"{label} must be finite numbers, one per channel or one for all, got {value!r}")
+    if label == "std" and min(values) <= 0:
+        raise UsageError(f"std must be positive, got {value!r}")
+    return values
+
+
+def model_channels(model: nn.Module) -> tuple[int, str] | None:
+    """(C, where it was read) for the number of channels ``model`` takes: timm's ``in_chans``, a
+    Hugging Face ``config.num_channels``, else the ``in_channels`` of its first ``Conv2d`` (in
+    registration order); None when the model says nothing (no convolution)."""
+    n = getattr(model, "in_chans", None)
+    if isinstance(n, int) and not isinstance(n, bool) and n > 0:
+        return n, f"its in_chans is {n}"
+    n = getattr(getattr(model, "config", None), "num_channels", None)
+    if isinstance(n, int) and not isinstance(n, bool) and n > 0:
+        return n, f"its config.num_channels is {n}"
+    for name, module in model.named_modules():
+        n = getattr(module, "in_channels", 0) if isinstance(module, nn.Conv2d) else 0
+        if n > 0:
+            return n, f"its first convolution ({name or type(model).__name__}) has in_channels={n}"
+    return None
+
+
+def _channels_and_normalization(model: nn.Module, channels: int | None, mean: Any,
+                                std: Any) -> tuple[int, tuple[float, ...], tuple[float, ...]]:
+    """C and the per-channel mean and std of :class:`Classifier` (the rule of its docstring)."""
+    if channels is not None and (isinstance(channels, bool) or not isinstance(channels, int) or channels < 1):
+        raise UsageError(f"channels must be a positive int (1 for grey, 3 for RGB), got {channels!r}")
+    given = {label: _floats(v, label) for label, v in (("mean", mean), ("std", std)) if v is not None}
+    vectors = {label: len(v) for label, v in given.items() if len(v) > 1}
+    if len(set(vectors.values())) > 1:
+        raise UsageError(f"mean has {vectors['mean']} values and std {vectors['std']}; give both one per channel "
+                         "(or one for all)")
+    found = model_channels(model) if channels is None else None
+    if channels is not None:
+        c, why = channels, f"channels={channels}"
+    elif found is not None:
+        c, why = found
+    elif vectors:
+        c = next(iter(vectors.values()))
+        why = f"mean/std have {c} values"
+    else:
+        c, why = 3, "RGB is assumed (the model has no convolution that says otherwise)"
+    out = {}
+    for label, default in (("mean", IMAGENET_MEAN), ("std", IMAGENET_STD)):
+        v = given.get(label)
+        if v is None:
+            if c != 3:
+                raise UsageError(f"a {c}-channel model needs its own input normalisation ({why}): pass mean= and "
+                                 "std= (one value per channel or one for all; mean=0, std=1 for none)")
+            v = default
+        if len(v) == 1 or (len(v) != c and len(set(v)) == 1):
+            v = (v[0],) * c  # one value for every channel
+        elif len(v) != c:
+            raise UsageError(f"{label} has {len(v)} values, but the model takes {c} channel(s) ({why}); give {label} "
+                             f"one value per channel or one for all, or pass channels={len(v)} if it takes {len(v)}")
+        out[label] = v
+    return c, out["mean"], out["std"]
+
+
+def shape_problem(images: Any, channels: int) -> str:
+    """The one-line refusal of ``images`` that are not a 4-D (B, C, H, W) tensor."""
+    if not isinstance(images, Tensor):
+        return (f"images must be a (B, {channels}, H, W) tensor in [0, 1], got {type(images).__name__}; "
+                "use Classifier.prepare() or gfi.load_image()")
+    shape = tuple(images.shape)
+    if images.ndim == 5:
+        return (f"images of shape {shape} are 3-D volumes (B, C, D, H, W), which gfi does not explain: it "
+                f"takes 2-D images, a (B, {channels}, H, W) tensor in [0, 1], for a model of 2-D convolutions "
+                "(explain a volume's slices as images with such a model)")
+    return (f"images must be a (B, {channels}, H, W) tensor in [0, 1], got {shape}; use Classifier.prepare() "
+            "or gfi.load_image()")
+
+
+def channel_problem(got: int, want: int) -> str:
+    """The one-line refusal of images with ``got`` channels for a model that takes ``want``."""
+    if want == 1:
+        fix = "convert them to grey (gfi.load_image(path, channels=1) reads any image file as grey)"
+    elif got == 1:
+        fix = f"repeat the grey channel (images.expand(-1, {want}, -1, -1)) if that is what the model expects"
+    else:
+        fix = (f"give images of {want} channels (gfi.load_image(path, channels={want}) reads .npy arrays and "
+               "multi-band TIFFs)")
+    return (f"images have {got} channel(s), but the model takes {want}: {fix}, or build the Classifier with "
+            f"channels={got} if the model takes {got}")

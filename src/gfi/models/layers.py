@@ -28,6 +28,7 @@ import torch
 from torch import Tensor, nn
 
 from gfi.errors import GFIError
+from gfi.targets import TargetGrid
 
 
 class LayerNotFoundError(GFIError, ValueError):
@@ -172,12 +173,15 @@ class ModelWithForward(Protocol):
     def as_map(self, activation: Tensor) -> Tensor: ...
 
 
-def layer_gradients(classifier: ModelWithForward, images: Tensor, targets: Tensor,
+def layer_gradients(classifier: ModelWithForward, images: Tensor, targets: Tensor | TargetGrid,
                     layer: LayerRef) -> tuple[Tensor, Tensor]:
-    """Activations A of ``layer`` and d logit_c / d A, one row per (image, target): (B*K, C, h, w) each
-    (Grad-CAM's inputs; GFI's gradient start of stage 2). ``targets`` is (B, K). Both pass through
+    """Activations A of ``layer`` and d s / d A of each target's score s, one row per (image, target):
+    (B*K, C, h, w) each (Grad-CAM's inputs; GFI's gradient start of stage 2). ``targets`` is (B, K)
+    class indices, whose score is the logit y_c, or a :class:`~gfi.targets.TargetGrid`, whose plain
+    class indices are read as logits and whose other targets as their own score. Both pass through
     ``classifier.as_map`` (a token model's tokens on their grid; the reshape is linear, so the
-    reshaped gradient is the gradient of the map).
+    reshaped gradient is the gradient of the map). A target whose score does not depend on the
+    layer (a detection target with no matching box) has a zero gradient.
 
     Call with the model frozen: the input carries the graph, so no parameter gets a gradient. Both
     come back in the images' dtype (a half- or double-precision model's own are cast)."""
@@ -185,9 +189,20 @@ def layer_gradients(classifier: ModelWithForward, images: Tensor, targets: Tenso
     with torch.enable_grad(), capture(classifier.model, [layer], clone=False) as store:
         logits = classifier(x)
         act = store[layer]
-        grad = torch.autograd.grad(logits.gather(1, targets.reshape(-1, 1)).sum(), act)[0]
+        if isinstance(targets, Tensor):
+            score = logits.gather(1, targets.reshape(-1, 1))
+        else:
+            score = targets.score(logits, "logit", getattr(classifier, "multilabel", False))
+        grad = gradient_of(score.sum(), act)
     as_map = classifier.as_map
     return as_map(act.detach()).to(images.dtype), as_map(grad).to(images.dtype)
+
+
+def gradient_of(score: Tensor, x: Tensor) -> Tensor:
+    """d score / d x for a scalar ``score``; zeros where the score does not depend on x (e.g. a
+    detection target with no matching box, whose score is a constant 0)."""
+    grad = torch.autograd.grad(score, x, allow_unused=True)[0] if score.requires_grad else None
+    return torch.zeros_like(x) if grad is None else grad
 
 
 @contextmanager

@@ -49,7 +49,7 @@ def available_bytes(device: torch.device | str) -> int | None:
 
 
 def activation_bytes(classifier, size: tuple[int, int]) -> int:
-    """Bytes of the outputs of every leaf module in one forward pass of one (3, H, W) image: the
+    """Bytes of the outputs of every leaf module in one forward pass of one (C, H, W) image: the
     activations one image-target row keeps. Measured once per model, size, dtype and device (the
     model frozen in eval mode, so BatchNorm statistics do not move)."""
     model = classifier.model
@@ -63,7 +63,7 @@ def activation_bytes(classifier, size: tuple[int, int]) -> int:
             if isinstance(out, Tensor):
                 total[0] += out.numel() * out.element_size()
 
-        x = classifier.normalize(torch.zeros(1, 3, *size, device=device)).to(dtype)
+        x = classifier.normalize(torch.zeros(1, classifier.channels, *size, device=device)).to(dtype)
         with frozen(model):
             run_with_forward_hooks(model, x, {m: add for m in model.modules() if not any(True for _ in m.children())})
         cache[key] = total[0]

@@ -226,7 +226,10 @@ def _load_timm(spec: str, name: str, *, weights, allow_pickle: bool, download: b
     num_classes = int(getattr(model, "num_classes", 0) or 0)
     size = tuple(int(s) for s in data["input_size"][-2:])
     mean, std = tuple(float(m) for m in data["mean"]), tuple(float(s) for s in data["std"])
-    info = {"model": spec, "source": "timm", "architecture": name, "hf_hub_id": cfg.get("hf_hub_id"), **info,
+    # the hub id names where the weights came from only when they did (a local file or random weights
+    # are recorded as what they are: path and SHA-256, or "random")
+    hub = {"hf_hub_id": cfg.get("hf_hub_id")} if weights == "default" else {}
+    info = {"model": spec, "source": "timm", "architecture": name, **hub, **info,
             "mean": mean, "std": std, "input_size": size, "interpolation": data.get("interpolation"),
             "crop_pct": data.get("crop_pct"), "num_classes": num_classes}
     model.eval()
@@ -323,7 +326,9 @@ def _load_torchvision(spec: str, name: str, member: str | None, *, weights, allo
     interpolation = getattr(preset, "interpolation", None)
     mean = tuple(float(m) for m in getattr(preset, "mean", (0.485, 0.456, 0.406)))
     std = tuple(float(s) for s in getattr(preset, "std", (0.229, 0.224, 0.225)))
-    info = {"model": spec, "source": "torchvision", "architecture": name, "weights_enum": str(enum), **info,
+    # the enum's weights only when they are the ones loaded; otherwise it gave the class names and preprocessing
+    enum_key = "weights_enum" if weights == "default" else "preprocessing_of"
+    info = {"model": spec, "source": "torchvision", "architecture": name, enum_key: str(enum), **info,
             "mean": mean, "std": std, "input_size": size,
             "resize_size": list(resize) if isinstance(resize, list | tuple) else resize,
             "interpolation": getattr(interpolation, "value", interpolation), "num_classes": len(categories)}
@@ -360,7 +365,7 @@ def _load_hf(spec: str, path: str, *, weights, allow_pickle: bool, download: boo
             f"{spec}: could not read a transformers image classifier with its image processor from {path!r} "
             f"({first}); give {where} saved with model.save_pretrained(DIR) and processor.save_pretrained(DIR)"
             f"{'' if download else ', or --download to fetch a hub id (network)'}") from exc
-    info = ({"weights": str(path), "sha256": None} if weights == "default" else
+    info = (_hf_weights_file(path) if weights == "default" else
             _weighted(model, weights, spec=spec, allow_pickle=allow_pickle, cached=None))
     model.eval()
     clf = Classifier.from_transformers(model, processor, name=spec)
@@ -368,6 +373,18 @@ def _load_hf(spec: str, path: str, *, weights, allow_pickle: bool, download: boo
             "mean": tuple(clf.mean.flatten().tolist()), "std": tuple(clf.std.flatten().tolist()),
             "input_size": clf.input_size, "num_classes": clf.num_classes}
     return clf, info
+
+
+def _hf_weights_file(path: str) -> dict:
+    """What a Hugging Face model's own weights were read from: the weights file of a local folder
+    (``model.safetensors`` or ``pytorch_model.bin``) with its SHA-256, else (a hub id read from the
+    local cache) the hub id, with ``sha256`` None."""
+    folder = Path(path)
+    if folder.is_dir():
+        for name in ("model.safetensors", "pytorch_model.bin"):
+            if (folder / name).is_file():
+                return {"weights": str(folder / name), "sha256": file_sha256(folder / name)}
+    return {"weights": str(path), "sha256": None}
 
 
 def load_source(spec: str, *, weights: str | os.PathLike | None = "default", allow_pickle: bool = False,
@@ -383,9 +400,12 @@ def load_source(spec: str, *, weights: str | os.PathLike | None = "default", all
         download: fetch missing pretrained weights into the cache (network).
 
     Returns:
-        ``(classifier, info)``; ``info`` holds the spec, source, architecture, weights file and
-        SHA-256 prefix, mean, std, input size, interpolation and number of classes. The layers are
-        chosen by :func:`gfi.models.classifier.auto_layers` on first use.
+        ``(classifier, info)``; ``info`` holds the spec, source, architecture, what the weights were
+        read from (``weights``: the file and its SHA-256 prefix, or ``"random"``; a timm model's
+        ``hf_hub_id`` and a torchvision model's ``weights_enum`` only when its own pretrained weights
+        were loaded, else ``preprocessing_of`` names the enum its class names and preprocessing come
+        from), mean, std, input size, interpolation and number of classes. The layers are chosen by
+        :func:`gfi.models.classifier.auto_layers` on first use.
     """
     source, name, member = parse_spec(str(spec))
     if weights is not None and weights not in ("default", "random"):

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from torch import Tensor
 
-from gfi.viz.overlay import new_figure, overlay, to_original_size
+from gfi.viz.overlay import display_rgb, new_figure, overlay, to_original_size
 
 
 @dataclass
@@ -29,7 +29,7 @@ class Panel:
 
 
 def display_image(image: Tensor, max_side: int = 320) -> Tensor:
-    """The (3, H, W) image shrunk so that its longer side is at most ``max_side`` (figures stay small)."""
+    """The (C, H, W) image shrunk so that its longer side is at most ``max_side`` (figures stay small)."""
     import torch.nn.functional as F
 
     h, w = image.shape[-2:]
@@ -46,7 +46,7 @@ def draw_row(path: str | Path, image: Tensor, panels: list[Panel], *, cmap: str 
     (:func:`gfi.viz.overlay.new_figure`): the global matplotlib backend is left alone."""
     from PIL import Image
 
-    img_t = display_image(image.cpu(), max_side)
+    img_t = display_image(display_rgb(image.cpu()), max_side)
     img = img_t.permute(1, 2, 0).clamp(0, 1).numpy()
     h, w = img.shape[:2]
     n = len(panels) + 1

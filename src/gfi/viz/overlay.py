@@ -13,6 +13,19 @@ import numpy as np
 from torch import Tensor
 
 
+def display_rgb(image: Tensor) -> Tensor:
+    """The (3, H, W) picture that figures show of a (C, H, W) image in [0, 1]: RGB as it is; one
+    channel as grey; more than 3 channels (e.g. RGB + near infrared) by their first three as RGB; 2
+    channels by the first as grey. The maps themselves use every channel; only the picture under
+    them is this view."""
+    c = image.shape[-3]
+    if c == 3:
+        return image
+    if c < 3:
+        return image[..., :1, :, :].expand(*image.shape[:-3], 3, *image.shape[-2:])
+    return image[..., :3, :, :]
+
+
 def to_original_size(saliency: Tensor, size: tuple[int, int]) -> Tensor:
     """Resize (..., h, w) maps to ``size`` = (H, W) bilinearly, staying in [0, 1]
     (:func:`gfi.masks.channel_mask.resize_maps`; ``Explanation.resize_to`` does the same)."""
@@ -71,8 +84,8 @@ def explanation_figure(image: Tensor, stage1: Tensor | None, class_map: Tensor, 
                        colorbar: bool = False):
     """The figure of :func:`save_explanation_figure` (a matplotlib ``Figure`` on its own canvas, not
     yet saved; :func:`new_figure`). Titles are wrapped to their panel's width, so they never run into
-    each other."""
-    img = image.permute(1, 2, 0).cpu().numpy()
+    each other. ``image`` is (C, H, W), shown as :func:`display_rgb` shows it."""
+    img = display_rgb(image).permute(1, 2, 0).cpu().numpy()
     panels = [("input", img, None)]
     if stage1 is not None:
         panels.append(("stage 1: inversion map", overlay(img, stage1.cpu().numpy(), cmap), stage1))
@@ -110,7 +123,8 @@ def save_explanation_figure(
 def save_overlay(path: str | Path, image: Tensor, saliency: Tensor, *, title: str = "", cmap: str = "jet",
                  stage1: Tensor | None = None, colorbar: bool = False) -> Path:
     """Save the figure ``gfi explain`` writes: the image, GFI's stage-1 map when given, and
-    ``saliency`` over the image. ``image`` is (3, H, W) in [0, 1]; the maps are resized to it."""
+    ``saliency`` over the image. ``image`` is (C, H, W) in [0, 1] (1 channel: shown grey; more than 3:
+    their first three as RGB, :func:`display_rgb`); the maps are resized to it."""
     size = tuple(image.shape[-2:])
     stage1 = None if stage1 is None else to_original_size(stage1.detach().cpu(), size)
     save_explanation_figure(path, image.detach().cpu(), stage1, to_original_size(saliency.detach().cpu(), size),

@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import io
 import logging
+import re
 from html import escape as _html
 from pathlib import Path
 from urllib.parse import quote
@@ -37,11 +38,14 @@ def escape(text: object) -> str:
 
 def thumbnail(image: Tensor, saliency: Tensor | None = None, *, cmap: str = "jet", side: int = THUMB_SIDE,
               quality: int = 80) -> bytes:
-    """JPEG bytes of ``image`` (3, H, W) in [0, 1], long side ``side`` px, with ``saliency`` (H, W)
-    blended on it when given (the colour map of :func:`gfi.viz.overlay.overlay`)."""
+    """JPEG bytes of ``image`` (C, H, W) in [0, 1] (shown as :func:`gfi.viz.overlay.display_rgb` shows
+    it), long side ``side`` px, with ``saliency`` (H, W) blended on it when given (the colour map of
+    :func:`gfi.viz.overlay.overlay`)."""
     from PIL import Image
 
-    from gfi.viz.overlay import overlay
+    from gfi.viz.overlay import display_rgb, overlay
+
+    image = display_rgb(image)
 
     h, w = image.shape[-2:]
     scale = side / max(h, w)
@@ -56,6 +60,18 @@ def thumbnail(image: Tensor, saliency: Tensor | None = None, *, cmap: str = "jet
     buf = io.BytesIO()
     Image.fromarray((pic * 255).round().astype(np.uint8)).save(buf, format="JPEG", quality=quality)
     return buf.getvalue()
+
+
+#: characters after which a file name may wrap onto the next line in the report
+SEPARATORS = "_-./\\ "
+
+
+def breakable(text: object) -> str:
+    """``text`` as :func:`escape` shows it, with a line-break opportunity (``<wbr>``) after each
+    separator (``_ - . / \\`` and space), so a long file name wraps between its words; only a run
+    longer than its column between separators is cut inside (CSS ``overflow-wrap: break-word``)."""
+    shown = escape(text)
+    return re.sub(r"([_\-./\\ ])(?=.)", r"\1<wbr>", shown)
 
 
 def _img(root: Path, name: str | None, alt: str) -> str:
@@ -92,7 +108,8 @@ th{background:#eee;cursor:pointer;user-select:none;position:sticky;top:0}
 th[aria-sort=ascending]::after{content:" \\25B2"}th[aria-sort=descending]::after{content:" \\25BC"}
 dl{display:grid;grid-template-columns:max-content auto;gap:2px 12px;font-size:13px}dt{font-weight:600}dd{margin:0}
 td.n{text-align:right;font-variant-numeric:tabular-nums}img{display:block;max-width:160px}
-.none{color:#999}.warn{color:#b00}.sub{color:#666;font-size:85%}ol{margin:0;padding-left:1.4em}.name{max-width:16em;overflow-wrap:anywhere}
+.none{color:#999}.warn{color:#b00}tr.fails td{background:#fdecea}.sub{color:#666;font-size:85%}
+ol{margin:0;padding-left:1.4em}.name{max-width:16em;overflow-wrap:break-word}
 """
 
 SCRIPT = """
@@ -127,6 +144,32 @@ LEGEND_KEPT = LEGEND.replace("</dl>", (
     '(&Phi;(x, m), Eq. 2): high when the map holds the evidence</dd>'
     '<dt>p removed</dt><dd>the score with the map\'s region blurred away (&Phi;<sub>bg</sub>, Eq. 4): low when '
     'the map holds all of it</dd></dl>'))
+LEGEND_EVIDENCE = LEGEND.replace("</dl>", (
+    '<dt>p kept</dt><dd>the score of the image with only the half the map ranks higher kept (its pixels above '
+    'the map\'s median) and the rest blurred (&Phi;(x, u), Eq. 2)</dd>'
+    '<dt>p removed</dt><dd>the score with that half blurred away (&Phi;<sub>bg</sub>, Eq. 4)</dd>'
+    '<dt>evidence</dt><dd>whether the map holds its class\'s evidence: it is not flat and p kept &ge; p removed. '
+    'The check blurs with the same Gaussian (kernel 81, sigma 20) for every method, so two methods\' rows '
+    'compare; a map that fails is marked in red, with what to try in the run\'s log</dd></dl>'))
+
+
+def evidence_flag(ev: dict) -> str:
+    """The row's note for a map that fails the evidence check (:mod:`gfi.evidence`)."""
+    if ev.get("problem") == "empty":
+        return "the map is flat: it marks no region and holds none of the class's evidence"
+    if ev.get("problem") == "kept_below_removed":
+        return (f"does not hold the class's evidence: p kept {format_prob(ev.get('prob_kept'))} < p removed "
+                f"{format_prob(ev.get('prob_removed'))}")
+    return "the evidence check's scores are not finite"
+
+
+def _evidence_cell(ev: dict | None) -> str:
+    """The evidence column: "holds" or "fails" (sorting puts the failing maps first)."""
+    if ev is None:
+        return '<td data-v="">-</td>'
+    if ev.get("holds"):
+        return '<td data-v="1">holds</td>'
+    return '<td class="warn" data-v="0">fails</td>'
 
 
 def render_report(summary: dict, root: Path, title: str = "gfi explain") -> str:
@@ -134,10 +177,12 @@ def render_report(summary: dict, root: Path, title: str = "gfi explain") -> str:
     records = summary.get("images", [])
     failures = summary.get("failures", [])
     has_stage1 = any(r.get("thumb_stage1") for r in records)
-    has_kept = any("prob_kept" in t for r in records for t in r.get("targets", []))
+    targets = [t for r in records for t in r.get("targets", [])]
+    has_evidence = any("evidence" in t for t in targets)
+    has_kept = has_evidence or any("prob_kept" in t for t in targets)
     head = ["#", "image", "input"] + (["stage-1 map"] if has_stage1 else []) + [
-        "class map", "target class", "p(target)"] + (["p kept", "p removed"] if has_kept else []) + [
-        "top classes", "s/image"]
+        "class map", "target class", "p(target)"] + (["p kept", "p removed"] if has_kept else []) + (
+        ["evidence"] if has_evidence else []) + ["top classes", "s/image"]
     nosort = {"input", "stage-1 map", "class map", "top classes"}
     rows = []
     n = 0
@@ -147,8 +192,11 @@ def render_report(summary: dict, root: Path, title: str = "gfi explain") -> str:
             n += 1
             cls = f'{t["class_name"]} ({t["class"]})'
             flags = []
+            ev = t.get("evidence")
             if t.get("collapsed"):
                 flags.append("map collapsed (all weights zero): shown as zeros")
+            if ev and not ev.get("holds") and not t.get("collapsed"):
+                flags.append(evidence_flag(ev))
             if t.get("nonfinite"):
                 flags.append("non-finite scores")
             note = "".join(f'<div class="warn">{escape(f)}</div>' for f in flags)
@@ -156,7 +204,7 @@ def render_report(summary: dict, root: Path, title: str = "gfi explain") -> str:
                           for c in rec.get("top5", [])[:3])
             cells = [
                 f'<td class="n" data-v="{i}">{i + 1}</td>',
-                f'<td class="name" data-v="{escape(name)}" title="{escape(rec["image"])}">{escape(name)}</td>',
+                f'<td class="name" data-v="{escape(name)}" title="{escape(rec["image"])}">{breakable(name)}</td>',
                 f'<td>{_img(root, rec.get("thumb_input"), "input " + name)}</td>',
             ]
             if has_stage1:
@@ -166,30 +214,37 @@ def render_report(summary: dict, root: Path, title: str = "gfi explain") -> str:
                 thumb = f'<a href="{escape(quote(t["overlay"]))}" title="open the full-size overlay">{thumb}</a>'
             cells.append(f'<td>{thumb}{note}</td>')
             cells.append(f'<td data-v="{escape(cls.lower())}">{escape(cls)}</td>')
-            values = [t.get("prob")] + ([t.get("prob_kept"), t.get("prob_removed")] if has_kept else [])
+            kept = ev if ev is not None else t  # the check's scores; GFI's own in a run made before the check
+            values = [t.get("prob")] + ([kept.get("prob_kept"), kept.get("prob_removed")] if has_kept else [])
             for v in values:
                 k, text = _num(v)
                 cells.append(f'<td class="n" data-v="{k}">{text}</td>')
+            if has_evidence:
+                cells.append(_evidence_cell(ev))
             k, text = _num(rec.get("seconds_per_image"))
             batch = int(rec.get("batch_images") or 1)
             if batch > 1:
                 text += f'<div class="sub">mean of a batch of {batch}</div>'
             cells.append(f'<td class="n seconds" data-v="{k}">{text}</td>')
             cells.insert(-1, f"<td><ol>{top}</ol></td>")
-            rows.append("<tr>" + "".join(cells) + "</tr>")
+            fails = ev is not None and not ev.get("holds")
+            rows.append(('<tr class="fails">' if fails else "<tr>") + "".join(cells) + "</tr>")
     ths = "".join(f'<th{" class=nosort" if h in nosort else ""} scope="col">{escape(h)}</th>' for h in head)
     fail_html = ""
     if failures:
-        frows = "".join(f'<tr><td class="name">{escape(f["image"])}</td><td>{escape(f["error"])}</td></tr>'
+        frows = "".join(f'<tr><td class="name">{breakable(f["image"])}</td><td>{escape(f["error"])}</td></tr>'
                         for f in failures)
         fail_html = (f'<h2>Not explained ({len(failures)})</h2><table id="failures" class="sortable"><thead><tr>'
                      f'<th scope="col">image</th><th scope="col">error</th></tr></thead><tbody>{frows}</tbody></table>')
     model = summary.get("model") or {}
     plural = lambda k, word: f"{k} {word}" + ("" if k == 1 else "s")  # noqa: E731
+    failing = sum(1 for t in targets if "evidence" in t and not t["evidence"].get("holds"))
     meta = (f'{escape(str(model.get("model", "")))} · method {escape(str(summary.get("method", "")))} · '
             f'{plural(len(records), "image")}, {plural(n, "map")}'
+            + (f' · <span class="warn">{escape(plural(failing, "map") + " without the class" + chr(39) + "s evidence")}'
+               '</span>' if failing else "")
             + ("" if summary.get("complete", True) else " · INCOMPLETE run"))
-    legend = LEGEND_KEPT if has_kept else LEGEND
+    legend = LEGEND_EVIDENCE if has_evidence else LEGEND_KEPT if has_kept else LEGEND
     csp = ("default-src 'none'; img-src data:; style-src 'unsafe-inline'; script-src 'unsafe-inline'")
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
@@ -210,4 +265,4 @@ def write_report(path: Path, summary: dict, root: Path, title: str = "gfi explai
     atomic_write_text(Path(path), render_report(summary, root, title))
 
 
-__all__ = ["format_prob", "render_report", "thumbnail", "write_report"]
+__all__ = ["breakable", "evidence_flag", "format_prob", "render_report", "thumbnail", "write_report"]

@@ -1,5 +1,6 @@
-"""What ``gfi explain`` writes for one image: overlays, ``.npy`` maps and report thumbnails at the
-image's own size, and the image's record for ``results.json``."""
+"""What a folder job (``gfi explain``, :func:`gfi.explain_folder`) writes for one image: overlays,
+``.npy`` maps and report thumbnails at the image's own size, and the image's record for
+``results.json``."""
 
 from __future__ import annotations
 
@@ -10,10 +11,13 @@ from pathlib import Path
 
 import torch
 
-from gfi.cli.common import format_prob
 from gfi.data.samples import safe_stem
+from gfi.viz.report import format_prob
 
-log = logging.getLogger("gfi")
+log = logging.getLogger(__name__)
+
+#: the method whose overlays carry no method tag in their names
+DEFAULT_METHOD = "gfi"
 
 
 @dataclass(frozen=True)
@@ -25,6 +29,11 @@ class OutputSettings:
     colorbar: bool = False
     max_side: int = 4096
     method_tag: str = ""  # in overlay names: "" for the default method (gfi), else the method's name
+
+
+def method_tag(method: str) -> str:
+    """The tag in the overlay names of ``method``'s maps: none for the default method, else its name."""
+    return "" if method == DEFAULT_METHOD else method
 
 
 def overlay_name(stem: str, cls: int, tag: str = "") -> str:
@@ -55,6 +64,11 @@ def planned_files(stem: str, classes: list[int], stage1: bool, save_npy: bool, t
     return names
 
 
+def _short(name: str) -> str:
+    """A class's first name ("Italian greyhound" of "Italian greyhound"; "tabby" of "tabby, tabby cat")."""
+    return name.split(",")[0].strip() or name
+
+
 def _finite(v: float, what: str, where: str) -> float | None:
     if math.isfinite(v):
         return v
@@ -65,16 +79,32 @@ def _finite(v: float, what: str, where: str) -> float | None:
 class ImageWriter:
     """Writes one image's outputs into a :class:`gfi.runs.RunFolder` and returns its record."""
 
-    def __init__(self, run, clf, settings: OutputSettings, method: str = "gfi") -> None:
+    def __init__(self, run, clf, settings: OutputSettings, method: str = "gfi", explainer=None) -> None:
         self.run, self.clf, self.settings, self.method = run, clf, settings, method
+        self.explainer = explainer  # what the evidence check's advice reads (its settings)
+
+    def _evidence_line(self, path: Path, name: str, t: dict, problem: str) -> str:
+        """The one warning line of a map that fails the evidence check: the image, the class, what is
+        wrong (with the two scores) and what to try (:func:`gfi.evidence.advice`)."""
+        from gfi.evidence import PROBLEMS, advice
+
+        ev = t["evidence"]
+        what = PROBLEMS[problem]
+        if problem == "kept_below_removed":
+            what += f" (p kept {format_prob(ev['prob_kept'])} < p removed {format_prob(ev['prob_removed'])})"
+        elif t.get("collapsed"):
+            what = "the map collapsed (all weights zero); it is written as zeros and holds none of the class's evidence"
+        return f"{path}, {_short(name)}: {what}; {advice(self.explainer, problem, t.get('prob'))}"
 
     def _save(self, stem: str, name: str, write) -> str:
         return self.run.save(name, write, key=stem)
 
     def write(self, path: Path, image: torch.Tensor, e, row: int, probs: torch.Tensor, seconds: float,
-              batch_images: int = 1) -> dict:
+              batch_images: int = 1, checked=None) -> dict:
         """Outputs of row ``row`` of the explanation ``e`` for ``image`` (its own size); ``seconds`` is
-        the batch's time per image, ``batch_images`` how many images the batch explained together."""
+        the batch's time per image, ``batch_images`` how many images the batch explained together;
+        ``checked`` the :class:`gfi.evidence.Evidence` of ``e`` (each target's record then carries
+        its ``evidence``, and a map that fails is one warning line with what to try)."""
         import numpy as np
 
         from gfi.viz.overlay import to_original_size
@@ -95,7 +125,7 @@ class ImageWriter:
                                                lambda p: np.save(p, stage1.numpy().astype(np.float32)))
         maps = to_original_size(e.maps[row], size)
         for k in range(e.targets.shape[1]):
-            rec["targets"].append(self._target(path, stem, image, stage1, maps[k], e, row, k))
+            rec["targets"].append(self._target(path, stem, image, stage1, maps[k], e, row, k, checked))
         return rec
 
     def _image_record(self, path: Path, size: tuple[int, int], probs: torch.Tensor, seconds: float) -> dict:
@@ -109,7 +139,7 @@ class ImageWriter:
             rec["original_size"] = list(image_size(path))
         return rec
 
-    def _target(self, path, stem, image, stage1, m, e, row: int, k: int) -> dict:
+    def _target(self, path, stem, image, stage1, m, e, row: int, k: int, checked=None) -> dict:
         """The files and the record entry of target ``k``."""
         import numpy as np
 
@@ -132,8 +162,12 @@ class ImageWriter:
             t["nonfinite"] = True
         if e.collapsed is not None:
             t["collapsed"] = bool(e.collapsed[row, k])
-            if t["collapsed"]:
-                log.warning("%s: the map collapsed (all weights zero); it is written as zeros", where)
+        if checked is not None:
+            t["evidence"] = checked.record(row, k)
+            if not t["evidence"]["holds"]:
+                log.warning("%s", self._evidence_line(path, name, t, checked.problem(row, k)))
+        elif t.get("collapsed"):
+            log.warning("%s: the map collapsed (all weights zero); it is written as zeros", where)
         title = f"{self.method}: {name.split(',')[0]} ({c}), p={format_prob(t['prob'])}"
         t["overlay"] = self._save(stem, overlay_name(stem, c, s.method_tag), lambda p: save_explanation_figure(
             p, image, stage1, m, title, cmap=s.cmap, colorbar=s.colorbar))

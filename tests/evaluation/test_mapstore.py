@@ -107,12 +107,13 @@ def test_map_store_reads_a_field_added_since_as_the_old_behaviour(tmp_path):
 
 def test_stage2_fields_come_from_the_field_metadata():
     """The set kept by hand before (GFIConfig.STAGE2_FIELDS) less the run options that left the config,
-    plus stage 2's early stop (a setting again)."""
+    plus stage 2's early stop (a setting again) and the rivals (stage 2's start and terms)."""
     assert stage2_fields(GFIConfig) == {
         "delta", "lam", "lr2", "iters2", "lr_decay_every", "lr_decay", "score", "area2", "tv2",
         "blur_kernel2", "blur_sigma2", "stage2_init", "nonnegative", "fresh_optimizer", "contrast",
         "keep_others", "stage2_step", "exclusion", "contrast_init", "joint", "early_stop", "early_stop_rule",
-        "early_stop_every", "early_stop_tol", "early_stop_windows", "early_stop_px"}
+        "early_stop_every", "early_stop_tol", "early_stop_windows", "early_stop_px", "rivals", "rival_overlap",
+        "rival_init", "rival_keep", "rival_exclusion"}
 
 
 def test_canonical_is_what_the_method_runs():

@@ -89,14 +89,14 @@ def test_a_target_whose_rivals_are_all_skipped_gets_its_map_without_rivals(hand)
     map is the map without rivals, bit for bit (the rival terms add nothing)."""
     clf, x = hand
     fast = dict(iters1=2, iters2=6)
-    plain = GuidedFeatureInversion(clf, **fast).explain(x, [[1]])
+    plain = GuidedFeatureInversion(clf, rivals=0, **fast).explain(x, [[1]])
     rivals = GuidedFeatureInversion(clf, rivals=1, rival_keep=1.0, rival_exclusion=10.0, **fast)
     assert not rivals.find_rivals(x, torch.tensor([[1]]), clf(x)).keep.any()
     got = rivals.explain(x, [[1]])
     assert torch.equal(got.maps, plain.maps) and torch.equal(got.weights, plain.weights)
     # the cat's one rival, the dog, is kept: the dog's channel weighs against the cat
     assert GuidedFeatureInversion(clf, rivals=1, **fast).explain(x, [[0]]).weights[0, 0, 1] < 0
-    assert GuidedFeatureInversion(clf, **fast).explain(x, [[0]]).weights[0, 0, 1] >= 0
+    assert GuidedFeatureInversion(clf, rivals=0, **fast).explain(x, [[0]]).weights[0, 0, 1] >= 0
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
@@ -126,12 +126,14 @@ def test_rivals_change_the_map_and_the_modes_still_agree_on_one_target(tiny, tin
     assert torch.equal(one["independent"], one["contrastive"]) and torch.equal(one["independent"], one["separate"])
 
 
-def test_paper_preset_has_no_rivals():
+def test_the_default_has_rivals_and_the_paper_preset_none():
+    assert (GFIConfig().rivals, GFIConfig().rival_init, GFIConfig().rival_overlap) == (10, 2.0, 0.5)
+    assert GFIConfig.fast().rivals == 10
     assert GFIConfig.paper().rivals == 0
     assert GFIConfig.paper(rivals=2).rivals == 2
 
 
-@pytest.mark.parametrize("name,value", [("rival_keep", 1.0), ("rival_exclusion", 5.0), ("rival_init", 2.0),
+@pytest.mark.parametrize("name,value", [("rival_keep", 1.0), ("rival_exclusion", 5.0), ("rival_init", 3.0),
                                         ("rival_overlap", 0.9)])
 def test_a_rival_field_without_rivals_is_refused_in_one_line(name, value):
     with pytest.raises(SettingsError, match=f"{name}=.* is read only with rivals > 0.*--rivals N") as err:
@@ -149,7 +151,7 @@ def test_a_target_that_is_not_a_class_index_is_explained_without_rivals_said_onc
     and the log says so once per explainer."""
     clf, x = hand
     fast = dict(iters1=2, iters2=6)
-    plain = GuidedFeatureInversion(clf, **fast).explain(x, [[make()]])
+    plain = GuidedFeatureInversion(clf, rivals=0, **fast).explain(x, [[make()]])
     gfi = GuidedFeatureInversion(clf, rivals=1, **fast)
     with caplog.at_level(logging.INFO, logger="gfi"):
         got = gfi.explain(x, [[make()]])
@@ -161,3 +163,43 @@ def test_a_target_that_is_not_a_class_index_is_explained_without_rivals_said_onc
     with_class = gfi.explain(x, [[targets.ClassTarget(0)]])
     assert torch.equal(with_class.maps, gfi.explain(x, [[0]]).maps)
     assert with_class.weights[0, 0, 1] < 0
+
+
+def test_a_start_that_its_rivals_empty_falls_back_to_the_start_without_them(hand):
+    """Tabby's rivals at rival_overlap 0.8 are the dog and the rug (the cat names its object). At
+    rival_init 5 the start y_tabby - 5 mean(y_dog, y_rug) weighs every pixel below 0 (left:
+    0.5 * 4 - 5 * 0.5 * 1 < 0; right: -5 * 1.5 * 1), an empty map that stage 2 cannot leave: tabby then
+    starts without its rivals, and its map is the map without rivals, bit for bit. At rival_init 1
+    the start keeps pixels, and the rivals stay."""
+    clf, x = hand
+    t = torch.tensor([[1]])
+    strong = GuidedFeatureInversion(clf, rivals=3, rival_overlap=0.8, rival_init=5.0, iters1=2, iters2=6)
+    r = strong.find_rivals(x, t, clf(x))
+    assert r.keep.tolist() == [[[False, True, True]]]
+    raw = strong.gradient_weights(x, t, r)  # without the features: no check
+    assert (torch.einsum("bkc,bchw->bkhw", raw, x) <= 0).all()
+    plain = GuidedFeatureInversion(clf, rivals=0, iters1=2, iters2=6)
+    torch.testing.assert_close(strong.gradient_weights(x, t, r, x), plain.gradient_weights(x, t))
+    got, want = strong.explain(x, [[1]]), plain.explain(x, [[1]])
+    assert torch.equal(got.maps, want.maps) and not got.collapsed.any()
+    mild = GuidedFeatureInversion(clf, rivals=3, rival_overlap=0.8, rival_init=1.0)
+    w = mild.gradient_weights(x, t, mild.find_rivals(x, t, clf(x)), x)
+    assert (torch.einsum("bkc,bchw->bkhw", w, x) > 0).any()
+    assert not torch.allclose(w, plain.gradient_weights(x, t))
+
+
+def test_a_class_the_model_barely_sees_has_no_rivals(hand):
+    """Ball's probability is e^-4 / (e^3 + e^2 + e^2.5 + e^-4 + e^1) = 4.3e-4: below rival_min_prob
+    (1e-3) it keeps no rival, and its map is the map without rivals, bit for bit; at 1e-4 its rivals
+    (cat, dog, tabby: each map overlaps the uniform ball's by 0.707, under rival_overlap 0.8) are kept."""
+    clf, x = hand
+    t = torch.tensor([[3]])
+    p = torch.tensor([3.0, 2.0, 2.5, -4.0, 1.0]).softmax(0)[3]
+    assert 1e-4 < p < 1e-3
+    default = GuidedFeatureInversion(clf, rivals=3, rival_overlap=0.8, iters1=2, iters2=6)
+    assert GFIConfig().rival_min_prob == 1e-3 and not default.find_rivals(x, t, clf(x)).keep.any()
+    want = GuidedFeatureInversion(clf, rivals=0, iters1=2, iters2=6).explain(x, [[3]])
+    got = default.explain(x, [[3]])
+    assert torch.equal(got.maps, want.maps) and torch.equal(got.weights, want.weights)
+    low = GuidedFeatureInversion(clf, rivals=3, rival_overlap=0.8, rival_min_prob=1e-4).find_rivals(x, t, clf(x))
+    assert low.index.tolist() == [[[0, 2, 1]]] and low.keep.all()

@@ -142,16 +142,20 @@ class GFIConfig(Settings):
                                         "from Grad-CAM's weights of the logit difference y_c - beta * mean of the "
                                         "other targets' logits, beta this value (1: contrastive Grad-CAM)",
                                    paper=0.0, low=0, stage=2)
-    rivals: int = setting(0, "contrast each target with the model's own strongest rivals for the image: its top "
-                             "this many other classes on the image (from the model's output, no other "
-                             "information), less those that name the same object (rival_overlap); 0: off",
-                          paper=0, low=0, stage=2)
+    rivals: int = setting(10, "contrast each target with the model's own strongest rivals for the image: its top "
+                              "this many other classes on the image (from the model's output, no other "
+                              "information), less those that name the same object (rival_overlap); 0: off; "
+                              "class-index targets only", paper=0, low=0, stage=2)
     rival_overlap: float = setting(0.5, "with rivals: a rival whose Grad-CAM map has a cosine similarity above this "
                                         "with the target's names the same object and is skipped", low=-1, high=1,
                                    stage=2)
-    rival_init: float = setting(1.0, "with rivals and stage2_init=gradient: start target c from Grad-CAM's weights "
+    rival_init: float = setting(2.0, "with rivals and stage2_init=gradient: start target c from Grad-CAM's weights "
                                      "of y_c - beta * mean of its kept rivals' logits, beta this value",
                                 low=0, stage=2)
+    rival_min_prob: float = setting(1e-3, "with rivals: a target the model gives less than this probability on "
+                                          "the image (softmax; sigmoid for a multi-label model) is explained "
+                                          "without rivals (the image's own objects would be its rivals)",
+                                    low=0, high=1, stage=2)
     rival_keep: float = setting(0.0, "with rivals: weight of the kept rivals' scores on target c's removed image, "
                                      "added to Eq. 9 as mean -log f_r(Phi_bg(x, m_c)) (removing c must not "
                                      "remove its rivals)", low=0, stage=2)
@@ -190,7 +194,8 @@ class GFIConfig(Settings):
 
     PRESETS: ClassVar[tuple[str, ...]] = ("paper", "default", "fast")
     #: presets that change the default in a few fields. ``fast``: a third of the default's passes
-    #: (4 + 8 iterations: 1 + 4 + 1 + 2 x 8 + 2 = 24 image passes for one target, against 74),
+    #: (4 + 8 iterations: 1 + 4 + 1 + 2 x 8 + 2 = 24 image passes for one target, against 74), beside
+    #: the rivals' gradient pass that both make (10 more images: 34 against 84),
     #: chosen on the tuning half of the dev data (docs/PERFORMANCE.md, "A fast preset")
     PRESET_CHANGES: ClassVar[dict[str, dict[str, Any]]] = {"fast": {"iters1": 4, "iters2": 8}}
 
@@ -202,7 +207,8 @@ class GFIConfig(Settings):
     }
 
     #: the fields read only with ``rivals`` > 0
-    RIVAL_FIELDS: ClassVar[tuple[str, ...]] = ("rival_overlap", "rival_init", "rival_keep", "rival_exclusion")
+    RIVAL_FIELDS: ClassVar[tuple[str, ...]] = ("rival_overlap", "rival_init", "rival_min_prob", "rival_keep",
+                                               "rival_exclusion")
 
     #: the early-stop fields each rule reads (with ``early_stop`` off, none is read)
     EARLY_STOP_READS: ClassVar[dict[str, tuple[str, ...]]] = {
@@ -354,8 +360,8 @@ class GuidedFeatureInversion(Explainer):
             together = cfg.joint != "independent"
             with_rivals = bool(cfg.stage2 and cfg.rivals) and self._rivals_apply(t, logits)
             rivals_all = self.find_rivals(images, t.indices, logits) if with_rivals and together else None
-            whole = self.gradient_weights(images, t, rivals_all) if cfg.stage2 and cfg.stage2_init == "gradient" \
-                and together else None
+            whole = self.gradient_weights(images, t, rivals_all, f_channel) if cfg.stage2 and \
+                cfg.stage2_init == "gradient" and together else None
             # each row's other targets (all K, whatever the chunk), for the contrast terms of class indices
             others = other_targets(t.indices) if t.indices is not None else \
                 torch.zeros(*t.shape, t.shape[1] - 1, dtype=torch.long, device=images.device)
@@ -367,8 +373,11 @@ class GuidedFeatureInversion(Explainer):
                 else:
                     rk = rivals_all.part(k, k + step) if rivals_all is not None else \
                         self.find_rivals(images, tk.indices, logits) if with_rivals else None
-                    start = (whole[:, k:k + step] if whole is not None else self.gradient_weights(images, tk, rk)) \
-                        if cfg.stage2_init == "gradient" else w1.expand(-1, tk.shape[1], -1)
+                    if cfg.stage2_init != "gradient":
+                        start = w1.expand(-1, tk.shape[1], -1)
+                    else:
+                        start = whole[:, k:k + step] if whole is not None else \
+                            self.gradient_weights(images, tk, rk, f_channel)
                     wk, hk = self.stage2(images, p2, f_channel, start, tk,
                                          adam_state=None if cfg.fresh_optimizer else adam1,
                                          others=others[:, k:k + step], rivals=rk)
@@ -488,7 +497,8 @@ class GuidedFeatureInversion(Explainer):
                 + cfg.gamma * l1_penalty(w, cfg)[:, 0] + cfg.area1 * m.mean((-2, -1))[:, 0])
         return (loss + cfg.tv1 * total_variation(m, per_side=True)[:, 0]) if cfg.tv1 else loss
 
-    def gradient_weights(self, x: Tensor, targets: Tensor | TargetGrid, rivals: Rivals | None = None) -> Tensor:
+    def gradient_weights(self, x: Tensor, targets: Tensor | TargetGrid, rivals: Rivals | None = None,
+                         f_channel: Tensor | None = None) -> Tensor:
         """Grad-CAM's channel weights at l1, clipped at 0 (``nonnegative``) and rescaled to mean |w| =
         ``w_init``: (B, K, C). A :mod:`gfi.targets` target's are those of its own score (a
         :class:`~gfi.targets.Contrastive` target starts from contrastive Grad-CAM). With ``joint``
@@ -498,7 +508,10 @@ class GuidedFeatureInversion(Explainer):
         targets share count less). With ``rivals`` (:meth:`find_rivals`), ``rival_init`` x the mean of
         the kept rivals' weights is subtracted too: the weights of
         :math:`y_c - \\beta_r \\frac{1}{|R_c|} \\sum_{r \\in R_c} y_r` (the targets' own weights are
-        read from the rivals' gradient pass)."""
+        read from the rivals' gradient pass). Given the channel layer's features ``f_channel``
+        (B, C, h, w), a target whose start with its rivals has an empty map (the rivals outweigh it at
+        every pixel: ReLU of the weighted channels is 0 everywhere, which stage 2 cannot leave) starts
+        without them."""
         if rivals is None:
             _, grad = layer_gradients(self.classifier, x, targets, self.classifier.channel_layer)
             w = grad.mean((2, 3)).view(*targets.shape, -1)
@@ -510,8 +523,14 @@ class GuidedFeatureInversion(Explainer):
             # the gradient is linear in the logit: d(y_c - beta mean_j y_j)/dA pooled = w_c - beta mean_j w_j
             w = w - beta * (w.sum(1, keepdim=True) - w) / (k - 1)
         if rivals is not None and self.config.rival_init:
+            plain = w.clamp(min=0) if self.config.nonnegative else w
             w = w - self.config.rival_init * rivals.mean_weights()
-        if self.config.nonnegative:
+            if self.config.nonnegative:
+                w = w.clamp(min=0)
+            if f_channel is not None:
+                empty = torch.einsum("bkc,bchw->bkhw", w, f_channel).flatten(2).amax(-1) <= 0
+                w = torch.where(empty.unsqueeze(-1), plain, w)
+        elif self.config.nonnegative:
             w = w.clamp(min=0)
         mean = w.abs().mean(-1, keepdim=True)
         return torch.where(mean > 0, w * (self.config.w_init / mean.clamp_min(1e-30)),
@@ -522,7 +541,8 @@ class GuidedFeatureInversion(Explainer):
         than the target (from ``logits``, the model's output on ``x``: no ground truth, nothing of the
         other targets), and which of them to keep: a rival whose Grad-CAM map (ReLU of the weighted
         channels at l1) has a cosine similarity above ``rival_overlap`` with the target's is taken for
-        another name of the same object and skipped. One gradient pass of the B x K x (1 + R) rows
+        another name of the same object and skipped; a target of probability below ``rival_min_prob``
+        keeps none. One gradient pass of the B x K x (1 + R) rows
         gives the targets' own Grad-CAM weights too. (B, K) targets give (B, K, R) rivals."""
         clf, cfg = self.classifier, self.config
         b, k = targets.shape
@@ -535,8 +555,10 @@ class GuidedFeatureInversion(Explainer):
         feats = act.view(b, k, r + 1, *act.shape[1:])[:, :, 0]  # every row holds its image's activations
         cam = torch.einsum("bkrc,bkchw->bkrhw", w, feats).clamp(min=0).flatten(-2)
         similarity = torch.nn.functional.cosine_similarity(cam[:, :, :1], cam[:, :, 1:], dim=-1)  # 0 if empty
-        return Rivals(index=index, keep=similarity <= cfg.rival_overlap, similarity=similarity,
-                      weights=w[:, :, 1:], own=w[:, :, 0])
+        # a class the model barely sees has no rivals: the image's own objects would be them
+        seen = class_scores(logits.detach().float(), clf.multilabel).gather(-1, targets) >= cfg.rival_min_prob
+        return Rivals(index=index, keep=(similarity <= cfg.rival_overlap) & seen.unsqueeze(-1),
+                      similarity=similarity, weights=w[:, :, 1:], own=w[:, :, 0])
 
     def stage2(self, x: Tensor, p: Tensor, f_channel: Tensor, w_init: Tensor, targets: Tensor | TargetGrid,
                adam_state: dict | None = None, others: Tensor | None = None,

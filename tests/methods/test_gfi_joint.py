@@ -22,7 +22,8 @@ def test_independent_targets_are_each_their_map_alone_bit_for_bit(tiny, tiny_ima
     4) and float64; with early stop too (each target leaves stage 2 when its own map has settled)."""
     clf = tiny.to(dtype)
     x = tiny_images.to(dtype)
-    opts = dict(early_stop=True, early_stop_every=1, early_stop_tol=0.01) if early_stop else {}
+    # with early stop, without rivals: the five targets then stop after different numbers of iterations
+    opts = dict(early_stop=True, early_stop_every=1, early_stop_tol=0.01, rivals=0) if early_stop else {}
     gfi = GuidedFeatureInversion(clf, iters1=2, iters2=12, **opts)
     assert gfi.config.joint == "independent"  # the default
     alone = {c: gfi.explain(x, [[c], [c]]) for c in range(5)}

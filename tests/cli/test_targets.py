@@ -47,6 +47,9 @@ def test_the_same_file_twice_is_one_input(tmp_path):
     (tmp_path / "x" / "im0.png").write_bytes(a.read_bytes())
     with pytest.raises(UsageError, match="two inputs share the output name 'im0'"):
         unique_inputs([a, tmp_path / "x" / "im0.png"])
+    (tmp_path / "IM1.jpg").write_bytes(b.read_bytes())
+    with pytest.raises(UsageError, match=r"^two inputs share output names 'im1' and 'IM1' \(equal but for case\): "):
+        unique_inputs([a, b, tmp_path / "IM1.jpg"])  # one file on macOS: the second's outputs would replace the first's
 
 
 def test_a_file_given_twice_and_in_the_csv_has_its_targets_merged(tmp_path, capsys, monkeypatch):

@@ -56,7 +56,9 @@ def add_parser(sub, argv: Sequence[str]) -> argparse.ArgumentParser:
     p.add_argument("--settings", default="fast", choices=["fast", "published"],
                    help="slow methods (mask, extremal, rise, smoothgrad, integrated-gradients): their documented "
                         "cheaper setting (default) or the published one")
-    p.add_argument("--out", type=Path, default=Path("compare.png"), help="output PNG (default: compare.png)")
+    p.add_argument("--out", type=Path, default=Path("compare.png"),
+                   help="output PNG (default: compare.png); an existing file is kept unless --overwrite")
+    p.add_argument("--overwrite", action="store_true", help="replace the file at --out")
     p.add_argument("--cmap", default="jet", help="matplotlib colour map, e.g. cividis (colour-blind safe)")
     p.add_argument("--colorbar", action="store_true", help="draw a colour bar")
     speed = common.add_method_arguments(p, common.methods_in_argv(argv, "--methods", FIGURE2_METHODS))
@@ -133,6 +135,11 @@ def run(args: argparse.Namespace) -> int:
 
     if args.classes and args.models:
         raise UsageError("--classes (Figure 3) and --models (Figure 5) draw different figures; give one of them")
+    if args.out.suffix.lower() != ".png":
+        raise UsageError(f"--out {args.out}: gfi compare writes a PNG; give a name ending in .png")
+    from gfi.persist import check_out_file
+
+    check_out_file(args.out, args.overwrite)  # before the minutes of work, not after
     common.apply_threads(args.threads)
     fig = Figure(args, load_image(args.image or common.DEMO_IMAGE))
     if args.models:
@@ -142,7 +149,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         _figure2(fig)
     out = draw_row(args.out, fig.image, fig.panels, cmap=args.cmap, colorbar=args.colorbar,
-                   note="  |  ".join(fig.notes))
+                   note="  |  ".join(fig.notes), replace=args.overwrite)
     from gfi.data.names import printable
 
     print(printable(out))

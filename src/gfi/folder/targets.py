@@ -23,18 +23,21 @@ _TOPK = re.compile(r"top(\d+)")
 
 def unique_inputs(paths: list[Path]) -> list[Path]:
     """``paths`` with repeats of the same file removed (the same file is one input); two different
-    files with the same output name are refused."""
+    files with the same output name are refused, and so are two whose output names differ only in
+    case (``Cat.png`` and ``cat.png``): on a case-insensitive file system (macOS, Windows, a
+    mounted share) their outputs would be one file, the second run's replacing the first's."""
     seen: dict[Path, Path] = {}
     for p in paths:
         seen.setdefault(p.resolve(), p)
     out = list(seen.values())
-    stems: dict[str, Path] = {}
+    stems: dict[str, tuple[str, Path]] = {}
     for p in out:
         s = safe_stem(p)
-        if s in stems:
-            raise UsageError(f"two inputs share the output name {s!r}: {stems[s]} and {p}; "
-                             "rename one or run them apart")
-        stems[s] = p
+        if s.casefold() in stems:
+            other, q = stems[s.casefold()]
+            same = f"the output name {s!r}" if other == s else f"output names {other!r} and {s!r} (equal but for case)"
+            raise UsageError(f"two inputs share {same}: {q} and {p}; rename one or run them apart")
+        stems[s.casefold()] = (s, p)
     return out
 
 

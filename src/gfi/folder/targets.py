@@ -1,7 +1,14 @@
-"""The inputs of a folder job: image paths (each file once) and the classes to explain per image
-(target specs: ``top1``, ``topK``, an index or a class name; per image from ``--targets`` or a
-mapping), checked before any work and resolved to class indices once the model has scored the
-image."""
+"""The inputs of a folder job: image paths (each file once) and the targets to explain per image,
+checked before any work and resolved once the model has scored the image.
+
+Target specs (per image from ``--targets`` or a mapping): ``top1``, ``topK``, a class index or a
+class name (each resolves to a class index, the method's own reading of the class), or one score
+of the model's output, named by its kind: ``logit:C``, ``softmax:C``, ``logsoftmax:C``,
+``sigmoid:C`` (C an index or a name) and ``output:I[,J...]`` (the output's entry at that index:
+a regression output, one unit of a non-classifier); each resolves to a :mod:`gfi.targets` object.
+Segmentation and detection targets need a mask or a box per image and the model's own output
+format: they are taken in Python (:class:`gfi.targets.SegmentationTarget`,
+:class:`gfi.targets.DetectionTarget`), and their specs here are refused with that pointer."""
 
 from __future__ import annotations
 
@@ -15,6 +22,9 @@ import torch
 
 from gfi.data.samples import safe_stem
 from gfi.errors import UsageError
+from gfi.targets import Logit, LogSoftmax, OutputIndex, Sigmoid, Softmax, Target
+
+Item = int | Target  # a resolved target: a class index, or a target object
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +67,50 @@ def match_csv_to_inputs(per_image: dict[str, list[str]], paths: list[Path]) -> d
     return dict(out)
 
 
+KINDS: dict[str, type[Target]] = {"logit": Logit, "softmax": Softmax, "logsoftmax": LogSoftmax, "sigmoid": Sigmoid}
+IN_PYTHON = {"box": "gfi.targets.DetectionTarget(box, label) with gfi.explain on a detection model",
+             "mask": "gfi.targets.SegmentationTarget(c, mask) with gfi.explain on a segmentation model"}
+
+
+def _kind(spec: str) -> tuple[str, str] | None:
+    """(kind, rest) of ``KIND:REST`` when KIND is a known kind (a class name with a colon in it is a
+    name), else None."""
+    head, sep, rest = str(spec).partition(":")
+    key = head.strip().lower()
+    return (key, rest.strip()) if sep and key in (*KINDS, "output", *IN_PYTHON) else None
+
+
+def _output_index(spec: str, rest: str) -> tuple[int, ...]:
+    try:
+        idx = tuple(int(v) for v in rest.split(","))
+    except ValueError:
+        idx = ()
+    if not idx or any(i < 0 for i in idx):
+        raise UsageError(f"--target {spec}: output: takes the output's index, one or more integers >= 0 "
+                         "separated by commas (e.g. output:3 or output:0,2)")
+    return idx
+
+
+def _class_of(spec: str, name: str, clf) -> int:
+    try:
+        return clf.class_index(name)
+    except ValueError as exc:
+        raise UsageError(f"--target {spec}: {exc}") from exc
+
+
+def _resolve_kind(spec: str, clf) -> Target:
+    """The target object of a ``KIND:...`` spec (refusing what the CLI cannot take, with the fix)."""
+    kind, rest = _kind(spec)
+    if kind in IN_PYTHON:
+        raise UsageError(f"--target {spec}: a {kind} target needs the model's own {kind} output and one {kind} per "
+                         f"image, which gfi explain (classifiers) does not load; in Python use {IN_PYTHON[kind]}")
+    if kind == "output":
+        return OutputIndex(_output_index(spec, rest))
+    if not rest:
+        raise UsageError(f"--target {spec}: {kind}: needs a class, an index or a name (e.g. {kind}:243)")
+    return KINDS[kind](_class_of(spec, rest, clf))
+
+
 def _topk(spec: str) -> int | None:
     m = _TOPK.fullmatch(spec.strip().lower())
     return int(m.group(1)) if m else None
@@ -72,6 +126,9 @@ def check_target_specs(specs: list[str], clf) -> None:
     a topK beyond the model's number of classes is refused, naming the most there is."""
     n = clf.num_classes
     for spec in specs:
+        if _kind(spec) is not None:
+            _resolve_kind(spec, clf)
+            continue
         k = _topk(spec)
         if k is not None and k < 1:
             raise UsageError(f"--target {spec}: K must be >= 1")
@@ -99,7 +156,7 @@ def said_as_word(spec: str, c: int, clf) -> None:
 def target_count(specs: Sequence[str], num_classes: int | None) -> int:
     """The most classes ``specs`` can name for one image (topK counts K; each name or index 1; never
     more than the model's classes)."""
-    k = sum(_topk(s) or 1 for s in specs)
+    k = sum((_topk(s) if _kind(s) is None else None) or 1 for s in specs)
     return min(k, num_classes) if num_classes is not None else k
 
 
@@ -123,11 +180,15 @@ def check_target_memory(clf, per_image: Iterable[Sequence[str]], *, batch: int, 
                                      f"{fix}, or lower --batch-size or --max-side"))
 
 
-def resolve_targets(specs: list[str], clf, probs: torch.Tensor) -> list[int]:
-    """Class indices of ``specs`` for one image (``probs``: its scores), each class once; a topK
-    beyond the number of scores is refused (a model without class names is checked here)."""
-    out: list[int] = []
+def resolve_targets(specs: list[str], clf, probs: torch.Tensor | None) -> list[Item]:
+    """The targets of ``specs`` for one image (``probs``: its scores): class indices, and target
+    objects for ``KIND:...`` specs; each once. A topK beyond the number of scores is refused (a
+    model without class names is checked here)."""
+    out: list[Item] = []
     for spec in specs:
+        if _kind(spec) is not None:
+            out.append(_resolve_kind(spec, clf))
+            continue
         k = _topk(spec)
         if k is not None:
             if k > probs.numel():
@@ -138,7 +199,50 @@ def resolve_targets(specs: list[str], clf, probs: torch.Tensor) -> list[int]:
                 out.append(clf.class_index(spec))
             except ValueError as exc:
                 raise UsageError(str(exc)) from exc
-    return list(dict.fromkeys(out))
+    return list(dict.fromkeys(out))  # targets compare by what they score
+
+
+def target_key(item: Item) -> str:
+    """The part of an output's name that says its target: the class index (``STEM_243.png``), or
+    the target's description with every run of other characters than letters, digits and ``.``
+    made one ``-`` (``logit:243`` -> ``logit-243``, ``output:0,2`` -> ``output-0.2``): never a
+    ``_``, so the stem stays what comes before the first one (see :func:`gfi.folder.outputs.input_thumb`)."""
+    if isinstance(item, int):
+        return str(item)
+    return re.sub(r"[^A-Za-z0-9.]+", "-", item.describe().replace(",", ".")).strip("-")[:80] or "target"
+
+
+def check_contrastive(beta: float, per_image: Iterable[Sequence[str]], clf) -> None:
+    """``--contrastive BETA`` checked before any work: beta a finite number >= 0, and every image
+    asked for two classes or more, all of them classes (not ``KIND:...`` scores)."""
+    import math
+
+    if isinstance(beta, bool) or not isinstance(beta, int | float) or not math.isfinite(beta) or beta < 0:
+        raise UsageError(f"--contrastive must be a finite number >= 0 (beta, e.g. 0.5), got {beta!r}")
+    for specs in per_image:
+        kinds = [s for s in specs if _kind(s) is not None]
+        if kinds:
+            raise UsageError(f"--contrastive contrasts classes; --target {kinds[0]} is a score of its own "
+                             "(give classes: top2, indices or names)")
+        if target_count(specs, clf.num_classes) < 2:
+            raise UsageError(f"--contrastive needs two classes or more per image to contrast; --target "
+                             f"{' '.join(specs)} gives one (e.g. --target top2, or two --target)")
+
+
+def contrastive(items: list[Item], beta: float, where: str) -> list[Target]:
+    """One image's classes, each against the others: :meth:`gfi.targets.Contrastive.among` with
+    ``beta`` (y_c - beta x the mean of the others' logits). Needs two classes or more, all of them
+    classes (a ``KIND:...`` target is its own score, not a class to contrast)."""
+    from gfi.targets import Contrastive
+
+    kinds = [t.describe() for t in items if not isinstance(t, int)]
+    if kinds:
+        raise UsageError(f"--contrastive contrasts classes; {where}: {', '.join(kinds)} is a score of its own "
+                         "(give classes: top2, indices or names)")
+    if len(items) < 2:
+        raise UsageError(f"--contrastive needs two classes or more per image to contrast; {where} has "
+                         f"{len(items)} (e.g. --target top2, or two --target)")
+    return Contrastive.among(items, beta)
 
 
 def spec_list(value: str | int | Iterable[str | int]) -> list[str]:

@@ -121,7 +121,7 @@ class ImageWriter:
         rec = self._image_record(path, size, probs, seconds)
         rec["batch_images"] = int(batch_images)
         rec["thumb_input"] = self._save(stem, input_thumb(stem), lambda p: p.write_bytes(thumbnail(image)))
-        stage1 = to_original_size(e.stage1_map[row], size) if e.stage1_map is not None else None
+        stage1 = to_original_size(e.get("stage1_map")[row], size) if e.get("stage1_map") is not None else None
         if stage1 is not None:
             rec["stage1_collapsed"] = bool(e.stage1_collapsed[row])
             rec["thumb_stage1"] = self._save(stem, f"thumbs/{stem}_stage1.jpg",
@@ -165,7 +165,7 @@ class ImageWriter:
              "prob": _finite(float(e.probs[row, k]), "the score", where)}
         if described is not None and described != f"class:{c}":
             t["target"] = described
-        if e.prob_kept is not None:
+        if e.get("prob_kept") is not None:
             t.update(prob_kept=_finite(float(e.prob_kept[row, k]), "the score of the kept image", where),
                      prob_removed=_finite(float(e.prob_removed[row, k]), "the score of the removed image", where))
         if any(t.get(f) is None for f in ("prob", "prob_kept", "prob_removed") if f in t):

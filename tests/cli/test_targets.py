@@ -154,8 +154,8 @@ def test_contrastive_on_the_command_line(tmp_path, capsys, monkeypatch):
 
 
 @pytest.mark.parametrize("spec,message", [
-    ("box:1,2,30,40:3", "in Python use gfi.targets.DetectionTarget(box, label)"),
-    ("mask:m.png:3", "in Python use gfi.targets.SegmentationTarget(c, mask)"),
+    ("box:1,2,30,40:3", "a box target reads a detection model's output, and tiny is a classifier"),
+    ("mask:m.png:3", "a mask target reads a segmentation model's output, and tiny is a classifier"),
     ("output:x", "output: takes the output's index"),
     ("logit:", "logit: needs a class"),
     ("sigmoid:nosuch", "--target sigmoid:nosuch: unknown class name 'nosuch'"),

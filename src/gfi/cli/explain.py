@@ -32,7 +32,10 @@ def add_parser(sub, argv: Sequence[str]) -> argparse.ArgumentParser:
     g.add_argument("--target", action="append", default=None,
                    help="what to explain: top1 (default), topK (e.g. top5), a class index or name (the method's "
                         "reading of the class), or one score: logit:C, softmax:C, logsoftmax:C, sigmoid:C (C an "
-                        "index or a name), output:I[,J] (an entry of the output); repeatable")
+                        "index or a name), output:I[,J] (an entry of the output); for a segmentation model "
+                        "mask:FILE:CLASS (the class's logits summed over a mask image's non-zero pixels), for a "
+                        "detection model box:X0,Y0,X1,Y1:CLASS (the detection matching that box, in the image's "
+                        "pixels); repeatable")
     g.add_argument("--contrastive", type=float, default=None, metavar="BETA",
                    help="explain each image's classes each against the others: y_c - BETA x the mean of the other "
                         "targets' logits (why c rather than them; any method; needs two classes or more, e.g. "
@@ -139,7 +142,7 @@ def target_line(t: dict) -> str:
     shown = f"{t['class_name']} ({t['class']})" if t.get("class") is not None else ""
     if not t.get("target"):
         return f"{shown} p={common.format_prob(t['prob'])}"
-    return f"{shown + ', ' if shown else ''}{t['target']} = {common.format_prob(t['prob'])}"
+    return f"{shown + ', ' if shown else ''}{t.get('spec') or t['target']} = {common.format_prob(t['prob'])}"
 
 
 def _progress(args: argparse.Namespace, method: str):

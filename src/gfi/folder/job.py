@@ -105,6 +105,17 @@ def version() -> str:
     return f"gfi {ours} (torch {torch.__version__})"
 
 
+def finite_rows(output, n: int) -> list[bool]:
+    """Whether each of the ``n`` images' outputs is finite: rows of a tensor, or each image's dict of
+    tensors (torchvision's detections)."""
+    if isinstance(output, torch.Tensor):
+        return torch.isfinite(output.reshape(n, -1)).all(1).tolist()
+    if isinstance(output, list | tuple) and len(output) == n:
+        return [all(bool(torch.isfinite(v).all()) for v in (d.values() if isinstance(d, dict) else [d])
+                    if isinstance(v, torch.Tensor) and v.is_floating_point()) for d in output]
+    return [True] * n
+
+
 @dataclass
 class FolderJob:
     """The state of one folder job: what to explain, with what, and where it goes. Made by
@@ -139,7 +150,7 @@ class FolderJob:
 
         paths, per_image, outputs = list(paths), dict(per_image or {}), outputs or OutputSettings()
         clf = explainer.classifier
-        check_target_specs([*(target or []), *(c for v in per_image.values() for c in v)], clf)
+        check_target_specs(list(dict.fromkeys(c for p in paths for c in (per_image.get(p) or target or ["top1"]))), clf)
         if contrastive is not None:
             check_contrastive(contrastive, [per_image.get(p) or target or ["top1"] for p in paths], clf)
         check_target_memory(clf, [per_image.get(p) or target or ["top1"] for p in paths],
@@ -331,15 +342,19 @@ class FolderJob:
         clf = self.explainer.classifier
         x = clf.prepare(images).to(clf.device)
         with torch.no_grad():
-            logits = clf(x).float()
-        probs = clf.scores(logits)
+            out = clf(x)
+        if isinstance(out, torch.Tensor) and out.ndim == 2:  # class scores
+            probs = clf.scores(out.float())
+            finite = torch.isfinite(out).all(1).tolist()
+        else:  # a segmentation or detection output: no class ranking of the image
+            probs, finite = [None] * len(ok), finite_rows(out, len(ok))
         targets: dict[int, list[Item]] = {}
-        for j, finite in enumerate(torch.isfinite(logits).all(1).tolist()):
-            if not finite:
+        for j, fine in enumerate(finite):
+            if not fine:
                 self.fail(ok[j], f"{ok[j]}: the model's output for this image contains NaN or inf, so there is "
                                  "nothing to explain; check the weights (--weights)")
                 continue
-            targets[j] = resolve_targets(self.specs(ok[j]), clf, probs[j])
+            targets[j] = resolve_targets(self.specs(ok[j]), clf, probs[j], tuple(images[j].shape[-2:]))
         return self.explain_rows(x, ok, images, probs, targets)
 
     def explain_rows(self, x, paths, images, probs, targets: dict[int, list[Item]]) -> int:
@@ -374,7 +389,7 @@ class FolderJob:
         self.run.start(key, str(path), self.planned(path, classes))
         try:
             rec = self.writer.write(path, image, e, row, probs, seconds, batch_images, checked,
-                                    [target_key(t) for t in classes])
+                                    [target_key(t) for t in classes], [getattr(t, "spec", None) for t in classes])
         except OutputFolderError as exc:
             self.fail(path, str(exc))
             return 0

@@ -98,19 +98,21 @@ class ImageWriter:
             what += f" ({p} kept {format_prob(ev['prob_kept'])} < {p} removed {format_prob(ev['prob_removed'])})"
         elif t.get("collapsed"):
             what = "the map collapsed (all weights zero); it is written as zeros and holds none of the class's evidence"
-        who = _short(name) if not t.get("target") else t["target"]
+        who = _short(name) if not t.get("target") else t.get("spec") or t["target"]
         return f"{path}, {who}: {what}; {advice(self.explainer, problem, None if t.get('target') else t.get('prob'))}"
 
     def _save(self, stem: str, name: str, write) -> str:
         return self.run.save(name, write, key=stem)
 
     def write(self, path: Path, image: torch.Tensor, e, row: int, probs: torch.Tensor, seconds: float,
-              batch_images: int = 1, checked=None, keys: list[str] | None = None) -> dict:
+              batch_images: int = 1, checked=None, keys: list[str] | None = None,
+              specs: list[str | None] | None = None) -> dict:
         """Outputs of row ``row`` of the explanation ``e`` for ``image`` (its own size); ``seconds`` is
         the batch's time per image, ``batch_images`` how many images the batch explained together;
         ``checked`` the :class:`gfi.evidence.Evidence` of ``e`` (each target's record then carries
         its ``evidence``, and a map that fails is one warning line with what to try); ``keys`` the
-        targets' keys in the output names (default: their class indices)."""
+        targets' keys in the output names (default: their class indices); ``specs`` each target's
+        spec as the user gave it, when it is not a class (recorded as ``spec``)."""
         import numpy as np
 
         from gfi.viz.overlay import to_original_size
@@ -132,13 +134,17 @@ class ImageWriter:
         maps = to_original_size(e.maps[row], size)
         for k in range(e.targets.shape[1]):
             key = keys[k] if keys is not None else str(int(e.targets[row, k]))
-            rec["targets"].append(self._target(path, stem, image, stage1, maps[k], e, row, k, checked, key))
+            spec = specs[k] if specs is not None else None
+            rec["targets"].append(self._target(path, stem, image, stage1, maps[k], e, row, k, checked, key, spec))
         return rec
 
-    def _image_record(self, path: Path, size: tuple[int, int], probs: torch.Tensor, seconds: float) -> dict:
+    def _image_record(self, path: Path, size: tuple[int, int], probs: torch.Tensor | None, seconds: float) -> dict:
+        """The image's record; ``probs`` None for a model without one score per class (segmentation,
+        detection): no ``top5`` then."""
         rec = {"image": str(path), "status": "ok", "size": list(size), "seconds_per_image": round(seconds, 3),
-               "top5": [{"class": int(i), "class_name": self.clf.class_name(int(i)), "prob": round(float(probs[i]), 5)}
-                        for i in probs.topk(min(5, probs.numel())).indices],
+               "top5": [] if probs is None else [
+                   {"class": int(i), "class_name": self.clf.class_name(int(i)), "prob": round(float(probs[i]), 5)}
+                   for i in probs.topk(min(5, probs.numel())).indices],
                "targets": []}
         if max(size) >= self.settings.max_side:  # reduced on reading (--max-side): say from what
             from gfi.data.images import image_size
@@ -146,7 +152,8 @@ class ImageWriter:
             rec["original_size"] = list(image_size(path))
         return rec
 
-    def _target(self, path, stem, image, stage1, m, e, row: int, k: int, checked=None, key: str = "") -> dict:
+    def _target(self, path, stem, image, stage1, m, e, row: int, k: int, checked=None, key: str = "",
+                spec: str | None = None) -> dict:
         """The files and the record entry of target ``k`` (``key``: its part of the file names). A
         target that is not a plain class index is recorded with its description (``target``)."""
         import numpy as np
@@ -165,6 +172,8 @@ class ImageWriter:
              "prob": _finite(float(e.probs[row, k]), "the score", where)}
         if described is not None and described != f"class:{c}":
             t["target"] = described
+        if spec:
+            t["spec"] = spec
         if e.get("prob_kept") is not None:
             t.update(prob_kept=_finite(float(e.prob_kept[row, k]), "the score of the kept image", where),
                      prob_removed=_finite(float(e.prob_removed[row, k]), "the score of the removed image", where))

@@ -5,10 +5,11 @@ Target specs (per image from ``--targets`` or a mapping): ``top1``, ``topK``, a 
 class name (each resolves to a class index, the method's own reading of the class), or one score
 of the model's output, named by its kind: ``logit:C``, ``softmax:C``, ``logsoftmax:C``,
 ``sigmoid:C`` (C an index or a name) and ``output:I[,J...]`` (the output's entry at that index:
-a regression output, one unit of a non-classifier); each resolves to a :mod:`gfi.targets` object.
-Segmentation and detection targets need a mask or a box per image and the model's own output
-format: they are taken in Python (:class:`gfi.targets.SegmentationTarget`,
-:class:`gfi.targets.DetectionTarget`), and their specs here are refused with that pointer."""
+a regression output, one unit of a non-classifier); on a segmentation model (``clf.task``)
+``mask:FILE:C`` (:class:`gfi.targets.SegmentationTarget` over a mask image's non-zero pixels), on a
+detection model ``box:X0,Y0,X1,Y1:C`` (:class:`gfi.targets.DetectionTarget`; the box in the image's
+own pixels, scaled to the model's input per image). Each resolves to a :mod:`gfi.targets` object;
+a target the model's output cannot score is refused before any work, naming what it takes."""
 
 from __future__ import annotations
 
@@ -67,9 +68,12 @@ def match_csv_to_inputs(per_image: dict[str, list[str]], paths: list[Path]) -> d
     return dict(out)
 
 
+MASK, BOX = "mask", "box"  # the kinds of a segmentation and a detection target
 KINDS: dict[str, type[Target]] = {"logit": Logit, "softmax": Softmax, "logsoftmax": LogSoftmax, "sigmoid": Sigmoid}
-IN_PYTHON = {"box": "gfi.targets.DetectionTarget(box, label) with gfi.explain on a detection model",
-             "mask": "gfi.targets.SegmentationTarget(c, mask) with gfi.explain on a segmentation model"}
+#: the target kinds each task's model takes in a folder job (what its output can score)
+TAKES = {"classification": ("class", *KINDS, "output"), "segmentation": (MASK, "output"), "detection": (BOX,)}
+EXAMPLE = {"segmentation": "--target mask:MASK.png:CLASS (the pixels to explain: a mask image, non-zero inside)",
+           "detection": "--target box:X0,Y0,X1,Y1:CLASS (the detection's box, in the image's pixels)"}
 
 
 def _kind(spec: str) -> tuple[str, str] | None:
@@ -77,7 +81,7 @@ def _kind(spec: str) -> tuple[str, str] | None:
     name), else None."""
     head, sep, rest = str(spec).partition(":")
     key = head.strip().lower()
-    return (key, rest.strip()) if sep and key in (*KINDS, "output", *IN_PYTHON) else None
+    return (key, rest.strip()) if sep and key in (*KINDS, "output", MASK, BOX) else None
 
 
 def _output_index(spec: str, rest: str) -> tuple[int, ...]:
@@ -98,14 +102,82 @@ def _class_of(spec: str, name: str, clf) -> int:
         raise UsageError(f"--target {spec}: {exc}") from exc
 
 
-def _resolve_kind(spec: str, clf) -> Target:
-    """The target object of a ``KIND:...`` spec (refusing what the CLI cannot take, with the fix)."""
+def check_task(spec: str, clf) -> None:
+    """Refuse a target the model's output cannot score (``clf.task``), naming what it takes."""
+    task = getattr(clf, "task", "classification")
+    kind = (_kind(spec) or ("class", ""))[0]
+    if kind in TAKES[task]:
+        return
+    if task == "classification":
+        need = "segmentation" if kind == MASK else "detection"
+        raise UsageError(f"--target {spec}: a {kind} target reads a {need} model's output, and {clf.name} is a "
+                         f"classifier; give a {need} model (e.g. --model torchvision:"
+                         f"{'lraspp_mobilenet_v3_large' if kind == MASK else 'fasterrcnn_mobilenet_v3_large_fpn'}), "
+                         "or a class")
+    raise UsageError(f"--target {spec}: {clf.name} is a {task} model, whose output has no one score per class "
+                     f"for that; give {EXAMPLE[task]}")
+
+
+def _mask(spec: str, path: str) -> torch.Tensor:
+    """The (H, W) bool mask of a mask image (non-zero pixels are in it), one line for each problem."""
+    import numpy as np
+    from PIL import Image, UnidentifiedImageError
+
+    from gfi.data.images import not_regular
+
+    p = Path(path)
+    special = not_regular(p)
+    if special:
+        raise UsageError(f"--target {spec}: {path} is {special}, not a mask image")
+    try:
+        with Image.open(p) as im:
+            m = torch.from_numpy(np.array(im.convert("L"))) > 0
+    except FileNotFoundError:
+        raise UsageError(f"--target {spec}: no mask image {path}") from None
+    except (UnidentifiedImageError, OSError) as exc:
+        raise UsageError(f"--target {spec}: {path} is not an image Pillow can read ({exc})") from exc
+    if not bool(m.any()):
+        raise UsageError(f"--target {spec}: the mask {path} is empty (every pixel 0); the pixels to explain are "
+                         "the non-zero ones")
+    return m
+
+
+def _box(spec: str, rest: str) -> tuple[tuple[float, ...], str]:
+    coords, _, label = rest.rpartition(":")
+    try:
+        box = tuple(float(v) for v in coords.split(","))
+    except ValueError:
+        box = ()
+    import math
+
+    if len(box) != 4 or not all(math.isfinite(v) for v in box) or not (box[2] > box[0] and box[3] > box[1]) \
+            or not label.strip():
+        raise UsageError(f"--target {spec}: box: takes X0,Y0,X1,Y1:CLASS, the box in the image's pixels with "
+                         "X1 > X0 and Y1 > Y0, and its class (an index or a name), e.g. box:40,10,200,180:dog")
+    return box, label.strip()
+
+
+def _resolve_kind(spec: str, clf, image_size: tuple[int, int] | None = None) -> Target:
+    """The target object of a ``KIND:...`` spec. ``image_size`` (H, W): the image's own size, which a
+    box's pixels are given in (None: only checked)."""
+    from gfi.targets import DetectionTarget, SegmentationTarget
+
+    check_task(spec, clf)
     kind, rest = _kind(spec)
-    if kind in IN_PYTHON:
-        raise UsageError(f"--target {spec}: a {kind} target needs the model's own {kind} output and one {kind} per "
-                         f"image, which gfi explain (classifiers) does not load; in Python use {IN_PYTHON[kind]}")
     if kind == "output":
         return OutputIndex(_output_index(spec, rest))
+    if kind == MASK:
+        path, _, label = rest.rpartition(":")
+        if not path or not label.strip():
+            raise UsageError(f"--target {spec}: mask: takes FILE:CLASS, a mask image (non-zero inside) and the class "
+                             "(an index or a name), e.g. mask:road.png:15")
+        return SegmentationTarget(_class_of(spec, label.strip(), clf), _mask(spec, path))
+    if kind == BOX:
+        box, label = _box(spec, rest)
+        if image_size is not None:  # the image's pixels -> the model's input pixels (the whole image resized)
+            (h, w), (ih, iw) = image_size, clf.input_size
+            box = (box[0] * iw / w, box[1] * ih / h, box[2] * iw / w, box[3] * ih / h)
+        return DetectionTarget(box, _class_of(spec, label, clf))
     if not rest:
         raise UsageError(f"--target {spec}: {kind}: needs a class, an index or a name (e.g. {kind}:243)")
     return KINDS[kind](_class_of(spec, rest, clf))
@@ -126,6 +198,7 @@ def check_target_specs(specs: list[str], clf) -> None:
     a topK beyond the model's number of classes is refused, naming the most there is."""
     n = clf.num_classes
     for spec in specs:
+        check_task(spec, clf)
         if _kind(spec) is not None:
             _resolve_kind(spec, clf)
             continue
@@ -180,14 +253,18 @@ def check_target_memory(clf, per_image: Iterable[Sequence[str]], *, batch: int, 
                                      f"{fix}, or lower --batch-size or --max-side"))
 
 
-def resolve_targets(specs: list[str], clf, probs: torch.Tensor | None) -> list[Item]:
-    """The targets of ``specs`` for one image (``probs``: its scores): class indices, and target
-    objects for ``KIND:...`` specs; each once. A topK beyond the number of scores is refused (a
-    model without class names is checked here)."""
+def resolve_targets(specs: list[str], clf, probs: torch.Tensor | None,
+                    image_size: tuple[int, int] | None = None) -> list[Item]:
+    """The targets of ``specs`` for one image (``probs``: its scores; ``image_size``: its own (H, W),
+    for boxes): class indices, and target objects for ``KIND:...`` specs, each remembering its spec
+    (``spec``); each once. A topK beyond the number of scores is refused (a model without class
+    names is checked here)."""
     out: list[Item] = []
     for spec in specs:
         if _kind(spec) is not None:
-            out.append(_resolve_kind(spec, clf))
+            t = _resolve_kind(spec, clf, image_size)
+            t.spec = str(spec).strip()
+            out.append(t)
             continue
         k = _topk(spec)
         if k is not None:
@@ -209,7 +286,11 @@ def target_key(item: Item) -> str:
     ``_``, so the stem stays what comes before the first one (see :func:`gfi.folder.outputs.input_thumb`)."""
     if isinstance(item, int):
         return str(item)
-    return re.sub(r"[^A-Za-z0-9.]+", "-", item.describe().replace(",", ".")).strip("-")[:80] or "target"
+    text = getattr(item, "spec", None) or item.describe()  # a box as the user gave it, not as resized
+    if text.lower().startswith(f"{MASK}:"):  # mask:FILE:C -> mask-STEM-C-DIGEST (two files of one stem differ)
+        path, _, label = text[5:].rpartition(":")
+        text = f"{MASK}:{Path(path).stem}:{label}:{item.describe().split(':')[1]}"
+    return re.sub(r"[^A-Za-z0-9.]+", "-", text.replace(",", ".")).strip("-")[:80] or "target"
 
 
 def check_contrastive(beta: float, per_image: Iterable[Sequence[str]], clf) -> None:

@@ -131,3 +131,14 @@ def test_a_detector_given_without_layers_explains_its_fpn_map():
     clf = Classifier(net, mean=(0, 0, 0), std=(1, 1, 1), input_size=(320, 320))
     assert (str(clf.inversion_layer), str(clf.channel_layer), clf.auto_layers_source) == (
         "backbone.fpn.layer_blocks.0", "backbone.fpn.layer_blocks.0", "torchvision")
+
+
+def test_gfi_compare_refuses_a_segmentation_model_in_one_line(tmp_path, capsys, monkeypatch):
+    from gfi.cli import main
+
+    _patch_model(monkeypatch, nets.segmentation_model(), "segmentation")
+    assert main(["compare", "--methods", "gradcam", "--out", str(tmp_path / "c.png")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "is a segmentation model; explain it with gfi explain --target mask:MASK.png:CLASS" \
+        in err[0]
+    assert not (tmp_path / "c.png").exists()

@@ -106,6 +106,11 @@ class Figure:
     def model(self, name: str):
         a = argparse.Namespace(**{**vars(self.args), "model": name})
         clf, _ = common.load_classifier(a, self.device)
+        if clf.task != "classification":
+            from gfi.folder.targets import EXAMPLE
+
+            raise UsageError(f"gfi compare draws the class maps of a classifier, and {name} is a {clf.task} model; "
+                             f"explain it with gfi explain {EXAMPLE[clf.task].split(' (')[0]}")
         image = self.image
         if clf.channels != image.shape[0]:  # e.g. a grey model: the file read again with its channel count
             from gfi.data.images import load_image

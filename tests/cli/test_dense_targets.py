@@ -142,3 +142,17 @@ def test_gfi_compare_refuses_a_segmentation_model_in_one_line(tmp_path, capsys, 
     assert len(err) == 1 and "is a segmentation model; explain it with gfi explain --target mask:MASK.png:CLASS" \
         in err[0]
     assert not (tmp_path / "c.png").exists()
+
+
+def test_gfi_eval_refuses_a_detection_model_in_one_line(monkeypatch):
+    import argparse
+
+    from gfi.errors import UsageError
+    from gfi.models.loading import load_classifier
+
+    _patch_model(monkeypatch, nets.detection_model(), "detection")
+    run = argparse.Namespace(model="planted", weights="random", allow_pickle=False, download=False,
+                             inversion_layer=None, channel_layer=None, multilabel=False)
+    with pytest.raises(UsageError, match=r"^gfi eval scores class maps against class labels, and --model planted is "
+                                         r"a detection model; give a classifier"):
+        load_classifier(run)

@@ -14,7 +14,8 @@ import torch
 from PIL import Image
 from torch import nn
 
-from gfi.evaluation.grid import DOG_CLASSES, cell_scores, choose_grids, class_filter, paired
+from gfi.data.grids import DOG_CLASSES, choose_grids, class_filter
+from gfi.evaluation.grid import cell_scores, paired
 from tests.conftest import need_shared
 from tests.evaluation.helpers import evaluate, lines, summary
 

@@ -343,8 +343,8 @@ class FolderJob:
         x = clf.prepare(images).to(clf.device)
         with torch.no_grad():
             out = clf(x)
-        if isinstance(out, torch.Tensor) and out.ndim == 2:  # class scores
-            probs = clf.scores(out.float())
+        if clf.task == "classification":  # class scores (anything else is refused here, in one line)
+            probs = clf.scores(out.float() if isinstance(out, torch.Tensor) else out)
             finite = torch.isfinite(out).all(1).tolist()
         else:  # a segmentation or detection output: no class ranking of the image
             probs, finite = [None] * len(ok), finite_rows(out, len(ok))

@@ -60,6 +60,25 @@ def test_map_store_refuses_maps_made_while_early_stop_was_an_unrecorded_run_opti
         MapStore(tmp_path, {"method": "gfi", "config": asdict(GFIConfig(early_stop=True))})
 
 
+def test_maps_made_before_rivals_are_maps_without_them(tmp_path):
+    """A record without ``rivals`` (maps made before GFI had them) reads as rivals=0: refused for the
+    default, which contrasts each class with its rivals, served to ``rivals=0``. With rivals at 0 the
+    ``rival_*`` fields decide nothing (a record of an earlier default's rival_init=1 is the same maps)."""
+    now = asdict(GFIConfig())
+    assert now["rivals"] > 0
+    before = {k: v for k, v in now.items() if not k.startswith("rival")}
+    (tmp_path / META).write_text(json.dumps({"method": "gfi", "config": before}))
+    with pytest.raises(ValueError, match=r"config\.rivals: 0 there, 10 now"):
+        MapStore(tmp_path, {"method": "gfi", "config": now})
+    MapStore(tmp_path, {"method": "gfi", "config": asdict(GFIConfig(rivals=0))})
+    off = {**before, "rivals": 0, "rival_overlap": 0.5, "rival_init": 1.0, "rival_keep": 0.0, "rival_exclusion": 0.0}
+    (tmp_path / META).write_text(json.dumps({"method": "gfi", "config": off}))
+    MapStore(tmp_path, {"method": "gfi", "config": asdict(GFIConfig(rivals=0))})
+    (tmp_path / META).write_text(json.dumps({"method": "gfi", "config": {**off, "rivals": 10}}))
+    with pytest.raises(ValueError, match=r"config\.rival_init: 1\.0 there, 2\.0 now"):  # read with rivals on
+        MapStore(tmp_path, {"method": "gfi", "config": now})
+
+
 def test_map_store_reads_a_baselines_old_constructor_options(tmp_path):
     """Before every method recorded its settings, a baseline's ``_maps.json`` held only the options
     given to its constructor (``options``): they are read as its defaults with those."""
@@ -99,28 +118,32 @@ def test_map_store_reads_a_field_added_since_as_the_old_behaviour(tmp_path):
     (tmp_path / META).write_text(json.dumps({"method": "gfi", "config": before}))
     with pytest.raises(ValueError, match="blur_kernel2"):
         MapStore(tmp_path, {"method": "gfi", "config": asdict(GFIConfig())})
-    for same in (GFIConfig(blur_kernel2=11, blur_sigma2=5.0, exclusion=0.0, contrast_init=0.0, joint="separate"),
+    for same in (GFIConfig(blur_kernel2=11, blur_sigma2=5.0, exclusion=0.0, contrast_init=0.0, joint="separate",
+                           rivals=0),
                  GFIConfig(blur_kernel2=None, blur_sigma2=None, exclusion=0.0, contrast_init=0.0,
-                           joint="separate")):
+                           joint="separate", rivals=0)):
         MapStore(tmp_path, {"method": "gfi", "config": asdict(same)})
 
 
 def test_stage2_fields_come_from_the_field_metadata():
     """The set kept by hand before (GFIConfig.STAGE2_FIELDS) less the run options that left the config,
-    plus stage 2's early stop (a setting again)."""
+    plus stage 2's early stop (a setting again) and the rivals (stage 2's start and terms)."""
     assert stage2_fields(GFIConfig) == {
         "delta", "lam", "lr2", "iters2", "lr_decay_every", "lr_decay", "score", "area2", "tv2",
         "blur_kernel2", "blur_sigma2", "stage2_init", "nonnegative", "fresh_optimizer", "contrast",
         "keep_others", "stage2_step", "exclusion", "contrast_init", "joint", "early_stop", "early_stop_rule",
-        "early_stop_every", "early_stop_tol", "early_stop_windows", "early_stop_px"}
+        "early_stop_every", "early_stop_tol", "early_stop_windows", "early_stop_px", "rivals", "rival_overlap",
+        "rival_init", "rival_min_prob", "rival_keep", "rival_exclusion"}
 
 
 def test_canonical_is_what_the_method_runs():
     # a config recorded before the stage-2 blur fields: ADDED's None, resolved to stage 1's blur;
-    # before exclusion and contrast_init: 0; before joint: separate (those terms on); early stop: unknown
+    # before exclusion and contrast_init: 0; before joint: separate (those terms on); early stop: unknown;
+    # before rivals: none
     assert canonical("gfi", {}) == {**asdict(GFIConfig()), "blur_kernel2": GFIConfig().blur_kernel,
                                     "blur_sigma2": GFIConfig().blur_sigma, "exclusion": 0.0,
-                                    "contrast_init": 0.0, "joint": "separate", "early_stop": UNRECORDED}
+                                    "contrast_init": 0.0, "joint": "separate", "early_stop": UNRECORDED,
+                                    "rivals": 0}
     assert canonical("gfi-stage1", asdict(GFIConfig()))["stage2"] is False  # the method runs stage 1 only
     assert canonical("no-such-method", {"a": 1}) == {"a": 1}
 

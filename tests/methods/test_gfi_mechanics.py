@@ -130,7 +130,8 @@ def test_stage2_fields_do_not_change_the_stage1_map(tiny, tiny_images):
     changed = {"delta": 3.0, "lam": 2.0, "lr2": 0.2, "iters2": 2, "lr_decay_every": 1, "lr_decay": 0.9,
                "score": "prob", "area2": 2.0, "tv2": 1.0, "blur_kernel2": 3, "blur_sigma2": 1.0,
                "stage2_init": "stage1", "nonnegative": True, "contrast": 1.0, "keep_others": 1.0, "exclusion": 1.0,
-               "contrast_init": 1.0, "joint": "independent",
+               "contrast_init": 1.0, "joint": "independent", "rivals": 2, "rival_overlap": 0.9, "rival_init": 2.0,
+               "rival_keep": 1.0, "rival_exclusion": 1.0,
                "stage2_step": "relative", "fresh_optimizer": False, "early_stop": True, "early_stop_every": 1,
                "early_stop_tol": 0.5, "early_stop_rule": "peak", "early_stop_windows": 1, "early_stop_px": 1.0,
                "chunk": 1}
@@ -138,7 +139,8 @@ def test_stage2_fields_do_not_change_the_stage1_map(tiny, tiny_images):
     needs = {"early_stop_every": {"early_stop": True}, "early_stop_tol": {"early_stop": True},
              "early_stop_rule": {"early_stop": True},
              "early_stop_windows": {"early_stop": True, "early_stop_rule": "peak"},
-             "early_stop_px": {"early_stop": True, "early_stop_rule": "peak"}}
+             "early_stop_px": {"early_stop": True, "early_stop_rule": "peak"},
+             **{name: {"rivals": 2} for name in GFIConfig.RIVAL_FIELDS}}
     stage2_fields = {i.name for i in describe(GFIConfig) if i.stage == 2}
     run_options = {"chunk"}
     assert run_options <= set(RunOptions.names())
@@ -203,19 +205,22 @@ def test_stage2_blurs_its_background_with_its_own_kernel(tiny, tiny_images):
 
 def test_fast_preset_costs_at_most_a_third_of_the_default_passes(tiny, tiny_images):
     """Images through the model (forwards, each with its backward inside the loops) for one target:
-    the fast preset's count is at most a third of the default's; its class maps still differ from
-    the gradient start (stage 2 runs)."""
+    beside the rivals' one gradient pass, which both make (R more rows than the start's one), the
+    fast preset's count is at most a third of the default's; its class maps still differ from the
+    gradient start (stage 2 runs)."""
     counts = {}
     rows = [0]
     handle = tiny.model.register_forward_pre_hook(lambda _m, a: rows.__setitem__(0, rows[0] + a[0].shape[0]))
     try:
-        for name in ("default", "fast"):
+        for name, extra in (("default", {}), ("fast", {}), ("default", {"rivals": 0})):
             rows[0] = 0
-            GuidedFeatureInversion(tiny, name).explain(tiny_images[:1], [[1]])
-            counts[name] = rows[0]
+            GuidedFeatureInversion(tiny, name, **extra).explain(tiny_images[:1], [[1]])
+            counts[name + ("-no-rivals" if extra else "")] = rows[0]
     finally:
         handle.remove()
-    assert counts["fast"] * 3 <= counts["default"], counts
+    r = min(GFIConfig().rivals, tiny.num_classes - 1)
+    assert counts["default"] - counts["default-no-rivals"] == r, counts
+    assert (counts["fast"] - r) * 3 <= counts["default"] - r, counts
     assert GFIConfig.fast() == GFIConfig.preset("fast") and GFIConfig.fast().iters2 < GFIConfig().iters2
 
 

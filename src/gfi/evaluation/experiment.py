@@ -200,6 +200,19 @@ class Experiment:
             return None
         return sample.classes[:1] or None
 
+    def target_key(self, opts: Any) -> dict | None:
+        """What a map's target is beyond its class, when it is more (e.g. ``grid --contrastive``: the
+        class against the grid's other classes): recorded with the method's settings, so the map
+        store keys on it and never serves a map made for another target. None: each map is of its
+        class alone."""
+        return None
+
+    def method_targets(self, opts: Any, classes: list[int]) -> list[Any] | None:
+        """The targets the method is given for one image's ``classes`` (a :mod:`gfi.targets` target
+        per class, in order; the maps stay keyed by class). None: the class indices themselves.
+        Must agree with :meth:`target_key`."""
+        return None
+
     def batch_extras(self, ctx: Any, samples: list[Sample], images: list[Tensor], x: Tensor | None,
                      targets: list[list[int]]) -> tuple[Any, float]:
         """Work shared by a batch (e.g. attacked images); returns (extra, seconds of method time)."""

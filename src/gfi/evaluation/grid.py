@@ -67,6 +67,9 @@ class GridOptions(Settings):
     reuse: int = setting(1, "each image may be in up to this many grids (other partners, other cells), for "
                             "more grids from few images; the grids then share images, so intervals over "
                             "grids are narrower than independent grids would give", low=1)
+    contrastive: float | None = setting(None, "give every method the grid's other three classes: class c's "
+                                              "target is y_c - this value x the mean of the others' logits "
+                                              "(gfi.targets.Contrastive); none: each class alone", low=0)
 
 
 def cell_scores(saliency: Tensor, rtol: float = 1e-6) -> tuple[list[float], list[float], bool]:
@@ -135,8 +138,9 @@ class Grid(Experiment):
         return {"grid": opts.to_dict()}
 
     def headline(self, summary: dict) -> str:
-        joint = summary.get("joint")
-        return super().headline(summary) + (f" joint={joint}" if joint else "")
+        joint, beta = summary.get("joint"), summary.get("contrastive")
+        return (super().headline(summary) + (f" joint={joint}" if joint else "")
+                + (f" contrastive={beta:g}" if beta is not None else ""))
 
     def setup(self, run: EvalRun, opts: GridOptions, classifier: Any = None,
               info: dict | None = None) -> tuple[GridDataset, Any, dict | None]:
@@ -191,6 +195,20 @@ class Grid(Experiment):
     def targets(self, sample: Sample, opts: GridOptions) -> list[int]:
         return list(sample.classes)
 
+    def target_key(self, opts: GridOptions) -> dict | None:
+        if opts.contrastive is None:
+            return None
+        return {"contrastive": opts.contrastive, "others": "the other classes of the grid"}
+
+    def method_targets(self, opts: GridOptions, classes: list[int]) -> list[Any] | None:
+        """With ``contrastive``: each class against the grid's other three,
+        :class:`gfi.targets.Contrastive` (``y_c - beta * mean`` of their logits)."""
+        if opts.contrastive is None:
+            return None
+        from gfi.targets import Contrastive
+
+        return [Contrastive(c, [o for o in classes if o != c], beta=opts.contrastive) for c in classes]
+
     def score(self, ctx: Any, sample: Sample, image: Tensor, maps: dict[int, Tensor], j: int, extra: Any) -> dict:
         targets = []
         for k, c in enumerate(sample.classes):
@@ -208,6 +226,10 @@ class Grid(Experiment):
         hit = [t["hit"] for t in points]
         return {
             "joint": joint_mode(run),
+            "contrastive": opts.contrastive,
+            "information": ("each class alone" if opts.contrastive is None else
+                            f"each class against the grid's other three: y_c - {opts.contrastive:g} x their mean "
+                            "logit (targets.Contrastive)"),
             "mass_share": sum(mass) / len(mass),
             "mass_share_ci95": ci95(per_grid_mass),
             "pointing": sum(hit) / len(hit),

@@ -84,11 +84,14 @@ def method_config(run: EvalRun) -> tuple[Settings, Any]:
     return spec.config, spec.options
 
 
-def provenance(run: EvalRun, config: Settings) -> dict[str, Any]:
-    """What defines a method's maps: name, model, weights, layers, settings (``_maps.json``)."""
-    return {"method": run.method, "model": run.model, "weights": str(run.weights),
-            "inversion_layer": run.inversion_layer, "channel_layer": run.channel_layer,
-            "multilabel": bool(run.multilabel), "config": config.to_dict()}
+def provenance(run: EvalRun, config: Settings, target: dict | None = None) -> dict[str, Any]:
+    """What defines a method's maps: name, model, weights, layers, settings (``_maps.json``), and
+    what the targets are when a map is of more than its class (``target``,
+    :meth:`Experiment.target_key`; absent: a class alone)."""
+    out = {"method": run.method, "model": run.model, "weights": str(run.weights),
+           "inversion_layer": run.inversion_layer, "channel_layer": run.channel_layer,
+           "multilabel": bool(run.multilabel), "config": config.to_dict()}
+    return {**out, "target": target} if target is not None else out
 
 
 # -- the context an experiment scores in ------------------------------------------------------------
@@ -99,7 +102,8 @@ class Context:
 
     def __init__(self, run: EvalRun, opts: Settings, dataset, *, config: Settings | None = None,
                  run_options: Any = None, classifier=None, info: dict | None = None,
-                 device: torch.device | None = None) -> None:
+                 device: torch.device | None = None, target: dict | None = None,
+                 method_targets: Callable[[list[int]], list[Any] | None] | None = None) -> None:
         self.run = run
         self.opts = opts
         self.dataset = dataset
@@ -116,7 +120,9 @@ class Context:
         self.keys: list[str] = dataset.keys
         self.cache: dict[str, Any] = {}  # per-run state of an experiment (experiments are stateless)
         self.device = device or torch.device("cpu")
-        self.settings = provenance(run, config)
+        self.settings = provenance(run, config, target)
+        # the targets the method is given for an image's classes (None: the classes themselves)
+        self.method_targets = method_targets
         self.store = MapStore(run.maps or run.out / "maps", self.settings)
         self.manifest: Manifest | None = None  # OUT's, while the loop runs
         self.info_file: Path | None = None  # where the loaded model's info is kept
@@ -178,8 +184,9 @@ class Context:
         from gfi.viz.overlay import to_original_size
 
         out: list[dict[int, Tensor]] = [{} for _ in targets]
+        given = [self.method_targets(t) or t for t in targets] if self.method_targets is not None else targets
         t0 = time.perf_counter()
-        for rows, e, _ in explain_groups(explainer, x, targets, self.progress):
+        for rows, e, _ in explain_groups(explainer, x, given, self.progress):
             for row, j in enumerate(rows):
                 maps = to_original_size(e.maps[row].detach(), sizes[j]).cpu()
                 for k, c in enumerate(targets[j]):
@@ -369,14 +376,16 @@ def run_experiment(exp: Experiment, run: EvalRun, opts: Settings | None = None, 
             for n in map_files(store_folder, selected):
                 if not listed.listed(store_folder / n):
                     raise in_the_way(store_folder / n)
-        options = record_options(exp, run, opts, dataset, provenance(run, config))
+        target = exp.target_key(opts)
+        options = record_options(exp, run, opts, dataset, provenance(run, config, target))
         with manifest.active():
             prepare_out(run, options, shard, manifest, store_folder if run.overwrite else None)
             if shard.rank == 0:
                 exp.write_inputs(run, dataset, manifest)
             shard.barrier()
             ctx = Context(run, opts, dataset, config=config, run_options=run_options, classifier=classifier,
-                          info=info, device=device)
+                          info=info, device=device, target=target,
+                          method_targets=lambda classes: exp.method_targets(opts, classes))
             ctx.store.prepare(selected, given=run.maps is not None)
             ctx.manifest, ctx.info_file = manifest, run.out / MODEL_INFO
             quiet = run.quiet or shard.rank != 0

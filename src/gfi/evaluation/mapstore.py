@@ -17,7 +17,8 @@ versions of gfi stay usable. Settings recorded there are read as the values that
 * a setting that was for a while an unrecorded run option (GFI's ``early_stop``) and is missing
   from the record cannot be known: it reads as :data:`UNRECORDED`, which equals no value, so the
   maps are refused (except stage-1 maps, which it does not decide); recorded off, the fields only
-  it reads (:data:`SWITCHED`) do not count;
+  it reads (:data:`SWITCHED`) do not count, and the same for GFI's ``rivals`` at 0 and its
+  ``rival_*`` fields;
 * a setting added since is read as :data:`ADDED` says (the value that reproduces the code before
   it), else as its default;
 * the settings of a method other than GFI recorded as ``options`` (its constructor's overrides)
@@ -57,16 +58,20 @@ LISTED = "maps_listed_in"
 #: them (None: stage 1's blur); a setting added at its old behaviour needs no entry (its default)
 ADDED: dict[str, Any] = {"blur_kernel2": None, "blur_sigma2": None, "keep_others": 0.0,
                          "stage2_step": "absolute", "exclusion": 0.0,
-                         "contrast_init": 0.0, "joint": "separate"}
+                         "contrast_init": 0.0, "joint": "separate", "rivals": 0}
 #: fields an earlier GFI config held that are run options now (they never decided a map)
 RETIRED = frozenset({"autocast", "channels_last", "stage2_chunk"})
 #: settings that were run options, not recorded, for a while: missing from a record, their value is
 #: unknown (the maps may have been made with them on), and they read as UNRECORDED
 UNRECORDED_SETTINGS = ("early_stop",)
 UNRECORDED = "unrecorded"
-#: a switch and the fields only it reads: recorded off, those fields did not decide the maps
-SWITCHED = {"early_stop": ("early_stop_rule", "early_stop_every", "early_stop_tol", "early_stop_windows",
-                           "early_stop_px")}
+#: a switch, its value when off, and the fields only it reads: recorded off, those fields did not
+#: decide the maps
+SWITCHED: dict[str, tuple[Any, tuple[str, ...]]] = {
+    "early_stop": (False, ("early_stop_rule", "early_stop_every", "early_stop_tol", "early_stop_windows",
+                           "early_stop_px")),
+    "rivals": (0, ("rival_overlap", "rival_init", "rival_min_prob", "rival_keep", "rival_exclusion")),
+}
 #: optional stage-2 fields whose None means the stage-1 field's value
 STAGE2_FALLBACK = {"blur_kernel2": "blur_kernel", "blur_sigma2": "blur_sigma"}
 
@@ -99,8 +104,8 @@ def canonical(method: str | None, config: Mapping[str, Any]) -> dict[str, Any]:
 
     dropped = RETIRED | set(RunOptions.names())
     given = {k: v for k, v in config.items() if k in names or k not in dropped}
-    for switch, only in SWITCHED.items():
-        if given.get(switch) is False:
+    for switch, (off, only) in SWITCHED.items():
+        if switch in given and type(given[switch]) is type(off) and given[switch] == off:
             given = {k: v for k, v in given.items() if k not in only}
     unknown = [k for k in UNRECORDED_SETTINGS if k in names and k not in config]
     given = {**{k: v for k, v in ADDED.items() if k in names}, **given}

@@ -65,7 +65,7 @@ from gfi.objectives import (
     total_variation,
 )
 from gfi.settings import Settings, setting
-from gfi.targets import TargetGrid
+from gfi.targets import ClassTarget, TargetGrid
 
 _log = logging.getLogger(__name__)
 
@@ -160,6 +160,26 @@ class GFIConfig(Settings):
                                         "from Grad-CAM's weights of the logit difference y_c - beta * mean of the "
                                         "other targets' logits, beta this value (1: contrastive Grad-CAM)",
                                    paper=0.0, low=0, stage=2)
+    rivals: int = setting(10, "contrast each target with the model's own strongest rivals for the image: its top "
+                              "this many other classes on the image (from the model's output, no other "
+                              "information), less those that name the same object (rival_overlap); 0: off; "
+                              "class-index targets only", paper=0, low=0, stage=2)
+    rival_overlap: float = setting(0.5, "with rivals: a rival whose Grad-CAM map has a cosine similarity above this "
+                                        "with the target's names the same object and is skipped", low=-1, high=1,
+                                   stage=2)
+    rival_init: float = setting(2.0, "with rivals and stage2_init=gradient: start target c from Grad-CAM's weights "
+                                     "of y_c - beta * mean of its kept rivals' logits, beta this value",
+                                low=0, stage=2)
+    rival_min_prob: float = setting(1e-3, "with rivals: a target the model gives less than this probability on "
+                                          "the image (softmax; sigmoid for a multi-label model) is explained "
+                                          "without rivals (the image's own objects would be its rivals)",
+                                    low=0, high=1, stage=2)
+    rival_keep: float = setting(0.0, "with rivals: weight of the kept rivals' scores on target c's removed image, "
+                                     "added to Eq. 9 as mean -log f_r(Phi_bg(x, m_c)) (removing c must not "
+                                     "remove its rivals)", low=0, stage=2)
+    rival_exclusion: float = setting(0.0, "with rivals: weight of the overlap of target c's mask with its kept "
+                                          "rivals' Grad-CAM masks, added to Eq. 9 as mean(m_c * m_r)", low=0,
+                                     stage=2)
     stage2_init: Literal["stage1", "gradient"] = setting(
         "gradient", "where stage 2 starts: stage 1's w, or Grad-CAM's channel weights at the channel layer",
         paper="stage1", stage=2)
@@ -192,7 +212,8 @@ class GFIConfig(Settings):
 
     PRESETS: ClassVar[tuple[str, ...]] = ("paper", "default", "fast")
     #: presets that change the default in a few fields. ``fast``: a third of the default's passes
-    #: (4 + 8 iterations: 1 + 4 + 1 + 2 x 8 + 2 = 24 image passes for one target, against 74),
+    #: (4 + 8 iterations: 1 + 4 + 1 + 2 x 8 + 2 = 24 image passes for one target, against 74), beside
+    #: the rivals' gradient pass that both make (10 more images: 34 against 84),
     #: chosen on the tuning half of the dev data (docs/PERFORMANCE.md, "A fast preset")
     PRESET_CHANGES: ClassVar[dict[str, dict[str, Any]]] = {"fast": {"iters1": 4, "iters2": 8}}
 
@@ -203,6 +224,10 @@ class GFIConfig(Settings):
         "separate": ("contrast_init", "contrast", "keep_others", "exclusion"),
     }
 
+    #: the fields read only with ``rivals`` > 0
+    RIVAL_FIELDS: ClassVar[tuple[str, ...]] = ("rival_overlap", "rival_init", "rival_min_prob", "rival_keep",
+                                               "rival_exclusion")
+
     #: the early-stop fields each rule reads (with ``early_stop`` off, none is read)
     EARLY_STOP_READS: ClassVar[dict[str, tuple[str, ...]]] = {
         "loss": ("early_stop_rule", "early_stop_every", "early_stop_tol"),
@@ -212,6 +237,11 @@ class GFIConfig(Settings):
     def __post_init__(self) -> None:
         super().__post_init__()
         self._check_early_stop()
+        if not self.rivals:
+            for name in self.RIVAL_FIELDS:
+                if getattr(self, name) != _DEFAULTS[name]:
+                    raise SettingsError(f"{name}={getattr(self, name):g} is read only with rivals > 0 (the model's "
+                                        f"own top classes for the image); add --rivals N, or leave {name} out")
         read = self.JOINT_TERMS[self.joint]
         for name in self.JOINT_TERMS["separate"]:
             value = getattr(self, name)
@@ -271,7 +301,8 @@ class GFIConfig(Settings):
 
 #: the defaults of the multi-target weights (a mode that ignores a weight accepts it at its default or 0)
 _DEFAULTS: dict[str, Any] = {f.name: f.default for f in fields(GFIConfig)
-                             if f.name in GFIConfig.JOINT_TERMS["separate"] or f.name.startswith("early_stop_")}
+                             if f.name in GFIConfig.JOINT_TERMS["separate"] or f.name.startswith("early_stop_")
+                             or f.name in GFIConfig.RIVAL_FIELDS}
 _JOINT_MEANS = {"contrastive": "each target explained against the others",
                 "separate": "the targets are different objects"}
 
@@ -342,8 +373,13 @@ class GuidedFeatureInversion(Explainer):
                                     f"all {t.shape[1]} targets' masks, which chunk={opts.chunk} splits into separate "
                                     "batches; drop chunk (fewer images per batch saves memory too) or set exclusion=0")
             # the contrastive start needs every target's gradient at once; an independent target needs only its own
-            whole = self.gradient_weights(images, t) if cfg.stage2 and cfg.stage2_init == "gradient" and \
-                cfg.joint != "independent" else None
+            # a target's rivals come from the image's logits and the target alone, so an independent target's
+            # are found with it (as alone); the contrastive start of all K needs them at once
+            together = cfg.joint != "independent"
+            with_rivals = bool(cfg.stage2 and cfg.rivals) and self._rivals_apply(t, logits)
+            rivals_all = self.find_rivals(images, t.indices, logits) if with_rivals and together else None
+            whole = self.gradient_weights(images, t, rivals_all, f_channel) if cfg.stage2 and \
+                cfg.stage2_init == "gradient" and together else None
             # each row's other targets (all K, whatever the chunk), for the contrast terms of class indices
             others = other_targets(t.indices) if t.indices is not None else \
                 torch.zeros(*t.shape, t.shape[1] - 1, dtype=torch.long, device=images.device)
@@ -353,11 +389,16 @@ class GuidedFeatureInversion(Explainer):
                 if not cfg.stage2:
                     wk, hk = w1.expand(-1, tk.shape[1], -1), None
                 else:
-                    start = (whole[:, k:k + step] if whole is not None else self.gradient_weights(images, tk)) \
-                        if cfg.stage2_init == "gradient" else w1.expand(-1, tk.shape[1], -1)
+                    rk = rivals_all.part(k, k + step) if rivals_all is not None else \
+                        self.find_rivals(images, tk.indices, logits) if with_rivals else None
+                    if cfg.stage2_init != "gradient":
+                        start = w1.expand(-1, tk.shape[1], -1)
+                    else:
+                        start = whole[:, k:k + step] if whole is not None else \
+                            self.gradient_weights(images, tk, rk, f_channel)
                     wk, hk = self.stage2(images, p2, f_channel, start, tk,
                                          adam_state=None if cfg.fresh_optimizer else adam1,
-                                         others=others[:, k:k + step])
+                                         others=others[:, k:k + step], rivals=rk)
                 with torch.no_grad():
                     mk, colk = channel_mask(wk, f_channel, up, rectify=not cfg.nonnegative)
                     both = KeptAndRemoved(images, p2)(mk).flatten(0, 2)
@@ -405,6 +446,22 @@ class GuidedFeatureInversion(Explainer):
             _log.info("gfi: %s %s not a probability, so Eq. 9 reads it linearly (-s(kept) + lambda s(removed)) "
                       "rather than in score=log's form (docs/METHOD.md, \"Targets\")", ", ".join(linear[:3]),
                       "is" if len(linear) == 1 else "are")
+
+    def _rivals_apply(self, grid: TargetGrid, logits: Any) -> bool:
+        """Whether ``rivals`` applies to these targets: plain class indices (ints or
+        :class:`~gfi.targets.ClassTarget`) of a model whose output is (B, classes) scores. A rival is
+        another class of the image, contrasted through its logit; any other target (a
+        :class:`~gfi.targets.Contrastive` target names its own contrast, a softmax, segmentation or
+        detection score has no class logits to rival) is explained without rivals, said once in the
+        log (docs/METHOD.md, "Rivals")."""
+        if grid.indices is not None and isinstance(logits, Tensor) and logits.ndim == 2:
+            return True
+        if not getattr(self, "_noted_no_rivals", False):
+            self._noted_no_rivals = True
+            _log.info("gfi: rivals=%d applies to class indices; %s is explained without rivals (docs/METHOD.md, "
+                      "\"Rivals\")", self.config.rivals,
+                      next((x.describe() for x in grid.flat if type(x) is not ClassTarget), "this model's output"))
+        return False
 
     # ------------------------------------------------------------------------------------------
     def backgrounds(self, images: Tensor) -> tuple[Tensor, Tensor]:
@@ -458,29 +515,72 @@ class GuidedFeatureInversion(Explainer):
                 + cfg.gamma * l1_penalty(w, cfg)[:, 0] + cfg.area1 * m.mean((-2, -1))[:, 0])
         return (loss + cfg.tv1 * total_variation(m, per_side=True)[:, 0]) if cfg.tv1 else loss
 
-    def gradient_weights(self, x: Tensor, targets: Tensor | TargetGrid) -> Tensor:
+    def gradient_weights(self, x: Tensor, targets: Tensor | TargetGrid, rivals: Rivals | None = None,
+                         f_channel: Tensor | None = None) -> Tensor:
         """Grad-CAM's channel weights at l1, clipped at 0 (``nonnegative``) and rescaled to mean |w| =
         ``w_init``: (B, K, C). A :mod:`gfi.targets` target's are those of its own score (a
         :class:`~gfi.targets.Contrastive` target starts from contrastive Grad-CAM). With ``joint``
         contrastive or separate, ``contrast_init`` = beta and K > 1 targets, target c's are those of the
         logit difference
         :math:`y_c - \\beta \\frac{1}{K-1} \\sum_{j \\ne c} y_j` (beyond the paper: channels the other
-        targets share count less)."""
-        _, grad = layer_gradients(self.classifier, x, targets, self.classifier.channel_layer)
-        w = grad.mean((2, 3)).view(*targets.shape, -1)
+        targets share count less). With ``rivals`` (:meth:`find_rivals`), ``rival_init`` x the mean of
+        the kept rivals' weights is subtracted too: the weights of
+        :math:`y_c - \\beta_r \\frac{1}{|R_c|} \\sum_{r \\in R_c} y_r` (the targets' own weights are
+        read from the rivals' gradient pass). Given the channel layer's features ``f_channel``
+        (B, C, h, w), a target whose start with its rivals has an empty map (the rivals outweigh it at
+        every pixel: ReLU of the weighted channels is 0 everywhere, which stage 2 cannot leave) starts
+        without them."""
+        if rivals is None:
+            _, grad = layer_gradients(self.classifier, x, targets, self.classifier.channel_layer)
+            w = grad.mean((2, 3)).view(*targets.shape, -1)
+        else:
+            w = rivals.own
         k = targets.shape[1]
         beta = self.config.joint_weight("contrast_init")
         if beta and k > 1:
             # the gradient is linear in the logit: d(y_c - beta mean_j y_j)/dA pooled = w_c - beta mean_j w_j
             w = w - beta * (w.sum(1, keepdim=True) - w) / (k - 1)
-        if self.config.nonnegative:
+        if rivals is not None and self.config.rival_init:
+            plain = w.clamp(min=0) if self.config.nonnegative else w
+            w = w - self.config.rival_init * rivals.mean_weights()
+            if self.config.nonnegative:
+                w = w.clamp(min=0)
+            if f_channel is not None:
+                empty = torch.einsum("bkc,bchw->bkhw", w, f_channel).flatten(2).amax(-1) <= 0
+                w = torch.where(empty.unsqueeze(-1), plain, w)
+        elif self.config.nonnegative:
             w = w.clamp(min=0)
         mean = w.abs().mean(-1, keepdim=True)
         return torch.where(mean > 0, w * (self.config.w_init / mean.clamp_min(1e-30)),
                            torch.full_like(w, self.config.w_init))
 
+    def find_rivals(self, x: Tensor, targets: Tensor, logits: Tensor) -> Rivals:
+        """Each target's rivals (beyond the paper): the model's top ``rivals`` classes on the image other
+        than the target (from ``logits``, the model's output on ``x``: no ground truth, nothing of the
+        other targets), and which of them to keep: a rival whose Grad-CAM map (ReLU of the weighted
+        channels at l1) has a cosine similarity above ``rival_overlap`` with the target's is taken for
+        another name of the same object and skipped; a target of probability below ``rival_min_prob``
+        keeps none. One gradient pass of the B x K x (1 + R) rows
+        gives the targets' own Grad-CAM weights too. (B, K) targets give (B, K, R) rivals."""
+        clf, cfg = self.classifier, self.config
+        b, k = targets.shape
+        r = min(cfg.rivals, logits.shape[-1] - 1)
+        z = logits.detach().unsqueeze(1).expand(b, k, -1).scatter(-1, targets.unsqueeze(-1), float("-inf"))
+        index = z.topk(r, -1).indices  # (B, K, R), strongest first
+        rows = torch.cat([targets.unsqueeze(-1), index], -1)  # (B, K, 1 + R)
+        act, grad = layer_gradients(clf, x, rows.view(b, -1), clf.channel_layer)
+        w = grad.mean((2, 3)).view(b, k, r + 1, -1)
+        feats = act.view(b, k, r + 1, *act.shape[1:])[:, :, 0]  # every row holds its image's activations
+        cam = torch.einsum("bkrc,bkchw->bkrhw", w, feats).clamp(min=0).flatten(-2)
+        similarity = torch.nn.functional.cosine_similarity(cam[:, :, :1], cam[:, :, 1:], dim=-1)  # 0 if empty
+        # a class the model barely sees has no rivals: the image's own objects would be them
+        seen = class_scores(logits.detach().float(), clf.multilabel).gather(-1, targets) >= cfg.rival_min_prob
+        return Rivals(index=index, keep=(similarity <= cfg.rival_overlap) & seen.unsqueeze(-1),
+                      similarity=similarity, weights=w[:, :, 1:], own=w[:, :, 0])
+
     def stage2(self, x: Tensor, p: Tensor, f_channel: Tensor, w_init: Tensor, targets: Tensor | TargetGrid,
-               adam_state: dict | None = None, others: Tensor | None = None) -> tuple[Tensor, Tensor]:
+               adam_state: dict | None = None, others: Tensor | None = None,
+               rivals: Rivals | None = None) -> tuple[Tensor, Tensor]:
         """Alg. 2: minimise Eq. (9) from stage 1's w (projected Adam with the step-decayed learning
         rate, :class:`~gfi.masks.optimizer.MaskOptimizer`). Kept and removed images of all K targets
         go through the network in one batched forward of 2 * B * K images. Returns w (B, K, C) and
@@ -511,14 +611,24 @@ class GuidedFeatureInversion(Explainer):
         scale = w_start.abs() if relative else None
         # the multi-target terms that cfg.joint adds to Eq. 9 (0: left out)
         contrast, keep_others, exclusion = (cfg.joint_weight(n) for n in ("contrast", "keep_others", "exclusion"))
+        rival_keep = cfg.rival_keep if rivals is not None else 0.0
+        rival_exclusion = cfg.rival_exclusion if rivals is not None else 0.0
+        if rival_exclusion:  # the kept rivals' Grad-CAM masks, fixed: (B, K, R, H, W)
+            with torch.no_grad():
+                rival_masks = channel_mask(rivals.weights.flatten(1, 2), f_channel, up, rectify=True)[0].view(
+                    *rivals.index.shape, *x.shape[-2:])
         # what the objective reads of the rows still running (all of them until early stop lets some leave)
         rows = {"kept_and_removed": KeptAndRemoved(x, p), "f_channel": f_channel, "targets": targets,
-                "others": others, "w_start": w_start, "scale": scale}
+                "others": others, "w_start": w_start, "scale": scale,
+                "rival_index": None if rivals is None else rivals.index,
+                "rival_on": None if rivals is None else rivals.keep.to(x.dtype),
+                "rival_masks": rival_masks if rival_exclusion else None}
 
         def keep(active: Tensor) -> None:
-            rows.update(kept_and_removed=KeptAndRemoved(x[active], p[active]), f_channel=f_channel[active],
-                        targets=targets.images(active), others=others[active], w_start=w_start[active],
-                        scale=None if scale is None else scale[active])
+            rows.update({name: (v[active] if isinstance(v, Tensor) else v.images(active)
+                                if isinstance(v, TargetGrid) else v) for name, v in rows.items()
+                         if name != "kept_and_removed"},
+                        kept_and_removed=KeptAndRemoved(x[active], p[active]))
 
         def eq9(theta: Tensor, _it: int) -> tuple[Tensor, Tensor]:
             # the optimised leaf: w itself, or theta with w = w_start + |w_start| * theta
@@ -542,6 +652,12 @@ class GuidedFeatureInversion(Explainer):
                 loss = loss + keep_others * others_removed_term(z[1], o, clf.multilabel)
             if exclusion:
                 loss = loss + exclusion * mask_overlap(m)
+            if rival_keep:
+                loss = loss + rival_keep * _rivals_mean(
+                    -_log_scores(z[1], rows["rival_index"], clf.multilabel), rows["rival_on"])
+            if rival_exclusion:
+                loss = loss + rival_exclusion * _rivals_mean(
+                    (m.unsqueeze(2) * rows["rival_masks"]).mean((-2, -1)), rows["rival_on"])
             return loss, m
 
         def nonnegative(theta: Tensor) -> None:
@@ -568,6 +684,41 @@ class GuidedFeatureInversion(Explainer):
             return None
         return EarlyExit(rule=cfg.early_stop_rule, every=cfg.early_stop_every, tol=cfg.early_stop_tol,
                          windows=cfg.early_stop_windows, px=cfg.early_stop_px)
+
+
+@dataclass(frozen=True)
+class Rivals:
+    """Each target's rivals (:meth:`GuidedFeatureInversion.find_rivals`): ``index`` (B, K, R) the
+    classes, strongest first; ``keep`` (B, K, R) which are contrasted (not another name of the
+    target's object); ``similarity`` (B, K, R) the cosine similarity of their Grad-CAM maps with the
+    target's; ``weights`` (B, K, R, C) their Grad-CAM channel weights; ``own`` (B, K, C) the targets'."""
+
+    index: Tensor
+    keep: Tensor
+    similarity: Tensor
+    weights: Tensor
+    own: Tensor
+
+    def part(self, start: int, stop: int) -> Rivals:
+        """The rivals of targets ``start:stop``."""
+        return Rivals(*(getattr(self, f.name)[:, start:stop] for f in fields(self)))
+
+    def mean_weights(self) -> Tensor:
+        """(B, K, C): the mean of the kept rivals' weights (0 where none is kept)."""
+        keep = self.keep.to(self.weights.dtype)
+        return (keep.unsqueeze(-1) * self.weights).sum(2) / keep.sum(-1, keepdim=True).clamp(min=1)
+
+
+def _log_scores(logits: Tensor, index: Tensor, multilabel: bool) -> Tensor:
+    """log f_r of classes ``index`` (B, K, R) from ``logits`` (B, K, n_classes)."""
+    if multilabel:
+        return torch.nn.functional.logsigmoid(logits.gather(-1, index))
+    return logits.log_softmax(-1).gather(-1, index)
+
+
+def _rivals_mean(values: Tensor, keep: Tensor) -> Tensor:
+    """(B, K): the mean of ``values`` (B, K, R) over the kept rivals (0 where none is kept)."""
+    return (values * keep).sum(-1) / keep.sum(-1).clamp(min=1)
 
 
 def _cat_histories(hs: list[Tensor]) -> Tensor:

@@ -87,8 +87,9 @@ def test_contrastive_targets_start_gfi_where_its_contrastive_joint_mode_does(reg
     mean of the others; Contrastive.among gives each target that score explicitly, explained independently."""
     clf, x = region
     classes = [0, 1, 2]
-    joint = get_method("gfi", clf, iters1=2, iters2=0, joint="contrastive", contrast_init=1.0, exclusion=0)
-    alone = get_method("gfi", clf, iters1=2, iters2=0)
+    # rivals off: the model's own rivals would add to the class indices' start, not to explicit targets'
+    joint = get_method("gfi", clf, iters1=2, iters2=0, joint="contrastive", contrast_init=1.0, exclusion=0, rivals=0)
+    alone = get_method("gfi", clf, iters1=2, iters2=0, rivals=0)
     want = joint.explain(x, [classes] * 2).weights
     got = alone.explain(x, [Contrastive.among(classes, beta=1.0)] * 2).weights
     torch.testing.assert_close(got, want)

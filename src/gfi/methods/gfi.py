@@ -458,7 +458,7 @@ class GuidedFeatureInversion(Explainer):
             return True
         if not getattr(self, "_noted_no_rivals", False):
             self._noted_no_rivals = True
-            _log.info("gfi: rivals=%d applies to class indices; %s is explained without rivals (docs/METHOD.md, "
+            _log.info("method gfi: rivals=%d applies to class indices; %s is explained without rivals (docs/METHOD.md, "
                       "\"Rivals\")", self.config.rivals,
                       next((x.describe() for x in grid.flat if type(x) is not ClassTarget), "this model's output"))
         return False

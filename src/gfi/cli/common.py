@@ -33,12 +33,6 @@ RUN_FLAG_NAMES = {"batch_size": "forward-batch"}
 _PREFIX = "setting__"
 
 
-def version() -> str:
-    from gfi import __version__
-
-    return f"gfi {__version__} (torch {torch.__version__})"
-
-
 # -- shared arguments -----------------------------------------------------------------------------
 def model_name(value: str) -> str:
     """The ``--model`` argument type: a preset, or a model source (``timm:NAME``,

@@ -145,5 +145,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 2
 
 
+def console_main() -> int:
+    """The ``gfi`` program (and ``python -m gfi``): :func:`main` under the command line's thread
+    policy, set before torch is imported (:func:`gfi.threads.apply_cli_policy`: OpenMP's threads
+    sleep rather than spin between parallel regions, unless the user set ``OMP_WAIT_POLICY``).
+    :func:`main` itself, called from Python, leaves the process's environment alone."""
+    from gfi.threads import apply_cli_policy
+
+    apply_cli_policy()
+    return main()
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(console_main())

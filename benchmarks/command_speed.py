@@ -46,6 +46,20 @@ METHODS = {"gradcam": ["--method", "gradcam"], "fast": ["--preset", "fast"], "de
 OLD = "import sys, torch; from gfi.cli import main; sys.exit(main(sys.argv[1:]))"  # torch first: OpenMP's own wait
 
 
+def others() -> int:
+    """How many other heavy processes run now (a pytest, a gfi eval): a run beside one is marked."""
+    n = 0
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit() or int(d.name) == os.getpid():
+            continue
+        try:
+            cmd = (d / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        n += ("pytest" in cmd and "python" in cmd) or "gfi eval" in cmd
+    return n
+
+
 def environment(src: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "PYTHONPATH")}
     env["PYTHONPATH"] = str(src)
@@ -120,7 +134,9 @@ def block(condition: str, srcs: dict[str, Path], tmp: Path, folder: list[str], r
             for rep in range(n):
                 for policy in policies:
                     key = f"{workload} | {method} | {policy}"
-                    cell = cells.setdefault(key, {"wall": [], "per_image": []})
+                    cell = cells.setdefault(key, {"wall": [], "per_image": [], "others": [], "load": []})
+                    cell["others"].append(others())
+                    cell["load"].append(round(os.getloadavg()[0], 2))
                     prefix, who = gfi_command(policy)
                     out = tmp / condition / key.replace(" | ", "_").replace(" ", "-") / str(rep)
                     shutil.rmtree(out, ignore_errors=True)
@@ -132,9 +148,11 @@ def block(condition: str, srcs: dict[str, Path], tmp: Path, folder: list[str], r
         if busy is not None:
             busy.terminate()
             busy.wait()
-    result = {"load_1min_before": load_before, "load_1min_after": os.getloadavg()[0], "cells": {}}
+    result = {"load_1min_before": load_before, "load_1min_after": os.getloadavg()[0], "cells": {},
+              "cells_beside_another_heavy_process": sum(sum(c["others"]) > 0 for c in cells.values())}
     for key, cell in cells.items():
-        result["cells"][key] = {"wall": summary(cell["wall"]), "per_image": summary(cell["per_image"])}
+        result["cells"][key] = {"wall": summary(cell["wall"]), "per_image": summary(cell["per_image"]),
+                                "other_heavy_processes": cell["others"], "load_1min": cell["load"]}
     ratios = {}
     for workload, method, _, _ in plan:
         c = {p: cells[f"{workload} | {method} | {p}"]["wall"] for p in policies}

@@ -14,7 +14,7 @@ from gfi.methods.gfi import GFIConfig, GuidedFeatureInversion
 FAST = dict(iters1=2, iters2=4)
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("dtype", [torch.float32, pytest.param(torch.float64, marks=pytest.mark.slow)])
 @pytest.mark.parametrize("early_stop", [False, True])
 def test_independent_targets_are_each_their_map_alone_bit_for_bit(tiny, tiny_images, dtype, early_stop):
     """K = 1..4 targets explained together, each map equal to the map of that target alone, to the

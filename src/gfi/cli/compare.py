@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 
 from gfi.cli import common
+from gfi.cli.commands import COMMAND_HELP
 from gfi.errors import NotApplicable, UsageError
 
 log = logging.getLogger("gfi")
@@ -43,7 +44,7 @@ PAPER_MODELS = ("vgg19", "resnet18", "alexnet")
 
 
 def add_parser(sub, argv: Sequence[str]) -> argparse.ArgumentParser:
-    p = sub.add_parser("compare", help="one figure comparing methods (Fig. 2), classes (Fig. 3) or models (Fig. 5)",
+    p = sub.add_parser("compare", help=COMMAND_HELP["compare"],
                        description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("image", nargs="?", type=Path, help="image file (default: the bundled photo dog_cat.jpg)")
     p.add_argument("--methods", help=f"comma-separated methods or 'all' (default: the paper's Figure 2 set "

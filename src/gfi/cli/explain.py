@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from gfi.cli import common
+from gfi.cli.commands import COMMAND_HELP
 from gfi.data.names import printable
 from gfi.errors import UsageError
 
@@ -21,7 +22,7 @@ log = logging.getLogger("gfi")
 
 
 def add_parser(sub, argv: Sequence[str]) -> argparse.ArgumentParser:
-    ex = sub.add_parser("explain", help="explain images; writes overlays, .npy maps, results.json and report.html",
+    ex = sub.add_parser("explain", help=COMMAND_HELP["explain"],
                         description="Explain the predictions for IMAGE... (files or folders). Each image's record is "
                                     "saved as soon as it is done: rerunning the same command on the same --out "
                                     "resumes an interrupted run (see docs/RELIABILITY.md). The settings shown are "

@@ -102,7 +102,11 @@ def version() -> str:
         ours = installed("gfi-explain")
     except PackageNotFoundError:  # a source tree on sys.path, not installed
         ours = "0+unknown"
-    return f"gfi {ours} (torch {torch.__version__})"
+    try:
+        theirs = installed("torch")  # the distribution's version, as gfi --version reads it without importing torch
+    except PackageNotFoundError:
+        theirs = torch.__version__
+    return f"gfi {ours} (torch {theirs})"
 
 
 def finite_rows(output, n: int) -> list[bool]:

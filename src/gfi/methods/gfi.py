@@ -443,7 +443,7 @@ class GuidedFeatureInversion(Explainer):
                          if not x.probability})
         if cfg.score == "log" and linear and not getattr(self, "_noted_linear", False):
             self._noted_linear = True
-            _log.info("gfi: %s %s not a probability, so Eq. 9 reads it linearly (-s(kept) + lambda s(removed)) "
+            _log.info("method gfi: %s %s not a probability, so Eq. 9 reads it linearly (-s(kept) + lambda s(removed)) "
                       "rather than in score=log's form (docs/METHOD.md, \"Targets\")", ", ".join(linear[:3]),
                       "is" if len(linear) == 1 else "are")
 

@@ -12,7 +12,8 @@ import zipfile
 from pathlib import Path
 
 WHEEL_NEEDS = ("gfi/__init__.py", "gfi/cli/__init__.py", "gfi/methods/gfi.py", "gfi/py.typed",
-               "gfi/assets/dog_cat.jpg", "gfi/assets/chelsea.png", "gfi/assets/LICENSES.md")
+               "gfi/assets/dog_cat.jpg", "gfi/assets/chelsea.png", "gfi/assets/LICENSES.md",
+               "gfi/assets/imagenet_classes.txt")
 
 
 def check(folder: Path) -> list[str]:

@@ -2,23 +2,67 @@
 
 The library reports through the standard :mod:`logging` module (loggers ``gfi.*``) and never
 prints; configure ``logging.getLogger("gfi")`` to see its warnings.
+
+``import gfi`` is light: the names below are loaded on first use (PEP 562), so a script, or the
+command line's ``gfi --help``, pays for torch and the methods only when it uses them.
 """
 
-import logging
+from __future__ import annotations
 
-from gfi.data import load_image
-from gfi.folder import explain_folder
-from gfi.methods import (
-    Explainer,
-    Explanation,
-    GFIConfig,
-    GuidedFeatureInversion,
-    GuidedFeatureInversionStage1,
-    RunOptions,
-    get_method,
-)
-from gfi.models import Classifier, load_model
-from gfi.viz.overlay import save_overlay
+import importlib
+import logging
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from gfi.data import load_image
+    from gfi.folder import explain_folder
+    from gfi.methods import (
+        Explainer,
+        Explanation,
+        GFIConfig,
+        GuidedFeatureInversion,
+        GuidedFeatureInversionStage1,
+        RunOptions,
+        get_method,
+    )
+    from gfi.models import Classifier, load_model
+    from gfi.viz.overlay import save_overlay
+
+#: public name -> the module that defines it (imported on first access)
+_LAZY = {
+    "load_image": "gfi.data",
+    "explain_folder": "gfi.folder",
+    "Explainer": "gfi.methods",
+    "Explanation": "gfi.methods",
+    "GFIConfig": "gfi.methods",
+    "GuidedFeatureInversion": "gfi.methods",
+    "GuidedFeatureInversionStage1": "gfi.methods",
+    "RunOptions": "gfi.methods",
+    "get_method": "gfi.methods",
+    "Classifier": "gfi.models",
+    "load_model": "gfi.models",
+    "save_overlay": "gfi.viz.overlay",
+}
+
+
+def __getattr__(name: str) -> Any:
+    """The public names of :data:`_LAZY`, and gfi's subpackages (``gfi.targets``, ``gfi.frontends``),
+    imported when first read."""
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    if not name.startswith("_"):
+        try:
+            return importlib.import_module(f"{__name__}.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"{__name__}.{name}":
+                raise
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
 
 
 def _version() -> str:
@@ -34,6 +78,12 @@ def _version() -> str:
 __version__ = _version()
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())
+
+
+def _load_model(name: str) -> Classifier:
+    from gfi.models import load_model
+
+    return load_model(name)[0]
 
 
 def explain(image, method: str = "gfi", target=None, *, model: str | Classifier = "efficientnet_lite0",
@@ -52,11 +102,13 @@ def explain(image, method: str = "gfi", target=None, *, model: str | Classifier 
     """
     from torch import Tensor
 
+    from gfi.data import load_image
     from gfi.methods.spec import resolve
+    from gfi.models import Classifier
     from gfi.progress import tracker
 
     spec = resolve(method, config, settings)  # a bad method or setting: refused before the model loads
-    clf = model if isinstance(model, Classifier) else load_model(model)[0]
+    clf = model if isinstance(model, Classifier) else _load_model(model)
     img = image if isinstance(image, Tensor) else load_image(image, channels=clf.channels)
     names = target if isinstance(target, list | tuple) else [target]
     targets = None if target is None else [[t if callable(t) else clf.class_index(t) for t in names]]

@@ -2,6 +2,6 @@
 
 import sys
 
-from gfi.cli import main
+from gfi.cli import console_main
 
-sys.exit(main())
+sys.exit(console_main())

@@ -48,6 +48,7 @@ from torch import Tensor
 from gfi.masks.backgrounds import make_background
 from gfi.masks.channel_mask import KeptAndRemoved
 from gfi.models.layers import frozen
+from gfi.targets import TargetGrid
 
 __all__ = ["BLUR_KERNEL", "BLUR_SIGMA", "PROBLEMS", "EmptyMapWarning", "Evidence", "advice", "background",
            "check_evidence", "description", "empty_maps", "evidence_of", "flat_maps", "upper_half", "warn_empty"]
@@ -203,13 +204,19 @@ def upper_half(maps: Tensor) -> Tensor:
     return u.to(maps.dtype).view(maps.shape)
 
 
-def check_evidence(classifier, images: Tensor, maps: Tensor, targets: Tensor) -> Evidence:
+def check_evidence(classifier, images: Tensor, maps: Tensor, targets: Tensor | TargetGrid) -> Evidence:
     """The evidence check of ``maps`` (B, K, H, W) at the images' size, for ``targets`` (B, K) class
-    indices, on ``images`` (B, C, H, W) in [0, 1]: the kept and removed images of every map's
-    :func:`upper_half` (Eq. 2, 4, the check's :func:`background`) through ``classifier`` in one
-    forward of 2 * B * K images, without gradients, the model in eval mode
-    (:func:`gfi.models.layers.frozen`). The scores are the classifier's f_c (softmax, or sigmoid for a
-    multi-label model)."""
+    indices or a :class:`~gfi.targets.TargetGrid`, on ``images`` (B, C, H, W) in [0, 1]: the kept
+    and removed images of every map's :func:`upper_half` (Eq. 2, 4, the check's :func:`background`)
+    through ``classifier`` in one forward of 2 * B * K images, without gradients, the model in eval
+    mode (:func:`gfi.models.layers.frozen`). The scores are the classifier's f_c (softmax, or sigmoid
+    for a multi-label model) for a class index, a target's own score for a target object (a logit, a
+    contrastive difference: kept >= removed reads the same)."""
+    grid = targets if isinstance(targets, TargetGrid) and targets.indices is None else None
+    if grid is not None:
+        targets = grid.classes()
+    elif isinstance(targets, TargetGrid):
+        targets = targets.indices
     if maps.ndim != 4 or targets.shape != maps.shape[:2] or images.shape[0] != maps.shape[0] \
             or images.shape[-2:] != maps.shape[-2:]:
         raise ValueError(f"check_evidence: maps (B, K, H, W) {tuple(maps.shape)}, targets (B, K) "
@@ -223,12 +230,23 @@ def check_evidence(classifier, images: Tensor, maps: Tensor, targets: Tensor) ->
         return Evidence(none, none, torch.zeros(b, k, dtype=torch.bool, device=device))
     with torch.no_grad(), frozen(classifier.model):
         both = KeptAndRemoved(images, background(images))(upper_half(maps)).flatten(0, 2)  # (2*B*K, C, H, W)
+        if grid is not None:
+            out = classifier(both)
+            s = grid.score(out, "prob", bool(classifier.multilabel), rows=torch.arange(b * k).repeat(2)).float()
+            return Evidence(*s.to(device).view(2, b, k), flat_maps(maps))
         scores = classifier.scores(classifier(both).float()).view(2, b, k, -1)
     s = scores.gather(-1, targets.view(1, b, k, 1).expand(2, b, k, 1)).squeeze(-1)
     return Evidence(s[0], s[1], flat_maps(maps))
 
 
-def evidence_of(explainer, images: Tensor, explanation) -> Evidence:
-    """The evidence check of ``explanation`` = ``explainer.explain(images, ...)`` (its maps and
-    targets, on ``explainer``'s classifier): :func:`check_evidence`."""
-    return check_evidence(explainer.classifier, images, explanation.maps, explanation.targets)
+def evidence_of(explainer, images: Tensor, explanation, targets: Any = None) -> Evidence:
+    """The evidence check of ``explanation`` = ``explainer.explain(images, targets)`` (its maps, on
+    ``explainer``'s classifier): :func:`check_evidence`, of the targets given (any form
+    ``explain`` takes) or else of the explanation's class indices."""
+    if targets is not None:
+        from gfi.methods.base import as_targets
+
+        targets = as_targets(targets, images.shape[0], explainer.classifier.device,
+                             num_classes=explainer.classifier.num_classes)
+    return check_evidence(explainer.classifier, images, explanation.maps,
+                          explanation.targets if targets is None else targets)

@@ -229,6 +229,17 @@ def in_the_way(path: Path, fix: str = "choose another --out") -> OutputFolderErr
                              "replaces or deletes a file it did not write)")
 
 
+def check_out_file(path: Path, replace: bool, what: str = "--out") -> None:
+    """Refuse, before any work, an output file ``path`` that cannot be written as asked: a folder or
+    another special file there, or any file there without ``replace`` (the user's file is kept)."""
+    path = Path(path)
+    if os.path.lexists(path) and not path.is_symlink() and not path.is_file():
+        raise OutputFolderError(f"{what} {path}: is a folder or another special file, not a file; "
+                                f"give a file name for {what}")
+    if os.path.lexists(path) and not replace:
+        raise OutputFolderError(f"{what} {path}: exists; give --overwrite to replace it, or choose another {what}")
+
+
 class Manifest:
     """The files gfi wrote under ``root``: ``root/<name>``, a JSON-lines file.
 

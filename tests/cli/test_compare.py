@@ -53,3 +53,34 @@ def test_draw_row_shows_text_panels_for_methods_that_cannot_run(tmp_path):
     sal[5, 7] = 1
     path = draw_row(tmp_path / "r.png", img, [Panel("a", sal), Panel("lrp", text="not applicable")], note="n")
     assert Image.open(path).size[0] > 2 * Image.open(path).size[1]
+
+
+def test_compare_keeps_a_users_file_and_replaces_only_with_overwrite(tmp_path, capsys):
+    """--out at a file of the user's was overwritten without a word; now refused before any work (one
+    line, exit 2, file byte for byte), replaced with --overwrite, written whole through a temporary
+    file; a link there is replaced itself with --overwrite, its target never touched; a folder or a
+    name that is not .png is refused."""
+    mine = tmp_path / "compare.png"
+    mine.write_bytes(b"my figure")
+    args = ["compare", "--methods", "center", "--out", str(mine)]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"gfi: error: --out {mine}: exists; give --overwrite to replace it, or choose another --out"]
+    assert mine.read_bytes() == b"my figure"
+    assert main([*args, "--overwrite"]) == 0
+    assert Image.open(mine).size[0] > 1.5 * Image.open(mine).size[1]
+    assert [p.name for p in tmp_path.iterdir()] == ["compare.png"]  # no temporary left
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep")
+    link = tmp_path / "link.png"
+    link.symlink_to(victim)
+    assert main(["compare", "--methods", "center", "--out", str(link)]) == 2
+    assert main(["compare", "--methods", "center", "--out", str(link), "--overwrite"]) == 0
+    assert victim.read_text() == "keep" and not link.is_symlink() and Image.open(link).format == "PNG"
+    capsys.readouterr()
+    (tmp_path / "d.png").mkdir()
+    assert main(["compare", "--methods", "center", "--out", str(tmp_path / "d.png"), "--overwrite"]) == 2
+    assert "is a folder or another special file" in capsys.readouterr().err
+    assert main(["compare", "--methods", "center", "--out", str(tmp_path / "x.jpg")]) == 2
+    assert "writes a PNG; give a name ending in .png" in capsys.readouterr().err
+    assert not (tmp_path / "x.jpg").exists()

@@ -57,6 +57,7 @@ def started_records(out) -> list[dict]:
     return [r for r in recs if r.get("status") == "started"]
 
 
+@pytest.mark.slow  # kills a run at many points and resumes each
 def test_a_killed_run_never_costs_the_user_a_file(tmp_path):
     """Case 1: a killed run left a ``started`` record; the next run with other arguments is refused
     (not "started afresh" by deleting every STEM_*), and --overwrite deletes only gfi's own files."""

@@ -267,3 +267,34 @@ def test_explain_folder_takes_an_explainer_and_refuses_settings_beside_it(tmp_pa
         with pytest.raises(GFIError, match="explainer already made"):
             gfi.explain_folder(folder, tmp_path / "p", method=explainer, **extra)
     assert not (tmp_path / "p").exists()
+
+
+LINE_CALLS = {"debug", "info", "warning", "error", "exception", "say", "line"}
+
+
+def _first_text(node) -> str:
+    import ast
+
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return node.value
+    if isinstance(node, ast.JoinedStr) and node.values:
+        return _first_text(node.values[0])
+    return ""
+
+
+def test_no_message_of_gfi_begins_with_the_prefix_the_cli_adds():
+    """The command line's log formatter, its error line and the progress reporter each put "gfi: "
+    before a message; a message that begins with it itself prints "gfi: gfi: ..." (it did: GFI's
+    note on a target that is not a probability)."""
+    import ast
+
+    found = []
+    for path in sorted((REPO / "src" / "gfi").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if not isinstance(node, ast.Call) or not node.args:
+                continue
+            name = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
+            if (name in LINE_CALLS or name.endswith(("Error", "Applicable"))) and \
+                    _first_text(node.args[0]).startswith("gfi:"):
+                found.append(f"{path.relative_to(REPO)}:{node.lineno}")
+    assert not found

@@ -176,6 +176,7 @@ def check_run(rc: int, err: str, argv) -> None:
         assert len(errors) == 1 and err.rstrip().endswith(errors[0]), f"{argv}\n{err}"
 
 
+@pytest.mark.slow  # 200 runs, killed and resumed: about a minute on 2 cores
 @pytest.mark.parametrize("seed", range(CASES))
 def test_a_users_files_survive_any_run_kill_and_resume(tmp_path, processes, inputs, seed):
     rng = random.Random(seed)

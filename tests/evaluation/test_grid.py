@@ -14,7 +14,8 @@ import torch
 from PIL import Image
 from torch import nn
 
-from gfi.evaluation.grid import DOG_CLASSES, cell_scores, choose_grids, class_filter, paired
+from gfi.data.grids import DOG_CLASSES, choose_grids, class_filter
+from gfi.evaluation.grid import cell_scores, paired
 from tests.conftest import need_shared
 from tests.evaluation.helpers import evaluate, lines, summary
 
@@ -227,6 +228,7 @@ def test_cli_grid(tmp_path, colour_clf, capsys):
     assert s["options"]["classes"] == "0,1,2,3" and s["options"]["grids"] == 1 and s["n_grids"] == 1
 
 
+@pytest.mark.slow
 @pytest.mark.shared_data
 def test_gradcam_on_dev_grids(tmp_path, lite0):
     """A loose pin on three `any` grids from the first 60 images (tuning half): measured 0.834 of

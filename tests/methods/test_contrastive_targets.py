@@ -84,12 +84,12 @@ def test_gfi_starts_a_contrastive_target_from_contrastive_grad_cam(region):
 
 def test_contrastive_targets_start_gfi_where_its_contrastive_joint_mode_does(region):
     """joint=contrastive with contrast_init=beta starts each of K plain targets from Grad-CAM of y_c - beta
-    mean of the others; Contrastive.among gives each target that score explicitly, explained independently
-    (a Contrastive target has no rivals: docs/METHOD.md, "Rivals"; so the plain targets' rivals are off here)."""
+    mean of the others; Contrastive.among gives each target that score explicitly, explained independently."""
     clf, x = region
     classes = [0, 1, 2]
+    # rivals off: the model's own rivals would add to the class indices' start, not to explicit targets'
     joint = get_method("gfi", clf, iters1=2, iters2=0, joint="contrastive", contrast_init=1.0, exclusion=0, rivals=0)
-    alone = get_method("gfi", clf, iters1=2, iters2=0)
+    alone = get_method("gfi", clf, iters1=2, iters2=0, rivals=0)
     want = joint.explain(x, [classes] * 2).weights
     got = alone.explain(x, [Contrastive.among(classes, beta=1.0)] * 2).weights
     torch.testing.assert_close(got, want)

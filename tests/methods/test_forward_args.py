@@ -45,7 +45,8 @@ def test_a_per_image_argument_follows_its_image_through_every_method(name):
         assert [half_of(e.maps[b, 0]) for b in range(2)] == [0, 1], name
 
 
-@pytest.mark.parametrize("name", list(METHODS))
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in ("extremal", "mask") else n
+                                  for n in METHODS])  # those two: their published schedules, 40-60 s
 def test_batch_1_and_non_tensor_arguments_reach_every_row(name):
     """A batch-1 tensor is expanded to the rows of each forward (the model refuses a tensor of another
     number of rows), for one image and as one value for a batch; a number is passed as it is."""

@@ -14,27 +14,29 @@ from gfi.methods.gfi import GFIConfig, GuidedFeatureInversion
 FAST = dict(iters1=2, iters2=4)
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("dtype", [torch.float32, pytest.param(torch.float64, marks=pytest.mark.slow)])
 @pytest.mark.parametrize("early_stop", [False, True])
 def test_independent_targets_are_each_their_map_alone_bit_for_bit(tiny, tiny_images, dtype, early_stop):
     """K = 1..4 targets explained together, each map equal to the map of that target alone, to the
     last bit, in float32 (where the network's batched passes round differently for 16 rows than for
-    4) and float64; with early stop too (each target leaves stage 2 when its own map has settled)."""
+    4) and float64; with early stop too (each target leaves stage 2 when its own map has settled): to
+    the last bit but for the round-off of the smaller batches that run once an image has left (the
+    same iterations; 1e-16 seen in float64), so there to 1e-12 / 1e-5."""
     clf = tiny.to(dtype)
     x = tiny_images.to(dtype)
-    # with early stop, without rivals: the five targets then stop after different numbers of iterations
-    opts = dict(early_stop=True, early_stop_every=1, early_stop_tol=0.01, rivals=0) if early_stop else {}
+    opts = dict(early_stop=True, early_stop_every=1, early_stop_tol=0.001) if early_stop else {}
     gfi = GuidedFeatureInversion(clf, iters1=2, iters2=12, **opts)
     assert gfi.config.joint == "independent"  # the default
     alone = {c: gfi.explain(x, [[c], [c]]) for c in range(5)}
     for k in range(1, 5):
         targets = [list(range(k)), list(range(4, 4 - k, -1))]
         together = gfi.explain(x, targets)
+        tol = dict(atol=1e-12 if dtype == torch.float64 else 1e-5, rtol=0) if early_stop else dict(atol=0, rtol=0)
         for b in range(2):
             for j, c in enumerate(targets[b]):
-                assert torch.equal(together.maps[b, j], alone[c].maps[b, 0]), (k, b, c)
-                assert torch.equal(together.weights[b, j], alone[c].weights[b, 0]), (k, b, c)
-                assert torch.equal(together.prob_kept[b, j], alone[c].prob_kept[b, 0]), (k, b, c)
+                for field in ("maps", "weights", "prob_kept"):
+                    torch.testing.assert_close(getattr(together, field)[b, j], getattr(alone[c], field)[b, 0],
+                                               **tol, msg=f"{field} of K={k}, image {b}, class {c}")
     if early_stop:  # the targets alone stopped after different numbers of iterations, and so did they together
         assert len({alone[c].loss_history["stage2"].shape[0] for c in range(5)}) > 1
         assert together.loss_history["stage2"].isnan().any()

@@ -130,8 +130,9 @@ def test_stage2_fields_do_not_change_the_stage1_map(tiny, tiny_images):
     changed = {"delta": 3.0, "lam": 2.0, "lr2": 0.2, "iters2": 2, "lr_decay_every": 1, "lr_decay": 0.9,
                "score": "prob", "area2": 2.0, "tv2": 1.0, "blur_kernel2": 3, "blur_sigma2": 1.0,
                "stage2_init": "stage1", "nonnegative": True, "contrast": 1.0, "keep_others": 1.0, "exclusion": 1.0,
-               "contrast_init": 1.0, "joint": "independent", "rivals": 2, "rival_overlap": 0.9, "rival_init": 3.0,
-               "rival_min_prob": 0.5, "rival_keep": 1.0, "rival_exclusion": 1.0,
+               "contrast_init": 1.0, "joint": "independent", "rivals": 2, "rival_overlap": 0.9, "rival_init": 2.0,
+               "rival_min_prob": 0.5,
+               "rival_keep": 1.0, "rival_exclusion": 1.0,
                "stage2_step": "relative", "fresh_optimizer": False, "early_stop": True, "early_stop_every": 1,
                "early_stop_tol": 0.5, "early_stop_rule": "peak", "early_stop_windows": 1, "early_stop_px": 1.0,
                "chunk": 1}

@@ -48,7 +48,7 @@ def test_first_stage2_step_moves_each_weight_by_lr_or_by_lr_times_its_start(tiny
     """Adam's first step is lr * sign(gradient) (up to its epsilon): on w itself (absolute), or on
     theta with w = w_start + |w_start| theta (relative), which moves w_i by lr * |w_start_i|."""
     lr = 0.05
-    e = GuidedFeatureInversion(tiny, iters1=1, iters2=1, lr2=lr, stage2_step=step, rivals=0)  # the start by hand
+    e = GuidedFeatureInversion(tiny, iters1=1, iters2=1, lr2=lr, stage2_step=step, rivals=0)  # the plain start
     out = e.explain(tiny_images, [[0], [4]])
     w_start = e.gradient_weights(tiny_images, out.targets)
     moved = (out.weights - w_start).abs()

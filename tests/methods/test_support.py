@@ -77,7 +77,8 @@ def test_multilabel_claim(name):
             torch.testing.assert_close(on_multi.probs, torch.sigmoid(multi(x))[:, [1, 2]])
 
 
-@pytest.mark.parametrize("name", list(METHODS))
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in ("gfi", "mask") else n
+                                  for n in METHODS])
 def test_what_targets_share_claim(name):
     """Images through the model for K targets, rows(K) = shared + K * own: "all" has no own rows,
     "first forward" shares only the one class-score pass, "stage 1" shares more than that."""

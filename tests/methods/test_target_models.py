@@ -39,7 +39,8 @@ def test_the_planted_segmentation_model_segments_the_patch_and_nothing_else(segm
         torch.testing.assert_close(target(clf(other)), target(out))
 
 
-@pytest.mark.parametrize("method,mask", [("gradcam", "all"), ("gradcam", "patch"), ("gfi", "all"),
+@pytest.mark.parametrize("method,mask", [("gradcam", "all"), ("gradcam", "patch"),
+                                         pytest.param("gfi", "all", marks=pytest.mark.slow),
                                          pytest.param("gfi", "patch", marks=pytest.mark.slow)])
 def test_segmentation_target_maps_peak_in_the_patch(segmentation, method, mask):
     clf, x = segmentation
@@ -106,7 +107,7 @@ def regression():
     return nets.resnet_model(outputs=2, reads=0), nets.planted_images(2, nets.RESNET_SIZE, nets.RESNET_BOX)
 
 
-@pytest.mark.parametrize("method", ["gradcam", "gfi"])
+@pytest.mark.parametrize("method", ["gradcam", pytest.param("gfi", marks=pytest.mark.slow)])
 def test_regression_output_maps_peak_in_the_patch(regression, method):
     clf, x = regression
     e = explain(method, clf, x, OutputIndex(0))

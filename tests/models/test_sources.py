@@ -181,7 +181,8 @@ def test_unknown_source_names_give_the_nearest(tmp_path, capsys):
     rc, _, err = run(["explain", str(PHOTO), "--model", "timm:resnt18", "--weights", "random", "--quiet",
                       "--out", str(tmp_path / "o")], capsys)
     assert rc == 2 and "timm has no model 'resnt18'. Nearest: resnet18" in err
-    with pytest.raises(ModelSpecError, match=r"torchvision has no classification model 'resnt50'\. Nearest: resnet50"):
+    with pytest.raises(ModelSpecError, match=r"torchvision has no classification, segmentation or detection "
+                                             r"model 'resnt50'\. Nearest: resnet50"):
         gfi.load_model("torchvision:resnt50", weights="random")
 
 

@@ -12,6 +12,10 @@ from gfi.methods.gfi import GuidedFeatureInversion
 from gfi.viz.overlay import to_original_size
 from tests.conftest import ASSETS, REPO, need_shared
 
+# the slow tier (python -m pytest -m slow; CI runs it):
+# GFI's default and paper presets on the real photos, minutes on 2 cores
+pytestmark = pytest.mark.slow
+
 BOXES = json.loads((REPO / "tests" / "fixtures" / "boxes.json").read_text())
 
 

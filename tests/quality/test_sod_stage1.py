@@ -12,6 +12,10 @@ from gfi.evaluation.metrics import center_prior, saliency_scores
 from gfi.methods.gfi import GFIConfig, GuidedFeatureInversion
 from tests.conftest import need_shared
 
+# the slow tier (python -m pytest -m slow; CI runs it):
+# stage 1 over the salient-object images, about a minute on 2 cores
+pytestmark = pytest.mark.slow
+
 N_IMAGES = 12
 
 

@@ -20,6 +20,8 @@ import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
+from gfi.cli.commands import COMMAND_HELP
+
 log = logging.getLogger("gfi")
 
 
@@ -42,20 +44,61 @@ class _Printable(logging.Formatter):
         return printable(super().format(record), newlines=True)
 
 
+DESCRIPTION = "Explain CNN predictions with Guided Feature Inversion."
+
+
+def version() -> str:
+    """``gfi VERSION (torch VERSION)``: both read from the installed distributions' metadata, so
+    that ``gfi --version`` does not import torch."""
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as installed
+
+    from gfi import __version__
+
+    try:
+        torch_version = installed("torch")
+    except PackageNotFoundError:  # torch from a source build on sys.path
+        import torch
+
+        torch_version = torch.__version__
+    return f"gfi {__version__} (torch {torch_version})"
+
+
+def _top_parser() -> tuple[argparse.ArgumentParser, argparse._SubParsersAction]:
+    parser = _Parser(prog="gfi", description=DESCRIPTION)
+    parser.add_argument("--version", action="version", version=version())
+    return parser, parser.add_subparsers(dest="command", required=True)
+
+
 def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     """The parser; ``argv`` (the command line, when known) decides which method's settings the
     method-settings options are made for (``--method``/``--methods``, default gfi)."""
-    from gfi.cli import common, compare, explain, info
+    from gfi.cli import compare, explain, info
     from gfi.cli import eval as eval_cmd
 
     argv = list(argv or [])
-    parser = _Parser(prog="gfi", description="Explain CNN predictions with Guided Feature Inversion.")
-    parser.add_argument("--version", action="version", version=common.version())
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser, sub = _top_parser()
     explain.add_parser(sub, argv)
     info.add_parsers(sub)
     compare.add_parser(sub, argv)
     eval_cmd.add_parser(sub, argv)
+    assert list(sub.choices) == list(COMMAND_HELP), "COMMAND_HELP lists the commands in the parser's order"
+    return parser
+
+
+def _command(argv: Sequence[str]) -> str | None:
+    """The command ``argv`` names (its first word that is not an option), None when it names none."""
+    first = next((a for a in argv if not a.startswith("-")), None)
+    return first if first in COMMAND_HELP else None
+
+
+def top_level_parser() -> argparse.ArgumentParser:
+    """The parser of a command line that names no command (``gfi --help``, ``gfi --version``, a
+    misspelt command): the commands with their one line each and nothing else, so that it is built
+    without importing torch, the methods or the models. Its help equals :func:`build_parser`'s."""
+    parser, sub = _top_parser()
+    for name, text in COMMAND_HELP.items():
+        sub.add_parser(name, help=text)
     return parser
 
 
@@ -83,13 +126,17 @@ def _logging(args: argparse.Namespace) -> Iterator[None]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from gfi.cli import info
     from gfi.data.names import printable
     from gfi.errors import GFIError
 
     argv = list(sys.argv[1:] if argv is None else argv)
-    args = build_parser(argv).parse_args(argv)
-    handler = getattr(args, "handler", None) or info.COMMANDS[args.command]
+    parser = build_parser(argv) if _command(argv) else top_level_parser()
+    args = parser.parse_args(argv)
+    handler = getattr(args, "handler", None)
+    if handler is None:
+        from gfi.cli import info
+
+        handler = info.COMMANDS[args.command]
     with _logging(args):
         try:
             return handler(args)
@@ -98,5 +145,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 2
 
 
+def console_main() -> int:
+    """The ``gfi`` program (and ``python -m gfi``): :func:`main` under the command line's thread
+    policy, set before torch is imported (:func:`gfi.threads.apply_cli_policy`: OpenMP's threads
+    sleep rather than spin between parallel regions, unless the user set ``OMP_WAIT_POLICY``).
+    :func:`main` itself, called from Python, leaves the process's environment alone."""
+    from gfi.threads import apply_cli_policy
+
+    apply_cli_policy()
+    return main()
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(console_main())

@@ -33,12 +33,6 @@ RUN_FLAG_NAMES = {"batch_size": "forward-batch"}
 _PREFIX = "setting__"
 
 
-def version() -> str:
-    from gfi import __version__
-
-    return f"gfi {__version__} (torch {torch.__version__})"
-
-
 # -- shared arguments -----------------------------------------------------------------------------
 def model_name(value: str) -> str:
     """The ``--model`` argument type: a preset, or a model source (``timm:NAME``,
@@ -95,7 +89,10 @@ def add_device_arguments(p: argparse.ArgumentParser, g=None):
     g = g or p.add_argument_group("speed (how fast, not what the map is)")
     g.add_argument("--device", default="auto", choices=list(DEVICE_CHOICES),
                    help="where to run: auto = the GPU when there is one, else the CPU (default: auto)")
-    g.add_argument("--threads", type=int, default=0, help="CPU threads for torch (0: torch's default)")
+    g.add_argument("--threads", type=int, default=0,
+                   help="CPU threads for torch (0: torch's default, one per core). gfi's threads wait passively "
+                        "(OMP_WAIT_POLICY=PASSIVE unless you set it), so the default holds up on a busy machine; "
+                        "--threads 1 where several gfi processes share the cores (default: 0)")
     return g
 
 

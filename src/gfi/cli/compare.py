@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 
 from gfi.cli import common
+from gfi.cli.commands import COMMAND_HELP
 from gfi.errors import NotApplicable, UsageError
 
 log = logging.getLogger("gfi")
@@ -43,7 +44,7 @@ PAPER_MODELS = ("vgg19", "resnet18", "alexnet")
 
 
 def add_parser(sub, argv: Sequence[str]) -> argparse.ArgumentParser:
-    p = sub.add_parser("compare", help="one figure comparing methods (Fig. 2), classes (Fig. 3) or models (Fig. 5)",
+    p = sub.add_parser("compare", help=COMMAND_HELP["compare"],
                        description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("image", nargs="?", type=Path, help="image file (default: the bundled photo dog_cat.jpg)")
     p.add_argument("--methods", help=f"comma-separated methods or 'all' (default: the paper's Figure 2 set "
@@ -56,7 +57,9 @@ def add_parser(sub, argv: Sequence[str]) -> argparse.ArgumentParser:
     p.add_argument("--settings", default="fast", choices=["fast", "published"],
                    help="slow methods (mask, extremal, rise, smoothgrad, integrated-gradients): their documented "
                         "cheaper setting (default) or the published one")
-    p.add_argument("--out", type=Path, default=Path("compare.png"), help="output PNG (default: compare.png)")
+    p.add_argument("--out", type=Path, default=Path("compare.png"),
+                   help="output PNG (default: compare.png); an existing file is kept unless --overwrite")
+    p.add_argument("--overwrite", action="store_true", help="replace the file at --out")
     p.add_argument("--cmap", default="jet", help="matplotlib colour map, e.g. cividis (colour-blind safe)")
     p.add_argument("--colorbar", action="store_true", help="draw a colour bar")
     speed = common.add_method_arguments(p, common.methods_in_argv(argv, "--methods", FIGURE2_METHODS))
@@ -104,6 +107,11 @@ class Figure:
     def model(self, name: str):
         a = argparse.Namespace(**{**vars(self.args), "model": name})
         clf, _ = common.load_classifier(a, self.device)
+        if clf.task != "classification":
+            from gfi.folder.targets import EXAMPLE
+
+            raise UsageError(f"gfi compare draws the class maps of a classifier, and {name} is a {clf.task} model; "
+                             f"explain it with gfi explain {EXAMPLE[clf.task].split(' (')[0]}")
         image = self.image
         if clf.channels != image.shape[0]:  # e.g. a grey model: the file read again with its channel count
             from gfi.data.images import load_image
@@ -133,6 +141,11 @@ def run(args: argparse.Namespace) -> int:
 
     if args.classes and args.models:
         raise UsageError("--classes (Figure 3) and --models (Figure 5) draw different figures; give one of them")
+    if args.out.suffix.lower() != ".png":
+        raise UsageError(f"--out {args.out}: gfi compare writes a PNG; give a name ending in .png")
+    from gfi.persist import check_out_file
+
+    check_out_file(args.out, args.overwrite)  # before the minutes of work, not after
     common.apply_threads(args.threads)
     fig = Figure(args, load_image(args.image or common.DEMO_IMAGE))
     if args.models:
@@ -142,7 +155,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         _figure2(fig)
     out = draw_row(args.out, fig.image, fig.panels, cmap=args.cmap, colorbar=args.colorbar,
-                   note="  |  ".join(fig.notes))
+                   note="  |  ".join(fig.notes), replace=args.overwrite)
     from gfi.data.names import printable
 
     print(printable(out))

@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from gfi.cli import common
+from gfi.cli.commands import COMMAND_HELP
 
 #: the folder ``gfi eval EXPERIMENT`` writes into without --out: DEFAULT_OUT/EXPERIMENT
 DEFAULT_OUT = Path("gfi-eval")
@@ -91,7 +92,7 @@ def _experiment_parser(esub, exp, argv: Sequence[str]) -> None:
 def add_parser(sub, argv: Sequence[str]) -> argparse.ArgumentParser:
     from gfi.evaluation.registry import EXPERIMENTS, VOC_HEAD
 
-    ev = sub.add_parser("eval", help="run an evaluation (localization, pointing, saliency, ...) over a dataset",
+    ev = sub.add_parser("eval", help=COMMAND_HELP["eval"],
                         description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
     esub = ev.add_subparsers(dest="experiment", required=True)
     for exp in EXPERIMENTS.values():

@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from gfi.cli import common
+from gfi.cli.commands import COMMAND_HELP
 from gfi.data.names import printable
 from gfi.errors import UsageError
 
@@ -21,7 +22,7 @@ log = logging.getLogger("gfi")
 
 
 def add_parser(sub, argv: Sequence[str]) -> argparse.ArgumentParser:
-    ex = sub.add_parser("explain", help="explain images; writes overlays, .npy maps, results.json and report.html",
+    ex = sub.add_parser("explain", help=COMMAND_HELP["explain"],
                         description="Explain the predictions for IMAGE... (files or folders). Each image's record is "
                                     "saved as soon as it is done: rerunning the same command on the same --out "
                                     "resumes an interrupted run (see docs/RELIABILITY.md). The settings shown are "
@@ -30,7 +31,16 @@ def add_parser(sub, argv: Sequence[str]) -> argparse.ArgumentParser:
     g.add_argument("images", nargs="*", help=f"image files or folders (default: the bundled photo "
                                              f"{common.DEMO_IMAGE.name})")
     g.add_argument("--target", action="append", default=None,
-                   help="class to explain: top1 (default), topK (e.g. top5), an index or a class name; repeatable")
+                   help="what to explain: top1 (default), topK (e.g. top5), a class index or name (the method's "
+                        "reading of the class), or one score: logit:C, softmax:C, logsoftmax:C, sigmoid:C (C an "
+                        "index or a name), output:I[,J] (an entry of the output); for a segmentation model "
+                        "mask:FILE:CLASS (the class's logits summed over a mask image's non-zero pixels), for a "
+                        "detection model box:X0,Y0,X1,Y1:CLASS (the detection matching that box, in the image's "
+                        "pixels); repeatable")
+    g.add_argument("--contrastive", type=float, default=None, metavar="BETA",
+                   help="explain each image's classes each against the others: y_c - BETA x the mean of the other "
+                        "targets' logits (why c rather than them; any method; needs two classes or more, e.g. "
+                        "--target top2)")
     g.add_argument("--targets", type=Path,
                    help="CSV of `image,class` lines: a class per image (repeat a line for more)")
     g.add_argument("--max-side", type=int, default=4096,
@@ -77,7 +87,8 @@ def run(args: argparse.Namespace) -> int:
         job = FolderJob.open(paths, args.out, explainer, info, lock, target=args.target, per_image=per_image,
                              outputs=outputs, overwrite=args.overwrite, batch_size=args.batch_size,
                              prefetch=args.prefetch, preset=getattr(args, "preset", None),
-                             again="run the same command again", redo="pass --overwrite to redo them")
+                             again="run the same command again", redo="pass --overwrite to redo them",
+                             contrastive=args.contrastive)
         with job, _sigterm_as_interrupt():
             if job.todo():
                 _announce_cost(explainer)
@@ -126,6 +137,15 @@ def _explainer(args: argparse.Namespace):
     return spec.explainer(clf), info
 
 
+def target_line(t: dict) -> str:
+    """A map's target as the terminal shows it: ``tabby, tabby cat (281) p=0.43`` for a class,
+    ``tabby, tabby cat (281), logit:281 = 6.2`` or ``output:3 = -0.64`` for a target's own score."""
+    shown = f"{t['class_name']} ({t['class']})" if t.get("class") is not None else ""
+    if not t.get("target"):
+        return f"{shown} p={common.format_prob(t['prob'])}"
+    return f"{shown + ', ' if shown else ''}{t.get('spec') or t['target']} = {common.format_prob(t['prob'])}"
+
+
 def _progress(args: argparse.Namespace, method: str):
     """What the terminal shows as the job goes (nothing with --quiet): the progress of
     :class:`gfi.progress.ConsoleReporter` on stderr (bars on a terminal, plain lines in a log),
@@ -140,8 +160,8 @@ def _progress(args: argparse.Namespace, method: str):
         console(p)
         if p.event == "image" and p.record and p.record.get("status") == "ok":
             for t in p.record["targets"]:
-                console.echo(printable(f"{p.record['image']}: {t['class_name']} ({t['class']}) "
-                                       f"p={common.format_prob(t['prob'])} -> {args.out / t['overlay']}"), sys.stdout)
+                console.echo(printable(f"{p.record['image']}: {target_line(t)} -> {args.out / t['overlay']}"),
+                             sys.stdout)
 
     return Tracker(report, method=method)
 

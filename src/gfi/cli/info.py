@@ -7,17 +7,17 @@ import sys
 
 
 def add_parsers(sub) -> None:
+    from gfi.cli.commands import COMMAND_HELP
     from gfi.cli.common import model_name
 
-    sub.add_parser("models", help="list model presets and whether their weights are available offline")
-    me = sub.add_parser("methods", help="list explanation methods")
+    sub.add_parser("models", help=COMMAND_HELP["models"])
+    me = sub.add_parser("methods", help=COMMAND_HELP["methods"])
     me.add_argument("--table", action="store_true",
                     help="print what each method supports (CNN, token model, multi-label, shared work across "
                          "targets, device) as a Markdown table")
-    ly = sub.add_parser("layers", help="list a model's layers with module types and output shapes "
-                                       "(for --inversion-layer / --channel-layer)")
+    ly = sub.add_parser("layers", help=COMMAND_HELP["layers"])
     ly.add_argument("model", type=model_name, help="a preset or a model source (`gfi models`)")
-    cl = sub.add_parser("classes", help="list class indices and names (those containing PATTERN), for --target")
+    cl = sub.add_parser("classes", help=COMMAND_HELP["classes"])
     cl.add_argument("pattern", nargs="?", default="", help="part of a class name, e.g. dog (default: every class)")
     cl.add_argument("--model", default=None, type=model_name,
                     help="a preset or a model source (default: efficientnet_lite0)")

@@ -41,6 +41,7 @@ def explain_folder(
     method: str | Explainer = "gfi",
     model: str | Classifier | None = None,
     targets: TargetSpec | Iterable[TargetSpec] | Mapping[PathLike, TargetSpec | Iterable[TargetSpec]] | None = None,
+    contrastive: float | None = None,
     preset: str | None = None,
     save_npy: bool = False,
     overwrite: bool = False,
@@ -63,8 +64,12 @@ def explain_folder(
             default ``efficientnet_lite0``) or a :class:`~gfi.models.classifier.Classifier` (it runs
             where it is: ``clf.to("cuda")`` first for a GPU).
         targets: None (each image's top-1 class); a spec for every image (``"top5"``, a class name,
-            an index) or a list of them; or a mapping from an image (its path, file name or stem)
-            to its spec(s).
+            an index; or one score of the output: ``"logit:243"``, ``"softmax:tabby"``,
+            ``"sigmoid:3"``, ``"output:0,2"``) or a list of them; or a mapping from an image (its
+            path, file name or stem) to its spec(s).
+        contrastive: beta: explain each image's classes each against the others
+            (:meth:`gfi.targets.Contrastive.among`: y_c - beta x the mean of the other targets'
+            logits), for any method; needs two classes or more per image. None: each as asked.
         preset, settings: the method's settings preset and settings (``gamma=5``, ``iters2=40``)
             and run options (:class:`~gfi.methods.base.RunOptions` fields, e.g. ``chunk=2``).
         save_npy: also write each map as float32 ``.npy`` in [0, 1] at the image's size.
@@ -100,7 +105,8 @@ def explain_folder(
         outputs = OutputSettings(save_npy=save_npy, cmap=cmap, colorbar=colorbar, max_side=max_side,
                                  method_tag=method_tag(explainer.name))
         job = FolderJob.open(paths, out, explainer, info, lock, target=target, per_image=per_image, outputs=outputs,
-                             overwrite=overwrite, batch_size=batch_size, prefetch=prefetch, preset=preset)
+                             overwrite=overwrite, batch_size=batch_size, prefetch=prefetch, preset=preset,
+                             contrastive=contrastive)
         with job:
             return job.execute(tracker(progress, explainer.name))
 

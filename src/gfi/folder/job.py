@@ -24,7 +24,15 @@ from gfi import evidence
 from gfi.data.samples import safe_stem
 from gfi.errors import UsageError
 from gfi.folder.outputs import ImageWriter, OutputSettings, planned_files
-from gfi.folder.targets import check_target_memory, check_target_specs, resolve_targets
+from gfi.folder.targets import (
+    Item,
+    check_contrastive,
+    check_target_memory,
+    check_target_specs,
+    contrastive,
+    resolve_targets,
+    target_key,
+)
 from gfi.persist import FolderLock, WriteError
 from gfi.progress import Tracker, tracker
 
@@ -94,7 +102,22 @@ def version() -> str:
         ours = installed("gfi-explain")
     except PackageNotFoundError:  # a source tree on sys.path, not installed
         ours = "0+unknown"
-    return f"gfi {ours} (torch {torch.__version__})"
+    try:
+        theirs = installed("torch")  # the distribution's version, as gfi --version reads it without importing torch
+    except PackageNotFoundError:
+        theirs = torch.__version__
+    return f"gfi {ours} (torch {theirs})"
+
+
+def finite_rows(output, n: int) -> list[bool]:
+    """Whether each of the ``n`` images' outputs is finite: rows of a tensor, or each image's dict of
+    tensors (torchvision's detections)."""
+    if isinstance(output, torch.Tensor):
+        return torch.isfinite(output.reshape(n, -1)).all(1).tolist()
+    if isinstance(output, list | tuple) and len(output) == n:
+        return [all(bool(torch.isfinite(v).all()) for v in (d.values() if isinstance(d, dict) else [d])
+                    if isinstance(v, torch.Tensor) and v.is_floating_point()) for d in output]
+    return [True] * n
 
 
 @dataclass
@@ -115,6 +138,7 @@ class FolderJob:
     preset: str | None = None
     again: str = AGAIN
     redo: str = REDO
+    contrastive: float | None = None  # beta of --contrastive: each image's classes against the others
     t_start: float = field(default_factory=time.time)
     progress: Tracker = field(default_factory=lambda: tracker(None, ""))  # silent until execute()
 
@@ -122,14 +146,17 @@ class FolderJob:
     def open(cls, paths: Sequence[Path], out: Path, explainer, info: dict, lock: FolderLock, *,
              target: list[str] | None = None, per_image: dict[Path, list[str]] | None = None,
              outputs: OutputSettings | None = None, overwrite: bool = False, batch_size: int = 4,
-             prefetch: bool = True, preset: str | None = None, again: str = AGAIN, redo: str = REDO) -> FolderJob:
+             prefetch: bool = True, preset: str | None = None, again: str = AGAIN, redo: str = REDO,
+             contrastive: float | None = None) -> FolderJob:
         """Check the targets (names, and their number against memory), then open ``out`` (made and
         locked now when it is new): nothing is written before every argument is known to be good."""
         from gfi.runs import RunFolder
 
         paths, per_image, outputs = list(paths), dict(per_image or {}), outputs or OutputSettings()
         clf = explainer.classifier
-        check_target_specs([*(target or []), *(c for v in per_image.values() for c in v)], clf)
+        check_target_specs(list(dict.fromkeys(c for p in paths for c in (per_image.get(p) or target or ["top1"]))), clf)
+        if contrastive is not None:
+            check_contrastive(contrastive, [per_image.get(p) or target or ["top1"] for p in paths], clf)
         check_target_memory(clf, [per_image.get(p) or target or ["top1"] for p in paths],
                             batch=min(batch_size, len(paths)), max_side=outputs.max_side)
         arguments = {
@@ -138,6 +165,8 @@ class FolderJob:
             "inversion_layer": str(clf.inversion_layer), "channel_layer": str(clf.channel_layer),
             "multilabel": bool(clf.multilabel), "target": target,
             "targets": {str(p): v for p, v in per_image.items()} or None, **vars(outputs)}
+        if contrastive is not None:  # (absent otherwise: folders of earlier runs resume)
+            arguments["contrastive"] = float(contrastive)
         out.mkdir(parents=True, exist_ok=True)
         lock.acquire()
         run = RunFolder(out, arguments, overwrite=overwrite, keys=[safe_stem(p) for p in paths])
@@ -145,7 +174,7 @@ class FolderJob:
                   info.get("model"), info.get("weights"), explainer.name, clf.inversion_layer, clf.channel_layer,
                   clf.device, len(paths), out)
         return cls(paths, out, explainer, info, run, ImageWriter(run, clf, outputs, explainer.name, explainer), target,
-                   per_image, batch_size, prefetch, preset, again, redo)
+                   per_image, batch_size, prefetch, preset, again, redo, contrastive)
 
     def __enter__(self) -> FolderJob:
         return self
@@ -177,7 +206,7 @@ class FolderJob:
         return {
             "gfi_version": version(), "torch": torch.__version__, "model": self.info, "method": e.name,
             "preset": self.preset or ("default" if e.presets else None),
-            "config": e.config.to_dict(), "run_options": e.options.to_dict(),
+            "config": e.config.to_dict(), "run_options": e.options.to_dict(), "contrastive": self.contrastive,
             "inversion_layer": str(clf.inversion_layer), "channel_layer": str(clf.channel_layer),
             "device": str(clf.device), "seed": getattr(e.config, "seed", None),
             "seconds_total": round(time.time() - self.t_start, 3), "complete": complete,
@@ -254,7 +283,7 @@ class FolderJob:
         for p in todo:
             specs = self.specs(p)
             classes = ([] if any(re.fullmatch(r"top\d+", s.strip().lower()) for s in specs)
-                       else list(dict.fromkeys(self.explainer.classifier.class_index(s) for s in specs)))
+                       else resolve_targets(specs, self.explainer.classifier, None))  # no topK: no scores needed
             try:
                 self.run.check_free(self.planned(p, classes))
                 keep.append(p)
@@ -262,9 +291,14 @@ class FolderJob:
                 self.fail(p, str(exc), count=False)
         return keep
 
-    def planned(self, p: Path, classes: list[int]) -> list[str]:
-        return planned_files(safe_stem(p), classes, self.explainer.has_stage1, self.settings.save_npy,
-                             self.settings.method_tag)
+    def planned(self, p: Path, items: list[Item]) -> list[str]:
+        return planned_files(safe_stem(p), [target_key(t) for t in items], self.explainer.has_stage1,
+                             self.settings.save_npy, self.settings.method_tag)
+
+    def explainable(self, p: Path, items: list[Item]) -> list:
+        """What the method is given for one image's targets: as resolved, or with ``contrastive``
+        each class against the image's other classes."""
+        return items if self.contrastive is None else contrastive(items, self.contrastive, str(p))
 
     # ------------------------------------------------------------------------------------------
     def loop(self, todo: list[Path], n_done: int) -> int:
@@ -312,33 +346,38 @@ class FolderJob:
         clf = self.explainer.classifier
         x = clf.prepare(images).to(clf.device)
         with torch.no_grad():
-            logits = clf(x).float()
-        probs = clf.scores(logits)
-        targets: dict[int, list[int]] = {}
-        for j, finite in enumerate(torch.isfinite(logits).all(1).tolist()):
-            if not finite:
+            out = clf(x)
+        if clf.task == "classification":  # class scores (anything else is refused here, in one line)
+            probs = clf.scores(out.float() if isinstance(out, torch.Tensor) else out)
+            finite = torch.isfinite(out).all(1).tolist()
+        else:  # a segmentation or detection output: no class ranking of the image
+            probs, finite = [None] * len(ok), finite_rows(out, len(ok))
+        targets: dict[int, list[Item]] = {}
+        for j, fine in enumerate(finite):
+            if not fine:
                 self.fail(ok[j], f"{ok[j]}: the model's output for this image contains NaN or inf, so there is "
                                  "nothing to explain; check the weights (--weights)")
                 continue
-            targets[j] = resolve_targets(self.specs(ok[j]), clf, probs[j])
+            targets[j] = resolve_targets(self.specs(ok[j]), clf, probs[j], tuple(images[j].shape[-2:]))
         return self.explain_rows(x, ok, images, probs, targets)
 
-    def explain_rows(self, x, paths, images, probs, targets: dict[int, list[int]]) -> int:
+    def explain_rows(self, x, paths, images, probs, targets: dict[int, list[Item]]) -> int:
         """Explain the rows of ``x`` in ``targets`` (images with equally many targets share one
         call, so GFI's stage 1 runs once per image) and write each image's outputs as its call ends."""
         from gfi.batching import explain_groups
-        from gfi.persist import OutputFolderError
 
-        rows = []
+        rows, given = [], []
         for j, t in targets.items():  # a file of the user's in the way: refused before explaining
             try:
                 self.run.check_free(self.planned(paths[j], t), key=safe_stem(paths[j]))
+                given.append(self.explainable(paths[j], t))  # (--contrastive: top1 and its name are one class)
                 rows.append(j)
-            except OutputFolderError as exc:
+            except UsageError as exc:
                 self.fail(paths[j], str(exc))
         n = 0
-        for group, e, seconds in explain_groups(self.explainer, x[rows], [targets[j] for j in rows], self.progress):
-            checked = evidence.evidence_of(self.explainer, x[[rows[i] for i in group]], e).cpu()
+        for group, e, seconds in explain_groups(self.explainer, x[rows], given, self.progress):
+            checked = evidence.evidence_of(self.explainer, x[[rows[i] for i in group]], e,
+                                           [given[i] for i in group]).cpu()
             e = e.cpu()
             for row, i in enumerate(group):
                 j = rows[i]
@@ -346,14 +385,15 @@ class FolderJob:
                                       checked)
         return n
 
-    def write_image(self, path: Path, image, e, row: int, probs, seconds: float, classes: list[int],
+    def write_image(self, path: Path, image, e, row: int, probs, seconds: float, classes: list[Item],
                     batch_images: int = 1, checked=None) -> int:
         from gfi.persist import OutputFolderError
 
         key = safe_stem(path)
         self.run.start(key, str(path), self.planned(path, classes))
         try:
-            rec = self.writer.write(path, image, e, row, probs, seconds, batch_images, checked)
+            rec = self.writer.write(path, image, e, row, probs, seconds, batch_images, checked,
+                                    [target_key(t) for t in classes], [getattr(t, "spec", None) for t in classes])
         except OutputFolderError as exc:
             self.fail(path, str(exc))
             return 0

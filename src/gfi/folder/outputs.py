@@ -36,25 +36,28 @@ def method_tag(method: str) -> str:
     return "" if method == DEFAULT_METHOD else method
 
 
-def overlay_name(stem: str, cls: int, tag: str = "") -> str:
+def overlay_name(stem: str, cls: int | str, tag: str = "") -> str:
     """``STEM_CLASS.png`` for the default method, ``STEM_METHOD_CLASS.png`` for another (so the
     overlays of two methods never share a name). ``.npy`` maps keep ``STEM_CLASS.npy``, the map
-    store's name."""
+    store's name. ``cls``: the target's key (:func:`gfi.folder.targets.target_key`: a class index,
+    or e.g. ``logit-243``)."""
     return f"{stem}_{tag}_{cls}.png" if tag else f"{stem}_{cls}.png"
 
 
 def input_thumb(stem: str) -> str:
     """The report's thumbnail of the input: ``thumbs/STEM_input.jpg``. Every output name of an image
     is its stem, then (overlays of a method other than gfi) the run's ``_TAG``, then ``_X`` and a
-    suffix, where ``X`` is a class index, ``input`` or ``stage1``: none has a ``_`` and the tag is
+    suffix, where ``X`` is a target's key (a class index, or e.g. ``logit-243``), ``input`` or
+    ``stage1``: none has a ``_`` and the tag is
     the same for every image, so the stem is what comes before them, and images with different
     stems never share an output name (``a.png`` with class 243 and ``a_243.jpg``
     included; the input's thumbnail was ``thumbs/STEM.jpg``, which could)."""
     return f"thumbs/{stem}_input.jpg"
 
 
-def planned_files(stem: str, classes: list[int], stage1: bool, save_npy: bool, tag: str = "") -> list[str]:
-    """Every file the outputs of one image will have, relative to the output folder."""
+def planned_files(stem: str, classes: list[int | str], stage1: bool, save_npy: bool, tag: str = "") -> list[str]:
+    """Every file the outputs of one image will have, relative to the output folder (``classes``:
+    its targets' keys)."""
     names = ([input_thumb(stem)] + [f"thumbs/{stem}_{c}.jpg" for c in classes]
              + [overlay_name(stem, c, tag) for c in classes])
     if stage1:
@@ -91,20 +94,25 @@ class ImageWriter:
         ev = t["evidence"]
         what = PROBLEMS[problem]
         if problem == "kept_below_removed":
-            what += f" (p kept {format_prob(ev['prob_kept'])} < p removed {format_prob(ev['prob_removed'])})"
+            p = "score" if t.get("target") else "p"  # a target's own score need not be a probability
+            what += f" ({p} kept {format_prob(ev['prob_kept'])} < {p} removed {format_prob(ev['prob_removed'])})"
         elif t.get("collapsed"):
             what = "the map collapsed (all weights zero); it is written as zeros and holds none of the class's evidence"
-        return f"{path}, {_short(name)}: {what}; {advice(self.explainer, problem, t.get('prob'))}"
+        who = _short(name) if not t.get("target") else t.get("spec") or t["target"]
+        return f"{path}, {who}: {what}; {advice(self.explainer, problem, None if t.get('target') else t.get('prob'))}"
 
     def _save(self, stem: str, name: str, write) -> str:
         return self.run.save(name, write, key=stem)
 
     def write(self, path: Path, image: torch.Tensor, e, row: int, probs: torch.Tensor, seconds: float,
-              batch_images: int = 1, checked=None) -> dict:
+              batch_images: int = 1, checked=None, keys: list[str] | None = None,
+              specs: list[str | None] | None = None) -> dict:
         """Outputs of row ``row`` of the explanation ``e`` for ``image`` (its own size); ``seconds`` is
         the batch's time per image, ``batch_images`` how many images the batch explained together;
         ``checked`` the :class:`gfi.evidence.Evidence` of ``e`` (each target's record then carries
-        its ``evidence``, and a map that fails is one warning line with what to try)."""
+        its ``evidence``, and a map that fails is one warning line with what to try); ``keys`` the
+        targets' keys in the output names (default: their class indices); ``specs`` each target's
+        spec as the user gave it, when it is not a class (recorded as ``spec``)."""
         import numpy as np
 
         from gfi.viz.overlay import to_original_size
@@ -115,7 +123,7 @@ class ImageWriter:
         rec = self._image_record(path, size, probs, seconds)
         rec["batch_images"] = int(batch_images)
         rec["thumb_input"] = self._save(stem, input_thumb(stem), lambda p: p.write_bytes(thumbnail(image)))
-        stage1 = to_original_size(e.stage1_map[row], size) if e.stage1_map is not None else None
+        stage1 = to_original_size(e.get("stage1_map")[row], size) if e.get("stage1_map") is not None else None
         if stage1 is not None:
             rec["stage1_collapsed"] = bool(e.stage1_collapsed[row])
             rec["thumb_stage1"] = self._save(stem, f"thumbs/{stem}_stage1.jpg",
@@ -125,13 +133,18 @@ class ImageWriter:
                                                lambda p: np.save(p, stage1.numpy().astype(np.float32)))
         maps = to_original_size(e.maps[row], size)
         for k in range(e.targets.shape[1]):
-            rec["targets"].append(self._target(path, stem, image, stage1, maps[k], e, row, k, checked))
+            key = keys[k] if keys is not None else str(int(e.targets[row, k]))
+            spec = specs[k] if specs is not None else None
+            rec["targets"].append(self._target(path, stem, image, stage1, maps[k], e, row, k, checked, key, spec))
         return rec
 
-    def _image_record(self, path: Path, size: tuple[int, int], probs: torch.Tensor, seconds: float) -> dict:
+    def _image_record(self, path: Path, size: tuple[int, int], probs: torch.Tensor | None, seconds: float) -> dict:
+        """The image's record; ``probs`` None for a model without one score per class (segmentation,
+        detection): no ``top5`` then."""
         rec = {"image": str(path), "status": "ok", "size": list(size), "seconds_per_image": round(seconds, 3),
-               "top5": [{"class": int(i), "class_name": self.clf.class_name(int(i)), "prob": round(float(probs[i]), 5)}
-                        for i in probs.topk(min(5, probs.numel())).indices],
+               "top5": [] if probs is None else [
+                   {"class": int(i), "class_name": self.clf.class_name(int(i)), "prob": round(float(probs[i]), 5)}
+                   for i in probs.topk(min(5, probs.numel())).indices],
                "targets": []}
         if max(size) >= self.settings.max_side:  # reduced on reading (--max-side): say from what
             from gfi.data.images import image_size
@@ -139,8 +152,10 @@ class ImageWriter:
             rec["original_size"] = list(image_size(path))
         return rec
 
-    def _target(self, path, stem, image, stage1, m, e, row: int, k: int, checked=None) -> dict:
-        """The files and the record entry of target ``k``."""
+    def _target(self, path, stem, image, stage1, m, e, row: int, k: int, checked=None, key: str = "",
+                spec: str | None = None) -> dict:
+        """The files and the record entry of target ``k`` (``key``: its part of the file names). A
+        target that is not a plain class index is recorded with its description (``target``)."""
         import numpy as np
 
         from gfi.viz.overlay import save_explanation_figure
@@ -148,10 +163,18 @@ class ImageWriter:
 
         s = self.settings
         c = int(e.targets[row, k])
-        name = self.clf.class_name(c)
-        where = f"{path}, class {name}"
-        t = {"class": c, "class_name": name, "prob": _finite(float(e.probs[row, k]), "the score", where)}
-        if e.prob_kept is not None:
+        key = key or str(c)
+        described = e.target_descriptions[row][k] if e.target_descriptions is not None else None
+        plain = key == str(c)  # a class index, or --contrastive's classes: named by the class
+        name = self.clf.class_name(c) if c >= 0 else described
+        where = f"{path}, class {name}" if plain else f"{path}, target {described}"
+        t = {"class": c if c >= 0 else None, "class_name": name if c >= 0 else None,
+             "prob": _finite(float(e.probs[row, k]), "the score", where)}
+        if described is not None and described != f"class:{c}":
+            t["target"] = described
+        if spec:
+            t["spec"] = spec
+        if e.get("prob_kept") is not None:
             t.update(prob_kept=_finite(float(e.prob_kept[row, k]), "the score of the kept image", where),
                      prob_removed=_finite(float(e.prob_removed[row, k]), "the score of the removed image", where))
         if any(t.get(f) is None for f in ("prob", "prob_kept", "prob_removed") if f in t):
@@ -168,11 +191,14 @@ class ImageWriter:
                 log.warning("%s", self._evidence_line(path, name, t, checked.problem(row, k)))
         elif t.get("collapsed"):
             log.warning("%s: the map collapsed (all weights zero); it is written as zeros", where)
-        title = f"{self.method}: {name.split(',')[0]} ({c}), p={format_prob(t['prob'])}"
-        t["overlay"] = self._save(stem, overlay_name(stem, c, s.method_tag), lambda p: save_explanation_figure(
+        shown = f"{name.split(',')[0]} ({c})" if c >= 0 else described
+        if not plain and c >= 0:
+            shown += f", {described}"
+        title = f"{self.method}: {shown}, {'p' if plain and 'target' not in t else 'score'}={format_prob(t['prob'])}"
+        t["overlay"] = self._save(stem, overlay_name(stem, key, s.method_tag), lambda p: save_explanation_figure(
             p, image, stage1, m, title, cmap=s.cmap, colorbar=s.colorbar))
-        t["thumb"] = self._save(stem, f"thumbs/{stem}_{c}.jpg",
+        t["thumb"] = self._save(stem, f"thumbs/{stem}_{key}.jpg",
                                 lambda p: p.write_bytes(thumbnail(image, m, cmap=s.cmap)))
         if s.save_npy:
-            t["npy"] = self._save(stem, f"{stem}_{c}.npy", lambda p: np.save(p, m.numpy().astype(np.float32)))
+            t["npy"] = self._save(stem, f"{stem}_{key}.npy", lambda p: np.save(p, m.numpy().astype(np.float32)))
         return t

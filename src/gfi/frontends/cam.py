@@ -305,7 +305,7 @@ class GFICAM:
         return e.maps[:, 0].float()
 
     def _eigen_map(self, clf: Classifier, pixels: Tensor, e: Explanation, size: tuple[int, int]) -> Tensor:
-        if e.weights is None:
+        if e.get("weights") is None:
             raise UsageError(f"GFICAM: eigen_smooth projects a layer's weighted channels, and method "
                              f"{self.spec.name!r} has no channel weights; use method='gfi' or 'gfi-stage1', or "
                              "call without eigen_smooth")

@@ -13,7 +13,10 @@ with
   5, Fong & Vedaldi 2017 Eq. 3-4, Fong et al. 2019's preservation game), the only part a method
   writes;
 * ``U`` the update: Adam (Kingma & Ba 2015; element-wise, so the rows stay independent) or SGD with
-  momentum and dampening (Extremal Perturbation's);
+  momentum and dampening (Extremal Perturbation's), each written here as torch's ``torch.optim.Adam``
+  and ``torch.optim.SGD`` compute it on one tensor (the same operations in the same order: the same
+  floats to the last bit, tested), without an ``Optimizer`` object, whose first step imports
+  ``torch._dynamo`` (about a second of every command's start);
 * ``eta_t = lr * factor^floor(t / every)`` (:class:`StepDecay`; none: constant);
 * ``P`` the projection onto the feasible set: a clamp to ``[lo, hi]`` (GFI's ``w >= 0``, a mask's
   ``[0, 1]``) or any in-place function of theta.
@@ -148,10 +151,37 @@ class MaskOptimizer:
         self.lr, self.kind, self.momentum, self.decay = lr, kind, momentum, decay
         self.project, self.early_exit, self.progress = project, early_exit, progress
 
-    def _optimizer(self, theta: Tensor) -> torch.optim.Optimizer:
+    def _step(self, theta: Tensor, state: dict, lr: float) -> None:
+        """One update of ``theta`` by its gradient, in place, with the optimiser's ``state``: Adam's
+        (``step``, a float32 scalar tensor as torch keeps it, ``exp_avg``, ``exp_avg_sq``; betas 0.9,
+        0.999, eps 1e-8) or SGD's ``momentum_buffer``: torch's single-tensor updates, op for op."""
+        grad = theta.grad
+        if grad is None:  # theta did not reach the loss: torch's optimisers leave it, and their state, alone
+            return
         if self.kind == "sgd":
-            return torch.optim.SGD([theta], lr=self.lr, momentum=self.momentum, dampening=self.momentum)
-        return torch.optim.Adam([theta], lr=self.lr)
+            if self.momentum:
+                buf = state.get("momentum_buffer")
+                if buf is None:
+                    buf = state["momentum_buffer"] = grad.detach().clone()
+                else:
+                    buf.mul_(self.momentum).add_(grad, alpha=1 - self.momentum)  # dampening = momentum
+                grad = buf
+            theta.add_(grad, alpha=-lr)
+            return
+        beta1, beta2, eps = 0.9, 0.999, 1e-8
+        if not state:
+            state.update(step=torch.tensor(0.0, dtype=torch.float32), exp_avg=torch.zeros_like(theta),
+                         exp_avg_sq=torch.zeros_like(theta))
+        state["step"] += 1
+        exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
+        exp_avg.lerp_(grad, 1 - beta1)
+        exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
+        step = state["step"].item()
+        bias_correction1 = 1 - beta1**step
+        bias_correction2 = 1 - beta2**step
+        step_size = lr / bias_correction1
+        denom = (exp_avg_sq.sqrt() / bias_correction2**0.5).add_(eps)
+        theta.addcdiv_(exp_avg, denom, value=-step_size)
 
     def _projected(self, theta: Tensor) -> None:
         if self.project is None:
@@ -173,11 +203,8 @@ class MaskOptimizer:
         if self.early_exit is not None and restrict is None:
             raise ValueError("early_exit lets rows leave the loop: give restrict= to tell the objective which remain")
         theta = start.detach().clone().requires_grad_(True)
-        opt = self._optimizer(theta)
-        if state:
-            opt.state[theta] = state
-        sched = torch.optim.lr_scheduler.StepLR(opt, step_size=self.decay.every, gamma=self.decay.factor) \
-            if self.decay is not None else None
+        opt_state: dict = dict(state) if state else {}
+        lr = self.lr
         rows = theta.shape[0]
         active = torch.arange(rows, device=theta.device)  # the rows still optimised
         left = torch.zeros(rows, dtype=torch.bool, device=theta.device)  # those that left
@@ -189,12 +216,12 @@ class MaskOptimizer:
             everyone = len(active) == rows
             out = objective(theta if everyone else theta[active], it)
             loss, mask = out if isinstance(out, tuple) else (out, None)
-            opt.zero_grad(set_to_none=True)
+            theta.grad = None
             loss.sum().backward()
-            opt.step()
-            if sched is not None:
-                sched.step()
             with torch.no_grad():
+                self._step(theta, opt_state, lr)
+                if self.decay is not None and (it + 1) % self.decay.every == 0:  # torch's StepLR: lr * factor
+                    lr = lr * self.decay.factor
                 self._projected(theta)
                 if not everyone:
                     theta[left] = held[left]
@@ -219,4 +246,5 @@ class MaskOptimizer:
                 left = torch.ones(rows, dtype=torch.bool, device=theta.device).index_fill(0, active, False)
                 held = theta.detach().clone()
                 restrict(active)
-        return Optimized(theta.detach(), torch.stack(losses) if losses else None, dict(opt.state.get(theta, {})))
+        theta.grad = None
+        return Optimized(theta.detach(), torch.stack(losses) if losses else None, opt_state)

@@ -1,8 +1,16 @@
 """Explanation methods behind one interface, ``explain(images, targets) -> Explanation``."""
 
-from gfi.methods.base import Explainer, Explanation, NoSettings, RunOptions, as_targets
+from gfi.methods.base import (
+    Explainer,
+    Explanation,
+    InversionExplanation,
+    MaskExplanation,
+    NoSettings,
+    RunOptions,
+    as_targets,
+)
 from gfi.methods.center import Center
-from gfi.methods.gfi import GFIConfig, GuidedFeatureInversion, GuidedFeatureInversionStage1
+from gfi.methods.gfi import GFIConfig, GFIExplanation, GuidedFeatureInversion, GuidedFeatureInversionStage1
 from gfi.methods.grad_cam import GradCAM
 from gfi.methods.gradient import Gradient
 from gfi.methods.registry import METHODS, get_method, method_class
@@ -14,10 +22,13 @@ __all__ = [
     "Explainer",
     "Explanation",
     "GFIConfig",
+    "GFIExplanation",
     "GradCAM",
     "Gradient",
     "GuidedFeatureInversion",
     "GuidedFeatureInversionStage1",
+    "InversionExplanation",
+    "MaskExplanation",
     "MethodSpec",
     "NoSettings",
     "RunOptions",

@@ -128,7 +128,11 @@ TargetsLike = (int | Target | Callable[..., Tensor] | Sequence[int | Target | Ca
 
 @dataclass
 class Explanation:
-    """What a method knows about one batch. Tensors stay on the device they were computed on.
+    """What every method knows about one batch. Tensors stay on the device they were computed on.
+    A method with more to say returns a subclass holding it (its method-specific part):
+    :class:`MaskExplanation` for methods that optimise a mask (their losses), and
+    :class:`gfi.methods.gfi.GFIExplanation` for GFI (its stage-1 map, weights and the scores of
+    the kept and removed images).
 
     Attributes:
         maps: (B, K, H, W) saliency in [0, 1] at the model's input size, one per image and target.
@@ -139,31 +143,25 @@ class Explanation:
         probs: (B, K) each target's score on the unmodified input: f_c(x) (the softmax probability,
             or sigmoid for a multi-label model) for a plain class index, the target's own score for
             a :class:`~gfi.targets.Target` (a logit, a contrastive difference, a detection's score).
+        collapsed: (B, K) True where the final map was constant (nothing found): the map is then zeros.
         target_descriptions: B lists of K texts, each target's :meth:`~gfi.targets.Target.describe`
             (``"class:243"``, ``"box:10,20,100,200:3"``, ...).
-        stage1_map: (B, H, W) GFI's class-agnostic inversion map (Fig. 3b), when the method has one.
-        weights: (B, K, C) GFI's channel weights w after stage 2 (or stage 1 for ``gfi-stage1``).
-        stage1_weights: (B, C) w after stage 1.
-        prob_kept: (B, K) f_c of the kept image Phi(x, m) (Eq. 2) under the final mask.
-        prob_removed: (B, K) f_c of the removed image Phi_bg(x, m) (Eq. 4) under the final mask.
-        loss_history: per stage, (T, B) or (T, B, K) losses of every iteration.
-        collapsed: (B, K) True where the final map was constant (all w = 0): the map is then zeros.
-        stage1_collapsed: (B,) the same for the stage-1 map.
     """
 
     maps: Tensor
     targets: Tensor
     method: str
     probs: Tensor | None = None
-    stage1_map: Tensor | None = None
-    weights: Tensor | None = None
-    stage1_weights: Tensor | None = None
-    prob_kept: Tensor | None = None
-    prob_removed: Tensor | None = None
-    loss_history: dict[str, Tensor] = field(default_factory=dict)
     collapsed: Tensor | None = None
-    stage1_collapsed: Tensor | None = None
     target_descriptions: list[list[str]] | None = None
+
+    #: the fields holding (B, ..., H, W) maps, which :meth:`resize_to` resizes
+    map_fields: ClassVar[tuple[str, ...]] = ("maps",)
+
+    def get(self, name: str) -> Any:
+        """A method-specific field by name, None when this explanation's method has none (e.g.
+        ``e.get("stage1_map")`` on any method's explanation)."""
+        return getattr(self, name, None)
 
     def to(self, device: torch.device | str) -> Explanation:
         def move(v):
@@ -179,28 +177,33 @@ class Explanation:
         return self.to("cpu")
 
     def resize_to(self, size: tuple[int, int]) -> Explanation:
-        """A copy whose maps (and stage-1 map) are bilinearly resized to ``size`` = (H, W), e.g. an
-        image's own size, staying in [0, 1]: what overlays, ``.npy`` files and metrics use."""
+        """A copy whose maps (and a method's other maps, e.g. GFI's stage-1 map) are bilinearly
+        resized to ``size`` = (H, W), e.g. an image's own size, staying in [0, 1]: what overlays,
+        ``.npy`` files and metrics use."""
         from gfi.masks.channel_mask import resize_maps
 
-        return replace(self, maps=resize_maps(self.maps, size),
-                       stage1_map=None if self.stage1_map is None else resize_maps(self.stage1_map, size))
+        return replace(self, **{f: resize_maps(getattr(self, f), size) for f in self.map_fields
+                                if getattr(self, f) is not None})
 
     def __len__(self) -> int:
         return self.maps.shape[0]
 
     @staticmethod
     def cat(parts: Sequence[Explanation]) -> Explanation:
-        """The explanations of consecutive batches as one: every tensor field (batch first) concatenated
-        along the batch, None where a part has none; loss histories ((T, B, ...)) along their batch
-        dimension, a shorter one (an early stop) padded with NaN; other fields (the method) the first's."""
+        """The explanations of consecutive batches as one (of the first part's type): every tensor
+        field (batch first) concatenated along the batch, None where a part has none; loss histories
+        ((T, B, ...)) along their batch dimension, a shorter one (an early stop) padded with NaN;
+        other fields (the method) the first's."""
         def history(hs: list[Tensor]) -> Tensor:
             t = max(h.shape[0] for h in hs)
             return torch.cat([torch.cat([h, h.new_full((t - h.shape[0], *h.shape[1:]), float("nan"))]) for h in hs],
                              1)
 
+        kind = type(parts[0])
+        if any(type(p) is not kind for p in parts):
+            raise TypeError(f"Explanation.cat: parts of different kinds {sorted({type(p).__name__ for p in parts})}")
         out = {}
-        for f in fields(Explanation):
+        for f in fields(kind):
             values = [getattr(p, f.name) for p in parts]
             if f.name == "loss_history":
                 out[f.name] = {key: history([v[key] for v in values]) for key in values[0]}
@@ -210,7 +213,35 @@ class Explanation:
                 out[f.name] = None if any(v is None for v in values) else [row for v in values for row in v]
             else:
                 out[f.name] = values[0]
-        return Explanation(**out)
+        return kind(**out)
+
+
+@dataclass
+class MaskExplanation(Explanation):
+    """The explanation of a method that optimises a mask (:mod:`gfi.masks.optimizer`): Meaningful
+    Perturbation, extremal perturbation, the pixel mask, GFI.
+
+    Attributes:
+        loss_history: per stage, (T, B) or (T, B, K) losses of every iteration.
+    """
+
+    loss_history: dict[str, Tensor] = field(default_factory=dict)
+
+
+@dataclass
+class InversionExplanation(MaskExplanation):
+    """The explanation of a method with a class-agnostic stage 1 (Alg. 1; ``has_stage1``): GFI and
+    the pixel mask.
+
+    Attributes:
+        stage1_map: (B, H, W) the class-agnostic inversion map (Fig. 3b).
+        stage1_collapsed: (B,) True where the stage-1 map was constant (then zeros).
+    """
+
+    stage1_map: Tensor | None = None
+    stage1_collapsed: Tensor | None = None
+
+    map_fields: ClassVar[tuple[str, ...]] = ("maps", "stage1_map")
 
 
 def _class_index(value: Any, where: str) -> int:

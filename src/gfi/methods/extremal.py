@@ -44,7 +44,7 @@ from gfi.errors import SettingsError
 from gfi.masks.backgrounds import gaussian_blur, kernel_for_sigma
 from gfi.masks.channel_mask import min_max
 from gfi.masks.optimizer import MaskOptimizer
-from gfi.methods.base import Explainer, Explanation, TargetsLike
+from gfi.methods.base import Explainer, Explanation, MaskExplanation, TargetsLike
 from gfi.models.layers import frozen
 from gfi.settings import Settings, setting
 
@@ -171,5 +171,5 @@ class ExtremalPerturbation(Explainer):
             with torch.no_grad():
                 masks = gen(res.param).view(b, k, a, *size)
         maps, collapsed = min_max(masks.mean(2))
-        return Explanation(maps=maps, method=self.name, collapsed=collapsed,
+        return MaskExplanation(maps=maps, method=self.name, collapsed=collapsed,
                            loss_history={"extremal": res.losses.view(-1, b, k, a)}, **self._fields(grid, probs))

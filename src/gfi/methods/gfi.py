@@ -45,6 +45,7 @@ from gfi.masks.optimizer import EarlyExit, MaskOptimizer, Optimized, StepDecay, 
 from gfi.methods.base import (
     Explainer,
     Explanation,
+    InversionExplanation,
     RunOptions,
     TargetsLike,
     paper_values,
@@ -68,8 +69,25 @@ from gfi.targets import ClassTarget, TargetGrid
 
 _log = logging.getLogger(__name__)
 
-__all__ = ["PAPER_SETTINGS", "GFIConfig", "GuidedFeatureInversion", "GuidedFeatureInversionStage1",
+__all__ = ["PAPER_SETTINGS", "GFIConfig", "GFIExplanation", "GuidedFeatureInversion", "GuidedFeatureInversionStage1",
            "inversion_error", "l1_penalty", "plateaued", "target_terms"]
+
+
+@dataclass
+class GFIExplanation(InversionExplanation):
+    """GFI's explanation: every method's fields, stage 1's inversion map, and what only GFI has.
+
+    Attributes:
+        weights: (B, K, C) the channel weights w after stage 2 (Eq. 8; stage 1's for ``gfi-stage1``).
+        stage1_weights: (B, C) stage 1's weights (Eq. 6).
+        prob_kept: (B, K) f_c of the kept image Phi(x, m) (Eq. 2) under the final mask.
+        prob_removed: (B, K) f_c of the removed image Phi_bg(x, m) (Eq. 4) under the final mask.
+    """
+
+    weights: Tensor | None = None
+    stage1_weights: Tensor | None = None
+    prob_kept: Tensor | None = None
+    prob_removed: Tensor | None = None
 
 
 @dataclass(frozen=True)
@@ -401,7 +419,7 @@ class GuidedFeatureInversion(Explainer):
         history = {"stage1": hist1}
         if hist2 is not None:
             history["stage2"] = hist2
-        return Explanation(
+        return GFIExplanation(
             maps=m, method=self.name if cfg.stage2 else GuidedFeatureInversionStage1.name,
             stage1_map=m1[:, 0], weights=w2.detach(), stage1_weights=w1[:, 0].detach(),
             prob_kept=s[0], prob_removed=s[1], loss_history=history, collapsed=col,
@@ -425,7 +443,7 @@ class GuidedFeatureInversion(Explainer):
                          if not x.probability})
         if cfg.score == "log" and linear and not getattr(self, "_noted_linear", False):
             self._noted_linear = True
-            _log.info("gfi: %s %s not a probability, so Eq. 9 reads it linearly (-s(kept) + lambda s(removed)) "
+            _log.info("method gfi: %s %s not a probability, so Eq. 9 reads it linearly (-s(kept) + lambda s(removed)) "
                       "rather than in score=log's form (docs/METHOD.md, \"Targets\")", ", ".join(linear[:3]),
                       "is" if len(linear) == 1 else "are")
 
@@ -440,7 +458,7 @@ class GuidedFeatureInversion(Explainer):
             return True
         if not getattr(self, "_noted_no_rivals", False):
             self._noted_no_rivals = True
-            _log.info("gfi: rivals=%d applies to class indices; %s is explained without rivals (docs/METHOD.md, "
+            _log.info("method gfi: rivals=%d applies to class indices; %s is explained without rivals (docs/METHOD.md, "
                       "\"Rivals\")", self.config.rivals,
                       next((x.describe() for x in grid.flat if type(x) is not ClassTarget), "this model's output"))
         return False

@@ -40,7 +40,7 @@ from torch import Tensor
 from gfi.masks.backgrounds import gaussian_blur, kernel_for_sigma
 from gfi.masks.channel_mask import KeptAndRemoved, Upsampler, min_max
 from gfi.masks.optimizer import MaskOptimizer
-from gfi.methods.base import Explainer, Explanation, TargetsLike
+from gfi.methods.base import Explainer, Explanation, MaskExplanation, TargetsLike
 from gfi.models.layers import frozen
 from gfi.objectives import target_scores, total_variation
 from gfi.settings import Settings, setting
@@ -121,5 +121,5 @@ class MeaningfulPerturbation(Explainer):
                 start, deletion_game, cfg.iterations)
             with torch.no_grad():
                 sal, collapsed = min_max(1 - self.upsampled(res.param, size, up))
-        return Explanation(maps=sal, method=self.name, collapsed=collapsed, loss_history={"mask": res.losses},
+        return MaskExplanation(maps=sal, method=self.name, collapsed=collapsed, loss_history={"mask": res.losses},
                            **self._fields(grid, probs))

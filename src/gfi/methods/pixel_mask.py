@@ -46,7 +46,7 @@ from torch import Tensor
 from gfi.masks.backgrounds import make_background
 from gfi.masks.channel_mask import KeptAndRemoved, Upsampler, min_max
 from gfi.masks.optimizer import MaskOptimizer, StepDecay
-from gfi.methods.base import Explainer, Explanation, TargetsLike, target_score_terms
+from gfi.methods.base import Explainer, Explanation, InversionExplanation, TargetsLike, target_score_terms
 from gfi.models.layers import frozen
 from gfi.objectives import inversion_error, target_terms
 from gfi.settings import Settings, setting
@@ -140,5 +140,5 @@ class PixelMask(Explainer):
             maps, collapsed = min_max(full(m))
             s1, col1 = min_max(full(m1)[:, 0])
         history = {name: r.losses for name, r in (("stage1", first), ("stage2", second)) if r.losses is not None}
-        return Explanation(maps=maps, method=self.name, stage1_map=s1, loss_history=history, collapsed=collapsed,
-                           stage1_collapsed=col1, **self._fields(grid, probs))
+        return InversionExplanation(maps=maps, method=self.name, stage1_map=s1, loss_history=history,
+                                    collapsed=collapsed, stage1_collapsed=col1, **self._fields(grid, probs))

@@ -58,6 +58,11 @@ class Classifier(nn.Module):
         inversion_layer: l0, the layer whose features Eq. (8) inverts. ``None`` = automatic.
         channel_layer: l1, the layer whose channels Eq. (6) combines. ``None`` = automatic.
         multilabel: scores are sigmoids of the logits (the paper's VOC model), not a softmax.
+        task: what the model's output is: ``"classification"`` (N, classes) scores; ``"segmentation"``
+            per-pixel class scores (N, classes, H, W), explained for a
+            :class:`~gfi.targets.SegmentationTarget`; ``"detection"`` torchvision's list of
+            detections, explained for a :class:`~gfi.targets.DetectionTarget`. Folder jobs read it to
+            know which targets the model takes (any model takes any target in ``explain``).
         name: a label for outputs.
         reshape_transform: how a layer's activation becomes the (B, C, h, w) map the layer methods
             need (pytorch-grad-cam's argument of that name): a callable (e.g.
@@ -84,6 +89,7 @@ class Classifier(nn.Module):
         multilabel: bool = False,
         name: str = "custom",
         reshape_transform: Callable[[Tensor], Tensor] | Literal["auto"] | None = "auto",
+        task: Literal["classification", "segmentation", "detection"] = "classification",
     ) -> None:
         super().__init__()
         if not isinstance(model, nn.Module):
@@ -96,6 +102,9 @@ class Classifier(nn.Module):
         self.class_names = list(class_names) if class_names is not None else None
         self.multilabel = multilabel
         self.name = name
+        if task not in ("classification", "segmentation", "detection"):
+            raise UsageError(f"task must be 'classification', 'segmentation' or 'detection', got {task!r}")
+        self.task = task
         self._inversion_layer = LayerRef.parse(inversion_layer) if inversion_layer is not None else None
         self._channel_layer = LayerRef.parse(channel_layer) if channel_layer is not None else None
         if not (reshape_transform is None or reshape_transform == "auto" or callable(reshape_transform)):

@@ -64,10 +64,17 @@ class ModelChoice(Protocol):
 
 
 def load_classifier(run: ModelChoice) -> tuple[Classifier, dict]:
-    """(Classifier, info) from ``run``'s model, weights, layers and ``multilabel`` (:func:`load_checkpointed`)."""
-    return load_checkpointed(run.model, run.weights, allow_pickle=run.allow_pickle, download=run.download,
-                             inversion_layer=run.inversion_layer, channel_layer=run.channel_layer,
-                             multilabel=run.multilabel)
+    """(Classifier, info) from ``run``'s model, weights, layers and ``multilabel`` (:func:`load_checkpointed`),
+    for ``gfi eval``: a classifier (its experiments score class maps against class labels)."""
+    clf, info = load_checkpointed(run.model, run.weights, allow_pickle=run.allow_pickle, download=run.download,
+                                  inversion_layer=run.inversion_layer, channel_layer=run.channel_layer,
+                                  multilabel=run.multilabel)
+    if clf.task != "classification":
+        from gfi.errors import UsageError
+
+        raise UsageError(f"gfi eval scores class maps against class labels, and --model {run.model} is a {clf.task} "
+                         "model; give a classifier, or explain it with gfi explain (a mask or box target)")
+    return clf, info
 
 
 def load_checkpointed(model: str, weights: str = "default", *, allow_pickle: bool = False, download: bool = False,

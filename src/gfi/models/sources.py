@@ -258,14 +258,27 @@ def _fix_densenet(state: dict) -> dict:
     return out
 
 
+def _tv_task(name: str) -> str | None:
+    """The task of torchvision's model ``name``: classification, segmentation or detection (None:
+    none of them)."""
+    import torchvision
+
+    for task, module in (("classification", torchvision.models), ("segmentation", torchvision.models.segmentation),
+                         ("detection", torchvision.models.detection)):
+        if name in torchvision.models.list_models(module=module):
+            return task
+    return None
+
+
 def _tv_enum(spec: str, name: str, member: str | None):
     import torchvision
     from torchvision.models import get_model_weights
 
-    names = torchvision.models.list_models(module=torchvision.models)
-    if name not in names:
-        raise ModelSpecError(f"{spec!r}: torchvision has no classification model {name!r}.{_nearest(name, names)} "
-                             "torchvision.models.list_models() lists them")
+    if _tv_task(name) is None:
+        names = [n for m in (torchvision.models, torchvision.models.segmentation, torchvision.models.detection)
+                 for n in torchvision.models.list_models(module=m)]
+        raise ModelSpecError(f"{spec!r}: torchvision has no classification, segmentation or detection model "
+                             f"{name!r}.{_nearest(name, names)} torchvision.models.list_models() lists them")
     enum = get_model_weights(name)
     key = (member or "DEFAULT").rpartition(".")[2]
     if key == "DEFAULT":
@@ -298,6 +311,8 @@ def _load_torchvision(spec: str, name: str, member: str | None, *, weights, allo
     import torchvision
 
     enum = _tv_enum(spec, name, member)
+    if _tv_task(name) != "classification":
+        return _load_torchvision_dense(spec, name, enum, weights=weights, allow_pickle=allow_pickle, download=download)
     categories = list(enum.meta.get("categories") or [])
     preset = enum.transforms()  # built to read its attributes, never run
     crop = getattr(preset, "crop_size", None)
@@ -334,6 +349,63 @@ def _load_torchvision(spec: str, name: str, member: str | None, *, weights, allo
             "interpolation": getattr(interpolation, "value", interpolation), "num_classes": len(categories)}
     model.eval()
     clf = Classifier(model, mean=mean, std=std, input_size=size, class_names=categories, name=spec)
+    return clf, info
+
+
+def _tv_cached_or_refused(enum, spec: str, weights, download: bool) -> Path | None:
+    if weights != "default":
+        return None
+    cached = torchvision_cached(enum)
+    if cached is None and download:
+        cached = _tv_download(enum.url, spec)
+    if cached is None:
+        raise WeightsError(
+            f"the weights {enum} of {spec} are not in the local torch hub cache "
+            f"({hub_checkpoints_dir() / os.path.basename(enum.url)}); pass --weights FILE (a state dict: "
+            "torch.save(model.state_dict(), FILE)), copy the file into that folder, or --download (needs network "
+            "access); --weights random for a random initialisation")
+    return cached
+
+
+def _load_torchvision_dense(spec: str, name: str, enum, *, weights, allow_pickle: bool,
+                            download: bool) -> tuple[Classifier, dict]:
+    """A torchvision segmentation or detection model, as a :class:`Classifier` whose ``task`` says so.
+
+    Segmentation: normalised as its weights' preset says, the whole image resized to a square of the
+    preset's ``resize_size`` (520), its output's ``"out"`` read (FCN and DeepLabV3 keep their
+    auxiliary head when weights are loaded, as torchvision builds them). Detection: given pixels in
+    [0, 1] (the model normalises and resizes them itself), the image resized to a square of the
+    model's ``min_size``; l0 = l1 = the first (finest) FPN output, the feature map the box head pools,
+    when the model has an FPN (else the automatic rule, or the user's layers)."""
+    import torchvision
+
+    task = _tv_task(name)
+    categories = list(enum.meta.get("categories") or [])
+    kwargs: dict = {"num_classes": len(categories), "weights_backbone": None}
+    if task == "segmentation" and (name.startswith("fcn") or name.startswith("deeplabv3")):
+        kwargs["aux_loss"] = weights != "random"  # torchvision's weights hold the auxiliary head
+    model = torchvision.models.get_model(name, weights=None, **kwargs)
+    cached = _tv_cached_or_refused(enum, spec, weights, download)
+    info = _weighted(model, weights, spec=spec, allow_pickle=allow_pickle, cached=cached)
+    model.eval()
+    layer = None
+    if task == "segmentation":
+        preset = enum.transforms()
+        side = getattr(preset, "resize_size", None) or [520]
+        side = int(side[0] if isinstance(side, list | tuple) else side)
+        mean = tuple(float(m) for m in preset.mean)
+        std = tuple(float(v) for v in preset.std)
+    else:
+        side = int(model.transform.min_size[0])
+        mean, std = (0.0, 0.0, 0.0), (1.0, 1.0, 1.0)  # GeneralizedRCNNTransform normalises
+        fpn = getattr(getattr(model, "backbone", None), "fpn", None)
+        if fpn is not None and hasattr(fpn, "layer_blocks"):
+            layer = "backbone.fpn.layer_blocks.0"
+    enum_key = "weights_enum" if weights == "default" else "preprocessing_of"
+    info = {"model": spec, "source": "torchvision", "architecture": name, "task": task, enum_key: str(enum), **info,
+            "mean": mean, "std": std, "input_size": (side, side), "num_classes": len(categories)}
+    clf = Classifier(model, mean=mean, std=std, input_size=(side, side), class_names=categories, name=spec,
+                     inversion_layer=layer, channel_layer=layer, task=task)
     return clf, info
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 from torch import Tensor
 
+from gfi.persist import atomic_create, atomic_write, check_out_file
 from gfi.viz.overlay import display_rgb, new_figure, overlay, to_original_size
 
 
@@ -41,9 +42,11 @@ def display_image(image: Tensor, max_side: int = 320) -> Tensor:
 
 
 def draw_row(path: str | Path, image: Tensor, panels: list[Panel], *, cmap: str = "jet", colorbar: bool = False,
-             note: str = "", input_title: str = "input", max_side: int = 320) -> Path:
-    """Write the figure: the input and one column per panel. Returns the path. Drawn without pyplot
-    (:func:`gfi.viz.overlay.new_figure`): the global matplotlib backend is left alone."""
+             note: str = "", input_title: str = "input", max_side: int = 320, replace: bool = False) -> Path:
+    """Write the figure as a PNG: the input and one column per panel. Returns the path. Drawn without
+    pyplot (:func:`gfi.viz.overlay.new_figure`): the global matplotlib backend is left alone. Written
+    whole or not at all (a temporary file renamed); a file already at ``path`` is replaced only when
+    ``replace`` (a link there is replaced itself, never followed), else refused."""
     from PIL import Image
 
     img_t = display_image(display_rgb(image.cpu()), max_side)
@@ -78,5 +81,11 @@ def draw_row(path: str | Path, image: Tensor, panels: list[Panel], *, cmap: str 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     buf.seek(0)
-    Image.open(buf).convert("RGB").quantize(256).save(path, optimize=True)
+    png = Image.open(buf).convert("RGB").quantize(256)
+    write = lambda p: png.save(p, format="PNG", optimize=True)  # noqa: E731
+    check_out_file(path, replace)
+    if replace:
+        atomic_write(path, write)
+    elif not atomic_create(path, write):  # a file appeared there meanwhile: refused as above
+        check_out_file(path, replace=False)
     return path

@@ -190,7 +190,9 @@ def render_report(summary: dict, root: Path, title: str = "gfi explain") -> str:
         name = Path(rec["image"]).name
         for t in rec.get("targets", []):
             n += 1
-            cls = f'{t["class_name"]} ({t["class"]})'
+            cls = f'{t["class_name"]} ({t["class"]})' if t.get("class") is not None else t.get("target", "")
+            if t.get("class") is not None and t.get("target"):
+                cls += f', {t["target"]}'
             flags = []
             ev = t.get("evidence")
             if t.get("collapsed"):

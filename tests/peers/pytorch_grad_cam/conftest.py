@@ -29,9 +29,10 @@ SKIPS = {
 #: skipped only without CUDA
 NEEDS_CUDA = {"test_context_release_cuda.py::test_memory_usage_in_loop"}
 #: tests that take 2 s or more on a 2-core CPU (measured: the 100-call memory loop 60 s, 16 grey images 38 s,
-#: RefineCAM 4-9 s, SESS 3-8 s, VGG-11 2-3 s; ResNet-18 at 32 px 0.5 s)
+#: RefineCAM 4-9 s, SESS 3-8 s, VGG-11 2-3 s; the ResNet-18 runs of test_run_all_models 8-10 s each, 70 s
+#: together, on a loaded machine)
 SLOW = re.compile(r"test_context_release\.py::|test_one_channel\.py::|test_refine_cam\.py::"
-                  r"|test_sess\.py::test_sess(\[|_options|_without_targets)|test_run_all_models\.py::.*vgg11")
+                  r"|test_sess\.py::test_sess(\[|_options|_without_targets)|test_run_all_models\.py::")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

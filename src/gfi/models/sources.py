@@ -322,17 +322,7 @@ def _load_torchvision(spec: str, name: str, member: str | None, *, weights, allo
     if name.startswith("vit_") and enum.meta.get("min_size"):
         kwargs["image_size"] = int(enum.meta["min_size"][0])
     model = torchvision.models.get_model(name, weights=None, **kwargs)
-    cached = None
-    if weights == "default":
-        cached = torchvision_cached(enum)
-        if cached is None and download:
-            cached = _tv_download(enum.url, spec)
-        if cached is None:
-            raise WeightsError(
-                f"the weights {enum} of {spec} are not in the local torch hub cache "
-                f"({hub_checkpoints_dir() / os.path.basename(enum.url)}); pass --weights FILE (a state dict: "
-                "torch.save(model.state_dict(), FILE)), copy the file into that folder, or --download (needs network "
-                "access); --weights random for a random initialisation")
+    cached = _tv_cached_or_refused(enum, spec, weights, download)
     fix = _fix_densenet if name.startswith("densenet") else None
     info = _weighted(model, weights, spec=spec, allow_pickle=allow_pickle, cached=cached, fix=fix)
     crop = [crop] if isinstance(crop, int) else list(crop)
@@ -353,6 +343,8 @@ def _load_torchvision(spec: str, name: str, member: str | None, *, weights, allo
 
 
 def _tv_cached_or_refused(enum, spec: str, weights, download: bool) -> Path | None:
+    """The file of torchvision's weights ``enum`` in the local torch hub cache when ``weights`` is
+    "default" (fetched with ``download``; else a one-line refusal with the ways out), None otherwise."""
     if weights != "default":
         return None
     cached = torchvision_cached(enum)

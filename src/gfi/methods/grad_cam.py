@@ -36,6 +36,9 @@ class GradCAM(Explainer):
     name = "gradcam"
     target_objects = True  # any gfi.targets target, through the target grid
     needs_module = True  # reads its layer's activations and gradients
+    #: one forward of the images; each target is one backward from the outputs to the layer
+    #: (gfi.models.layers.layer_gradients; a model whose output has no row per image repeats the image)
+    shares_across_targets = "all"
     summary = "Grad-CAM (Selvaraju et al. 2017): gradient-weighted class activation map"
     settings_class = GradCAMSettings
     config: GradCAMSettings

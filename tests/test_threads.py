@@ -81,3 +81,57 @@ def test_wait_passively_respects_the_users_choice(monkeypatch):
     monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
     assert threads.wait_passively() is False
     assert os.environ["OMP_WAIT_POLICY"] == "ACTIVE"
+
+
+STAT = """cpu  500 0 200 9000 100 0 10 0 0 0
+cpu0 {u0} 0 {s0} 4000 50 0 {q0} 0 0 0
+cpu1 {u1} 0 {s1} 5000 50 0 {q1} 0 0 0
+intr 12345
+"""
+
+
+def _sample(wall, own, cpus=(0, 1), **ticks):
+    return threads.CpuSample(wall, threads.CpuSample.now(cpus, STAT.format(**ticks)).busy, own)
+
+
+def test_a_reading_counts_busy_ticks_of_the_processs_own_cores():
+    s = threads.CpuSample.now([1], STAT.format(u0=100, s0=10, q0=1, u1=200, s1=20, q1=2))
+    assert dict(s.busy) == {1: 222}  # user + system + softirq of cpu1; cpu0 and the total line left out
+    assert threads.CpuSample.now([7], STAT.format(u0=1, s0=1, q0=1, u1=1, s1=1, q1=1)) is None
+
+
+def test_threads_from_the_cores_busy_elsewhere_by_hand():
+    start = _sample(10.0, 1.0, u0=0, s0=0, q0=0, u1=0, s1=0, q1=0)
+    # 2 s: this process used 1.9 CPU s; the two cores were busy 4.0 s in all (100 ticks a second)
+    loaded = _sample(12.0, 2.9, u0=190, s0=10, q0=0, u1=195, s1=5, q1=0)
+    elsewhere = threads.cores_busy_elsewhere(start, loaded, ticks_per_second=100)
+    assert elsewhere == pytest.approx((4.0 - 1.9) / 2)
+    assert threads.free_threads(2, 2, elsewhere) == 1
+    quiet = _sample(12.0, 2.9, u0=190, s0=10, q0=0, u1=0, s1=2, q1=0)  # 2.02 s busy: ours 1.9 and a little
+    assert threads.cores_busy_elsewhere(start, quiet, ticks_per_second=100) == pytest.approx((2.02 - 1.9) / 2)
+    assert threads.free_threads(2, 2, 0.05) == 2
+    assert threads.free_threads(2, 2, 1.6) == 1  # never below one
+    assert threads.free_threads(1, 2, 0.0) == 1  # never above torch's count
+    assert threads.free_threads(4, 4, 1.4) == 3 and threads.free_threads(4, 4, 1.6) == 2
+    too_short = _sample(10.1, 1.1, u0=10, s0=0, q0=0, u1=0, s1=0, q1=0)
+    assert threads.cores_busy_elsewhere(start, too_short, ticks_per_second=100) is None
+    assert threads.free_threads(2, 2, None) == 2
+
+
+def test_the_count_is_the_programs_alone(monkeypatch):
+    """From Python (no start reading) and with OMP_NUM_THREADS set, torch's count stands."""
+    monkeypatch.setattr(threads, "_START", None)
+    assert threads.cli_threads(2) is None
+    start = threads.CpuSample(0.0, {0: 0}, 0.0)
+    monkeypatch.setattr(threads, "_START", start)
+    assert threads.cli_threads(2, {"OMP_NUM_THREADS": "2"}) is None
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/stat"), reason="reads /proc/stat (Linux)")
+def test_the_gfi_program_measures_its_start_up():
+    code = ("import json, sys, torch\nfrom gfi import threads\nthreads.apply_cli_policy()\nimport time\n"
+            "t = time.monotonic()\nwhile time.monotonic() - t < 0.4: pass\n"
+            "got = threads.cli_threads(torch.get_num_threads(), {})\n"
+            "print(json.dumps([got[0], got[1], torch.get_num_threads()]))")
+    n, elsewhere, default = _child(code)
+    assert 1 <= n <= default and elsewhere is not None and elsewhere >= 0

@@ -14,6 +14,13 @@ OpenMP reads the variable once, when torch is imported, so it must be set before
   (``OMP_WAIT_POLICY=ACTIVE gfi ...`` spins as before);
 * a library import never changes the process's environment: from Python, call
   :func:`wait_passively` before anything imports torch (an explicit opt-in).
+
+How many threads: with ``--threads 0`` (the default) the command line takes torch's default count
+(one per core it may use) less the cores that other processes kept busy while it started
+(:func:`cores_busy_elsewhere`: the CPU time of its cores in ``/proc/stat`` over its start-up, less
+its own, on Linux). A second busy process on two cores leaves one thread, which is what
+``--threads 1`` gives; on a quiet machine every core is used. A count the user gives
+(``--threads N``, or ``OMP_NUM_THREADS``) is kept. From Python, torch's count is never changed.
 """
 
 from __future__ import annotations
@@ -21,7 +28,9 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from collections.abc import Mapping, MutableMapping
+import time
+from collections.abc import Iterable, Mapping, MutableMapping
+from dataclasses import dataclass
 
 log = logging.getLogger(__name__)
 
@@ -34,8 +43,11 @@ def apply_cli_policy(environ: MutableMapping[str, str] | None = None,
     """The command line's thread policy: ``OMP_WAIT_POLICY=PASSIVE`` in ``environ`` (default:
     ``os.environ``) unless the user set the variable or torch is already imported (then it could
     no longer take effect). Returns the value set, None when nothing was changed."""
+    global _START
     environ = os.environ if environ is None else environ
     modules = sys.modules if modules is None else modules
+    if environ is os.environ:
+        _START = CpuSample.now()
     if WAIT_POLICY in environ or "torch" in modules:
         return None
     environ[WAIT_POLICY] = PASSIVE
@@ -63,3 +75,96 @@ def wait_passively() -> bool:
         return False
     os.environ[WAIT_POLICY] = PASSIVE
     return True
+
+
+@dataclass(frozen=True)
+class CpuSample:
+    """A reading of the CPUs this process may run on: ``busy`` ticks of each (``/proc/stat``: user,
+    nice, system, irq, softirq, steal; ``SC_CLK_TCK`` a second), this process's own CPU seconds
+    (``os.times``) and the monotonic clock."""
+
+    wall: float
+    busy: Mapping[int, int]
+    own: float
+
+    @classmethod
+    def now(cls, cpus: Iterable[int] | None = None, stat: str | None = None) -> CpuSample | None:
+        """The reading now; None where ``/proc/stat`` cannot be read (not Linux). ``stat``: the
+        file's text (for tests)."""
+        if cpus is None:
+            try:
+                cpus = os.sched_getaffinity(0)
+            except (AttributeError, OSError):  # not Linux
+                return None
+        wanted = set(cpus)
+        if stat is None:
+            try:
+                with open("/proc/stat", encoding="ascii") as f:
+                    stat = f.read()
+            except OSError:
+                return None
+        busy = {}
+        for line in stat.splitlines():
+            name, _, rest = line.partition(" ")
+            if name.startswith("cpu") and name[3:].isdigit() and int(name[3:]) in wanted:
+                v = [int(x) for x in rest.split()[:8]]
+                if len(v) >= 5:
+                    busy[int(name[3:])] = sum(v) - v[3] - v[4]  # all but idle and iowait
+        if not busy:
+            return None
+        t = os.times()
+        return cls(time.monotonic(), busy, t.user + t.system)
+
+
+def cores_busy_elsewhere(start: CpuSample, end: CpuSample, ticks_per_second: float | None = None) -> float | None:
+    """How many of this process's cores other processes kept busy between two readings: the busy
+    CPU time of those cores less this process's own, over the wall time. None when the readings are
+    under 0.25 s apart (too few ticks to tell)."""
+    wall = end.wall - start.wall
+    if wall < 0.25:
+        return None
+    hz = ticks_per_second or float(os.sysconf("SC_CLK_TCK"))
+    busy = sum(end.busy[c] - start.busy[c] for c in end.busy if c in start.busy) / hz
+    return max(0.0, (busy - (end.own - start.own)) / wall)
+
+
+def free_threads(default: int, cores: int, elsewhere: float | None) -> int:
+    """Threads for a run: ``default`` (torch's count) less the cores busy elsewhere, at least one;
+    ``default`` when that is unknown. A core half busy counts as free."""
+    if elsewhere is None:
+        return default
+    return max(1, min(default, int(cores - elsewhere + 0.5)))
+
+
+#: the command line's reading at its start (:func:`apply_cli_policy`); None from Python
+_START: CpuSample | None = None
+
+
+def cli_threads(default: int, environ: Mapping[str, str] | None = None) -> tuple[int, float | None] | None:
+    """The command line's thread count for ``--threads 0`` (:func:`free_threads` over its start-up)
+    and the cores busy elsewhere; None when the process is not the ``gfi`` program (called from
+    Python) or the user set ``OMP_NUM_THREADS`` (their count stands)."""
+    environ = os.environ if environ is None else environ
+    if _START is None or "OMP_NUM_THREADS" in environ:
+        return None
+    end = CpuSample.now(_START.busy)
+    elsewhere = None if end is None else cores_busy_elsewhere(_START, end)
+    return free_threads(default, len(_START.busy), elsewhere), elsewhere
+
+
+def set_cli_threads() -> int | None:
+    """``--threads 0`` on the command line: torch's thread count set to :func:`cli_threads` (logged);
+    nothing from Python. Returns the count set, None when unchanged."""
+    import torch
+
+    got = cli_threads(torch.get_num_threads())
+    if got is None:
+        return None
+    n, elsewhere = got
+    if elsewhere is not None:
+        log.debug("%d CPU thread(s): other processes kept %.1f of %d core(s) busy while gfi started (--threads N "
+                  "to choose)", n, elsewhere, len(_START.busy) if _START else 0)
+    if n == torch.get_num_threads():
+        return None
+    torch.set_num_threads(n)
+    return n

@@ -90,7 +90,8 @@ def add_device_arguments(p: argparse.ArgumentParser, g=None):
     g.add_argument("--device", default="auto", choices=list(DEVICE_CHOICES),
                    help="where to run: auto = the GPU when there is one, else the CPU (default: auto)")
     g.add_argument("--threads", type=int, default=0,
-                   help="CPU threads for torch (0: torch's default, one per core). gfi's threads wait passively "
+                   help="CPU threads for torch (0: one per core, less the cores other processes kept busy while gfi "
+                        "started, on Linux; OMP_NUM_THREADS if you set it). gfi's threads wait passively "
                         "(OMP_WAIT_POLICY=PASSIVE unless you set it), so the default holds up on a busy machine; "
                         "--threads 1 where several gfi processes share the cores (default: 0)")
     return g
@@ -115,6 +116,10 @@ def apply_threads(threads: int) -> None:
                          "(or 0 for torch's default)")
     if threads:
         torch.set_num_threads(threads)
+    else:
+        from gfi.threads import set_cli_threads
+
+        set_cli_threads()
 
 
 def load_classifier(args: argparse.Namespace, device: torch.device | None = None):

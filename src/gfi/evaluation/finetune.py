@@ -88,6 +88,10 @@ def finetune_voc_head(run: EvalRun, opts: VOCHeadOptions | None = None) -> dict:
     opts = VOCHeadOptions() if opts is None else opts
     if run.threads:
         torch.set_num_threads(run.threads)
+    else:  # the gfi program: one per core less those busy elsewhere (gfi.threads); from Python: unchanged
+        from gfi.threads import set_cli_threads
+
+        set_cli_threads()
     out = run.out
     out.mkdir(parents=True, exist_ok=True)
     ckpt_path = out / "voc_head.pt"

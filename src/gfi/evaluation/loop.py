@@ -351,6 +351,10 @@ def run_experiment(exp: Experiment, run: EvalRun, opts: Settings | None = None, 
     config, run_options = method_config(run)
     if run.threads:
         torch.set_num_threads(run.threads)
+    else:  # the gfi program: one per core less those busy elsewhere (gfi.threads); from Python: unchanged
+        from gfi.threads import set_cli_threads
+
+        set_cli_threads()
     dataset, classifier, info = exp.setup(run, opts, classifier, info)
     keys = dataset.keys
     dup = {k for k in keys if keys.count(k) > 1} if len(set(keys)) != len(keys) else set()

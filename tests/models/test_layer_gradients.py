@@ -15,8 +15,9 @@ def _by_hand(clf, x, targets, layer):
     acts, grads = [], []
     for b in range(x.shape[0]):
         for c in targets[b].tolist():
-            store = {}
-            handle = clf.model.get_submodule(layer).register_forward_hook(lambda _m, _a, out: store.setdefault("a", out))
+            store: dict = {}
+            module = clf.model.get_submodule(layer)
+            handle = module.register_forward_hook(lambda _m, _a, out, store=store: store.setdefault("a", out))
             try:
                 with torch.enable_grad():
                     y = clf(x[b:b + 1].clone().requires_grad_(True))

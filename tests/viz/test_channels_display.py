@@ -45,7 +45,7 @@ def test_overlays_of_1_and_4_channel_images_are_drawn(tmp_path):
     for c in (1, 4):
         image, sal = torch.rand(c, 30, 40), torch.rand(30, 40)
         fig = explanation_figure(image, sal, sal, "a title")
-        shown = fig.axes[0].images[0].get_array()
+        shown = fig.panels[0][1]
         assert shown.shape == (30, 40, 3)
         expected = display_rgb(image).permute(1, 2, 0).numpy()
         assert np.allclose(np.asarray(shown), expected)

@@ -1,16 +1,49 @@
 """Overlays in the style users know from pytorch-grad-cam: a colour map blended on the image.
 
-Figures are drawn with matplotlib's object-oriented API (a ``Figure`` on its own Agg canvas):
-pyplot and the global backend are never touched, so saving an overlay from a notebook leaves its
-inline or interactive backend as it was.
+The figure ``gfi explain`` writes for every map (:func:`explanation_figure`) is drawn with Pillow:
+no matplotlib import (about half a second of every command), and the default colour map, ``jet``,
+is matplotlib's own table (:data:`JET`). Another colour map name is looked up in matplotlib. The
+comparison rows and plots use matplotlib's object-oriented API (:func:`new_figure`, a ``Figure``
+on its own Agg canvas): pyplot and the global backend are never touched, so saving from a notebook
+leaves its inline or interactive backend as it was.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from torch import Tensor
+
+#: matplotlib's ``jet`` (its segment data: (x, value) points per channel, linear between them)
+_JET_POINTS = {
+    "red": ((0.0, 0.0), (0.35, 0.0), (0.66, 1.0), (0.89, 1.0), (1.0, 0.5)),
+    "green": ((0.0, 0.0), (0.125, 0.0), (0.375, 1.0), (0.64, 1.0), (0.91, 0.0), (1.0, 0.0)),
+    "blue": ((0.0, 0.5), (0.11, 1.0), (0.34, 1.0), (0.65, 0.0), (1.0, 0.0)),
+}
+
+
+class LookupColormap:
+    """A colour map as a 256-entry table, called like a matplotlib colour map: values in [0, 1]
+    (..., ) to RGBA (..., 4), entry ``min(int(v * 256), 255)``."""
+
+    def __init__(self, name: str, table: np.ndarray) -> None:
+        self.name, self.table = name, np.concatenate([table, np.ones((len(table), 1))], 1)
+
+    def __call__(self, values: np.ndarray) -> np.ndarray:
+        index = np.clip((np.nan_to_num(np.asarray(values, dtype=np.float64)) * 256).astype(np.int64), 0, 255)
+        return self.table[index]
+
+
+def _jet() -> LookupColormap:
+    x = np.linspace(0.0, 1.0, 256)
+    rgb = [np.interp(x, *zip(*_JET_POINTS[c], strict=True)) for c in ("red", "green", "blue")]
+    return LookupColormap("jet", np.stack(rgb, 1))
+
+
+#: the default colour map, without matplotlib
+JET = _jet()
 
 
 def display_rgb(image: Tensor) -> Tensor:
@@ -35,7 +68,10 @@ def to_original_size(saliency: Tensor, size: tuple[int, int]) -> Tensor:
 
 
 def colormap(name: str):
-    """The matplotlib colour map ``name``; an unknown name is a one-line :class:`SettingsError`."""
+    """The matplotlib colour map ``name`` (``jet``: :data:`JET`, the same table without importing
+    matplotlib); an unknown name is a one-line :class:`SettingsError`."""
+    if name == "jet":
+        return JET
     from matplotlib import colormaps
 
     from gfi.errors import SettingsError
@@ -80,29 +116,110 @@ def short_title(text: str, width: int = 26, lines: int = 3) -> str:
     return "\n".join(out)
 
 
+@dataclass
+class ExplanationFigure:
+    """The figure ``gfi explain`` writes: ``image`` (a Pillow RGB image), each panel's picture at
+    the image's size (``panels``: (title, (H, W, 3) array in [0, 1])) and where each title was
+    drawn (``title_boxes``: (x0, y0, x1, y1) pixels, one per panel)."""
+
+    image: object
+    panels: list[tuple[str, np.ndarray]]
+    title_boxes: list[tuple[int, int, int, int]] = field(default_factory=list)
+
+    def save(self, path: str | Path) -> None:
+        self.image.save(path, format="PNG")
+
+
+PANEL = 320  # pixels of a panel's longer side
+_GAP, _MARGIN, _FONT_SIZE, _TITLE_LINES = 12, 10, 13, 3
+
+
+def _font(size: int):
+    from PIL import ImageFont
+
+    try:
+        return ImageFont.load_default(size)
+    except (TypeError, ImportError, OSError):  # Pillow without FreeType: its fixed bitmap font
+        return ImageFont.load_default()
+
+
+def fit_title(text: str, font, width: float, lines: int = _TITLE_LINES) -> list[str]:
+    """``text`` broken into at most ``lines`` lines no wider than ``width`` pixels in ``font``, at
+    spaces where it can (a word longer than a line is cut); the last line shortened with an ellipsis
+    when the text does not fit."""
+    words = [w for part in text.split("\n") for w in [*part.split(" "), "\n"]][:-1]
+    out, line = [], ""
+    for word in words:
+        if word == "\n":
+            out.append(line)
+            line = ""
+            continue
+        trial = f"{line} {word}" if line else word
+        if font.getlength(trial) <= width:
+            line = trial
+            continue
+        if line:
+            out.append(line)
+        while font.getlength(word) > width and len(word) > 1:  # a word wider than the panel: cut it
+            cut = max(i for i in range(1, len(word) + 1) if font.getlength(word[:i]) <= width or i == 1)
+            out.append(word[:cut])
+            word = word[cut:]
+        line = word
+    out.append(line)
+    if len(out) > lines:
+        out = out[:lines]
+        last = out[-1]
+        while last and font.getlength(last + "…") > width:
+            last = last[:-1]
+        out[-1] = last.rstrip() + "…"
+    return out
+
+
 def explanation_figure(image: Tensor, stage1: Tensor | None, class_map: Tensor, title: str, *, cmap: str = "jet",
-                       colorbar: bool = False):
-    """The figure of :func:`save_explanation_figure` (a matplotlib ``Figure`` on its own canvas, not
-    yet saved; :func:`new_figure`). Titles are wrapped to their panel's width, so they never run into
-    each other. ``image`` is (C, H, W), shown as :func:`display_rgb` shows it."""
-    img = display_rgb(image).permute(1, 2, 0).cpu().numpy()
-    panels = [("input", img, None)]
+                       colorbar: bool = False) -> ExplanationFigure:
+    """The figure of :func:`save_explanation_figure`: the image, the stage-1 map when given and the
+    class map over the image, side by side, each under its title (wrapped to its panel's width, so
+    titles never run into each other). ``image`` is (C, H, W), shown as :func:`display_rgb` shows
+    it; the maps are (H, W). Drawn with Pillow (no matplotlib)."""
+    from PIL import Image, ImageDraw
+
+    img = display_rgb(image).permute(1, 2, 0).cpu().float().numpy()
+    panels = [("input", img)]
     if stage1 is not None:
-        panels.append(("stage 1: inversion map", overlay(img, stage1.cpu().numpy(), cmap), stage1))
-    panels.append((title, overlay(img, class_map.cpu().numpy(), cmap), class_map))
+        panels.append(("stage 1: inversion map", overlay(img, stage1.cpu().numpy(), cmap)))
+    panels.append((title, overlay(img, class_map.cpu().numpy(), cmap)))
     h, w = img.shape[:2]
-    scale = max(h, w)
-    panel_w = 3.2 * w / scale
-    fig = new_figure(figsize=(panel_w * len(panels) + 0.4, 3.6 * h / scale + 0.7))
-    axes = fig.subplots(1, len(panels))
-    chars = max(12, int(panel_w * 72 / (9 * 0.6)))  # about 0.6 em per character at 9 pt
-    for ax, (name, pic, _) in zip(np.atleast_1d(axes), panels, strict=True):
-        shown = ax.imshow(pic, cmap=cmap, vmin=0, vmax=1)
-        ax.set_title(short_title(name, chars), fontsize=9)
-        ax.axis("off")
+    pw, ph = max(1, round(PANEL * w / max(h, w))), max(1, round(PANEL * h / max(h, w)))
+    font = _font(_FONT_SIZE)
+    line_h = _FONT_SIZE + 4
+    title_h = line_h * _TITLE_LINES
+    bar_w = 44 if colorbar else 0
+    width = 2 * _MARGIN + len(panels) * pw + (len(panels) - 1) * _GAP + bar_w
+    height = 2 * _MARGIN + title_h + 4 + ph
+    canvas = Image.new("RGB", (width, height), "white")
+    draw = ImageDraw.Draw(canvas)
+    boxes = []
+    for i, (name, pic) in enumerate(panels):
+        x = _MARGIN + i * (pw + _GAP)
+        tile = Image.fromarray((np.clip(pic, 0, 1) * 255).round().astype(np.uint8), "RGB")
+        canvas.paste(tile.resize((pw, ph), Image.Resampling.BILINEAR), (x, _MARGIN + title_h + 4))
+        rows = fit_title(name, font, pw)
+        top = _MARGIN + title_h - line_h * len(rows)  # the title sits just above its panel
+        box = [x + pw, top, x, top + line_h * len(rows)]
+        for j, row in enumerate(rows):
+            tw = font.getlength(row)
+            tx = x + (pw - tw) / 2
+            draw.text((tx, top + j * line_h), row, fill="black", font=font)
+            box[0], box[2] = min(box[0], int(tx)), max(box[2], int(tx + tw + 1))
+        boxes.append(tuple(box))
     if colorbar:
-        fig.colorbar(shown, ax=list(np.atleast_1d(axes)), fraction=0.02, pad=0.01)
-    return fig
+        x0, y0 = width - _MARGIN - bar_w + 8, _MARGIN + title_h + 4
+        ramp = colormap(cmap)(np.linspace(1, 0, ph))[:, :3]
+        bar = Image.fromarray((np.repeat(ramp[:, None], 12, 1) * 255).round().astype(np.uint8), "RGB")
+        canvas.paste(bar, (x0, y0))
+        draw.text((x0 + 15, y0 - 2), "1", fill="black", font=font)
+        draw.text((x0 + 15, y0 + ph - line_h), "0", fill="black", font=font)
+    return ExplanationFigure(canvas, panels, boxes)
 
 
 def save_explanation_figure(
@@ -116,8 +233,7 @@ def save_explanation_figure(
     colorbar: bool = False,
 ) -> None:
     """A PNG with the image, the stage-1 inversion map and the class map (all at the image's size)."""
-    fig = explanation_figure(image, stage1, class_map, title, cmap=cmap, colorbar=colorbar)
-    fig.savefig(path, dpi=100, bbox_inches="tight", format="png")
+    explanation_figure(image, stage1, class_map, title, cmap=cmap, colorbar=colorbar).save(path)
 
 
 def save_overlay(path: str | Path, image: Tensor, saliency: Tensor, *, title: str = "", cmap: str = "jet",

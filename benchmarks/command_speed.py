@@ -14,7 +14,10 @@ Thread policies (the same code, the working tree's, except ``before``):
 
 * ``old``: torch imported before gfi can choose, so OpenMP keeps its default wait (spin, then
   sleep) at torch's default thread count: what ``gfi`` did before its thread policy;
-* ``passive``: the ``gfi`` program as it is (``OMP_WAIT_POLICY=PASSIVE``, torch's default count);
+* ``passive``: ``OMP_WAIT_POLICY=PASSIVE`` at torch's default count, one thread per core
+  (``OMP_NUM_THREADS`` set to the usable cores: a count the user sets is kept);
+* ``auto``: the ``gfi`` program as it is (passive waiting; one thread per core less the cores other
+  processes kept busy while it started, ``gfi.threads``);
 * ``one``: ``--threads 1``;
 * ``before``: the command of ``--before REF`` (its start-up and its thread handling), quiet only.
 
@@ -60,9 +63,11 @@ def others() -> int:
     return n
 
 
-def environment(src: Path) -> dict[str, str]:
+def environment(src: Path, policy: str = "") -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "PYTHONPATH")}
     env["PYTHONPATH"] = str(src)
+    if policy == "passive":  # torch's default count, kept: the program leaves a user's OMP_NUM_THREADS alone
+        env["OMP_NUM_THREADS"] = str(len(os.sched_getaffinity(0)))
     return env
 
 
@@ -125,7 +130,7 @@ def block(condition: str, srcs: dict[str, Path], tmp: Path, folder: list[str], r
     if condition == "loaded":
         busy = subprocess.Popen([sys.executable, "-c", "while True: pass"])
         time.sleep(2)
-    policies = ["old", "passive", "one"] + (["before"] if condition == "quiet" else [])
+    policies = ["old", "passive", "auto", "one"] + (["before"] if condition == "quiet" else [])
     cells: dict[str, dict] = {}
     try:
         plan = [("one image", m, [str(IMAGE)], repeats) for m in methods] + \
@@ -141,7 +146,7 @@ def block(condition: str, srcs: dict[str, Path], tmp: Path, folder: list[str], r
                     out = tmp / condition / key.replace(" | ", "_").replace(" ", "-") / str(rep)
                     shutil.rmtree(out, ignore_errors=True)
                     cmd = prefix + explain_args(policy, method, inputs, out)
-                    cell["wall"].append(timed(cmd, environment(srcs[who])))
+                    cell["wall"].append(timed(cmd, environment(srcs[who], policy)))
                     cell["per_image"].append(per_image(out))
                     print(f"{condition} | {key} | {cell['wall'][-1]:.2f} s", file=sys.stderr, flush=True)
     finally:
@@ -156,11 +161,12 @@ def block(condition: str, srcs: dict[str, Path], tmp: Path, folder: list[str], r
     ratios = {}
     for workload, method, _, _ in plan:
         c = {p: cells[f"{workload} | {method} | {p}"]["wall"] for p in policies}
+        ratios[f"{workload} | {method} | auto/one"] = paired(c["auto"], c["one"])
         ratios[f"{workload} | {method} | passive/one"] = paired(c["passive"], c["one"])
         ratios[f"{workload} | {method} | old/one"] = paired(c["old"], c["one"])
-        ratios[f"{workload} | {method} | old/passive"] = paired(c["old"], c["passive"])
+        ratios[f"{workload} | {method} | old/auto"] = paired(c["old"], c["auto"])
         if "before" in c:
-            ratios[f"{workload} | {method} | before/passive"] = paired(c["before"], c["passive"])
+            ratios[f"{workload} | {method} | before/auto"] = paired(c["before"], c["auto"])
     for p in policies if {"default", "fast"} <= set(methods) else ():
         d, f = (cells[f"one image | {m} | {p}"]["wall"] for m in ("default", "fast"))
         ratios[f"one image | default/fast | {p}"] = paired(d, f)

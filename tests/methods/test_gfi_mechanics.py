@@ -204,9 +204,9 @@ def test_stage2_blurs_its_background_with_its_own_kernel(tiny, tiny_images):
         GFIConfig(blur_kernel2=4)
 
 
-def test_fast_preset_costs_at_most_a_third_of_the_default_passes(tiny, tiny_images):
+def test_fast_preset_costs_at_most_a_fifth_of_the_default_passes(tiny, tiny_images):
     """Images through the model (forwards, each with its backward inside the loops) for one target:
-    the fast preset's count is at most a third of the default's; the rivals' gradients cost no
+    the fast preset's count is at most a fifth of the default's; the rivals' gradients cost no
     image more (they share the start's one forward: one backward per rival from the outputs)."""
     counts = {}
     rows = [0]
@@ -219,7 +219,7 @@ def test_fast_preset_costs_at_most_a_third_of_the_default_passes(tiny, tiny_imag
     finally:
         handle.remove()
     assert counts["default"] == counts["default-no-rivals"], counts
-    assert counts["fast"] * 3 <= counts["default"], counts
+    assert counts["fast"] * 5 <= counts["default"], counts
     assert GFIConfig.fast() == GFIConfig.preset("fast") and GFIConfig.fast().iters2 < GFIConfig().iters2
 
 

@@ -57,7 +57,10 @@ def others() -> int:
             continue
         try:
             cmd = (d / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
+            state = (d / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            continue
+        if state in ("T", "t", "Z"):  # stopped (SIGSTOP) or finished: not running
             continue
         n += ("pytest" in cmd and "python" in cmd) or "gfi eval" in cmd
     return n

@@ -30,7 +30,6 @@ import os
 import sys
 import time
 from collections.abc import Iterable, Mapping, MutableMapping
-from dataclasses import dataclass
 
 log = logging.getLogger(__name__)
 
@@ -77,15 +76,16 @@ def wait_passively() -> bool:
     return True
 
 
-@dataclass(frozen=True)
 class CpuSample:
     """A reading of the CPUs this process may run on: ``busy`` ticks of each (``/proc/stat``: user,
     nice, system, irq, softirq, steal; ``SC_CLK_TCK`` a second), this process's own CPU seconds
-    (``os.times``) and the monotonic clock."""
+    (``os.times``) and the monotonic clock. (A plain class: ``gfi --help`` imports this module, and
+    dataclasses would cost it a few milliseconds.)"""
 
-    wall: float
-    busy: Mapping[int, int]
-    own: float
+    __slots__ = ("busy", "own", "wall")
+
+    def __init__(self, wall: float, busy: Mapping[int, int], own: float) -> None:
+        self.wall, self.busy, self.own = wall, busy, own
 
     @classmethod
     def now(cls, cpus: Iterable[int] | None = None, stat: str | None = None) -> CpuSample | None:

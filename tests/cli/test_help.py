@@ -49,4 +49,4 @@ def test_preset_help_names_every_preset_of_the_method():
         for preset in METHODS[name].preset_names():
             assert re.search(rf"\b{preset} \(", text), (name, preset, text)
     gfi = _preset_help("gfi")
-    assert "fast (the default with iters1=4, iters2=8)" in gfi and "paper (exactly the paper's)" in gfi
+    assert "fast (the default with iters1=4, iters2=3, lr2=0.008)" in gfi and "paper (exactly the paper's)" in gfi

@@ -192,18 +192,18 @@ def explanation_figure(image: Tensor, stage1: Tensor | None, class_map: Tensor, 
     pw, ph = max(1, round(PANEL * w / max(h, w))), max(1, round(PANEL * h / max(h, w)))
     font = _font(_FONT_SIZE)
     line_h = _FONT_SIZE + 4
-    title_h = line_h * _TITLE_LINES
+    titles = [fit_title(name, font, pw) for name, _ in panels]
+    title_h = line_h * max(len(t) for t in titles)  # as high as the longest title
     bar_w = 44 if colorbar else 0
     width = 2 * _MARGIN + len(panels) * pw + (len(panels) - 1) * _GAP + bar_w
     height = 2 * _MARGIN + title_h + 4 + ph
     canvas = Image.new("RGB", (width, height), "white")
     draw = ImageDraw.Draw(canvas)
     boxes = []
-    for i, (name, pic) in enumerate(panels):
+    for i, ((_, pic), rows) in enumerate(zip(panels, titles, strict=True)):
         x = _MARGIN + i * (pw + _GAP)
         tile = Image.fromarray((np.clip(pic, 0, 1) * 255).round().astype(np.uint8), "RGB")
         canvas.paste(tile.resize((pw, ph), Image.Resampling.BILINEAR), (x, _MARGIN + title_h + 4))
-        rows = fit_title(name, font, pw)
         top = _MARGIN + title_h - line_h * len(rows)  # the title sits just above its panel
         box = [x + pw, top, x, top + line_h * len(rows)]
         for j, row in enumerate(rows):

@@ -281,7 +281,7 @@ class GFIConfig(Settings):
 
     @classmethod
     def fast(cls, **overrides: Any) -> GFIConfig:
-        """The ``fast`` preset (a third of the default's passes; :attr:`PRESET_CHANGES`), plus ``overrides``."""
+        """The ``fast`` preset (under a fifth of the default's passes; :attr:`PRESET_CHANGES`), plus ``overrides``."""
         return preset_settings(cls, "fast", overrides)
 
     @classmethod

@@ -1,10 +1,20 @@
 from __future__ import annotations
 
 import os
+import sys
+import time
 from pathlib import Path
 
 import pytest
-import torch
+
+from gfi import threads
+
+# the test process waits as the gfi program does (set before torch is imported, unless the user set
+# it): with spinning threads a run beside another busy process took many times as long
+if "torch" not in sys.modules:
+    os.environ.setdefault(threads.WAIT_POLICY, threads.PASSIVE)
+
+import torch  # after the wait policy
 from torch import nn
 
 REPO = Path(__file__).resolve().parents[1]
@@ -55,9 +65,22 @@ def tiny_images():
     return torch.rand(2, 3, 4, 4, generator=g)
 
 
+def _test_threads() -> int:
+    """Up to 2 threads, less the cores other processes keep busy (read over 0.3 s), as the gfi program
+    chooses its count; OMP_NUM_THREADS stands."""
+    if "OMP_NUM_THREADS" in os.environ:
+        return torch.get_num_threads()
+    start = threads.CpuSample.now()
+    time.sleep(0.3)
+    end = threads.CpuSample.now(start.busy) if start else None
+    cores = len(start.busy) if start else (os.cpu_count() or 1)
+    elsewhere = threads.cores_busy_elsewhere(start, end) if start and end else None
+    return threads.free_threads(max(1, min(2, cores)), cores, elsewhere)
+
+
 @pytest.fixture(scope="session")
 def lite0():
-    torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+    torch.set_num_threads(_test_threads())
     from gfi.models.presets import load_model
 
     return load_model("efficientnet_lite0")[0]

@@ -3,6 +3,7 @@ gradient of its own forward pass."""
 
 from __future__ import annotations
 
+import pytest
 import torch
 from torch import nn
 
@@ -79,3 +80,32 @@ def test_a_model_without_one_output_row_per_image_repeats_the_image(tiny, tiny_i
     torch.testing.assert_close(act, want[0])
     # the repeated images' rows: row k of the output is target k's own image
     torch.testing.assert_close(grad, want[1])
+
+
+def test_a_segmentation_output_shares_the_forward_too():
+    """A dict output ({"out": (N, C, H, W)}) scored by two segmentation targets of different regions:
+    one forward of the image, and each target's rows equal to its own call's."""
+    pytest.importorskip("torchvision")
+    from gfi.targets import SegmentationTarget
+    from tests.methods import target_nets as nets
+
+    clf = nets.segmentation_model()
+    x = nets.planted_images(1, nets.SEGMENTATION_SIZE, nets.SEGMENTATION_BOX)
+    region = torch.zeros(128, 128, dtype=torch.bool)
+    region[:64] = True
+    targets = [SegmentationTarget(1), SegmentationTarget(1, region)]
+    layer = clf.channel_layer
+    rows = [0]
+    handle = clf.model.register_forward_pre_hook(lambda _m, a: rows.__setitem__(0, rows[0] + a[0].shape[0]))
+    try:
+        with frozen(clf.model):
+            act, grad = layer_gradients(clf, x, TargetGrid([targets]), layer)
+    finally:
+        handle.remove()
+    assert rows[0] == 1
+    for k, t in enumerate(targets):
+        with frozen(clf.model):
+            one_act, one_grad = layer_gradients(clf, x, TargetGrid([[t]]), layer)
+        torch.testing.assert_close(act[k:k + 1], one_act)
+        torch.testing.assert_close(grad[k:k + 1], one_grad)
+    assert not torch.allclose(grad[0], grad[1])

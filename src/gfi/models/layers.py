@@ -29,6 +29,7 @@ from torch import Tensor, nn
 
 from gfi.errors import GFIError
 from gfi.targets import TargetGrid
+from gfi.targets import _batch_of as output_rows
 
 
 class LayerNotFoundError(GFIError, ValueError):
@@ -185,45 +186,29 @@ def layer_gradients(classifier: ModelWithForward, images: Tensor, targets: Tenso
 
     Call with the model frozen: the input carries the graph, so no parameter gets a gradient. Both
     come back in the images' dtype (a half- or double-precision model's own are cast)."""
-    b, k = targets.shape
+    grid = targets if isinstance(targets, TargetGrid) else TargetGrid.of_indices(targets)
+    b, k = grid.shape
     multilabel = getattr(classifier, "multilabel", False)
     x = images.detach().requires_grad_(True)
     with torch.enable_grad(), capture(classifier.model, [layer], clone=False) as store:
         out = classifier(x)
         act = store[layer]
-        if k > 1 and not _per_image(act, out, b):
-            # a layer or output without one row per image: one forward of the image per target
+        if k > 1 and (act.shape[0] != b or output_rows(out) != b):
+            # a layer or an output without one row per image: the image once per target
             store.clear()
             out = classifier(images.detach().repeat_interleave(k, 0).requires_grad_(True))
             act = store[layer]
-        if _batch_of(act) == b * k:  # one row per target (K = 1, or the images repeated)
-            if isinstance(targets, Tensor):
-                score = out.gather(1, targets.reshape(-1, 1).to(out.device))
-            else:
-                score = targets.score(out, "logit", multilabel)
-            grad = gradient_of(score.sum(), act)
+        if act.shape[0] == b * k:  # one row per target (K = 1, or the images repeated)
+            grad = gradient_of(grid.score(out, "logit", multilabel).sum(), act)
             act = act.detach()
         else:
             # one forward of the B images; each of the K targets is one backward from the outputs to
             # the layer (the targets of an image share its activations: d s_bk / d A_b)
-            if isinstance(targets, Tensor):
-                scores = out.gather(1, targets.reshape(b, k).to(out.device))
-            else:
-                scores = targets.score_each(out, "logit", multilabel)
+            scores = grid.score_each(out, "logit", multilabel)  # (B, K), any output a target reads
             grad = torch.stack([gradient_of(scores[:, j].sum(), act, retain=j < k - 1) for j in range(k)], 1)
             act, grad = act.detach().repeat_interleave(k, 0), grad.flatten(0, 1)
     as_map = classifier.as_map
     return as_map(act).to(images.dtype), as_map(grad).to(images.dtype)
-
-
-def _per_image(act: Tensor, out: object, b: int) -> bool:
-    """Whether a forward of B images gives one activation row and one output row per image (then
-    the targets of an image can share one forward pass)."""
-    return _batch_of(act) == b and isinstance(out, Tensor) and out.ndim == 2 and out.shape[0] == b
-
-
-def _batch_of(act: Tensor) -> int:
-    return act.shape[0] if act.ndim else 0
 
 
 def gradient_of(score: Tensor, x: Tensor, retain: bool = False) -> Tensor:

@@ -391,7 +391,9 @@ def run_experiment(exp: Experiment, run: EvalRun, opts: Settings | None = None, 
                           info=info, device=device, target=target,
                           method_targets=lambda classes: exp.method_targets(opts, classes))
             ctx.store.prepare(selected, given=run.maps is not None)
-            ctx.manifest, ctx.info_file = manifest, run.out / MODEL_INFO
+            # the model's info is one file of the folder: rank 0 writes it (two ranks writing it at once
+            # would each find the other's file in the way)
+            ctx.manifest, ctx.info_file = manifest, run.out / MODEL_INFO if shard.rank == 0 else None
             quiet = run.quiet or shard.rank != 0
             ctx.progress = tracker(None if quiet else progress, run.method, f"{exp.name}, method {run.method}")
             write_options(run, options, shard, manifest)

@@ -44,3 +44,24 @@ def test_shards_without_torch_distributed_merge_on_a_plain_rerun(tmp_path, tiny,
     assert stable(lines(sharded)) == stable(lines(one))
     s1, s2 = (json.loads((d / "summary.json").read_text()) for d in (one, sharded))
     assert (s1["error"], s1["alpha"], s1["n_failed"]) == (s2["error"], s2["alpha"], s2["n_failed"])
+
+
+def test_the_folders_own_files_are_written_by_rank_0_alone(tmp_path, monkeypatch):
+    """Two ranks that load the model at once both wrote ``model_info.json``, and one then found the
+    other's file in the way (exit 2 under torchrun): a rank other than 0 leaves it to rank 0."""
+    from gfi.cli import main
+    from tests import cli_tiny
+    from tests.cli.test_fault_injection import sod
+
+    cli_tiny.patch(monkeypatch)
+    data, out = sod(tmp_path / "sod", 4), tmp_path / "ev"
+    argv = ["eval", "saliency", "--data", str(data), "--method", "gradcam", "--out", str(out), "--quiet",
+            "--threads", "1"]
+    monkeypatch.delenv("MASTER_ADDR", raising=False)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "1")
+    assert main(argv) == 0
+    assert list(out.glob("records.part1.*.jsonl")) and not (out / "model_info.json").exists()
+    monkeypatch.setenv("RANK", "0")
+    assert main(argv) == 0
+    assert json.loads((out / "model_info.json").read_text())["model"]

@@ -46,7 +46,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 IMAGE = REPO / "src" / "gfi" / "assets" / "dog_cat.jpg"
 METHODS = {"gradcam": ["--method", "gradcam"], "fast": ["--preset", "fast"], "default": []}
-OLD = "import sys, torch; from gfi.cli import main; sys.exit(main(sys.argv[1:]))"  # torch first: OpenMP's own wait
+OLD = ("import sys, torch; from gfi.cli import end_without_teardown, main; "
+       "sys.exit(end_without_teardown(main(sys.argv[1:])))")  # torch first: OpenMP's own wait
 
 
 def others() -> int:

@@ -168,3 +168,14 @@ def set_cli_threads() -> int | None:
         return None
     torch.set_num_threads(n)
     return n
+
+
+def use_threads(threads: int) -> None:
+    """A run's ``threads`` option: ``N`` > 0 sets torch's count to N; 0 is the command line's count
+    (:func:`set_cli_threads`: the free cores), and from Python leaves torch's count alone."""
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    else:
+        set_cli_threads()

@@ -162,7 +162,7 @@ def console_main() -> int:
     return end_without_teardown(code)
 
 
-def end_without_teardown(code: int) -> int:
+def end_without_teardown(code: int | None) -> int | None:
     """End the program with ``code`` without the interpreter's teardown of every module, which
     after ``import torch`` takes about 0.4 s (a third of the time torch takes to import) and does
     nothing for a command that has finished: the ``atexit`` functions run (logging's flush among

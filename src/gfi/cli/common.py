@@ -104,7 +104,8 @@ def add_log_arguments(p: argparse.ArgumentParser, *, verbose: bool = True) -> No
 
 
 def apply_threads(threads: int) -> None:
-    """``--threads``: 0 leaves torch's default; more than the cores this process may use is refused
+    """``--threads``: 0 is one thread per free core (:func:`gfi.threads.use_threads`); more than the
+    cores this process may use is refused
     (it never helps, and tens of thousands make OpenMP fail to create threads and crash)."""
     from gfi.models.device import available_cpus
 
@@ -114,12 +115,9 @@ def apply_threads(threads: int) -> None:
     if threads > cpus:
         raise UsageError(f"--threads {threads}: gfi may use {cpus} CPU core(s) here; give at most {cpus} "
                          "(or 0 for torch's default)")
-    if threads:
-        torch.set_num_threads(threads)
-    else:
-        from gfi.threads import set_cli_threads
+    from gfi.threads import use_threads
 
-        set_cli_threads()
+    use_threads(threads)
 
 
 def load_classifier(args: argparse.Namespace, device: torch.device | None = None):

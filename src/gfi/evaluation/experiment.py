@@ -64,7 +64,7 @@ class EvalRun:
         prefetch: decode and check the next batch's images in a background thread while the current
             batch is explained (``--no-prefetch`` turns it off).
         device: ``auto``, ``cpu`` or ``cuda`` (:func:`gfi.models.device.choose_device`).
-        threads: CPU threads for torch (0: torch's default).
+        threads: CPU threads for torch (0: from the gfi program, one per free core; from Python, torch's count).
         overwrite: discard the lines and maps of an earlier run in ``out``.
         quiet: no progress bar.
     """

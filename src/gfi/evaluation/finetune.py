@@ -26,6 +26,7 @@ from gfi.models.layers import LayerRef
 from gfi.models.loading import HEAD_KEY, find_head
 from gfi.persist import atomic_write, atomic_write_text
 from gfi.settings import Settings, setting
+from gfi.threads import use_threads
 
 
 @dataclass(frozen=True)
@@ -86,12 +87,7 @@ def finetune_voc_head(run: EvalRun, opts: VOCHeadOptions | None = None) -> dict:
     from gfi.models.presets import load_model
 
     opts = VOCHeadOptions() if opts is None else opts
-    if run.threads:
-        torch.set_num_threads(run.threads)
-    else:  # the gfi program: one per core less those busy elsewhere (gfi.threads); from Python: unchanged
-        from gfi.threads import set_cli_threads
-
-        set_cli_threads()
+    use_threads(run.threads)  # 0: the gfi program's free cores; from Python, torch's count
     out = run.out
     out.mkdir(parents=True, exist_ok=True)
     ckpt_path = out / "voc_head.pt"

@@ -66,6 +66,7 @@ from gfi.persist import (
 )
 from gfi.progress import ProgressLike, Tracker, tracker
 from gfi.settings import Settings
+from gfi.threads import use_threads
 
 log = logging.getLogger("gfi")
 OPTIONS = "options.json"
@@ -349,12 +350,7 @@ def run_experiment(exp: Experiment, run: EvalRun, opts: Settings | None = None, 
     if run.method is None:
         run = run.replace(method=exp.default_method)
     config, run_options = method_config(run)
-    if run.threads:
-        torch.set_num_threads(run.threads)
-    else:  # the gfi program: one per core less those busy elsewhere (gfi.threads); from Python: unchanged
-        from gfi.threads import set_cli_threads
-
-        set_cli_threads()
+    use_threads(run.threads)  # 0: the gfi program's free cores; from Python, torch's count
     dataset, classifier, info = exp.setup(run, opts, classifier, info)
     keys = dataset.keys
     dup = {k for k in keys if keys.count(k) > 1} if len(set(keys)) != len(keys) else set()
